@@ -1,0 +1,127 @@
+# Shared set-up for .ci/serve and .ci/test. Every step checks before it acts,
+# so running it again is cheap and changes nothing.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/servicetsunami/target}"
+# Builds never need a database: the query metadata is committed in .sqlx/.
+export SQLX_OFFLINE=true
+export PATH="$HOME/.cargo/bin:$PATH"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+apt_install() {
+  log "installing with apt: $*"
+  if [ ! -f /tmp/.servicetsunami-apt-updated ]; then
+    $SUDO apt-get update -qq && touch /tmp/.servicetsunami-apt-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "Rust is required: install rustup from your package manager or rustup.rs"
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    log "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown
+  fi
+}
+
+# The exact wasm-bindgen the workspace pins (Cargo.lock).
+pinned_wasm_bindgen() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+ensure_cargo_leptos() {
+  if ! command -v cargo-leptos >/dev/null; then
+    # cargo-leptos's locked dependencies need a newer rustc than stable 1.95.
+    local toolchain=nightly
+    if ! rustup toolchain list | grep -q '^nightly'; then
+      log "installing a nightly toolchain for cargo-leptos"
+      rustup toolchain install nightly --profile minimal
+    fi
+    log "installing cargo-leptos (about 15 minutes, once)"
+    cargo "+$toolchain" install cargo-leptos --locked --features no_downloads
+  fi
+  local want have
+  want="$(pinned_wasm_bindgen)"
+  have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')"
+  if [ "$have" != "$want" ]; then
+    log "installing wasm-bindgen-cli $want"
+    # Not --locked: its lock file names a crate version the registry does not serve.
+    cargo install wasm-bindgen-cli --version "$want" --force
+  fi
+}
+
+ensure_node_deps() {
+  command -v npm >/dev/null || apt_install nodejs npm
+  local dir="$ROOT/end2end"
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    log "installing end-to-end test dependencies (npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  fi
+}
+
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
+}
+
+pg_ok() { psql "$1" -Atqc 'SELECT 1' >/dev/null 2>&1; }
+
+# A cluster of the project's own under .data/postgres (trust auth, loopback
+# only, port 54329), for machines whose Postgres is missing or closed to us.
+# It leaves the system's Postgres configuration alone.
+start_private_postgres() {
+  local bindir dir="$ROOT/.data/postgres" port=54329 as=()
+  if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then apt_install postgresql; fi
+  bindir="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+  mkdir -p "$dir"
+  if [ "$(id -u)" -eq 0 ]; then
+    # initdb refuses to run as root.
+    chown postgres "$dir"
+    as=(runuser -u postgres --)
+  fi
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    log "creating a private PostgreSQL cluster in $dir"
+    "${as[@]}" "$bindir/initdb" -D "$dir" -A trust -U postgres >/dev/null
+  fi
+  if ! "${as[@]}" "$bindir/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    log "starting the private PostgreSQL cluster on 127.0.0.1:$port"
+    "${as[@]}" "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
+  fi
+  PG_BASE="postgres://postgres@127.0.0.1:$port"
+}
+
+# Makes sure the Postgres named by the variable $1 (a postgres:// URL) answers
+# and its database exists. If it does not answer, starts the machine's
+# cluster, and failing that a private one (installing PostgreSQL with apt if
+# needed), and points the variable at it.
+ensure_postgres() {
+  local -n url_var="$1"
+  local base="${url_var%/*}" db="${url_var##*/}"
+  db="${db%%\?*}"
+  command -v psql >/dev/null || apt_install postgresql-client
+  if ! pg_ok "$base/postgres" && command -v pg_ctlcluster >/dev/null && ls -d /etc/postgresql/*/main >/dev/null 2>&1; then
+    local version
+    version="$(ls /etc/postgresql | sort -V | tail -n1)"
+    log "starting the machine's PostgreSQL $version cluster"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start >/dev/null 2>&1 || true
+    for _ in $(seq 1 15); do pg_ok "$base/postgres" && break; sleep 1; done
+  fi
+  if ! pg_ok "$base/postgres"; then
+    log "no PostgreSQL answers at $base"
+    start_private_postgres
+    base="$PG_BASE"
+    pg_ok "$base/postgres" || die "PostgreSQL could not be started; see $ROOT/.data/postgres/server.log"
+    url_var="$base/$db"
+  fi
+  if [ -n "$db" ] && [ "$db" != "postgres" ] &&
+     [ "$(psql "$base/postgres" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$db'")" != "1" ]; then
+    log "creating database $db"
+    psql "$base/postgres" -qc "CREATE DATABASE \"$db\"" >/dev/null
+  fi
+}

@@ -1,0 +1,39 @@
+//! The ServiceTsunami web application, shared by the server (feature `ssr`) and
+//! the browser bundle (feature `hydrate`).
+//!
+//! A tour, one line per module:
+//! - [`domain`]: parsed domain types (`DatasetName`, `ColumnName`, sync status) and
+//!   column-name normalisation. Pure code, compiled on both sides.
+//! - [`model`]: the data transfer types the pages render and server functions return.
+//! - [`error`]: `AppError`, the one error type server functions return; it survives the wire.
+//! - [`api`]: the server functions (list datasets, dataset detail).
+//! - [`pages`]: the Leptos components, one module per page, plus the shell.
+//! - [`format`]: display helpers shared by SSR and hydration so both render the same text.
+//! - `ssr` (server only): `AppState`, the Postgres catalogue and the DuckDB reader of the
+//!   local Parquet files.
+
+pub mod api;
+pub mod domain;
+pub mod error;
+pub mod format;
+pub mod model;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod ssr;
+
+pub use pages::{shell, App};
+
+/// Entry point of the browser bundle: hydrates the server-rendered page.
+#[cfg(feature = "hydrate")]
+pub fn hydrate() {
+    leptos::mount::hydrate_body(App);
+    // A marker for the end-to-end tests: interaction before this point would
+    // hit the plain HTML form.
+    if let Some(window) = web_sys::window() {
+        let _ = js_sys::Reflect::set(
+            &window,
+            &wasm_bindgen::JsValue::from_str("__servicetsunami_hydrated"),
+            &wasm_bindgen::JsValue::TRUE,
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! `/`: the upload form and the tenant's datasets.
+
+use super::components::SyncBadge;
+use crate::{
+    api::list_datasets,
+    format::{human_bytes, short_timestamp, thousands},
+    model::DatasetSummary,
+};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::{components::A, hooks::use_query_map};
+
+#[component]
+pub fn DatasetsPage() -> impl IntoView {
+    // Bumped after each successful upload so the list is fetched again.
+    let (version, set_version) = signal(0u32);
+    let datasets = Resource::new(move || version.get(), |_| list_datasets());
+
+    view! {
+        <Title text="Datasets" />
+        <UploadForm on_uploaded=Callback::new(move |()| set_version.update(|v| *v += 1)) />
+        <section class="card">
+            <h1>"Datasets"</h1>
+            <Transition fallback=|| view! { <p class="muted">"Loading datasets…"</p> }>
+                {move || Suspend::new(async move {
+                    match datasets.await {
+                        Ok(list) if list.is_empty() => {
+                            view! {
+                                <p class="muted" id="no-datasets">
+                                    "No datasets yet. Upload a CSV, TSV, JSON, NDJSON or Parquet file (gzip is fine too)."
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Ok(list) => view! { <DatasetsTable datasets=list /> }.into_any(),
+                        Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn DatasetsTable(datasets: Vec<DatasetSummary>) -> impl IntoView {
+    view! {
+        <div class="table-scroll">
+            <table class="datasets">
+                <thead>
+                    <tr>
+                        <th>"Name"</th>
+                        <th>"Format"</th>
+                        <th class="num">"Rows"</th>
+                        <th class="num">"Columns"</th>
+                        <th class="num">"Size"</th>
+                        <th>"Uploaded"</th>
+                        <th>"Sync"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {datasets
+                        .into_iter()
+                        .map(|d| {
+                            view! {
+                                <tr data-dataset-id=d.id.to_string()>
+                                    <td>
+                                        <A href=format!("/datasets/{}", d.id)>{d.name.clone()}</A>
+                                        <div class="muted small">{d.file_name.clone()}</div>
+                                    </td>
+                                    <td>{d.source_format.clone()}</td>
+                                    <td class="num">{thousands(d.row_count)}</td>
+                                    <td class="num">{thousands(d.column_count)}</td>
+                                    <td class="num">{human_bytes(d.size_bytes)}</td>
+                                    <td>
+                                        <time datetime=d.created_at.clone()>{short_timestamp(&d.created_at)}</time>
+                                    </td>
+                                    <td>
+                                        <SyncBadge status=d.sync_status />
+                                    </td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+}
+
+/// The upload form. Without JavaScript it is a plain multipart form whose
+/// answer redirects back here; once hydrated it uploads through XHR so it can
+/// show progress, and reports errors inline.
+#[component]
+fn UploadForm(on_uploaded: Callback<()>) -> impl IntoView {
+    let query = use_query_map();
+    // Set by the server's redirect after a failed upload without JavaScript.
+    let redirected_error = move || query.read().get("upload_error");
+    let (error, set_error) = signal(None::<String>);
+    let (notice, set_notice) = signal(None::<String>);
+    let (progress, set_progress) = signal(None::<f64>);
+    let (dragging, set_dragging) = signal(false);
+    let form_ref = NodeRef::<leptos::html::Form>::new();
+    let file_ref = NodeRef::<leptos::html::Input>::new();
+    let name_ref = NodeRef::<leptos::html::Input>::new();
+
+    let shown_error = move || error.get().or_else(redirected_error);
+    let uploading = move || progress.get().is_some();
+
+    let on_file_chosen = move || {
+        #[cfg(feature = "hydrate")]
+        super::upload::default_name_from_file(&file_ref, &name_ref);
+    };
+
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            ev.prevent_default();
+            set_error.set(None);
+            set_notice.set(None);
+            super::upload::submit(
+                &form_ref,
+                &file_ref,
+                super::upload::Handlers {
+                    progress: set_progress,
+                    error: set_error,
+                    notice: set_notice,
+                    on_uploaded,
+                },
+            );
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (ev, on_uploaded, set_progress, set_notice, &form_ref);
+    };
+
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        set_dragging.set(false);
+        #[cfg(feature = "hydrate")]
+        {
+            super::upload::take_dropped_file(&ev, &file_ref);
+            on_file_chosen();
+        }
+    };
+
+    view! {
+        <section class="card" id="upload">
+            <h2>"Upload a dataset"</h2>
+            <form
+                node_ref=form_ref
+                method="post"
+                action="/api/datasets"
+                enctype="multipart/form-data"
+                on:submit=on_submit
+            >
+                <label
+                    class="dropzone"
+                    class:dragging=move || dragging.get()
+                    on:dragover=move |ev: leptos::ev::DragEvent| {
+                        ev.prevent_default();
+                        set_dragging.set(true);
+                    }
+                    on:dragleave=move |_| set_dragging.set(false)
+                    on:drop=on_drop
+                >
+                    <span>"Drop a file here or choose one"</span>
+                    <input
+                        node_ref=file_ref
+                        type="file"
+                        name="file"
+                        required
+                        accept=".csv,.tsv,.txt,.json,.ndjson,.jsonl,.parquet,.gz,text/csv,application/json"
+                        on:change=move |_| on_file_chosen()
+                    />
+                </label>
+                <label class="field">
+                    <span>"Dataset name"</span>
+                    <input
+                        node_ref=name_ref
+                        type="text"
+                        name="name"
+                        maxlength="200"
+                        placeholder="defaults to the file name"
+                    />
+                </label>
+                <button type="submit" disabled=uploading>
+                    {move || if uploading() { "Uploading…" } else { "Upload" }}
+                </button>
+                <Show when=uploading>
+                    <progress
+                        id="upload-progress"
+                        max="100"
+                        value=move || format!("{:.0}", progress.get().unwrap_or(0.0) * 100.0)
+                    ></progress>
+                </Show>
+            </form>
+            <Show when=move || shown_error().is_some()>
+                <p class="error" role="alert" id="upload-error">
+                    {shown_error}
+                </p>
+            </Show>
+            <Show when=move || notice.get().is_some()>
+                <p class="notice" role="status" id="upload-notice">
+                    {move || notice.get()}
+                </p>
+            </Show>
+        </section>
+    }
+}

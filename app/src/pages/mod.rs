@@ -1,0 +1,73 @@
+//! The pages, the router and the HTML shell.
+
+mod components;
+mod dataset;
+mod datasets;
+#[cfg(feature = "hydrate")]
+mod upload;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes, A},
+    path,
+};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/servicetsunami.css" />
+        <Title formatter=|text| format!("{text} · ServiceTsunami") />
+        <Router>
+            <header class="topbar">
+                <A href="/" attr:class="brand">
+                    "ServiceTsunami"
+                </A>
+                <span class="tagline">"datasets → lakehouse"</span>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <NotFound /> }>
+                    <Route path=path!("/") view=datasets::DatasetsPage />
+                    <Route path=path!("/datasets/:id") view=dataset::DatasetPage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <Title text="Not found" />
+        <section class="card">
+            <h1>"Page not found"</h1>
+            <p>
+                <A href="/">"Back to the datasets"</A>
+            </p>
+        </section>
+    }
+}

@@ -1,0 +1,156 @@
+//! Local dataset storage: `DATA_STORAGE_PATH/datasets/{id}.parquet`, a scratch
+//! directory on the same filesystem (so renames are atomic), and one embedded
+//! DuckDB instance shared by every request.
+
+use super::sql::{quote_ident, quote_literal};
+use crate::model::{ColumnSchema, ColumnStats, Preview};
+use duckdb::Connection;
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("the Parquet file of dataset {0} is missing")]
+    Missing(Uuid),
+    #[error("DuckDB failed")]
+    DuckDb(#[from] duckdb::Error),
+    #[error("storage I/O failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// DuckDB resource limits. Uploads run beside page views, so the engine is
+/// capped rather than allowed to take the machine.
+#[derive(Debug, Clone)]
+pub struct EngineLimits {
+    pub threads: usize,
+    pub memory_limit: String,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    datasets_dir: PathBuf,
+    tmp_dir: PathBuf,
+    /// The instance's first connection; every operation works on its own clone
+    /// (`try_clone` shares the database, not the connection state).
+    engine: Arc<Mutex<Connection>>,
+}
+
+impl Storage {
+    /// Creates the directories if needed, empties the scratch directory (what
+    /// is there belongs to uploads that died with an earlier process) and
+    /// starts DuckDB.
+    pub fn open(root: &Path, limits: &EngineLimits) -> Result<Self, StorageError> {
+        let datasets_dir = root.join("datasets");
+        let tmp_dir = root.join("tmp");
+        std::fs::create_dir_all(&datasets_dir)?;
+        if tmp_dir.exists() {
+            std::fs::remove_dir_all(&tmp_dir)?;
+        }
+        std::fs::create_dir_all(&tmp_dir)?;
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(&format!(
+            "SET threads = {}; SET memory_limit = {}; SET temp_directory = {}; \
+             SET enable_progress_bar = false;",
+            limits.threads.max(1),
+            quote_literal(&limits.memory_limit),
+            quote_literal(&tmp_dir.join("duckdb-spill").to_string_lossy()),
+        ))?;
+        Ok(Self {
+            datasets_dir,
+            tmp_dir,
+            engine: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    pub fn datasets_dir(&self) -> &Path {
+        &self.datasets_dir
+    }
+
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp_dir
+    }
+
+    /// Where the dataset's Parquet file lives once committed.
+    pub fn parquet_path(&self, id: Uuid) -> PathBuf {
+        self.datasets_dir.join(format!("{id}.parquet"))
+    }
+
+    /// A new connection to the shared DuckDB instance. Blocking: call it from
+    /// `spawn_blocking`.
+    pub fn connection(&self) -> Result<Connection, StorageError> {
+        let base = self.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(base.try_clone()?)
+    }
+
+    fn existing_parquet(&self, id: Uuid) -> Result<String, StorageError> {
+        let path = self.parquet_path(id);
+        if !path.is_file() {
+            return Err(StorageError::Missing(id));
+        }
+        Ok(quote_literal(&path.to_string_lossy()))
+    }
+
+    /// The first `limit` rows, every value cast to text. Blocking.
+    pub fn preview(&self, id: Uuid, columns: &[ColumnSchema], limit: usize) -> Result<Preview, StorageError> {
+        let file = self.existing_parquet(id)?;
+        let conn = self.connection()?;
+        let mut rows = Vec::new();
+        if !columns.is_empty() {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT COLUMNS(*)::VARCHAR FROM read_parquet({file}) LIMIT {limit}"
+            ))?;
+            let mut result = stmt.query([])?;
+            while let Some(row) = result.next()? {
+                let mut values = Vec::with_capacity(columns.len());
+                for i in 0..columns.len() {
+                    values.push(row.get::<_, Option<String>>(i)?);
+                }
+                rows.push(values);
+            }
+        }
+        Ok(Preview {
+            columns: columns.iter().map(|c| c.name.clone()).collect(),
+            rows,
+        })
+    }
+
+    /// Null count, approximate distinct count, min and max of every column, in
+    /// one scan of the file. Blocking.
+    pub fn column_stats(&self, id: Uuid, columns: &[ColumnSchema]) -> Result<Vec<ColumnStats>, StorageError> {
+        let file = self.existing_parquet(id)?;
+        if columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let exprs: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let col = quote_ident(&c.name);
+                format!(
+                    "count(*) - count({col}), approx_count_distinct({col}), \
+                     min({col})::VARCHAR, max({col})::VARCHAR"
+                )
+            })
+            .collect();
+        let conn = self.connection()?;
+        let sql = format!("SELECT {} FROM read_parquet({file})", exprs.join(", "));
+        let stats = conn.query_row(&sql, [], |row| {
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    Ok(ColumnStats {
+                        name: c.name.clone(),
+                        null_count: row.get(i * 4)?,
+                        approx_distinct: row.get(i * 4 + 1)?,
+                        min: row.get(i * 4 + 2)?,
+                        max: row.get(i * 4 + 3)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, duckdb::Error>>()
+        })?;
+        Ok(stats)
+    }
+}

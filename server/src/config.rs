@@ -1,0 +1,310 @@
+//! Typed settings read from the environment once, at start-up. Every variable
+//! is listed in `.env.example`; a missing or invalid one stops start-up with an
+//! error that names it.
+
+use leptos::prelude::LeptosOptions;
+use secrecy::SecretString;
+use std::{net::SocketAddr, path::PathBuf, str::FromStr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required but not set ({hint})")]
+    Missing { name: &'static str, hint: &'static str },
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Lakehouse sync settings (the seed's names). Sync itself arrives with the
+/// Restate workflow; for now they decide whether a new dataset is `pending`
+/// (waiting for sync) or `local_only`.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    pub databricks_sync_enabled: bool,
+    pub databricks_auto_sync: bool,
+    pub mcp_server_url: Option<String>,
+    pub mcp_api_key: Option<SecretString>,
+    pub retry_attempts: u32,
+    pub retry_interval_secs: u64,
+}
+
+impl SyncSettings {
+    /// New uploads are queued for sync only when sync is on, automatic, and
+    /// there is an MCP server to sync through.
+    pub fn auto_sync_applies(&self) -> bool {
+        self.databricks_sync_enabled && self.databricks_auto_sync && self.mcp_server_url.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: Postgres holding the dataset catalogue.
+    pub database_url: SecretString,
+    /// `DATABASE_MAX_CONNECTIONS` (default 10).
+    pub database_max_connections: u32,
+    /// `DATA_STORAGE_PATH` (default `./data`): Parquet files and upload scratch space.
+    pub data_storage_path: PathBuf,
+    /// `UPLOAD_MAX_BYTES` (default 2 GiB): the cap enforced while streaming an upload.
+    pub upload_max_bytes: u64,
+    /// `DUCKDB_THREADS` (default: the number of CPUs).
+    pub duckdb_threads: usize,
+    /// `DUCKDB_MEMORY_LIMIT` (default `256MB`): DuckDB spills to disk beyond it.
+    pub duckdb_memory_limit: String,
+    /// `LOG_FORMAT` (`pretty` | `json`, default `pretty`); the filter is `RUST_LOG`.
+    pub log_format: LogFormat,
+    /// Leptos site options; `LEPTOS_SITE_ADDR` (default 127.0.0.1:3000) is the listen address.
+    pub leptos: LeptosOptions,
+    pub sync: SyncSettings,
+}
+
+/// Reads variables through a lookup function so tests need not touch the
+/// process environment.
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                value,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(value) => match value.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    value,
+                    reason: "expected true or false".to_owned(),
+                }),
+            },
+        }
+    }
+}
+
+/// `2GiB`, `500MB`, `1048576` → bytes.
+fn parse_byte_size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| "expected a number of bytes, e.g. 2GiB".to_owned())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB")),
+    };
+    let bytes = n.checked_mul(mult).ok_or_else(|| "too large".to_owned())?;
+    if bytes == 0 {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(bytes)
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let database_url = env.raw("DATABASE_URL").ok_or(ConfigError::Missing {
+            name: "DATABASE_URL",
+            hint: "e.g. postgres://postgres@127.0.0.1:5432/servicetsunami",
+        })?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_URL",
+                value: "<hidden>".to_owned(),
+                reason: "expected a postgres:// URL".to_owned(),
+            });
+        }
+
+        let upload_max_bytes = match env.raw("UPLOAD_MAX_BYTES") {
+            None => 2 << 30,
+            Some(value) => parse_byte_size(&value).map_err(|reason| ConfigError::Invalid {
+                name: "UPLOAD_MAX_BYTES",
+                value,
+                reason,
+            })?,
+        };
+        let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let duckdb_threads = env.parse("DUCKDB_THREADS", cpus)?;
+        if duckdb_threads == 0 {
+            return Err(ConfigError::Invalid {
+                name: "DUCKDB_THREADS",
+                value: "0".to_owned(),
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        let duckdb_memory_limit = env.raw("DUCKDB_MEMORY_LIMIT").unwrap_or_else(|| "256MB".to_owned());
+        parse_byte_size(&duckdb_memory_limit).map_err(|reason| ConfigError::Invalid {
+            name: "DUCKDB_MEMORY_LIMIT",
+            value: duckdb_memory_limit.clone(),
+            reason,
+        })?;
+
+        let log_format = match env.raw("LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    value: other.to_owned(),
+                    reason: "expected pretty or json".to_owned(),
+                })
+            }
+        };
+
+        let site_addr: SocketAddr = env.parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let leptos_env = match env.raw("LEPTOS_ENV").as_deref() {
+            None | Some("PROD") | Some("prod") | Some("production") => leptos::config::Env::PROD,
+            Some("DEV") | Some("dev") | Some("development") => leptos::config::Env::DEV,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LEPTOS_ENV",
+                    value: other.to_owned(),
+                    reason: "expected DEV or PROD".to_owned(),
+                })
+            }
+        };
+        let leptos = LeptosOptions::builder()
+            .output_name(env.raw("LEPTOS_OUTPUT_NAME").unwrap_or_else(|| "servicetsunami".to_owned()))
+            .site_root(env.raw("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()))
+            .site_pkg_dir(env.raw("LEPTOS_SITE_PKG_DIR").unwrap_or_else(|| "pkg".to_owned()))
+            .site_addr(site_addr)
+            .reload_port(env.parse("LEPTOS_RELOAD_PORT", 3001u32)?)
+            .env(leptos_env)
+            .build();
+
+        let mcp_server_url = env.raw("MCP_SERVER_URL");
+        if let Some(url) = &mcp_server_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    name: "MCP_SERVER_URL",
+                    value: url.clone(),
+                    reason: "expected an http:// or https:// URL".to_owned(),
+                });
+            }
+        }
+        let sync = SyncSettings {
+            databricks_sync_enabled: env.flag("DATABRICKS_SYNC_ENABLED", false)?,
+            databricks_auto_sync: env.flag("DATABRICKS_AUTO_SYNC", true)?,
+            mcp_server_url,
+            mcp_api_key: env.raw("MCP_API_KEY").map(SecretString::from),
+            retry_attempts: env.parse("DATABRICKS_RETRY_ATTEMPTS", 3u32)?,
+            retry_interval_secs: env.parse("DATABRICKS_RETRY_INTERVAL", 300u64)?,
+        };
+        if sync.databricks_sync_enabled && sync.mcp_server_url.is_some() && sync.mcp_api_key.is_none() {
+            return Err(ConfigError::Missing {
+                name: "MCP_API_KEY",
+                hint: "required when DATABRICKS_SYNC_ENABLED=true and MCP_SERVER_URL is set",
+            });
+        }
+
+        Ok(Self {
+            database_url: SecretString::from(database_url),
+            database_max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10u32)?,
+            data_storage_path: PathBuf::from(env.raw("DATA_STORAGE_PATH").unwrap_or_else(|| "./data".to_owned())),
+            upload_max_bytes,
+            duckdb_threads,
+            duckdb_memory_limit,
+            log_format,
+            leptos,
+            sync,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(move |k| map.get(k).cloned())
+    }
+
+    const DB: (&str, &str) = ("DATABASE_URL", "postgres://postgres@127.0.0.1/x");
+
+    #[test]
+    fn database_url_is_required_and_named() {
+        let err = settings(&[]).unwrap_err().to_string();
+        assert!(err.starts_with("DATABASE_URL is required"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_sensible() {
+        let s = settings(&[DB]).unwrap();
+        assert_eq!(s.upload_max_bytes, 2 << 30);
+        assert_eq!(s.leptos.site_addr.to_string(), "127.0.0.1:3000");
+        assert!(!s.sync.auto_sync_applies());
+        assert_eq!(s.sync.retry_attempts, 3);
+        assert_eq!(s.sync.retry_interval_secs, 300);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (name, value) in [
+            ("UPLOAD_MAX_BYTES", "lots"),
+            ("UPLOAD_MAX_BYTES", "0"),
+            ("DATABRICKS_SYNC_ENABLED", "maybe"),
+            ("LEPTOS_SITE_ADDR", "localhost"),
+            ("LOG_FORMAT", "xml"),
+            ("DUCKDB_THREADS", "0"),
+            ("MCP_SERVER_URL", "ftp://x"),
+        ] {
+            let err = settings(&[DB, (name, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes_accept_units() {
+        assert_eq!(parse_byte_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_byte_size("64KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_byte_size("2 GB").unwrap(), 2_000_000_000);
+        assert!(parse_byte_size("2 parsecs").is_err());
+    }
+
+    #[test]
+    fn sync_needs_a_key_when_mcp_is_configured() {
+        let err = settings(&[
+            DB,
+            ("DATABRICKS_SYNC_ENABLED", "true"),
+            ("MCP_SERVER_URL", "http://127.0.0.1:8000/mcp"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("MCP_API_KEY"), "{err}");
+    }
+}

@@ -1,0 +1,4 @@
+//! Routes outside Leptos, grouped by resource; each module exposes `router()`.
+
+pub mod datasets;
+pub mod health;

@@ -1,0 +1,292 @@
+//! DuckDB reads the inspected upload and writes the dataset's Parquet file.
+
+use super::{Compression, Detected, IngestError, SourceKind};
+use app::{
+    domain::normalize_column_names,
+    model::ColumnSchema,
+    ssr::sql::{quote_ident, quote_literal},
+};
+use duckdb::Connection;
+use std::{collections::HashMap, path::Path};
+
+/// Most columns a dataset may have. Wide enough for real exports, small enough
+/// that a schema stays readable and the lakehouse's own limits are far away.
+pub const MAX_COLUMNS: usize = 1_000;
+/// Longest column name accepted, in characters (Unity Catalog's limit is 255).
+pub const MAX_COLUMN_NAME_CHARS: usize = 255;
+
+/// Types that neither Delta tables nor Unity Catalog can hold. Everything else
+/// DuckDB produces has a lakehouse equivalent (or widens to one losslessly).
+const UNSUPPORTED_TYPES: &[&str] = &["INTERVAL", "UNION", "BIT", "TIMETZ", "HUGEINT", "UHUGEINT", "VARINT", "BIGNUM"];
+
+/// What the conversion found out.
+#[derive(Debug)]
+pub struct Converted {
+    /// e.g. `csv`, `tsv`, `ndjson+gzip`.
+    pub format: String,
+    pub schema: Vec<ColumnSchema>,
+    pub row_count: i64,
+}
+
+/// Converts `source` (already inspected) into Parquet at `scratch`, then renames
+/// it to `dest` (same filesystem, so the file appears whole or not at all).
+/// On error nothing is left at `scratch` or `dest`. Blocking.
+pub fn convert(
+    conn: &Connection,
+    source: &Path,
+    detected: Detected,
+    original_name: &str,
+    scratch: &Path,
+    dest: &Path,
+) -> Result<Converted, IngestError> {
+    let result = convert_inner(conn, source, detected, original_name, scratch, dest);
+    if result.is_err() {
+        let _ = std::fs::remove_file(scratch);
+    }
+    result
+}
+
+fn convert_inner(
+    conn: &Connection,
+    source: &Path,
+    detected: Detected,
+    original_name: &str,
+    scratch: &Path,
+    dest: &Path,
+) -> Result<Converted, IngestError> {
+    let src = quote_literal(&source.to_string_lossy());
+    let compression = match detected.compression {
+        Compression::None => "none",
+        Compression::Gzip => "gzip",
+    };
+    let describe_err = |e: duckdb::Error| user_error(detected.kind, &e, source, original_name);
+
+    let mut format = match detected.kind {
+        SourceKind::Delimited => {
+            let delimiter: String = conn
+                .query_row(
+                    &format!("SELECT Delimiter FROM sniff_csv({src}, compression = '{compression}')"),
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(describe_err)?;
+            match delimiter.as_str() {
+                "," => "csv".to_owned(),
+                "\t" => "tsv".to_owned(),
+                other => format!("csv (delimiter {other:?})"),
+            }
+        }
+        SourceKind::JsonArray => "json".to_owned(),
+        SourceKind::Ndjson => "ndjson".to_owned(),
+        SourceKind::Parquet => "parquet".to_owned(),
+    };
+    if detected.compression == Compression::Gzip {
+        format.push_str("+gzip");
+    }
+
+    let mut reader = reader_sql(detected, &src, compression, false);
+    let columns = describe(conn, &reader).map_err(describe_err)?;
+    check_columns(&columns)?;
+
+    let out = quote_literal(&scratch.to_string_lossy());
+    let copy = |reader: &str| {
+        conn.execute(
+            &format!("COPY (SELECT * FROM {reader}) TO {out} (FORMAT parquet, COMPRESSION zstd)"),
+            [],
+        )
+    };
+    let rows = match copy(&reader) {
+        // The sniffer types columns from a sample; a later value that does not
+        // fit means the sample misled it, so read the whole file to decide.
+        Err(e) if detected.kind == SourceKind::Delimited && is_conversion_error(&e) => {
+            reader = reader_sql(detected, &src, compression, true);
+            let columns_full = describe(conn, &reader).map_err(describe_err)?;
+            check_columns(&columns_full)?;
+            copy(&reader).map_err(describe_err)?
+        }
+        other => other.map_err(describe_err)?,
+    };
+
+    // Describe what was written, not what was planned: the file is the truth.
+    let written = describe(conn, &format!("read_parquet({out})")).map_err(internal)?;
+    let nulls = null_counts(conn, &out).map_err(internal)?;
+    let normalized = normalize_column_names(&written.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
+    let schema = written
+        .into_iter()
+        .zip(normalized)
+        .map(|((name, data_type), normalized_name)| ColumnSchema {
+            nullable: nulls.get(&name).is_none_or(|n| n.is_none_or(|n| n > 0)),
+            name,
+            normalized_name,
+            data_type,
+        })
+        .collect();
+
+    let file = std::fs::File::open(scratch).map_err(internal)?;
+    file.sync_all().map_err(internal)?;
+    std::fs::rename(scratch, dest).map_err(internal)?;
+    if let Some(dir) = dest.parent() {
+        // Persist the rename itself.
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(internal)?;
+    }
+
+    Ok(Converted {
+        format,
+        schema,
+        row_count: i64::try_from(rows).map_err(internal)?,
+    })
+}
+
+fn reader_sql(detected: Detected, src: &str, compression: &str, full_scan: bool) -> String {
+    match detected.kind {
+        SourceKind::Delimited => format!(
+            "read_csv({src}, compression = '{compression}', strict_mode = true, null_padding = false, \
+             sample_size = {})",
+            if full_scan { -1 } else { 20_480 }
+        ),
+        SourceKind::JsonArray => format!("read_json({src}, format = 'array', compression = '{compression}')"),
+        SourceKind::Ndjson => format!("read_json({src}, format = 'auto', compression = '{compression}')"),
+        SourceKind::Parquet => format!("read_parquet({src})"),
+    }
+}
+
+/// Column names and DuckDB types, in order.
+fn describe(conn: &Connection, reader: &str) -> Result<Vec<(String, String)>, duckdb::Error> {
+    let mut stmt = conn.prepare(&format!("DESCRIBE SELECT * FROM {reader}"))?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    rows.collect()
+}
+
+fn check_columns(columns: &[(String, String)]) -> Result<(), IngestError> {
+    if columns.is_empty() {
+        return Err(IngestError::NoColumns);
+    }
+    if columns.len() > MAX_COLUMNS {
+        return Err(IngestError::TooManyColumns {
+            count: columns.len(),
+            max: MAX_COLUMNS,
+        });
+    }
+    for (i, (name, data_type)) in columns.iter().enumerate() {
+        let len = name.chars().count();
+        if len > MAX_COLUMN_NAME_CHARS {
+            return Err(IngestError::ColumnNameTooLong {
+                position: i + 1,
+                len,
+                max: MAX_COLUMN_NAME_CHARS,
+            });
+        }
+        let unsupported = data_type
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|word| UNSUPPORTED_TYPES.contains(&word))
+            || data_type.contains("TIME WITH TIME ZONE");
+        if unsupported {
+            return Err(IngestError::UnsupportedType {
+                column: name.clone(),
+                data_type: data_type.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Per top-level column: the null count from the Parquet statistics, `None`
+/// where a row group has no statistics.
+fn null_counts(conn: &Connection, file: &str) -> Result<HashMap<String, Option<i64>>, duckdb::Error> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT path_in_schema, CASE WHEN bool_and(stats_null_count IS NOT NULL) \
+         THEN sum(stats_null_count)::BIGINT END \
+         FROM parquet_metadata({file}) GROUP BY path_in_schema"
+    ))?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?)))?;
+    rows.collect()
+}
+
+fn is_conversion_error(e: &duckdb::Error) -> bool {
+    let msg = e.to_string();
+    msg.contains("Conversion Error") || msg.contains("Could not convert")
+}
+
+fn internal(e: impl Into<anyhow::Error>) -> IngestError {
+    IngestError::Internal(e.into())
+}
+
+/// The number right after `label` in `msg`, e.g. `Line: 3`.
+fn number_after(msg: &str, label: &str) -> Option<u64> {
+    let rest = &msg[msg.find(label)? + label.len()..];
+    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Turns a DuckDB error about the input into a message for the uploader. The
+/// scratch path never reaches them: it is replaced by the uploaded file's name.
+fn user_error(kind: SourceKind, e: &duckdb::Error, source: &Path, original_name: &str) -> IngestError {
+    let raw = e.to_string();
+    let msg = raw.replace(&*source.to_string_lossy(), original_name);
+    let first_line = |m: &str| {
+        let m = m
+            .trim_start_matches("Invalid Input Error: ")
+            .trim_start_matches("Conversion Error: ")
+            .trim_start_matches("IO Error: ");
+        m.lines().next().unwrap_or(m).trim().to_owned()
+    };
+    if msg.contains("Out of Memory") || msg.contains("No space left") {
+        return internal(anyhow::anyhow!(raw));
+    }
+    match kind {
+        SourceKind::Delimited => {
+            if msg.contains("Expected Number of Columns") {
+                if let (Some(line), Some(expected), Some(found)) = (
+                    number_after(&msg, "Line:"),
+                    number_after(&msg, "Expected Number of Columns:"),
+                    number_after(&msg, "Found:"),
+                ) {
+                    return IngestError::RaggedRows { line, expected, found };
+                }
+            }
+            let detail = match number_after(&msg, "Line:") {
+                Some(line) if !first_line(&msg).contains("Line") => format!("line {line}: {}", first_line(&msg)),
+                _ => first_line(&msg),
+            };
+            IngestError::Unreadable { detail }
+        }
+        SourceKind::JsonArray | SourceKind::Ndjson => IngestError::MalformedJson { detail: first_line(&msg) },
+        SourceKind::Parquet => IngestError::InvalidParquet { detail: first_line(&msg) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_read_after_labels() {
+        let msg = "CSV Error on Line: 3\nOriginal Line: a,b,c\nExpected Number of Columns: 2 Found: 3";
+        assert_eq!(number_after(msg, "Line:"), Some(3));
+        assert_eq!(number_after(msg, "Expected Number of Columns:"), Some(2));
+        assert_eq!(number_after(msg, "Found:"), Some(3));
+        assert_eq!(number_after(msg, "Missing:"), None);
+    }
+
+    #[test]
+    fn unsupported_types_are_found_even_when_nested() {
+        let cols = |t: &str| vec![("c".to_owned(), t.to_owned())];
+        assert!(check_columns(&cols("INTERVAL")).is_err());
+        assert!(check_columns(&cols("STRUCT(a INTEGER, b INTERVAL)")).is_err());
+        assert!(check_columns(&cols("TIME WITH TIME ZONE")).is_err());
+        assert!(check_columns(&cols("HUGEINT[]")).is_err());
+        assert!(check_columns(&cols("TIME")).is_ok());
+        assert!(check_columns(&cols("TIMESTAMP WITH TIME ZONE")).is_ok());
+        assert!(check_columns(&cols("STRUCT(\"interval\" INTEGER)")).is_ok());
+        assert!(check_columns(&cols("DECIMAL(18,3)")).is_ok());
+    }
+
+    #[test]
+    fn column_limits_are_enforced() {
+        let wide: Vec<_> = (0..=MAX_COLUMNS).map(|i| (format!("c{i}"), "BIGINT".to_owned())).collect();
+        assert!(matches!(check_columns(&wide), Err(IngestError::TooManyColumns { .. })));
+        let long = vec![("x".repeat(MAX_COLUMN_NAME_CHARS + 1), "VARCHAR".to_owned())];
+        assert!(matches!(check_columns(&long), Err(IngestError::ColumnNameTooLong { position: 1, .. })));
+        assert!(matches!(check_columns(&[]), Err(IngestError::NoColumns)));
+    }
+}

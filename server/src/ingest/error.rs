@@ -1,0 +1,69 @@
+use axum::http::StatusCode;
+
+/// Why an upload cannot become a dataset. Every variant but `Internal` is the
+/// uploader's to fix, and its message says what is wrong (and where).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the file is empty")]
+    EmptyFile,
+    #[error("the file has no data, only whitespace")]
+    OnlyWhitespace,
+    #[error("the file looks binary ({detail}); upload CSV, TSV, JSON, NDJSON or Parquet, optionally gzip-compressed")]
+    Binary { detail: String },
+    #[error("the file is not valid UTF-8 (line {line}, byte {byte}); save it as UTF-8 and upload again")]
+    InvalidUtf8 { line: u64, byte: u64 },
+    #[error("{compression}-compressed files are not supported; use gzip or upload the file uncompressed")]
+    UnsupportedCompression { compression: &'static str },
+    #[error("the gzip data is corrupt or truncated ({detail})")]
+    CorruptGzip { detail: String },
+    #[error("gzip-compressed Parquet is not supported; Parquet compresses its own pages, so upload the .parquet file as it is")]
+    GzippedParquet,
+    #[error("line {line} has {found} fields but the header has {expected}; every row needs the same number of fields")]
+    RaggedRows { line: u64, expected: u64, found: u64 },
+    #[error("malformed JSON: {detail}")]
+    MalformedJson { detail: String },
+    #[error("not a valid Parquet file: {detail}")]
+    InvalidParquet { detail: String },
+    #[error("the data could not be read as a table: {detail}")]
+    Unreadable { detail: String },
+    #[error("the file has no columns")]
+    NoColumns,
+    #[error("the file has {count} columns; the limit is {max}")]
+    TooManyColumns { count: usize, max: usize },
+    #[error("column {position} has a name of {len} characters; the limit is {max}")]
+    ColumnNameTooLong { position: usize, len: usize, max: usize },
+    #[error("column \"{column}\" has type {data_type}, which the lakehouse cannot store")]
+    UnsupportedType { column: String, data_type: String },
+    #[error("internal error while converting the file")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl IngestError {
+    /// A stable machine-readable code for API clients and tests.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::EmptyFile | Self::OnlyWhitespace => "empty_file",
+            Self::Binary { .. } => "binary_file",
+            Self::InvalidUtf8 { .. } => "invalid_utf8",
+            Self::UnsupportedCompression { .. } | Self::GzippedParquet => "unsupported_compression",
+            Self::CorruptGzip { .. } => "corrupt_gzip",
+            Self::RaggedRows { .. } => "ragged_rows",
+            Self::MalformedJson { .. } => "malformed_json",
+            Self::InvalidParquet { .. } => "invalid_parquet",
+            Self::Unreadable { .. } => "unreadable",
+            Self::NoColumns => "no_columns",
+            Self::TooManyColumns { .. } => "too_many_columns",
+            Self::ColumnNameTooLong { .. } => "column_name_too_long",
+            Self::UnsupportedType { .. } => "unsupported_type",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::UnsupportedCompression { .. } | Self::GzippedParquet => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+}

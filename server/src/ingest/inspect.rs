@@ -1,0 +1,432 @@
+//! Format detection and content checks, fed chunk by chunk as the upload streams.
+
+use super::IngestError;
+use flate2::write::MultiGzDecoder;
+use std::io::Write;
+
+/// How the text inside the file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// CSV, TSV or another delimiter; DuckDB's sniffer finds which.
+    Delimited,
+    /// A JSON array of objects.
+    JsonArray,
+    /// One JSON object per line (or a stream of objects).
+    Ndjson,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detected {
+    pub kind: SourceKind,
+    pub compression: Compression,
+}
+
+/// Bytes kept from the start of the (decompressed) text to decide its layout.
+const SAMPLE_BYTES: usize = 64 * 1024;
+
+/// Validates text as it streams: UTF-8 (with sequences split across chunks),
+/// no NUL bytes, and keeps the first bytes as a sample.
+#[derive(Default)]
+struct TextScan {
+    sample: Vec<u8>,
+    /// Bytes of an unfinished UTF-8 sequence at the end of the last chunk.
+    carry: Vec<u8>,
+    lines: u64,
+    bytes: u64,
+    failure: Option<IngestError>,
+}
+
+impl TextScan {
+    fn scan(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        if self.sample.len() < SAMPLE_BYTES {
+            let take = (SAMPLE_BYTES - self.sample.len()).min(chunk.len());
+            self.sample.extend_from_slice(&chunk[..take]);
+        }
+        if let Some(pos) = chunk.iter().position(|&b| b == 0) {
+            let line = self.lines + 1 + count_newlines(&chunk[..pos]);
+            return Err(IngestError::Binary {
+                detail: format!("a NUL byte on line {line}"),
+            });
+        }
+        let owned;
+        let data: &[u8] = if self.carry.is_empty() {
+            chunk
+        } else {
+            owned = [self.carry.as_slice(), chunk].concat();
+            &owned
+        };
+        let consumed_before = self.bytes - self.carry.len() as u64;
+        match std::str::from_utf8(data) {
+            Ok(_) => {
+                self.carry.clear();
+            }
+            Err(e) if e.error_len().is_none() => {
+                // An incomplete sequence at the end: finish it with the next chunk.
+                self.carry = data[e.valid_up_to()..].to_vec();
+            }
+            Err(e) => {
+                let bad_at = e.valid_up_to();
+                let line = self.lines + 1 + count_newlines(&data[..bad_at]);
+                if looks_binary(&self.sample) {
+                    return Err(IngestError::Binary {
+                        detail: "bytes that are neither text nor UTF-8".to_owned(),
+                    });
+                }
+                return Err(IngestError::InvalidUtf8 {
+                    line,
+                    byte: consumed_before + bad_at as u64 + 1,
+                });
+            }
+        }
+        self.lines += count_newlines(chunk);
+        self.bytes += chunk.len() as u64;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<SourceKind, IngestError> {
+        if let Some(failure) = self.failure {
+            return Err(failure);
+        }
+        if !self.carry.is_empty() {
+            return Err(IngestError::InvalidUtf8 {
+                line: self.lines + 1,
+                byte: self.bytes - self.carry.len() as u64 + 1,
+            });
+        }
+        if self.bytes == 0 {
+            return Err(IngestError::EmptyFile);
+        }
+        let text = self.sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.sample);
+        match text.iter().find(|b| !b.is_ascii_whitespace()) {
+            None if self.sample.len() as u64 == self.bytes => Err(IngestError::OnlyWhitespace),
+            Some(b'[') => Ok(SourceKind::JsonArray),
+            Some(b'{') => Ok(SourceKind::Ndjson),
+            _ => Ok(SourceKind::Delimited),
+        }
+    }
+}
+
+impl Write for TextScan {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.failure.is_some() {
+            return Err(std::io::Error::other("text scan already failed"));
+        }
+        match self.scan(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                self.failure = Some(e);
+                Err(std::io::Error::other("text scan failed"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+/// Text has few control characters; binary formats are full of them.
+fn looks_binary(sample: &[u8]) -> bool {
+    let head = &sample[..sample.len().min(1024)];
+    let control = head
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c))
+        .count();
+    !head.is_empty() && control * 10 >= head.len()
+}
+
+enum State {
+    /// Not enough bytes yet to tell the format.
+    Start(Vec<u8>),
+    Text(TextScan),
+    Gzip(Box<MultiGzDecoder<TextScan>>),
+    /// Parquet: only the trailing magic bytes matter here; DuckDB checks the rest.
+    Parquet { tail: Vec<u8> },
+}
+
+/// Sees every byte of an upload once, in order.
+pub struct Inspector {
+    state: State,
+    total: u64,
+}
+
+impl Default for Inspector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+const GZIP_MAGIC: &[u8; 2] = b"\x1f\x8b";
+/// Enough to recognise every magic number checked here.
+const MAGIC_BYTES: usize = 6;
+
+impl Inspector {
+    pub fn new() -> Self {
+        Self {
+            state: State::Start(Vec::with_capacity(MAGIC_BYTES)),
+            total: 0,
+        }
+    }
+
+    /// Feeds the next chunk. An error is final: the upload can stop here.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        self.total += chunk.len() as u64;
+        if matches!(self.state, State::Parquet { .. }) {
+            return self.feed_tail(chunk);
+        }
+        match &mut self.state {
+            State::Start(head) => {
+                head.extend_from_slice(chunk);
+                if head.len() >= MAGIC_BYTES {
+                    let head = std::mem::take(head);
+                    self.decide(head)?;
+                }
+                Ok(())
+            }
+            State::Text(scan) => scan.scan(chunk),
+            State::Gzip(decoder) => feed_gzip(decoder, chunk),
+            State::Parquet { .. } => unreachable!("handled above"),
+        }
+    }
+
+    fn decide(&mut self, head: Vec<u8>) -> Result<(), IngestError> {
+        let compression = if head.starts_with(b"PK\x03\x04") {
+            Some("zip")
+        } else if head.starts_with(b"\x28\xb5\x2f\xfd") {
+            Some("zstd")
+        } else if head.starts_with(b"BZh") {
+            Some("bzip2")
+        } else if head.starts_with(b"\xfd7zXZ\x00") {
+            Some("xz")
+        } else {
+            None
+        };
+        if let Some(compression) = compression {
+            return Err(IngestError::UnsupportedCompression { compression });
+        }
+        if head.starts_with(PARQUET_MAGIC) {
+            self.state = State::Parquet { tail: Vec::new() };
+            return self.feed_tail(&head);
+        }
+        if head.starts_with(GZIP_MAGIC) {
+            let mut decoder = Box::new(MultiGzDecoder::new(TextScan::default()));
+            let fed = feed_gzip(&mut decoder, &head);
+            self.state = State::Gzip(decoder);
+            return fed;
+        }
+        let mut scan = TextScan::default();
+        let fed = scan.scan(&head);
+        self.state = State::Text(scan);
+        fed
+    }
+
+    fn feed_tail(&mut self, bytes: &[u8]) -> Result<(), IngestError> {
+        if let State::Parquet { tail } = &mut self.state {
+            tail.extend_from_slice(bytes);
+            let keep = tail.len().saturating_sub(PARQUET_MAGIC.len());
+            tail.drain(..keep);
+        }
+        Ok(())
+    }
+
+    /// Bytes seen so far.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Called after the last chunk: the format, or why the file is rejected.
+    pub fn finish(mut self) -> Result<Detected, IngestError> {
+        if let State::Start(head) = &mut self.state {
+            if head.is_empty() {
+                return Err(IngestError::EmptyFile);
+            }
+            let head = std::mem::take(head);
+            self.decide(head)?;
+        }
+        match self.state {
+            State::Start(_) => unreachable!("decided above"),
+            State::Text(scan) => Ok(Detected {
+                kind: scan.finish()?,
+                compression: Compression::None,
+            }),
+            State::Gzip(mut decoder) => {
+                if let Err(e) = decoder.try_finish() {
+                    return Err(gzip_failure(&mut decoder, e));
+                }
+                let scan = decoder
+                    .finish()
+                    .map_err(|e| IngestError::CorruptGzip { detail: e.to_string() })?;
+                if scan.sample.starts_with(PARQUET_MAGIC) {
+                    return Err(IngestError::GzippedParquet);
+                }
+                let kind = scan.finish().map_err(|e| match e {
+                    IngestError::EmptyFile => IngestError::CorruptGzip {
+                        detail: "it decompresses to nothing".to_owned(),
+                    },
+                    other => other,
+                })?;
+                Ok(Detected {
+                    kind,
+                    compression: Compression::Gzip,
+                })
+            }
+            State::Parquet { tail } => {
+                // Header magic + footer length + footer magic at the very least.
+                if self.total < 12 || tail != PARQUET_MAGIC {
+                    return Err(IngestError::InvalidParquet {
+                        detail: "the footer is missing or broken (the file does not end with PAR1), so it is truncated or not Parquet".to_owned(),
+                    });
+                }
+                Ok(Detected {
+                    kind: SourceKind::Parquet,
+                    compression: Compression::None,
+                })
+            }
+        }
+    }
+}
+
+fn feed_gzip(decoder: &mut MultiGzDecoder<TextScan>, chunk: &[u8]) -> Result<(), IngestError> {
+    decoder.write_all(chunk).map_err(|e| gzip_failure(decoder, e))
+}
+
+/// A failure inside the decoder is either the text check's (kept in the scan)
+/// or the gzip stream's own.
+fn gzip_failure(decoder: &mut MultiGzDecoder<TextScan>, e: std::io::Error) -> IngestError {
+    match decoder.get_mut().failure.take() {
+        Some(failure) => failure,
+        None => IngestError::CorruptGzip { detail: e.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{write::GzEncoder, Compression as Level};
+
+    fn inspect_in_chunks(bytes: &[u8], chunk: usize) -> Result<Detected, IngestError> {
+        let mut inspector = Inspector::new();
+        for piece in bytes.chunks(chunk.max(1)) {
+            inspector.feed(piece)?;
+        }
+        inspector.finish()
+    }
+
+    fn inspect(bytes: &[u8]) -> Result<Detected, IngestError> {
+        // Every answer must not depend on how the body was chunked.
+        let whole = inspect_in_chunks(bytes, bytes.len());
+        for size in [1, 3, 7, 4096] {
+            let chunked = inspect_in_chunks(bytes, size);
+            assert_eq!(format!("{whole:?}"), format!("{chunked:?}"), "chunk size {size}");
+        }
+        whole
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Level::default());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn kind(bytes: &[u8]) -> SourceKind {
+        inspect(bytes).unwrap().kind
+    }
+
+    #[test]
+    fn detects_layout_from_content() {
+        assert_eq!(kind(b"a,b\n1,2\n"), SourceKind::Delimited);
+        assert_eq!(kind(b"a\tb\n1\t2\n"), SourceKind::Delimited);
+        assert_eq!(kind(b"  \n[{\"a\": 1}]"), SourceKind::JsonArray);
+        assert_eq!(kind(b"{\"a\": 1}\n{\"a\": 2}\n"), SourceKind::Ndjson);
+        assert_eq!(kind(b"\xEF\xBB\xBF[{\"a\": 1}]"), SourceKind::JsonArray);
+        assert_eq!(kind(b"x"), SourceKind::Delimited);
+    }
+
+    #[test]
+    fn detects_gzip_and_what_is_inside() {
+        let d = inspect(&gzip(b"{\"a\": 1}\n")).unwrap();
+        assert_eq!(d, Detected { kind: SourceKind::Ndjson, compression: Compression::Gzip });
+        let d = inspect(&gzip(b"a,b\n1,2\n")).unwrap();
+        assert_eq!(d.kind, SourceKind::Delimited);
+    }
+
+    #[test]
+    fn detects_parquet_by_magic_bytes_and_checks_the_footer() {
+        let mut fake = b"PAR1".to_vec();
+        fake.extend_from_slice(&[0u8; 16]);
+        fake.extend_from_slice(b"PAR1");
+        assert_eq!(kind(&fake), SourceKind::Parquet);
+        let truncated = &fake[..fake.len() - 3];
+        assert!(matches!(inspect(truncated), Err(IngestError::InvalidParquet { .. })));
+    }
+
+    #[test]
+    fn empty_and_blank_files_are_rejected() {
+        assert!(matches!(inspect(b""), Err(IngestError::EmptyFile)));
+        assert!(matches!(inspect(b" \n\t\n"), Err(IngestError::OnlyWhitespace)));
+    }
+
+    #[test]
+    fn binary_garbage_is_rejected() {
+        let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        assert!(matches!(inspect(&garbage), Err(IngestError::Binary { .. })));
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let err = inspect(b"name,city\nJos\xe9,Paris\n").unwrap_err();
+        match err {
+            IngestError::InvalidUtf8 { line, byte } => {
+                assert_eq!(line, 2);
+                assert_eq!(byte, 14);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn utf8_split_across_chunks_is_fine() {
+        let text = "name\nZoë\n日本語\n".as_bytes();
+        assert_eq!(kind(text), SourceKind::Delimited);
+    }
+
+    #[test]
+    fn truncated_utf8_at_the_end_is_invalid() {
+        assert!(matches!(inspect(b"a\n\xe6\x97"), Err(IngestError::InvalidUtf8 { line: 2, .. })));
+    }
+
+    #[test]
+    fn truncated_gzip_is_rejected() {
+        let full = gzip("a,b\n".repeat(10_000).as_bytes());
+        let cut = &full[..full.len() / 2];
+        assert!(matches!(inspect(cut), Err(IngestError::CorruptGzip { .. })));
+        let no_trailer = &full[..full.len() - 4];
+        assert!(matches!(inspect(no_trailer), Err(IngestError::CorruptGzip { .. })));
+    }
+
+    #[test]
+    fn other_compressions_are_named() {
+        let err = inspect(b"PK\x03\x04rest-of-zip").unwrap_err();
+        assert!(err.to_string().starts_with("zip-compressed"), "{err}");
+    }
+
+    #[test]
+    fn gzipped_parquet_is_refused_with_advice() {
+        let mut fake = b"PAR1".to_vec();
+        fake.extend_from_slice(&[7u8; 16]);
+        fake.extend_from_slice(b"PAR1");
+        assert!(matches!(inspect(&gzip(&fake)), Err(IngestError::GzippedParquet)));
+    }
+}

@@ -1,0 +1,232 @@
+//! `spawn_app()`: a server on port 0 with its own database and data directory,
+//! both removed when the `TestApp` is dropped.
+
+use app::model::{ApiErrorBody, UploadResponse};
+use servicetsunami_server::{config::Settings, startup::Application};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+use uuid::Uuid;
+
+/// Postgres server to create test databases on.
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
+    format!("{base}/{db}")
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: PgPool,
+    pub data_dir: tempfile::TempDir,
+    db_name: String,
+}
+
+pub struct Options {
+    pub upload_max_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            upload_max_bytes: 64 << 20,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let db_name = format!("st_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url()).await.expect("Postgres for tests is reachable");
+    admin
+        .execute(format!(r#"CREATE DATABASE "{db_name}""#).as_str())
+        .await
+        .expect("create test database");
+    let database_url = with_database(&admin_url(), &db_name);
+    let data_dir = tempfile::tempdir().expect("temp dir");
+
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", database_url.clone()),
+        ("DATA_STORAGE_PATH", data_dir.path().display().to_string()),
+        ("LEPTOS_SITE_ADDR", "127.0.0.1:0".to_owned()),
+        ("UPLOAD_MAX_BYTES", options.upload_max_bytes.to_string()),
+        ("DUCKDB_THREADS", "2".to_owned()),
+    ]);
+    let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
+    let app = Application::build(settings).await.expect("application starts");
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until_stopped());
+
+    let db = PgPool::connect(&database_url).await.expect("test pool");
+    TestApp {
+        addr,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        db,
+        data_dir,
+        db_name,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let db_name = self.db_name.clone();
+        // Drop runs outside async context; a small runtime of its own does the work.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+                    let _ = admin
+                        .execute(format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str())
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// What an upload answered.
+pub enum Uploaded {
+    Ok(UploadResponse),
+    Rejected { status: u16, body: ApiErrorBody },
+}
+
+impl Uploaded {
+    #[track_caller]
+    pub fn expect_ok(self) -> UploadResponse {
+        match self {
+            Uploaded::Ok(r) => r,
+            Uploaded::Rejected { status, body } => panic!("upload rejected: {status} {body:?}"),
+        }
+    }
+
+    #[track_caller]
+    pub fn expect_rejected(self) -> (u16, ApiErrorBody) {
+        match self {
+            Uploaded::Ok(r) => panic!("upload accepted: {:?}", r.dataset),
+            Uploaded::Rejected { status, body } => (status, body),
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Uploads `bytes` as `file_name` the way the browser's XHR does.
+    pub async fn upload(&self, file_name: &str, bytes: impl Into<Vec<u8>>, name: Option<&str>) -> Uploaded {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(name) = name {
+            form = form.text("name", name.to_owned());
+        }
+        form = form.part("file", reqwest::multipart::Part::bytes(bytes.into()).file_name(file_name.to_owned()));
+        let response = self
+            .client
+            .post(self.url("/api/datasets"))
+            .header("Accept", "application/json")
+            .multipart(form)
+            .send()
+            .await
+            .expect("request sent");
+        Self::read_upload(response).await
+    }
+
+    pub async fn read_upload(response: reqwest::Response) -> Uploaded {
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        if status == 201 {
+            Uploaded::Ok(serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad body {text}: {e}")))
+        } else {
+            Uploaded::Rejected {
+                status,
+                body: serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad error body {status} {text}: {e}")),
+            }
+        }
+    }
+
+    pub async fn dataset_count(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM datasets")
+            .fetch_one(&self.db)
+            .await
+            .expect("count")
+    }
+
+    /// Every file left under the data directory (datasets and scratch).
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for dir in ["datasets", "tmp"] {
+            let path = self.data_dir.path().join(dir);
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                files.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            }
+        }
+        files
+    }
+
+    pub fn parquet_path(&self, id: Uuid) -> PathBuf {
+        self.data_dir.path().join("datasets").join(format!("{id}.parquet"))
+    }
+
+    #[track_caller]
+    pub fn assert_nothing_persisted_sync(&self, count: i64) {
+        assert_eq!(count, 0, "no dataset row");
+        let files = self.stored_files();
+        assert!(files.is_empty(), "no files left behind: {files:?}");
+    }
+
+    pub async fn assert_nothing_persisted(&self) {
+        let count = self.dataset_count().await;
+        self.assert_nothing_persisted_sync(count);
+    }
+}
+
+/// Reads a Parquet file back with DuckDB: column names and all rows as text.
+pub fn read_parquet(path: &std::path::Path) -> (Vec<String>, Vec<Vec<Option<String>>>) {
+    let conn = duckdb::Connection::open_in_memory().expect("duckdb");
+    let file = path.display().to_string().replace('\'', "''");
+    let mut stmt = conn
+        .prepare(&format!("DESCRIBE SELECT * FROM read_parquet('{file}')"))
+        .expect("describe");
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .expect("names")
+        .collect::<Result<_, _>>()
+        .expect("names");
+    let mut stmt = conn
+        .prepare(&format!("SELECT COLUMNS(*)::VARCHAR FROM read_parquet('{file}')"))
+        .expect("select");
+    let n = names.len();
+    let rows = stmt
+        .query_map([], |r| (0..n).map(|i| r.get::<_, Option<String>>(i)).collect::<Result<Vec<_>, _>>())
+        .expect("rows")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows");
+    (names, rows)
+}
+
+/// Writes a Parquet file with DuckDB from a SELECT and returns its bytes.
+pub fn parquet_from_sql(select: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("x.parquet");
+    let conn = duckdb::Connection::open_in_memory().expect("duckdb");
+    conn.execute_batch(&format!("COPY ({select}) TO '{}' (FORMAT parquet)", path.display()))
+        .expect("write parquet");
+    std::fs::read(&path).expect("read parquet")
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).expect("gzip");
+    enc.finish().expect("gzip")
+}

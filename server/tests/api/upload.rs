@@ -1,0 +1,143 @@
+//! Uploads that must succeed: every format, odd headers, concurrency.
+
+use crate::helpers::{gzip, parquet_from_sql, read_parquet, spawn_app};
+use app::{domain::SyncStatus, model::ColumnSchema};
+use std::collections::HashSet;
+
+fn types(schema: &[ColumnSchema]) -> Vec<(&str, &str)> {
+    schema.iter().map(|c| (c.name.as_str(), c.data_type.as_str())).collect()
+}
+
+#[tokio::test]
+async fn csv_upload_produces_parquet_and_a_catalogue_row() {
+    let app = spawn_app().await;
+    let csv = "id,name,price,sold_on\n1,Widget,9.5,2024-01-02\n2,Gadget,,2024-02-03\n3,Doohickey,12.25,2024-03-04\n";
+
+    let done = app.upload("products.csv", csv, Some("Products")).await.expect_ok();
+
+    assert_eq!(done.dataset.name, "Products");
+    assert_eq!(done.dataset.file_name, "products.csv");
+    assert_eq!(done.dataset.source_format, "csv");
+    assert_eq!(done.dataset.row_count, 3);
+    assert_eq!(done.dataset.column_count, 4);
+    assert_eq!(done.dataset.size_bytes, csv.len() as i64);
+    assert_eq!(done.dataset.sync_status, SyncStatus::LocalOnly);
+    assert_eq!(
+        types(&done.schema),
+        vec![("id", "BIGINT"), ("name", "VARCHAR"), ("price", "DOUBLE"), ("sold_on", "DATE")]
+    );
+    let nullable: Vec<bool> = done.schema.iter().map(|c| c.nullable).collect();
+    assert_eq!(nullable, vec![false, false, true, false]);
+
+    let (names, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(names, vec!["id", "name", "price", "sold_on"]);
+    assert_eq!(rows[1], vec![Some("2".into()), Some("Gadget".into()), None, Some("2024-02-03".into())]);
+
+    let (schema, row_count, metadata): (serde_json::Value, i64, serde_json::Value) =
+        sqlx::query_as("SELECT schema, row_count, metadata FROM datasets WHERE id = $1")
+            .bind(done.dataset.id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(row_count, 3);
+    assert_eq!(schema[0], serde_json::json!({"name": "id", "normalized_name": "id", "type": "BIGINT", "nullable": false}));
+    assert_eq!(metadata["sync_status"], "local_only");
+    assert_eq!(metadata["databricks_enabled"], false);
+    assert!(app.stored_files().iter().all(|p| !p.starts_with(app.data_dir.path().join("tmp"))));
+}
+
+#[tokio::test]
+async fn every_format_is_detected_from_content() {
+    let app = spawn_app().await;
+    let csv = "city,population\nOslo,709037\nBergen,291940\n";
+    let json_array = r#"[{"city": "Oslo", "population": 709037}, {"city": "Bergen", "population": 291940}]"#;
+    let ndjson = "{\"city\": \"Oslo\", \"population\": 709037}\n{\"city\": \"Bergen\", \"population\": 291940}\n";
+    let parquet = parquet_from_sql("SELECT * FROM (VALUES ('Oslo', 709037), ('Bergen', 291940)) t(city, population)");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("cities.csv", csv.into(), "csv"),
+        ("cities.tsv", csv.replace(',', "\t").into(), "tsv"),
+        ("cities.txt", csv.replace(',', ";").into(), "csv (delimiter \";\")"),
+        ("cities.json", json_array.into(), "json"),
+        ("cities.ndjson", ndjson.into(), "ndjson"),
+        ("cities.parquet", parquet, "parquet"),
+        ("cities.csv.gz", gzip(csv.as_bytes()), "csv+gzip"),
+        ("cities.ndjson.gz", gzip(ndjson.as_bytes()), "ndjson+gzip"),
+        ("cities.json.gz", gzip(json_array.as_bytes()), "json+gzip"),
+        // The extension lies; the content decides.
+        ("cities.csv", ndjson.into(), "ndjson"),
+        ("cities.dat", gzip(csv.as_bytes()), "csv+gzip"),
+    ];
+    for (file_name, bytes, format) in cases {
+        let done = app.upload(file_name, bytes, None).await.expect_ok();
+        assert_eq!(done.dataset.source_format, format, "{file_name}");
+        assert_eq!(done.dataset.row_count, 2, "{file_name}");
+        let cols: Vec<&str> = done.schema.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(cols, vec!["city", "population"], "{file_name}");
+        assert_eq!(done.schema[1].data_type, "BIGINT", "{file_name}");
+        let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+        assert_eq!(rows[0], vec![Some("Oslo".into()), Some("709037".into())], "{file_name}");
+    }
+    assert_eq!(app.dataset_count().await, 11);
+}
+
+#[tokio::test]
+async fn name_defaults_to_the_file_name() {
+    let app = spawn_app().await;
+    let done = app.upload("sales-2024.csv.gz", gzip(b"a\n1\n"), Some("   ")).await.expect_ok();
+    assert_eq!(done.dataset.name, "sales-2024");
+}
+
+#[tokio::test]
+async fn header_only_csv_is_a_dataset_with_no_rows() {
+    let app = spawn_app().await;
+    let done = app.upload("empty.csv", "id,name,amount\n", None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 0);
+    let cols: Vec<&str> = done.schema.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(cols, vec!["id", "name", "amount"]);
+}
+
+#[tokio::test]
+async fn duplicate_and_empty_headers_still_ingest_with_unique_normalised_names() {
+    let app = spawn_app().await;
+    let csv = "Name,name,,Order Date,2nd Place\nAda,Lovelace,x,2024-01-01,yes\n";
+    let done = app.upload("odd.csv", csv, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 1);
+    let normalized: Vec<&str> = done.schema.iter().map(|c| c.normalized_name.as_str()).collect();
+    let unique: HashSet<&&str> = normalized.iter().collect();
+    assert_eq!(unique.len(), normalized.len(), "{normalized:?}");
+    assert_eq!(normalized[0], "name");
+    assert_eq!(normalized[3], "order_date");
+    assert_eq!(normalized[4], "_2nd_place");
+    // The Parquet file keeps the names DuckDB read (made unique, never normalised).
+    let (names, _) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(names[0], "Name");
+    assert_eq!(names[3], "Order Date");
+}
+
+#[tokio::test]
+async fn twenty_concurrent_uploads_do_not_mix() {
+    let app = spawn_app().await;
+    let uploads = (0..20).map(|i| {
+        let app = &app;
+        async move {
+            let rows = i + 1;
+            let csv: String = std::iter::once("upload,seq\n".to_owned())
+                .chain((0..rows).map(|r| format!("{i},{r}\n")))
+                .collect();
+            let done = app
+                .upload(&format!("u{i}.csv"), csv, Some(&format!("upload {i}")))
+                .await
+                .expect_ok();
+            (i, rows, done)
+        }
+    });
+    let results = futures::future::join_all(uploads).await;
+    for (i, rows, done) in results {
+        assert_eq!(done.dataset.name, format!("upload {i}"));
+        assert_eq!(done.dataset.row_count, rows as i64);
+        let (_, data) = read_parquet(&app.parquet_path(done.dataset.id));
+        assert_eq!(data.len(), rows);
+        assert!(data.iter().all(|r| r[0] == Some(i.to_string())), "upload {i} holds only its own rows");
+    }
+    assert_eq!(app.dataset_count().await, 20);
+}

@@ -1,0 +1,188 @@
+//! Uploads that must be refused with a clear 4xx, leaving nothing behind.
+
+use crate::helpers::{gzip, parquet_from_sql, spawn_app, spawn_app_with, Options, TestApp};
+use bytes::Bytes;
+
+/// Uploads, expects a rejection with `status` and `code`, returns the message,
+/// and checks that no row and no file remain.
+async fn rejected(app: &TestApp, file_name: &str, bytes: impl Into<Vec<u8>>, status: u16, code: &str) -> String {
+    let (got_status, body) = app.upload(file_name, bytes, None).await.expect_rejected();
+    assert_eq!((got_status, body.code.as_str()), (status, code), "{file_name}: {}", body.message);
+    app.assert_nothing_persisted().await;
+    body.message
+}
+
+#[tokio::test]
+async fn empty_file() {
+    let app = spawn_app().await;
+    let msg = rejected(&app, "empty.csv", Vec::new(), 422, "empty_file").await;
+    assert_eq!(msg, "The file is empty");
+}
+
+#[tokio::test]
+async fn binary_garbage() {
+    let app = spawn_app().await;
+    let garbage: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let msg = rejected(&app, "data.csv", garbage, 422, "binary_file").await;
+    assert!(msg.starts_with("The file looks binary"), "{msg}");
+}
+
+#[tokio::test]
+async fn invalid_utf8_names_the_line() {
+    let app = spawn_app().await;
+    let msg = rejected(&app, "latin1.csv", b"name,city\nAda,London\nJos\xe9,Paris\n".to_vec(), 422, "invalid_utf8").await;
+    assert!(msg.contains("line 3"), "{msg}");
+}
+
+#[tokio::test]
+async fn ragged_rows_name_the_line() {
+    let app = spawn_app().await;
+    let csv = "a,b,c\n1,2,3\n4,5,6\n7,8,9,10\n";
+    let msg = rejected(&app, "ragged.csv", csv, 422, "ragged_rows").await;
+    assert!(msg.contains("line 4") && msg.contains("4 fields") && msg.contains("has 3"), "{msg}");
+}
+
+#[tokio::test]
+async fn malformed_json() {
+    let app = spawn_app().await;
+    let msg = rejected(&app, "bad.json", r#"[{"a": 1}, {"a": 2,]"#, 422, "malformed_json").await;
+    assert!(msg.starts_with("Malformed JSON"), "{msg}");
+    rejected(&app, "bad.ndjson", "{\"a\": 1}\n{\"a\": \n", 422, "malformed_json").await;
+}
+
+#[tokio::test]
+async fn truncated_gzip() {
+    let app = spawn_app().await;
+    let full = gzip("a,b\n1,2\n".repeat(5_000).as_bytes());
+    let msg = rejected(&app, "cut.csv.gz", full[..full.len() / 2].to_vec(), 422, "corrupt_gzip").await;
+    assert!(msg.contains("corrupt or truncated"), "{msg}");
+}
+
+#[tokio::test]
+async fn parquet_with_broken_footer() {
+    let app = spawn_app().await;
+    let good = parquet_from_sql("SELECT range AS n FROM range(1000)");
+    let msg = rejected(&app, "cut.parquet", good[..good.len() - 10].to_vec(), 422, "invalid_parquet").await;
+    assert!(msg.contains("footer"), "{msg}");
+    // Right magic bytes at both ends, garbage in between.
+    let mut fake = b"PAR1".to_vec();
+    fake.extend_from_slice(&[0x41; 64]);
+    fake.extend_from_slice(&[0x10, 0, 0, 0]);
+    fake.extend_from_slice(b"PAR1");
+    rejected(&app, "fake.parquet", fake, 422, "invalid_parquet").await;
+}
+
+#[tokio::test]
+async fn unsupported_type() {
+    let app = spawn_app().await;
+    let parquet = parquet_from_sql("SELECT 1 AS id, INTERVAL 3 DAY AS wait");
+    let msg = rejected(&app, "interval.parquet", parquet, 422, "unsupported_type").await;
+    assert!(msg.contains("\"wait\"") && msg.contains("INTERVAL"), "{msg}");
+}
+
+#[tokio::test]
+async fn too_many_columns() {
+    let app = spawn_app().await;
+    let header: Vec<String> = (0..1001).map(|i| format!("c{i}")).collect();
+    let row: Vec<&str> = (0..1001).map(|_| "1").collect();
+    let csv = format!("{}\n{}\n", header.join(","), row.join(","));
+    let msg = rejected(&app, "wide.csv", csv, 422, "too_many_columns").await;
+    assert!(msg.contains("1001 columns") && msg.contains("1000"), "{msg}");
+}
+
+#[tokio::test]
+async fn dataset_name_too_long() {
+    let app = spawn_app().await;
+    let long = "n".repeat(201);
+    let (status, body) = app.upload("ok.csv", "a\n1\n", Some(&long)).await.expect_rejected();
+    assert_eq!((status, body.code.as_str()), (400, "invalid_name"));
+    assert!(body.message.contains("201 characters") && body.message.contains("200"), "{}", body.message);
+    app.assert_nothing_persisted().await;
+}
+
+#[tokio::test]
+async fn file_name_too_long() {
+    let app = spawn_app().await;
+    let name = format!("{}.csv", "f".repeat(300));
+    let (status, body) = app.upload(&name, "a\n1\n", None).await.expect_rejected();
+    assert_eq!((status, body.code.as_str()), (400, "file_name_too_long"));
+    app.assert_nothing_persisted().await;
+}
+
+#[tokio::test]
+async fn other_compression_is_named() {
+    let app = spawn_app().await;
+    let msg = rejected(&app, "data.zip", b"PK\x03\x04\x14\x00\x00\x00rest".to_vec(), 415, "unsupported_compression").await;
+    assert!(msg.starts_with("Zip-compressed"), "{msg}");
+}
+
+#[tokio::test]
+async fn missing_file_field() {
+    let app = spawn_app().await;
+    let form = reqwest::multipart::Form::new().text("name", "no file");
+    let response = app
+        .client
+        .post(app.url("/api/datasets"))
+        .header("Accept", "application/json")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = TestApp::read_upload(response).await.expect_rejected();
+    assert_eq!((status, body.code.as_str()), (400, "missing_file"));
+}
+
+#[tokio::test]
+async fn size_cap_is_enforced_mid_stream_without_content_length() {
+    let app = spawn_app_with(Options { upload_max_bytes: 1 << 20 }).await;
+    // 4 MiB of valid CSV sent chunked, so the server only learns the size by counting.
+    let chunks = std::iter::once(Ok::<_, std::io::Error>(Bytes::from_static(b"n\n")))
+        .chain((0..4096).map(|_| Ok(Bytes::from("1\n".repeat(512)))));
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let part = reqwest::multipart::Part::stream(body).file_name("big.csv");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = app
+        .client
+        .post(app.url("/api/datasets"))
+        .header("Accept", "application/json")
+        .multipart(form)
+        .send()
+        .await;
+    // The server may answer before the client has sent everything; either way
+    // the answer, when read, is 413 with a clear message.
+    let response = response.expect("an answer");
+    let (status, body) = TestApp::read_upload(response).await.expect_rejected();
+    assert_eq!((status, body.code.as_str()), (413, "too_large"));
+    assert_eq!(body.message, "The file is larger than the upload limit of 1.0 MiB");
+    app.assert_nothing_persisted().await;
+}
+
+#[tokio::test]
+async fn declared_oversize_is_refused_before_reading() {
+    let app = spawn_app_with(Options { upload_max_bytes: 1 << 20 }).await;
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(vec![b'a'; 2 << 20]).file_name("big.csv"));
+    let response = app
+        .client
+        .post(app.url("/api/datasets"))
+        .header("Accept", "application/json")
+        .multipart(form)
+        .send()
+        .await
+        .expect("an answer");
+    let (status, body) = TestApp::read_upload(response).await.expect_rejected();
+    assert_eq!((status, body.code.as_str()), (413, "too_large"));
+    app.assert_nothing_persisted().await;
+}
+
+#[tokio::test]
+async fn form_post_without_javascript_redirects_with_the_error() {
+    let app = spawn_app().await;
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(Vec::new()).file_name("empty.csv"));
+    let response = app.client.post(app.url("/api/datasets")).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert_eq!(location, "/?upload_error=The%20file%20is%20empty#upload");
+    app.assert_nothing_persisted().await;
+}
