@@ -1,13 +1,11 @@
 //! The error type of every server function. Internal causes are logged on the
 //! server and never sent; the browser gets a short, specific message.
 
+use leptos::server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
 use serde::{Deserialize, Serialize};
-use server_fn_error::{FromServerFnError, ServerFnErrorErr};
-
-mod server_fn_error {
-    pub use leptos::server_fn::codec::JsonEncoding;
-    pub use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
@@ -22,7 +20,7 @@ pub enum AppError {
 }
 
 impl FromServerFnError for AppError {
-    type Encoder = server_fn_error::JsonEncoding;
+    type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         AppError::ServerFn(value)

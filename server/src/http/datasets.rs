@@ -202,7 +202,8 @@ async fn receive(state: &AppState, id: Uuid, mut multipart: Multipart) -> Result
         .await
         .map_err(|e| UploadError::from_multipart(e, max))?
     {
-        match field.name() {
+        let field_name = field.name().map(str::to_owned);
+        match field_name.as_deref() {
             Some("name") => {
                 let text = field.text().await.map_err(|e| UploadError::from_multipart(e, max))?;
                 if text.len() > 4 * 1024 {

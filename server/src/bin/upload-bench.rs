@@ -1,0 +1,216 @@
+//! Upload benchmark: generates a CSV (default 1 GB), uploads it over HTTP to a
+//! freshly started `servicetsunami` server, and compares with DuckDB converting
+//! the same file directly, in the same run, with the same engine limits.
+//!
+//! ```sh
+//! cargo run -p servicetsunami-server --bin upload-bench -- [--size 1GB] [--dir /tmp/x]
+//! ```
+//! Needs Postgres at `TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres)
+//! and the `servicetsunami` binary built beside this one.
+
+use anyhow::{bail, Context};
+use std::{
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+const THREADS: usize = 2;
+const MEMORY_LIMIT: &str = "256MB";
+
+struct Args {
+    size: u64,
+    dir: PathBuf,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut size: u64 = 1_000_000_000;
+    let mut dir = std::env::temp_dir().join("servicetsunami-upload-bench");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--size" => {
+                let v = args.next().context("--size needs a value")?;
+                size = parse_size(&v).with_context(|| format!("bad --size {v}"))?;
+            }
+            "--dir" => dir = PathBuf::from(args.next().context("--dir needs a value")?),
+            "--bench" => {} // passed by `cargo bench`
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(Args { size, dir })
+}
+
+fn parse_size(v: &str) -> anyhow::Result<u64> {
+    let v = v.trim().to_ascii_uppercase();
+    let (num, mult) = if let Some(n) = v.strip_suffix("GB") {
+        (n, 1_000_000_000)
+    } else if let Some(n) = v.strip_suffix("MB") {
+        (n, 1_000_000)
+    } else if let Some(n) = v.strip_suffix("KB") {
+        (n, 1_000)
+    } else {
+        (v.as_str(), 1)
+    };
+    Ok(num.trim().parse::<u64>()? * mult)
+}
+
+/// A realistic mixed-type CSV: ids, names, amounts, dates, flags, free text.
+fn generate_csv(path: &Path, size: u64) -> anyhow::Result<u64> {
+    let file = std::fs::File::create(path)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let header = b"id,customer,amount,ordered_on,express,comment\n";
+    out.write_all(header)?;
+    let mut written = header.len() as u64;
+    let names = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov"];
+    let comments = ["", "leave at the door", "\"fragile, handle with care\"", "gift", "call first"];
+    let mut i: u64 = 0;
+    let mut line = String::with_capacity(128);
+    while written < size {
+        line.clear();
+        use std::fmt::Write as _;
+        let day = 1 + (i % 28);
+        let month = 1 + (i / 28) % 12;
+        write!(
+            line,
+            "{i},{},{}.{:02},2024-{month:02}-{day:02},{},{}\n",
+            names[(i % 5) as usize],
+            (i * 7919) % 100_000,
+            i % 100,
+            i % 3 == 0,
+            comments[(i % 5) as usize]
+        )?;
+        out.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+        i += 1;
+    }
+    out.flush()?;
+    Ok(i)
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn duckdb_direct(csv: &Path, out: &Path) -> anyhow::Result<(Duration, u64)> {
+    let conn = duckdb::Connection::open_in_memory()?;
+    conn.execute_batch(&format!("SET threads = {THREADS}; SET memory_limit = '{MEMORY_LIMIT}';"))?;
+    let started = Instant::now();
+    let rows = conn.execute(
+        &format!(
+            "COPY (SELECT * FROM read_csv('{}')) TO '{}' (FORMAT parquet, COMPRESSION zstd)",
+            csv.display(),
+            out.display()
+        ),
+        [],
+    )?;
+    Ok((started.elapsed(), rows as u64))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    std::fs::create_dir_all(&args.dir)?;
+    let csv = args.dir.join("bench.csv");
+    eprintln!("generating {} bytes of CSV at {}", args.size, csv.display());
+    let rows = generate_csv(&csv, args.size)?;
+    let bytes = std::fs::metadata(&csv)?.len();
+    let mb = bytes as f64 / 1e6;
+
+    // Reference: DuckDB alone, same limits as the server.
+    let reference_out = args.dir.join("reference.parquet");
+    let (reference, reference_rows) = duckdb_direct(&csv, &reference_out)?;
+    std::fs::remove_file(&reference_out)?;
+    anyhow::ensure!(reference_rows == rows, "DuckDB read {reference_rows} rows, expected {rows}");
+
+    // The server, started fresh with its own database.
+    let admin = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    let db = format!("st_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE \"{db}\"").as_str()).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let exe = std::env::current_exe()?.with_file_name("servicetsunami");
+    let data = args.dir.join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    let mut server = tokio::process::Command::new(&exe)
+        .env("DATABASE_URL", format!("{base}/{db}"))
+        .env("DATA_STORAGE_PATH", &data)
+        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+        .env("UPLOAD_MAX_BYTES", (bytes * 2).to_string())
+        .env("DUCKDB_THREADS", THREADS.to_string())
+        .env("DUCKDB_MEMORY_LIMIT", MEMORY_LIMIT)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("Failed to start {}", exe.display()))?;
+    let pid = server.id().context("server pid")?;
+    let client = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    let mut waited = 0;
+    while client.get(&ready).send().await.map(|r| r.status().is_success()).ok() != Some(true) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+        anyhow::ensure!(waited < 300, "server did not become ready");
+    }
+    let idle_rss = peak_rss_kib(pid).unwrap_or(0);
+
+    let file = tokio::fs::File::open(&csv).await?;
+    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(file), bytes).file_name("bench.csv");
+    let form = reqwest::multipart::Form::new().text("name", "upload bench").part("file", part);
+    let started = Instant::now();
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/api/datasets"))
+        .header("Accept", "application/json")
+        .multipart(form)
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await?;
+    let upload = started.elapsed();
+    let peak_rss = peak_rss_kib(pid).unwrap_or(0);
+    anyhow::ensure!(status.as_u16() == 201, "upload failed: {status} {body}");
+    let uploaded_rows = body["dataset"]["row_count"].as_u64().unwrap_or(0);
+    anyhow::ensure!(uploaded_rows == rows, "server stored {uploaded_rows} rows, expected {rows}");
+
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server.wait()).await;
+    sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await?;
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::remove_file(&csv)?;
+
+    let ratio = upload.as_secs_f64() / reference.as_secs_f64();
+    println!();
+    println!("upload benchmark: {mb:.0} MB CSV, {rows} rows, DuckDB threads={THREADS} memory_limit={MEMORY_LIMIT}");
+    println!("| measurement                          | wall (s) | MB/s   | ratio vs DuckDB |");
+    println!("|--------------------------------------|---------:|-------:|----------------:|");
+    println!(
+        "| DuckDB CSV → Parquet, direct (ref.)  | {:>8.2} | {:>6.1} | {:>15.2} |",
+        reference.as_secs_f64(),
+        mb / reference.as_secs_f64(),
+        1.0
+    );
+    println!(
+        "| HTTP upload → Parquet + catalogue    | {:>8.2} | {:>6.1} | {:>15.2} |",
+        upload.as_secs_f64(),
+        mb / upload.as_secs_f64(),
+        ratio
+    );
+    println!();
+    println!("| server memory                        | MiB      |");
+    println!("|--------------------------------------|---------:|");
+    println!("| RSS when ready (peak so far)         | {:>8.1} |", idle_rss as f64 / 1024.0);
+    println!("| peak RSS during the upload           | {:>8.1} |", peak_rss as f64 / 1024.0);
+    println!();
+    println!("targets: ratio ≤ 1.25 → {}; peak RSS ≤ 300 MB → {}",
+        if ratio <= 1.25 { "met" } else { "NOT met" },
+        if peak_rss as f64 * 1024.0 <= 300e6 { "met" } else { "NOT met" });
+    Ok(())
+}
