@@ -63,7 +63,10 @@ mod tests {
 
     #[test]
     fn timestamps_are_shortened() {
-        assert_eq!(short_timestamp("2026-11-25T19:44:38.123Z"), "2026-11-25 19:44 UTC");
+        assert_eq!(
+            short_timestamp("2026-11-25T19:44:38.123Z"),
+            "2026-11-25 19:44 UTC"
+        );
         assert_eq!(short_timestamp("bad"), "bad");
     }
 }

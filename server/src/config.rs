@@ -9,7 +9,10 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name} is required but not set ({hint})")]
-    Missing { name: &'static str, hint: &'static str },
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
     #[error("{name}={value:?} is invalid: {reason}")]
     Invalid {
         name: &'static str,
@@ -73,7 +76,9 @@ pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
 
 impl<F: Fn(&str) -> Option<String>> Env<F> {
     fn raw(&self, name: &str) -> Option<String> {
-        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
@@ -109,9 +114,13 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 /// `2GiB`, `500MB`, `1048576` → bytes.
 fn parse_byte_size(value: &str) -> Result<u64, String> {
     let value = value.trim();
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
     let (digits, unit) = value.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| "expected a number of bytes, e.g. 2GiB".to_owned())?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "expected a number of bytes, e.g. 2GiB".to_owned())?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -120,7 +129,11 @@ fn parse_byte_size(value: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        other => return Err(format!("unknown unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB"
+            ))
+        }
     };
     let bytes = n.checked_mul(mult).ok_or_else(|| "too large".to_owned())?;
     if bytes == 0 {
@@ -165,7 +178,9 @@ impl Settings {
                 reason: "must be at least 1".to_owned(),
             });
         }
-        let duckdb_memory_limit = env.raw("DUCKDB_MEMORY_LIMIT").unwrap_or_else(|| "256MB".to_owned());
+        let duckdb_memory_limit = env
+            .raw("DUCKDB_MEMORY_LIMIT")
+            .unwrap_or_else(|| "256MB".to_owned());
         parse_byte_size(&duckdb_memory_limit).map_err(|reason| ConfigError::Invalid {
             name: "DUCKDB_MEMORY_LIMIT",
             value: duckdb_memory_limit.clone(),
@@ -184,7 +199,8 @@ impl Settings {
             }
         };
 
-        let site_addr: SocketAddr = env.parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
+        let site_addr: SocketAddr =
+            env.parse("LEPTOS_SITE_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)))?;
         let leptos_env = match env.raw("LEPTOS_ENV").as_deref() {
             None | Some("PROD") | Some("prod") | Some("production") => leptos::config::Env::PROD,
             Some("DEV") | Some("dev") | Some("development") => leptos::config::Env::DEV,
@@ -197,9 +213,18 @@ impl Settings {
             }
         };
         let leptos = LeptosOptions::builder()
-            .output_name(env.raw("LEPTOS_OUTPUT_NAME").unwrap_or_else(|| "servicetsunami".to_owned()))
-            .site_root(env.raw("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".to_owned()))
-            .site_pkg_dir(env.raw("LEPTOS_SITE_PKG_DIR").unwrap_or_else(|| "pkg".to_owned()))
+            .output_name(
+                env.raw("LEPTOS_OUTPUT_NAME")
+                    .unwrap_or_else(|| "servicetsunami".to_owned()),
+            )
+            .site_root(
+                env.raw("LEPTOS_SITE_ROOT")
+                    .unwrap_or_else(|| "target/site".to_owned()),
+            )
+            .site_pkg_dir(
+                env.raw("LEPTOS_SITE_PKG_DIR")
+                    .unwrap_or_else(|| "pkg".to_owned()),
+            )
             .site_addr(site_addr)
             .reload_port(env.parse("LEPTOS_RELOAD_PORT", 3001u32)?)
             .env(leptos_env)
@@ -223,7 +248,10 @@ impl Settings {
             retry_attempts: env.parse("DATABRICKS_RETRY_ATTEMPTS", 3u32)?,
             retry_interval_secs: env.parse("DATABRICKS_RETRY_INTERVAL", 300u64)?,
         };
-        if sync.databricks_sync_enabled && sync.mcp_server_url.is_some() && sync.mcp_api_key.is_none() {
+        if sync.databricks_sync_enabled
+            && sync.mcp_server_url.is_some()
+            && sync.mcp_api_key.is_none()
+        {
             return Err(ConfigError::Missing {
                 name: "MCP_API_KEY",
                 hint: "required when DATABRICKS_SYNC_ENABLED=true and MCP_SERVER_URL is set",
@@ -233,7 +261,10 @@ impl Settings {
         Ok(Self {
             database_url: SecretString::from(database_url),
             database_max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10u32)?,
-            data_storage_path: PathBuf::from(env.raw("DATA_STORAGE_PATH").unwrap_or_else(|| "./data".to_owned())),
+            data_storage_path: PathBuf::from(
+                env.raw("DATA_STORAGE_PATH")
+                    .unwrap_or_else(|| "./data".to_owned()),
+            ),
             upload_max_bytes,
             duckdb_threads,
             duckdb_memory_limit,
@@ -250,7 +281,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(move |k| map.get(k).cloned())
     }
 

@@ -36,11 +36,21 @@ impl Application {
                 memory_limit: settings.duckdb_memory_limit.clone(),
             },
         )
-        .with_context(|| format!("Failed to open DATA_STORAGE_PATH {}", settings.data_storage_path.display()))?;
+        .with_context(|| {
+            format!(
+                "Failed to open DATA_STORAGE_PATH {}",
+                settings.data_storage_path.display()
+            )
+        })?;
 
         let listener = TcpListener::bind(settings.leptos.site_addr)
             .await
-            .with_context(|| format!("Failed to bind LEPTOS_SITE_ADDR {}", settings.leptos.site_addr))?;
+            .with_context(|| {
+                format!(
+                    "Failed to bind LEPTOS_SITE_ADDR {}",
+                    settings.leptos.site_addr
+                )
+            })?;
         let mut leptos_options = settings.leptos.clone();
         leptos_options.site_addr = listener.local_addr()?;
 
@@ -53,7 +63,11 @@ impl Application {
             sync_enabled: settings.sync.auto_sync_applies(),
         });
         let router = router(state.clone());
-        Ok(Self { listener, router, state })
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -92,8 +106,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(http::datasets::router())
         .merge(http::health::router())
-        .leptos_routes_with_context(&state, routes, || (), move || app::shell(leptos_options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            || (),
+            move || app::shell(leptos_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -226,11 +226,20 @@ mod tests {
 
     #[test]
     fn dataset_name_is_trimmed_and_bounded() {
-        assert_eq!(DatasetName::parse("  sales 2024 ").unwrap().as_str(), "sales 2024");
+        assert_eq!(
+            DatasetName::parse("  sales 2024 ").unwrap().as_str(),
+            "sales 2024"
+        );
         assert_eq!(DatasetName::parse("   "), Err(NameError::Empty));
         let long = "x".repeat(MAX_DATASET_NAME_CHARS + 1);
-        assert!(matches!(DatasetName::parse(&long), Err(NameError::TooLong { .. })));
+        assert!(matches!(
+            DatasetName::parse(&long),
+            Err(NameError::TooLong { .. })
+        ));
         assert!(DatasetName::parse(&"é".repeat(MAX_DATASET_NAME_CHARS)).is_ok());
-        assert_eq!(DatasetName::parse("a\u{0}b"), Err(NameError::ControlCharacter));
+        assert_eq!(
+            DatasetName::parse("a\u{0}b"),
+            Err(NameError::ControlCharacter)
+        );
     }
 }

@@ -15,7 +15,12 @@ use uuid::Uuid;
 #[component]
 pub fn DatasetPage() -> impl IntoView {
     let params = use_params_map();
-    let id = move || params.read().get("id").and_then(|s| Uuid::parse_str(&s).ok());
+    let id = move || {
+        params
+            .read()
+            .get("id")
+            .and_then(|s| Uuid::parse_str(&s).ok())
+    };
     let detail = Resource::new(id, |id| async move {
         match id {
             Some(id) => get_dataset(id).await,
@@ -48,7 +53,12 @@ pub fn DatasetPage() -> impl IntoView {
 
 #[component]
 fn DatasetView(detail: DatasetDetail) -> impl IntoView {
-    let DatasetDetail { summary, schema, preview, stats } = detail;
+    let DatasetDetail {
+        summary,
+        schema,
+        preview,
+        stats,
+    } = detail;
     let shown = preview.rows.len();
     view! {
         <Title text=summary.name.clone() />

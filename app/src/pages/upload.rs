@@ -46,20 +46,26 @@ fn message_from(xhr: &XmlHttpRequest) -> String {
     let body = xhr.response_text().ok().flatten().unwrap_or_default();
     match serde_json::from_str::<ApiErrorBody>(&body) {
         Ok(err) => err.message,
-        Err(_) if status == 0 => "The upload was interrupted: the server could not be reached.".to_owned(),
+        Err(_) if status == 0 => {
+            "The upload was interrupted: the server could not be reached.".to_owned()
+        }
         Err(_) => format!("The upload failed (HTTP {status})."),
     }
 }
 
 /// Sends the form. Progress, the outcome and errors go to `handlers`.
 pub fn submit(form: &NodeRef<html::Form>, file: &NodeRef<html::Input>, handlers: Handlers) {
-    let Some(form_el) = form.get_untracked() else { return };
+    let Some(form_el) = form.get_untracked() else {
+        return;
+    };
     let has_file = file
         .get_untracked()
         .and_then(|f| f.files())
         .is_some_and(|files| files.length() > 0);
     if !has_file {
-        handlers.error.set(Some("Choose a file to upload first.".to_owned()));
+        handlers
+            .error
+            .set(Some("Choose a file to upload first.".to_owned()));
         return;
     }
     let started = (|| -> Result<(), wasm_bindgen::JsValue> {
@@ -74,9 +80,15 @@ pub fn submit(form: &NodeRef<html::Form>, file: &NodeRef<html::Input>, handlers:
                 progress.set(Some(ev.loaded() / ev.total()));
             }
         });
-        xhr.upload()?.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+        xhr.upload()?
+            .set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
 
-        let Handlers { progress, error, notice, on_uploaded } = handlers;
+        let Handlers {
+            progress,
+            error,
+            notice,
+            on_uploaded,
+        } = handlers;
         let done_xhr = xhr.clone();
         let form_for_reset = form_el.clone();
         let on_loadend = Closure::<dyn FnMut()>::new(move || {

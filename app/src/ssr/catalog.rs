@@ -68,7 +68,10 @@ pub async fn insert_dataset(
 }
 
 /// The tenant's datasets, newest first.
-pub async fn list_datasets(db: &PgPool, tenant_id: Uuid) -> Result<Vec<DatasetSummary>, sqlx::Error> {
+pub async fn list_datasets(
+    db: &PgPool,
+    tenant_id: Uuid,
+) -> Result<Vec<DatasetSummary>, sqlx::Error> {
     sqlx::query_as!(
         DatasetSummary,
         r#"SELECT id, name, file_name, source_format, row_count, size_bytes,

@@ -18,6 +18,9 @@ mod tests {
     #[test]
     fn quotes_are_doubled() {
         assert_eq!(quote_literal("/tmp/it's.parquet"), "'/tmp/it''s.parquet'");
-        assert_eq!(quote_ident("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
+        assert_eq!(
+            quote_ident("a\"; DROP TABLE x; --"),
+            "\"a\"\"; DROP TABLE x; --\""
+        );
     }
 }

@@ -81,7 +81,10 @@ impl Storage {
     /// A new connection to the shared DuckDB instance. Blocking: call it from
     /// `spawn_blocking`.
     pub fn connection(&self) -> Result<Connection, StorageError> {
-        let base = self.engine.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let base = self
+            .engine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(base.try_clone()?)
     }
 
@@ -94,7 +97,12 @@ impl Storage {
     }
 
     /// The first `limit` rows, every value cast to text. Blocking.
-    pub fn preview(&self, id: Uuid, columns: &[ColumnSchema], limit: usize) -> Result<Preview, StorageError> {
+    pub fn preview(
+        &self,
+        id: Uuid,
+        columns: &[ColumnSchema],
+        limit: usize,
+    ) -> Result<Preview, StorageError> {
         let file = self.existing_parquet(id)?;
         let conn = self.connection()?;
         let mut rows = Vec::new();
@@ -119,7 +127,11 @@ impl Storage {
 
     /// Null count, approximate distinct count, min and max of every column, in
     /// one scan of the file. Blocking.
-    pub fn column_stats(&self, id: Uuid, columns: &[ColumnSchema]) -> Result<Vec<ColumnStats>, StorageError> {
+    pub fn column_stats(
+        &self,
+        id: Uuid,
+        columns: &[ColumnSchema],
+    ) -> Result<Vec<ColumnStats>, StorageError> {
         let file = self.existing_parquet(id)?;
         if columns.is_empty() {
             return Ok(Vec::new());

@@ -63,8 +63,20 @@ fn generate_csv(path: &Path, size: u64) -> anyhow::Result<u64> {
     let header = b"id,customer,amount,ordered_on,express,comment\n";
     out.write_all(header)?;
     let mut written = header.len() as u64;
-    let names = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov"];
-    let comments = ["", "leave at the door", "\"fragile, handle with care\"", "gift", "call first"];
+    let names = [
+        "Ada Lovelace",
+        "Grace Hopper",
+        "Alan Turing",
+        "Edsger Dijkstra",
+        "Barbara Liskov",
+    ];
+    let comments = [
+        "",
+        "leave at the door",
+        "\"fragile, handle with care\"",
+        "gift",
+        "call first",
+    ];
     let mut i: u64 = 0;
     let mut line = String::with_capacity(128);
     while written < size {
@@ -100,7 +112,9 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 fn duckdb_direct(csv: &Path, out: &Path) -> anyhow::Result<(Duration, u64)> {
     let conn = duckdb::Connection::open_in_memory()?;
-    conn.execute_batch(&format!("SET threads = {THREADS}; SET memory_limit = '{MEMORY_LIMIT}';"))?;
+    conn.execute_batch(&format!(
+        "SET threads = {THREADS}; SET memory_limit = '{MEMORY_LIMIT}';"
+    ))?;
     let started = Instant::now();
     let rows = conn.execute(
         &format!(
@@ -127,15 +141,24 @@ async fn main() -> anyhow::Result<()> {
     let reference_out = args.dir.join("reference.parquet");
     let (reference, reference_rows) = duckdb_direct(&csv, &reference_out)?;
     std::fs::remove_file(&reference_out)?;
-    anyhow::ensure!(reference_rows == rows, "DuckDB read {reference_rows} rows, expected {rows}");
+    anyhow::ensure!(
+        reference_rows == rows,
+        "DuckDB read {reference_rows} rows, expected {rows}"
+    );
 
     // The server, started fresh with its own database.
-    let admin = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    let admin = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(b, _)| b)
+        .to_owned();
     let db = format!("st_bench_{}", uuid::Uuid::new_v4().simple());
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
     sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE \"{db}\"").as_str()).await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let exe = std::env::current_exe()?.with_file_name("servicetsunami");
     let data = args.dir.join("data");
     let _ = std::fs::remove_dir_all(&data);
@@ -155,7 +178,14 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let ready = format!("http://127.0.0.1:{port}/readyz");
     let mut waited = 0;
-    while client.get(&ready).send().await.map(|r| r.status().is_success()).ok() != Some(true) {
+    while client
+        .get(&ready)
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .ok()
+        != Some(true)
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += 1;
         anyhow::ensure!(waited < 300, "server did not become ready");
@@ -163,8 +193,11 @@ async fn main() -> anyhow::Result<()> {
     let idle_rss = peak_rss_kib(pid).unwrap_or(0);
 
     let file = tokio::fs::File::open(&csv).await?;
-    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(file), bytes).file_name("bench.csv");
-    let form = reqwest::multipart::Form::new().text("name", "upload bench").part("file", part);
+    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(file), bytes)
+        .file_name("bench.csv");
+    let form = reqwest::multipart::Form::new()
+        .text("name", "upload bench")
+        .part("file", part);
     let started = Instant::now();
     let response = client
         .post(format!("http://127.0.0.1:{port}/api/datasets"))
@@ -178,11 +211,21 @@ async fn main() -> anyhow::Result<()> {
     let peak_rss = peak_rss_kib(pid).unwrap_or(0);
     anyhow::ensure!(status.as_u16() == 201, "upload failed: {status} {body}");
     let uploaded_rows = body["dataset"]["row_count"].as_u64().unwrap_or(0);
-    anyhow::ensure!(uploaded_rows == rows, "server stored {uploaded_rows} rows, expected {rows}");
+    anyhow::ensure!(
+        uploaded_rows == rows,
+        "server stored {uploaded_rows} rows, expected {rows}"
+    );
 
-    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
     let _ = tokio::time::timeout(Duration::from_secs(10), server.wait()).await;
-    sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str()).await?;
+    sqlx::Executor::execute(
+        &mut conn,
+        format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str(),
+    )
+    .await?;
     let _ = std::fs::remove_dir_all(&data);
     std::fs::remove_file(&csv)?;
 
@@ -206,11 +249,23 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("| server memory                        | MiB      |");
     println!("|--------------------------------------|---------:|");
-    println!("| RSS when ready (peak so far)         | {:>8.1} |", idle_rss as f64 / 1024.0);
-    println!("| peak RSS during the upload           | {:>8.1} |", peak_rss as f64 / 1024.0);
+    println!(
+        "| RSS when ready (peak so far)         | {:>8.1} |",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS during the upload           | {:>8.1} |",
+        peak_rss as f64 / 1024.0
+    );
     println!();
-    println!("targets: ratio ≤ 1.25 → {}; peak RSS ≤ 300 MB → {}",
+    println!(
+        "targets: ratio ≤ 1.25 → {}; peak RSS ≤ 300 MB → {}",
         if ratio <= 1.25 { "met" } else { "NOT met" },
-        if peak_rss as f64 * 1024.0 <= 300e6 { "met" } else { "NOT met" });
+        if peak_rss as f64 * 1024.0 <= 300e6 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
     Ok(())
 }

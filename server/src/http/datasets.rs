@@ -13,7 +13,9 @@ use app::{
     ssr::{catalog, AppState},
 };
 use axum::{
-    extract::{multipart::MultipartError, DefaultBodyLimit, FromRequest, Multipart, Request, State},
+    extract::{
+        multipart::MultipartError, DefaultBodyLimit, FromRequest, Multipart, Request, State,
+    },
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
     routing::post,
@@ -63,9 +65,10 @@ impl UploadError {
         match self {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotMultipart => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::MissingFile | Self::FileNameTooLong { .. } | Self::InvalidName(_) | Self::Body(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::MissingFile
+            | Self::FileNameTooLong { .. }
+            | Self::InvalidName(_)
+            | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::Ingest(e) => e.status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,7 +108,9 @@ impl IntoResponse for UploadError {
     fn into_response(self) -> Response {
         match &self {
             Self::Internal(cause) => tracing::error!(error = ?cause, "upload failed"),
-            Self::Ingest(IngestError::Internal(cause)) => tracing::error!(error = ?cause, "conversion failed"),
+            Self::Ingest(IngestError::Internal(cause)) => {
+                tracing::error!(error = ?cause, "conversion failed")
+            }
             other => tracing::info!(code = other.code(), error = %other, "upload rejected"),
         }
         (self.status(), Json(self.body())).into_response()
@@ -133,17 +138,26 @@ async fn upload(State(state): State<AppState>, request: Request) -> Response {
     let outcome = receive_and_store(&state, request).await;
     match (outcome, json) {
         (Ok(done), true) => (StatusCode::CREATED, Json(done)).into_response(),
-        (Ok(done), false) => Redirect::to(&format!("/datasets/{}", done.dataset.id)).into_response(),
+        (Ok(done), false) => {
+            Redirect::to(&format!("/datasets/{}", done.dataset.id)).into_response()
+        }
         (Err(e), true) => e.into_response(),
         (Err(e), false) => {
             let message = e.body().message;
             let _ = e.into_response(); // logs it
-            Redirect::to(&format!("/?upload_error={}#upload", percent_encode(&message))).into_response()
+            Redirect::to(&format!(
+                "/?upload_error={}#upload",
+                percent_encode(&message)
+            ))
+            .into_response()
         }
     }
 }
 
-async fn receive_and_store(state: &AppState, request: Request) -> Result<UploadResponse, UploadError> {
+async fn receive_and_store(
+    state: &AppState,
+    request: Request,
+) -> Result<UploadResponse, UploadError> {
     let max = state.upload_max_bytes;
     let declared = request
         .headers()
@@ -193,7 +207,11 @@ struct Received {
     detected: Detected,
 }
 
-async fn receive(state: &AppState, id: Uuid, mut multipart: Multipart) -> Result<Received, UploadError> {
+async fn receive(
+    state: &AppState,
+    id: Uuid,
+    mut multipart: Multipart,
+) -> Result<Received, UploadError> {
     let max = state.upload_max_bytes;
     let mut name = None;
     let mut file = None;
@@ -205,7 +223,10 @@ async fn receive(state: &AppState, id: Uuid, mut multipart: Multipart) -> Result
         let field_name = field.name().map(str::to_owned);
         match field_name.as_deref() {
             Some("name") => {
-                let text = field.text().await.map_err(|e| UploadError::from_multipart(e, max))?;
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| UploadError::from_multipart(e, max))?;
                 if text.len() > 4 * 1024 {
                     return Err(NameError::TooLong {
                         len: text.chars().count(),
@@ -234,20 +255,35 @@ async fn receive(state: &AppState, id: Uuid, mut multipart: Multipart) -> Result
                     .map_err(|e| UploadError::Internal(e.into()))?;
                 let mut out = BufWriter::with_capacity(1 << 20, out);
                 let mut inspector = Inspector::new();
-                while let Some(chunk) = field.chunk().await.map_err(|e| UploadError::from_multipart(e, max))? {
+                while let Some(chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| UploadError::from_multipart(e, max))?
+                {
                     if inspector.total() + chunk.len() as u64 > max {
                         return Err(UploadError::TooLarge { max });
                     }
                     inspector.feed(&chunk)?;
-                    out.write_all(&chunk).await.map_err(|e| UploadError::Internal(e.into()))?;
+                    out.write_all(&chunk)
+                        .await
+                        .map_err(|e| UploadError::Internal(e.into()))?;
                 }
-                out.flush().await.map_err(|e| UploadError::Internal(e.into()))?;
+                out.flush()
+                    .await
+                    .map_err(|e| UploadError::Internal(e.into()))?;
                 let size = inspector.total();
                 let detected = inspector.finish()?;
                 file = Some((scratch, file_name, size, detected));
             }
             // Unknown fields (and a second file) are drained and ignored.
-            _ => while field.chunk().await.map_err(|e| UploadError::from_multipart(e, max))?.is_some() {},
+            _ => {
+                while field
+                    .chunk()
+                    .await
+                    .map_err(|e| UploadError::from_multipart(e, max))?
+                    .is_some()
+                {}
+            }
         }
     }
     let (file, file_name, size, detected) = file.ok_or(UploadError::MissingFile)?;
@@ -260,7 +296,11 @@ async fn receive(state: &AppState, id: Uuid, mut multipart: Multipart) -> Result
     })
 }
 
-async fn store(state: &AppState, id: Uuid, received: Received) -> Result<UploadResponse, UploadError> {
+async fn store(
+    state: &AppState,
+    id: Uuid,
+    received: Received,
+) -> Result<UploadResponse, UploadError> {
     let name = match received.name.as_deref().map(str::trim) {
         Some(n) if !n.is_empty() => DatasetName::parse(n)?,
         _ => DatasetName::parse(name_from_file_name(&received.file_name))?,
@@ -275,8 +315,17 @@ async fn store(state: &AppState, id: Uuid, received: Received) -> Result<UploadR
     let scratch_path = scratch_parquet.0.clone();
     let dest_path = dest.clone();
     let converted: Converted = tokio::task::spawn_blocking(move || {
-        let conn = storage.connection().map_err(|e| IngestError::Internal(e.into()))?;
-        ingest::convert(&conn, &source, detected, &file_name, &scratch_path, &dest_path)
+        let conn = storage
+            .connection()
+            .map_err(|e| IngestError::Internal(e.into()))?;
+        ingest::convert(
+            &conn,
+            &source,
+            detected,
+            &file_name,
+            &scratch_path,
+            &dest_path,
+        )
     })
     .await
     .map_err(|e| UploadError::Internal(e.into()))??;
@@ -284,7 +333,15 @@ async fn store(state: &AppState, id: Uuid, received: Received) -> Result<UploadR
     drop(scratch_parquet);
 
     // The Parquet file is in place; from here a failure must remove it again.
-    let committed = insert(state, id, &name, &received.file_name, received.size, &converted).await;
+    let committed = insert(
+        state,
+        id,
+        &name,
+        &received.file_name,
+        received.size,
+        &converted,
+    )
+    .await;
     if committed.is_err() {
         remove_quietly(&dest).await;
     }

@@ -17,7 +17,9 @@ pub const MAX_COLUMN_NAME_CHARS: usize = 255;
 
 /// Types that neither Delta tables nor Unity Catalog can hold. Everything else
 /// DuckDB produces has a lakehouse equivalent (or widens to one losslessly).
-const UNSUPPORTED_TYPES: &[&str] = &["INTERVAL", "UNION", "BIT", "TIMETZ", "HUGEINT", "UHUGEINT", "VARINT", "BIGNUM"];
+const UNSUPPORTED_TYPES: &[&str] = &[
+    "INTERVAL", "UNION", "BIT", "TIMETZ", "HUGEINT", "UHUGEINT", "VARINT", "BIGNUM",
+];
 
 /// What the conversion found out.
 #[derive(Debug)]
@@ -63,13 +65,24 @@ fn convert_inner(
 
     let mut format = match detected.kind {
         SourceKind::Delimited => {
-            let delimiter: String = conn
-                .query_row(
-                    &format!("SELECT Delimiter FROM sniff_csv({src}, compression = '{compression}')"),
-                    [],
-                    |row| row.get(0),
-                )
-                .map_err(describe_err)?;
+            let sniffed = conn.query_row(
+                &format!("SELECT Delimiter, len(Columns) FROM sniff_csv({src}, compression = '{compression}', skip = 0)"),
+                [],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+            );
+            // A sniffer that fails, or settles for one column while the header
+            // has delimiters, has met rows of different widths: name the first.
+            let suspicious = match &sniffed {
+                Ok((_, columns)) => *columns == 1,
+                Err(_) => true,
+            };
+            if suspicious {
+                if let Some(ragged) = super::ragged::find_ragged_rows(source, detected.compression)?
+                {
+                    return Err(ragged);
+                }
+            }
+            let (delimiter, _) = sniffed.map_err(describe_err)?;
             match delimiter.as_str() {
                 "," => "csv".to_owned(),
                 "\t" => "tsv".to_owned(),
@@ -110,7 +123,8 @@ fn convert_inner(
     // Describe what was written, not what was planned: the file is the truth.
     let written = describe(conn, &format!("read_parquet({out})")).map_err(internal)?;
     let nulls = null_counts(conn, &out).map_err(internal)?;
-    let normalized = normalize_column_names(&written.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
+    let normalized =
+        normalize_column_names(&written.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
     let schema = written
         .into_iter()
         .zip(normalized)
@@ -127,7 +141,9 @@ fn convert_inner(
     std::fs::rename(scratch, dest).map_err(internal)?;
     if let Some(dir) = dest.parent() {
         // Persist the rename itself.
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(internal)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(internal)?;
     }
 
     Ok(Converted {
@@ -140,12 +156,16 @@ fn convert_inner(
 fn reader_sql(detected: Detected, src: &str, compression: &str, full_scan: bool) -> String {
     match detected.kind {
         SourceKind::Delimited => format!(
-            "read_csv({src}, compression = '{compression}', strict_mode = true, null_padding = false, \
-             sample_size = {})",
+            "read_csv({src}, compression = '{compression}', skip = 0, strict_mode = true, \
+             null_padding = false, sample_size = {})",
             if full_scan { -1 } else { 20_480 }
         ),
-        SourceKind::JsonArray => format!("read_json({src}, format = 'array', compression = '{compression}')"),
-        SourceKind::Ndjson => format!("read_json({src}, format = 'auto', compression = '{compression}')"),
+        SourceKind::JsonArray => {
+            format!("read_json({src}, format = 'array', compression = '{compression}')")
+        }
+        SourceKind::Ndjson => {
+            format!("read_json({src}, format = 'auto', compression = '{compression}')")
+        }
         SourceKind::Parquet => format!("read_parquet({src})"),
     }
 }
@@ -153,7 +173,9 @@ fn reader_sql(detected: Detected, src: &str, compression: &str, full_scan: bool)
 /// Column names and DuckDB types, in order.
 fn describe(conn: &Connection, reader: &str) -> Result<Vec<(String, String)>, duckdb::Error> {
     let mut stmt = conn.prepare(&format!("DESCRIBE SELECT * FROM {reader}"))?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
     rows.collect()
 }
 
@@ -192,13 +214,18 @@ fn check_columns(columns: &[(String, String)]) -> Result<(), IngestError> {
 
 /// Per top-level column: the null count from the Parquet statistics, `None`
 /// where a row group has no statistics.
-fn null_counts(conn: &Connection, file: &str) -> Result<HashMap<String, Option<i64>>, duckdb::Error> {
+fn null_counts(
+    conn: &Connection,
+    file: &str,
+) -> Result<HashMap<String, Option<i64>>, duckdb::Error> {
     let mut stmt = conn.prepare(&format!(
         "SELECT path_in_schema, CASE WHEN bool_and(stats_null_count IS NOT NULL) \
          THEN sum(stats_null_count)::BIGINT END \
          FROM parquet_metadata({file}) GROUP BY path_in_schema"
     ))?;
-    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?)))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?))
+    })?;
     rows.collect()
 }
 
@@ -214,13 +241,22 @@ fn internal(e: impl Into<anyhow::Error>) -> IngestError {
 /// The number right after `label` in `msg`, e.g. `Line: 3`.
 fn number_after(msg: &str, label: &str) -> Option<u64> {
     let rest = &msg[msg.find(label)? + label.len()..];
-    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
 /// Turns a DuckDB error about the input into a message for the uploader. The
 /// scratch path never reaches them: it is replaced by the uploaded file's name.
-fn user_error(kind: SourceKind, e: &duckdb::Error, source: &Path, original_name: &str) -> IngestError {
+fn user_error(
+    kind: SourceKind,
+    e: &duckdb::Error,
+    source: &Path,
+    original_name: &str,
+) -> IngestError {
     let raw = e.to_string();
     let msg = raw.replace(&*source.to_string_lossy(), original_name);
     let first_line = |m: &str| {
@@ -241,17 +277,27 @@ fn user_error(kind: SourceKind, e: &duckdb::Error, source: &Path, original_name:
                     number_after(&msg, "Expected Number of Columns:"),
                     number_after(&msg, "Found:"),
                 ) {
-                    return IngestError::RaggedRows { line, expected, found };
+                    return IngestError::RaggedRows {
+                        line,
+                        expected,
+                        found,
+                    };
                 }
             }
             let detail = match number_after(&msg, "Line:") {
-                Some(line) if !first_line(&msg).contains("Line") => format!("line {line}: {}", first_line(&msg)),
+                Some(line) if !first_line(&msg).contains("Line") => {
+                    format!("line {line}: {}", first_line(&msg))
+                }
                 _ => first_line(&msg),
             };
             IngestError::Unreadable { detail }
         }
-        SourceKind::JsonArray | SourceKind::Ndjson => IngestError::MalformedJson { detail: first_line(&msg) },
-        SourceKind::Parquet => IngestError::InvalidParquet { detail: first_line(&msg) },
+        SourceKind::JsonArray | SourceKind::Ndjson => IngestError::MalformedJson {
+            detail: first_line(&msg),
+        },
+        SourceKind::Parquet => IngestError::InvalidParquet {
+            detail: first_line(&msg),
+        },
     }
 }
 
@@ -261,7 +307,8 @@ mod tests {
 
     #[test]
     fn numbers_are_read_after_labels() {
-        let msg = "CSV Error on Line: 3\nOriginal Line: a,b,c\nExpected Number of Columns: 2 Found: 3";
+        let msg =
+            "CSV Error on Line: 3\nOriginal Line: a,b,c\nExpected Number of Columns: 2 Found: 3";
         assert_eq!(number_after(msg, "Line:"), Some(3));
         assert_eq!(number_after(msg, "Expected Number of Columns:"), Some(2));
         assert_eq!(number_after(msg, "Found:"), Some(3));
@@ -283,10 +330,18 @@ mod tests {
 
     #[test]
     fn column_limits_are_enforced() {
-        let wide: Vec<_> = (0..=MAX_COLUMNS).map(|i| (format!("c{i}"), "BIGINT".to_owned())).collect();
-        assert!(matches!(check_columns(&wide), Err(IngestError::TooManyColumns { .. })));
+        let wide: Vec<_> = (0..=MAX_COLUMNS)
+            .map(|i| (format!("c{i}"), "BIGINT".to_owned()))
+            .collect();
+        assert!(matches!(
+            check_columns(&wide),
+            Err(IngestError::TooManyColumns { .. })
+        ));
         let long = vec![("x".repeat(MAX_COLUMN_NAME_CHARS + 1), "VARCHAR".to_owned())];
-        assert!(matches!(check_columns(&long), Err(IngestError::ColumnNameTooLong { position: 1, .. })));
+        assert!(matches!(
+            check_columns(&long),
+            Err(IngestError::ColumnNameTooLong { position: 1, .. })
+        ));
         assert!(matches!(check_columns(&[]), Err(IngestError::NoColumns)));
     }
 }

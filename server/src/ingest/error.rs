@@ -10,7 +10,9 @@ pub enum IngestError {
     OnlyWhitespace,
     #[error("the file looks binary ({detail}); upload CSV, TSV, JSON, NDJSON or Parquet, optionally gzip-compressed")]
     Binary { detail: String },
-    #[error("the file is not valid UTF-8 (line {line}, byte {byte}); save it as UTF-8 and upload again")]
+    #[error(
+        "the file is not valid UTF-8 (line {line}, byte {byte}); save it as UTF-8 and upload again"
+    )]
     InvalidUtf8 { line: u64, byte: u64 },
     #[error("{compression}-compressed files are not supported; use gzip or upload the file uncompressed")]
     UnsupportedCompression { compression: &'static str },
@@ -19,7 +21,11 @@ pub enum IngestError {
     #[error("gzip-compressed Parquet is not supported; Parquet compresses its own pages, so upload the .parquet file as it is")]
     GzippedParquet,
     #[error("line {line} has {found} fields but the header has {expected}; every row needs the same number of fields")]
-    RaggedRows { line: u64, expected: u64, found: u64 },
+    RaggedRows {
+        line: u64,
+        expected: u64,
+        found: u64,
+    },
     #[error("malformed JSON: {detail}")]
     MalformedJson { detail: String },
     #[error("not a valid Parquet file: {detail}")]
@@ -31,7 +37,11 @@ pub enum IngestError {
     #[error("the file has {count} columns; the limit is {max}")]
     TooManyColumns { count: usize, max: usize },
     #[error("column {position} has a name of {len} characters; the limit is {max}")]
-    ColumnNameTooLong { position: usize, len: usize, max: usize },
+    ColumnNameTooLong {
+        position: usize,
+        len: usize,
+        max: usize,
+    },
     #[error("column \"{column}\" has type {data_type}, which the lakehouse cannot store")]
     UnsupportedType { column: String, data_type: String },
     #[error("internal error while converting the file")]
@@ -62,7 +72,9 @@ impl IngestError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::UnsupportedCompression { .. } | Self::GzippedParquet => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedCompression { .. } | Self::GzippedParquet => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }

@@ -103,7 +103,10 @@ impl TextScan {
         if self.bytes == 0 {
             return Err(IngestError::EmptyFile);
         }
-        let text = self.sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.sample);
+        let text = self
+            .sample
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(&self.sample);
         match text.iter().find(|b| !b.is_ascii_whitespace()) {
             None if self.sample.len() as u64 == self.bytes => Err(IngestError::OnlyWhitespace),
             Some(b'[') => Ok(SourceKind::JsonArray),
@@ -152,7 +155,9 @@ enum State {
     Text(TextScan),
     Gzip(Box<MultiGzDecoder<TextScan>>),
     /// Parquet: only the trailing magic bytes matter here; DuckDB checks the rest.
-    Parquet { tail: Vec<u8> },
+    Parquet {
+        tail: Vec<u8>,
+    },
 }
 
 /// Sees every byte of an upload once, in order.
@@ -265,9 +270,9 @@ impl Inspector {
                 if let Err(e) = decoder.try_finish() {
                     return Err(gzip_failure(&mut decoder, e));
                 }
-                let scan = decoder
-                    .finish()
-                    .map_err(|e| IngestError::CorruptGzip { detail: e.to_string() })?;
+                let scan = decoder.finish().map_err(|e| IngestError::CorruptGzip {
+                    detail: e.to_string(),
+                })?;
                 if scan.sample.starts_with(PARQUET_MAGIC) {
                     return Err(IngestError::GzippedParquet);
                 }
@@ -299,7 +304,9 @@ impl Inspector {
 }
 
 fn feed_gzip(decoder: &mut MultiGzDecoder<TextScan>, chunk: &[u8]) -> Result<(), IngestError> {
-    decoder.write_all(chunk).map_err(|e| gzip_failure(decoder, e))
+    decoder
+        .write_all(chunk)
+        .map_err(|e| gzip_failure(decoder, e))
 }
 
 /// A failure inside the decoder is either the text check's (kept in the scan)
@@ -307,7 +314,9 @@ fn feed_gzip(decoder: &mut MultiGzDecoder<TextScan>, chunk: &[u8]) -> Result<(),
 fn gzip_failure(decoder: &mut MultiGzDecoder<TextScan>, e: std::io::Error) -> IngestError {
     match decoder.get_mut().failure.take() {
         Some(failure) => failure,
-        None => IngestError::CorruptGzip { detail: e.to_string() },
+        None => IngestError::CorruptGzip {
+            detail: e.to_string(),
+        },
     }
 }
 
@@ -329,7 +338,11 @@ mod tests {
         let whole = inspect_in_chunks(bytes, bytes.len());
         for size in [1, 3, 7, 4096] {
             let chunked = inspect_in_chunks(bytes, size);
-            assert_eq!(format!("{whole:?}"), format!("{chunked:?}"), "chunk size {size}");
+            assert_eq!(
+                format!("{whole:?}"),
+                format!("{chunked:?}"),
+                "chunk size {size}"
+            );
         }
         whole
     }
@@ -357,7 +370,13 @@ mod tests {
     #[test]
     fn detects_gzip_and_what_is_inside() {
         let d = inspect(&gzip(b"{\"a\": 1}\n")).unwrap();
-        assert_eq!(d, Detected { kind: SourceKind::Ndjson, compression: Compression::Gzip });
+        assert_eq!(
+            d,
+            Detected {
+                kind: SourceKind::Ndjson,
+                compression: Compression::Gzip
+            }
+        );
         let d = inspect(&gzip(b"a,b\n1,2\n")).unwrap();
         assert_eq!(d.kind, SourceKind::Delimited);
     }
@@ -369,18 +388,26 @@ mod tests {
         fake.extend_from_slice(b"PAR1");
         assert_eq!(kind(&fake), SourceKind::Parquet);
         let truncated = &fake[..fake.len() - 3];
-        assert!(matches!(inspect(truncated), Err(IngestError::InvalidParquet { .. })));
+        assert!(matches!(
+            inspect(truncated),
+            Err(IngestError::InvalidParquet { .. })
+        ));
     }
 
     #[test]
     fn empty_and_blank_files_are_rejected() {
         assert!(matches!(inspect(b""), Err(IngestError::EmptyFile)));
-        assert!(matches!(inspect(b" \n\t\n"), Err(IngestError::OnlyWhitespace)));
+        assert!(matches!(
+            inspect(b" \n\t\n"),
+            Err(IngestError::OnlyWhitespace)
+        ));
     }
 
     #[test]
     fn binary_garbage_is_rejected() {
-        let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let garbage: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         assert!(matches!(inspect(&garbage), Err(IngestError::Binary { .. })));
     }
 
@@ -404,7 +431,10 @@ mod tests {
 
     #[test]
     fn truncated_utf8_at_the_end_is_invalid() {
-        assert!(matches!(inspect(b"a\n\xe6\x97"), Err(IngestError::InvalidUtf8 { line: 2, .. })));
+        assert!(matches!(
+            inspect(b"a\n\xe6\x97"),
+            Err(IngestError::InvalidUtf8 { line: 2, .. })
+        ));
     }
 
     #[test]
@@ -413,7 +443,10 @@ mod tests {
         let cut = &full[..full.len() / 2];
         assert!(matches!(inspect(cut), Err(IngestError::CorruptGzip { .. })));
         let no_trailer = &full[..full.len() - 4];
-        assert!(matches!(inspect(no_trailer), Err(IngestError::CorruptGzip { .. })));
+        assert!(matches!(
+            inspect(no_trailer),
+            Err(IngestError::CorruptGzip { .. })
+        ));
     }
 
     #[test]
@@ -427,6 +460,9 @@ mod tests {
         let mut fake = b"PAR1".to_vec();
         fake.extend_from_slice(&[7u8; 16]);
         fake.extend_from_slice(b"PAR1");
-        assert!(matches!(inspect(&gzip(&fake)), Err(IngestError::GzippedParquet)));
+        assert!(matches!(
+            inspect(&gzip(&fake)),
+            Err(IngestError::GzippedParquet)
+        ));
     }
 }

@@ -11,6 +11,7 @@
 mod convert;
 mod error;
 mod inspect;
+mod ragged;
 
 pub use convert::{convert, Converted, MAX_COLUMNS, MAX_COLUMN_NAME_CHARS};
 pub use error::IngestError;

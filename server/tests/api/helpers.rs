@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 /// Postgres server to create test databases on.
 fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 fn with_database(url: &str, db: &str) -> String {
@@ -43,7 +44,9 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     let db_name = format!("st_test_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url()).await.expect("Postgres for tests is reachable");
+    let mut admin = PgConnection::connect(&admin_url())
+        .await
+        .expect("Postgres for tests is reachable");
     admin
         .execute(format!(r#"CREATE DATABASE "{db_name}""#).as_str())
         .await
@@ -59,7 +62,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("DUCKDB_THREADS", "2".to_owned()),
     ]);
     let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
-    let app = Application::build(settings).await.expect("application starts");
+    let app = Application::build(settings)
+        .await
+        .expect("application starts");
     let addr = app.local_addr();
     tokio::spawn(app.run_until_stopped());
 
@@ -81,11 +86,16 @@ impl Drop for TestApp {
         let db_name = self.db_name.clone();
         // Drop runs outside async context; a small runtime of its own does the work.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
                     let _ = admin
-                        .execute(format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str())
+                        .execute(
+                            format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str(),
+                        )
                         .await;
                 }
             });
@@ -124,12 +134,20 @@ impl TestApp {
     }
 
     /// Uploads `bytes` as `file_name` the way the browser's XHR does.
-    pub async fn upload(&self, file_name: &str, bytes: impl Into<Vec<u8>>, name: Option<&str>) -> Uploaded {
+    pub async fn upload(
+        &self,
+        file_name: &str,
+        bytes: impl Into<Vec<u8>>,
+        name: Option<&str>,
+    ) -> Uploaded {
         let mut form = reqwest::multipart::Form::new();
         if let Some(name) = name {
             form = form.text("name", name.to_owned());
         }
-        form = form.part("file", reqwest::multipart::Part::bytes(bytes.into()).file_name(file_name.to_owned()));
+        form = form.part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.into()).file_name(file_name.to_owned()),
+        );
         let response = self
             .client
             .post(self.url("/api/datasets"))
@@ -145,11 +163,14 @@ impl TestApp {
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
         if status == 201 {
-            Uploaded::Ok(serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad body {text}: {e}")))
+            Uploaded::Ok(
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad body {text}: {e}")),
+            )
         } else {
             Uploaded::Rejected {
                 status,
-                body: serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad error body {status} {text}: {e}")),
+                body: serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("bad error body {status} {text}: {e}")),
             }
         }
     }
@@ -174,7 +195,10 @@ impl TestApp {
     }
 
     pub fn parquet_path(&self, id: Uuid) -> PathBuf {
-        self.data_dir.path().join("datasets").join(format!("{id}.parquet"))
+        self.data_dir
+            .path()
+            .join("datasets")
+            .join(format!("{id}.parquet"))
     }
 
     #[track_caller]
@@ -203,11 +227,17 @@ pub fn read_parquet(path: &std::path::Path) -> (Vec<String>, Vec<Vec<Option<Stri
         .collect::<Result<_, _>>()
         .expect("names");
     let mut stmt = conn
-        .prepare(&format!("SELECT COLUMNS(*)::VARCHAR FROM read_parquet('{file}')"))
+        .prepare(&format!(
+            "SELECT COLUMNS(*)::VARCHAR FROM read_parquet('{file}')"
+        ))
         .expect("select");
     let n = names.len();
     let rows = stmt
-        .query_map([], |r| (0..n).map(|i| r.get::<_, Option<String>>(i)).collect::<Result<Vec<_>, _>>())
+        .query_map([], |r| {
+            (0..n)
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect::<Result<Vec<_>, _>>()
+        })
         .expect("rows")
         .collect::<Result<Vec<_>, _>>()
         .expect("rows");
@@ -219,8 +249,11 @@ pub fn parquet_from_sql(select: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("x.parquet");
     let conn = duckdb::Connection::open_in_memory().expect("duckdb");
-    conn.execute_batch(&format!("COPY ({select}) TO '{}' (FORMAT parquet)", path.display()))
-        .expect("write parquet");
+    conn.execute_batch(&format!(
+        "COPY ({select}) TO '{}' (FORMAT parquet)",
+        path.display()
+    ))
+    .expect("write parquet");
     std::fs::read(&path).expect("read parquet")
 }
 

@@ -16,24 +16,48 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn datasets_page_lists_uploads_without_javascript() {
     let app = spawn_app().await;
-    let empty = app.client.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let empty = app
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(empty.contains("No datasets yet"), "{empty}");
 
-    let done = app.upload("cities.csv", "city,pop\nOslo,709037\n", Some("Nordic <cities>")).await.expect_ok();
+    let done = app
+        .upload(
+            "cities.csv",
+            "city,pop\nOslo,709037\n",
+            Some("Nordic <cities>"),
+        )
+        .await
+        .expect_ok();
     let page = app.client.get(app.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("Nordic &lt;cities&gt;"), "the name is listed and escaped");
+    assert!(
+        html.contains("Nordic &lt;cities&gt;"),
+        "the name is listed and escaped"
+    );
     assert!(html.contains(&format!("/datasets/{}", done.dataset.id)));
     assert!(html.contains("local only"), "the sync badge is rendered");
-    assert!(html.contains(r#"action="/api/datasets""#), "the upload form works without JavaScript");
+    assert!(
+        html.contains(r#"action="/api/datasets""#),
+        "the upload form works without JavaScript"
+    );
 }
 
 #[tokio::test]
 async fn dataset_page_shows_schema_preview_and_statistics() {
     let app = spawn_app().await;
     let csv = "Customer ID,amount\n7,10.5\n8,\n9,30.25\n";
-    let done = app.upload("orders.csv", csv, Some("Orders")).await.expect_ok();
+    let done = app
+        .upload("orders.csv", csv, Some("Orders"))
+        .await
+        .expect_ok();
 
     let html = app
         .client
@@ -48,9 +72,15 @@ async fn dataset_page_shows_schema_preview_and_statistics() {
     assert!(html.contains("Customer ID"), "original name shown");
     assert!(html.contains("DOUBLE"), "type shown");
     assert!(html.contains("30.25"), "preview value shown");
-    assert!(html.contains(r#"<td class="null">NULL</td>"#), "NULL shown as such");
+    assert!(
+        html.contains(r#"<td class="null">NULL</td>"#),
+        "NULL shown as such"
+    );
     // amount: one null, min 10.5, max 30.25
-    assert!(html.contains("<td class=\"num\">1</td>"), "null count shown");
+    assert!(
+        html.contains("<td class=\"num\">1</td>"),
+        "null count shown"
+    );
     assert!(html.contains("10.5"), "min shown");
 }
 
@@ -67,14 +97,21 @@ async fn unknown_dataset_and_unknown_page() {
         .await
         .unwrap();
     assert!(html.contains("dataset not found"), "{html}");
-    let missing = app.client.get(app.url("/no/such/page")).send().await.unwrap();
+    let missing = app
+        .client
+        .get(app.url("/no/such/page"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 }
 
 #[tokio::test]
 async fn list_datasets_server_function_is_tenant_scoped() {
     let app = spawn_app().await;
-    app.upload("a.csv", "x\n1\n", Some("mine")).await.expect_ok();
+    app.upload("a.csv", "x\n1\n", Some("mine"))
+        .await
+        .expect_ok();
     // A dataset of another tenant, inserted directly.
     let other: uuid::Uuid = sqlx::query_scalar("INSERT INTO tenants (id, slug, name) VALUES (gen_random_uuid(), 'other', 'Other') RETURNING id")
         .fetch_one(&app.db)
@@ -89,7 +126,12 @@ async fn list_datasets_server_function_is_tenant_scoped() {
     .await
     .unwrap();
 
-    let response = app.client.post(app.url("/api/list_datasets")).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/api/list_datasets"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let list: Vec<app::model::DatasetSummary> = response.json().await.unwrap();
     let names: Vec<&str> = list.iter().map(|d| d.name.as_str()).collect();

@@ -5,7 +5,10 @@ use app::{domain::SyncStatus, model::ColumnSchema};
 use std::collections::HashSet;
 
 fn types(schema: &[ColumnSchema]) -> Vec<(&str, &str)> {
-    schema.iter().map(|c| (c.name.as_str(), c.data_type.as_str())).collect()
+    schema
+        .iter()
+        .map(|c| (c.name.as_str(), c.data_type.as_str()))
+        .collect()
 }
 
 #[tokio::test]
@@ -13,7 +16,10 @@ async fn csv_upload_produces_parquet_and_a_catalogue_row() {
     let app = spawn_app().await;
     let csv = "id,name,price,sold_on\n1,Widget,9.5,2024-01-02\n2,Gadget,,2024-02-03\n3,Doohickey,12.25,2024-03-04\n";
 
-    let done = app.upload("products.csv", csv, Some("Products")).await.expect_ok();
+    let done = app
+        .upload("products.csv", csv, Some("Products"))
+        .await
+        .expect_ok();
 
     assert_eq!(done.dataset.name, "Products");
     assert_eq!(done.dataset.file_name, "products.csv");
@@ -24,14 +30,27 @@ async fn csv_upload_produces_parquet_and_a_catalogue_row() {
     assert_eq!(done.dataset.sync_status, SyncStatus::LocalOnly);
     assert_eq!(
         types(&done.schema),
-        vec![("id", "BIGINT"), ("name", "VARCHAR"), ("price", "DOUBLE"), ("sold_on", "DATE")]
+        vec![
+            ("id", "BIGINT"),
+            ("name", "VARCHAR"),
+            ("price", "DOUBLE"),
+            ("sold_on", "DATE")
+        ]
     );
     let nullable: Vec<bool> = done.schema.iter().map(|c| c.nullable).collect();
     assert_eq!(nullable, vec![false, false, true, false]);
 
     let (names, rows) = read_parquet(&app.parquet_path(done.dataset.id));
     assert_eq!(names, vec!["id", "name", "price", "sold_on"]);
-    assert_eq!(rows[1], vec![Some("2".into()), Some("Gadget".into()), None, Some("2024-02-03".into())]);
+    assert_eq!(
+        rows[1],
+        vec![
+            Some("2".into()),
+            Some("Gadget".into()),
+            None,
+            Some("2024-02-03".into())
+        ]
+    );
 
     let (schema, row_count, metadata): (serde_json::Value, i64, serde_json::Value) =
         sqlx::query_as("SELECT schema, row_count, metadata FROM datasets WHERE id = $1")
@@ -40,23 +59,36 @@ async fn csv_upload_produces_parquet_and_a_catalogue_row() {
             .await
             .unwrap();
     assert_eq!(row_count, 3);
-    assert_eq!(schema[0], serde_json::json!({"name": "id", "normalized_name": "id", "type": "BIGINT", "nullable": false}));
+    assert_eq!(
+        schema[0],
+        serde_json::json!({"name": "id", "normalized_name": "id", "type": "BIGINT", "nullable": false})
+    );
     assert_eq!(metadata["sync_status"], "local_only");
     assert_eq!(metadata["databricks_enabled"], false);
-    assert!(app.stored_files().iter().all(|p| !p.starts_with(app.data_dir.path().join("tmp"))));
+    assert!(app
+        .stored_files()
+        .iter()
+        .all(|p| !p.starts_with(app.data_dir.path().join("tmp"))));
 }
 
 #[tokio::test]
 async fn every_format_is_detected_from_content() {
     let app = spawn_app().await;
     let csv = "city,population\nOslo,709037\nBergen,291940\n";
-    let json_array = r#"[{"city": "Oslo", "population": 709037}, {"city": "Bergen", "population": 291940}]"#;
+    let json_array =
+        r#"[{"city": "Oslo", "population": 709037}, {"city": "Bergen", "population": 291940}]"#;
     let ndjson = "{\"city\": \"Oslo\", \"population\": 709037}\n{\"city\": \"Bergen\", \"population\": 291940}\n";
-    let parquet = parquet_from_sql("SELECT * FROM (VALUES ('Oslo', 709037), ('Bergen', 291940)) t(city, population)");
+    let parquet = parquet_from_sql(
+        "SELECT * FROM (VALUES ('Oslo', 709037), ('Bergen', 291940)) t(city, population)",
+    );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("cities.csv", csv.into(), "csv"),
         ("cities.tsv", csv.replace(',', "\t").into(), "tsv"),
-        ("cities.txt", csv.replace(',', ";").into(), "csv (delimiter \";\")"),
+        (
+            "cities.txt",
+            csv.replace(',', ";").into(),
+            "csv (delimiter \";\")",
+        ),
         ("cities.json", json_array.into(), "json"),
         ("cities.ndjson", ndjson.into(), "ndjson"),
         ("cities.parquet", parquet, "parquet"),
@@ -75,7 +107,11 @@ async fn every_format_is_detected_from_content() {
         assert_eq!(cols, vec!["city", "population"], "{file_name}");
         assert_eq!(done.schema[1].data_type, "BIGINT", "{file_name}");
         let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
-        assert_eq!(rows[0], vec![Some("Oslo".into()), Some("709037".into())], "{file_name}");
+        assert_eq!(
+            rows[0],
+            vec![Some("Oslo".into()), Some("709037".into())],
+            "{file_name}"
+        );
     }
     assert_eq!(app.dataset_count().await, 11);
 }
@@ -83,14 +119,20 @@ async fn every_format_is_detected_from_content() {
 #[tokio::test]
 async fn name_defaults_to_the_file_name() {
     let app = spawn_app().await;
-    let done = app.upload("sales-2024.csv.gz", gzip(b"a\n1\n"), Some("   ")).await.expect_ok();
+    let done = app
+        .upload("sales-2024.csv.gz", gzip(b"a\n1\n"), Some("   "))
+        .await
+        .expect_ok();
     assert_eq!(done.dataset.name, "sales-2024");
 }
 
 #[tokio::test]
 async fn header_only_csv_is_a_dataset_with_no_rows() {
     let app = spawn_app().await;
-    let done = app.upload("empty.csv", "id,name,amount\n", None).await.expect_ok();
+    let done = app
+        .upload("empty.csv", "id,name,amount\n", None)
+        .await
+        .expect_ok();
     assert_eq!(done.dataset.row_count, 0);
     let cols: Vec<&str> = done.schema.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(cols, vec!["id", "name", "amount"]);
@@ -102,7 +144,11 @@ async fn duplicate_and_empty_headers_still_ingest_with_unique_normalised_names()
     let csv = "Name,name,,Order Date,2nd Place\nAda,Lovelace,x,2024-01-01,yes\n";
     let done = app.upload("odd.csv", csv, None).await.expect_ok();
     assert_eq!(done.dataset.row_count, 1);
-    let normalized: Vec<&str> = done.schema.iter().map(|c| c.normalized_name.as_str()).collect();
+    let normalized: Vec<&str> = done
+        .schema
+        .iter()
+        .map(|c| c.normalized_name.as_str())
+        .collect();
     let unique: HashSet<&&str> = normalized.iter().collect();
     assert_eq!(unique.len(), normalized.len(), "{normalized:?}");
     assert_eq!(normalized[0], "name");
@@ -137,7 +183,10 @@ async fn twenty_concurrent_uploads_do_not_mix() {
         assert_eq!(done.dataset.row_count, rows as i64);
         let (_, data) = read_parquet(&app.parquet_path(done.dataset.id));
         assert_eq!(data.len(), rows);
-        assert!(data.iter().all(|r| r[0] == Some(i.to_string())), "upload {i} holds only its own rows");
+        assert!(
+            data.iter().all(|r| r[0] == Some(i.to_string())),
+            "upload {i} holds only its own rows"
+        );
     }
     assert_eq!(app.dataset_count().await, 20);
 }

@@ -5,9 +5,20 @@ use bytes::Bytes;
 
 /// Uploads, expects a rejection with `status` and `code`, returns the message,
 /// and checks that no row and no file remain.
-async fn rejected(app: &TestApp, file_name: &str, bytes: impl Into<Vec<u8>>, status: u16, code: &str) -> String {
+async fn rejected(
+    app: &TestApp,
+    file_name: &str,
+    bytes: impl Into<Vec<u8>>,
+    status: u16,
+    code: &str,
+) -> String {
     let (got_status, body) = app.upload(file_name, bytes, None).await.expect_rejected();
-    assert_eq!((got_status, body.code.as_str()), (status, code), "{file_name}: {}", body.message);
+    assert_eq!(
+        (got_status, body.code.as_str()),
+        (status, code),
+        "{file_name}: {}",
+        body.message
+    );
     app.assert_nothing_persisted().await;
     body.message
 }
@@ -22,7 +33,9 @@ async fn empty_file() {
 #[tokio::test]
 async fn binary_garbage() {
     let app = spawn_app().await;
-    let garbage: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let garbage: Vec<u8> = (0..10_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     let msg = rejected(&app, "data.csv", garbage, 422, "binary_file").await;
     assert!(msg.starts_with("The file looks binary"), "{msg}");
 }
@@ -30,7 +43,14 @@ async fn binary_garbage() {
 #[tokio::test]
 async fn invalid_utf8_names_the_line() {
     let app = spawn_app().await;
-    let msg = rejected(&app, "latin1.csv", b"name,city\nAda,London\nJos\xe9,Paris\n".to_vec(), 422, "invalid_utf8").await;
+    let msg = rejected(
+        &app,
+        "latin1.csv",
+        b"name,city\nAda,London\nJos\xe9,Paris\n".to_vec(),
+        422,
+        "invalid_utf8",
+    )
+    .await;
     assert!(msg.contains("line 3"), "{msg}");
 }
 
@@ -39,22 +59,46 @@ async fn ragged_rows_name_the_line() {
     let app = spawn_app().await;
     let csv = "a,b,c\n1,2,3\n4,5,6\n7,8,9,10\n";
     let msg = rejected(&app, "ragged.csv", csv, 422, "ragged_rows").await;
-    assert!(msg.contains("line 4") && msg.contains("4 fields") && msg.contains("has 3"), "{msg}");
+    assert!(
+        msg.contains("line 4") && msg.contains("4 fields") && msg.contains("has 3"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn malformed_json() {
     let app = spawn_app().await;
-    let msg = rejected(&app, "bad.json", r#"[{"a": 1}, {"a": 2,]"#, 422, "malformed_json").await;
+    let msg = rejected(
+        &app,
+        "bad.json",
+        r#"[{"a": 1}, {"a": 2,]"#,
+        422,
+        "malformed_json",
+    )
+    .await;
     assert!(msg.starts_with("Malformed JSON"), "{msg}");
-    rejected(&app, "bad.ndjson", "{\"a\": 1}\n{\"a\": \n", 422, "malformed_json").await;
+    rejected(
+        &app,
+        "bad.ndjson",
+        "{\"a\": 1}\n{\"a\": \n",
+        422,
+        "malformed_json",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn truncated_gzip() {
     let app = spawn_app().await;
     let full = gzip("a,b\n1,2\n".repeat(5_000).as_bytes());
-    let msg = rejected(&app, "cut.csv.gz", full[..full.len() / 2].to_vec(), 422, "corrupt_gzip").await;
+    let msg = rejected(
+        &app,
+        "cut.csv.gz",
+        full[..full.len() / 2].to_vec(),
+        422,
+        "corrupt_gzip",
+    )
+    .await;
     assert!(msg.contains("corrupt or truncated"), "{msg}");
 }
 
@@ -62,7 +106,14 @@ async fn truncated_gzip() {
 async fn parquet_with_broken_footer() {
     let app = spawn_app().await;
     let good = parquet_from_sql("SELECT range AS n FROM range(1000)");
-    let msg = rejected(&app, "cut.parquet", good[..good.len() - 10].to_vec(), 422, "invalid_parquet").await;
+    let msg = rejected(
+        &app,
+        "cut.parquet",
+        good[..good.len() - 10].to_vec(),
+        422,
+        "invalid_parquet",
+    )
+    .await;
     assert!(msg.contains("footer"), "{msg}");
     // Right magic bytes at both ends, garbage in between.
     let mut fake = b"PAR1".to_vec();
@@ -77,7 +128,10 @@ async fn unsupported_type() {
     let app = spawn_app().await;
     let parquet = parquet_from_sql("SELECT 1 AS id, INTERVAL 3 DAY AS wait");
     let msg = rejected(&app, "interval.parquet", parquet, 422, "unsupported_type").await;
-    assert!(msg.contains("\"wait\"") && msg.contains("INTERVAL"), "{msg}");
+    assert!(
+        msg.contains("\"wait\"") && msg.contains("INTERVAL"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -87,16 +141,26 @@ async fn too_many_columns() {
     let row: Vec<&str> = (0..1001).map(|_| "1").collect();
     let csv = format!("{}\n{}\n", header.join(","), row.join(","));
     let msg = rejected(&app, "wide.csv", csv, 422, "too_many_columns").await;
-    assert!(msg.contains("1001 columns") && msg.contains("1000"), "{msg}");
+    assert!(
+        msg.contains("1001 columns") && msg.contains("1000"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn dataset_name_too_long() {
     let app = spawn_app().await;
     let long = "n".repeat(201);
-    let (status, body) = app.upload("ok.csv", "a\n1\n", Some(&long)).await.expect_rejected();
+    let (status, body) = app
+        .upload("ok.csv", "a\n1\n", Some(&long))
+        .await
+        .expect_rejected();
     assert_eq!((status, body.code.as_str()), (400, "invalid_name"));
-    assert!(body.message.contains("201 characters") && body.message.contains("200"), "{}", body.message);
+    assert!(
+        body.message.contains("201 characters") && body.message.contains("200"),
+        "{}",
+        body.message
+    );
     app.assert_nothing_persisted().await;
 }
 
@@ -112,7 +176,14 @@ async fn file_name_too_long() {
 #[tokio::test]
 async fn other_compression_is_named() {
     let app = spawn_app().await;
-    let msg = rejected(&app, "data.zip", b"PK\x03\x04\x14\x00\x00\x00rest".to_vec(), 415, "unsupported_compression").await;
+    let msg = rejected(
+        &app,
+        "data.zip",
+        b"PK\x03\x04\x14\x00\x00\x00rest".to_vec(),
+        415,
+        "unsupported_compression",
+    )
+    .await;
     assert!(msg.starts_with("Zip-compressed"), "{msg}");
 }
 
@@ -134,7 +205,10 @@ async fn missing_file_field() {
 
 #[tokio::test]
 async fn size_cap_is_enforced_mid_stream_without_content_length() {
-    let app = spawn_app_with(Options { upload_max_bytes: 1 << 20 }).await;
+    let app = spawn_app_with(Options {
+        upload_max_bytes: 1 << 20,
+    })
+    .await;
     // 4 MiB of valid CSV sent chunked, so the server only learns the size by counting.
     let chunks = std::iter::once(Ok::<_, std::io::Error>(Bytes::from_static(b"n\n")))
         .chain((0..4096).map(|_| Ok(Bytes::from("1\n".repeat(512)))));
@@ -153,15 +227,23 @@ async fn size_cap_is_enforced_mid_stream_without_content_length() {
     let response = response.expect("an answer");
     let (status, body) = TestApp::read_upload(response).await.expect_rejected();
     assert_eq!((status, body.code.as_str()), (413, "too_large"));
-    assert_eq!(body.message, "The file is larger than the upload limit of 1.0 MiB");
+    assert_eq!(
+        body.message,
+        "The file is larger than the upload limit of 1.0 MiB"
+    );
     app.assert_nothing_persisted().await;
 }
 
 #[tokio::test]
 async fn declared_oversize_is_refused_before_reading() {
-    let app = spawn_app_with(Options { upload_max_bytes: 1 << 20 }).await;
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(vec![b'a'; 2 << 20]).file_name("big.csv"));
+    let app = spawn_app_with(Options {
+        upload_max_bytes: 1 << 20,
+    })
+    .await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![b'a'; 2 << 20]).file_name("big.csv"),
+    );
     let response = app
         .client
         .post(app.url("/api/datasets"))
@@ -178,9 +260,17 @@ async fn declared_oversize_is_refused_before_reading() {
 #[tokio::test]
 async fn form_post_without_javascript_redirects_with_the_error() {
     let app = spawn_app().await;
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(Vec::new()).file_name("empty.csv"));
-    let response = app.client.post(app.url("/api/datasets")).multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(Vec::new()).file_name("empty.csv"),
+    );
+    let response = app
+        .client
+        .post(app.url("/api/datasets"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 303);
     let location = response.headers()["location"].to_str().unwrap();
     assert_eq!(location, "/?upload_error=The%20file%20is%20empty#upload");
