@@ -6,6 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/servicetsunami/target}"
 # Builds never need a database: the query metadata is committed in .sqlx/.
 export SQLX_OFFLINE=true
+export SQLX_OFFLINE_DIR="$ROOT/.sqlx"
 # leptos reads this at compile time; cargo-leptos sets it, so plain cargo
 # commands set it too, or each would rebuild what the other built.
 export LEPTOS_OUTPUT_NAME=servicetsunami

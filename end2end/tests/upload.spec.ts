@@ -58,7 +58,7 @@ test("a malformed file shows its error inline and adds nothing", async ({ page }
     buffer: Buffer.from("a,b\n1,2\n3,4,5\n"),
   });
   await page.getByRole("button", { name: "Upload" }).click();
-  await expect(page.locator("#upload-error")).toContainText("line 3 has 3 fields");
+  await expect(page.locator("#upload-error")).toContainText("Line 3 has 3 fields but the header has 2");
   await expect(page.locator("table.datasets tbody tr")).toHaveCount(before);
 });
 

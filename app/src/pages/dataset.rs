@@ -37,6 +37,12 @@ pub fn DatasetPage() -> impl IntoView {
                 match detail.await {
                     Ok(d) => view! { <DatasetView detail=d /> }.into_any(),
                     Err(e) => {
+                        #[cfg(feature = "ssr")]
+                        if matches!(e, AppError::NotFound) {
+                            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                                response.set_status(axum::http::StatusCode::NOT_FOUND);
+                            }
+                        }
                         view! {
                             <Title text="Dataset" />
                             <section class="card">

@@ -129,7 +129,14 @@ fn UploadForm(on_uploaded: Callback<()>) -> impl IntoView {
             );
         }
         #[cfg(not(feature = "hydrate"))]
-        let _ = (ev, on_uploaded, set_progress, set_notice, &form_ref);
+        let _ = (
+            ev,
+            on_uploaded,
+            set_progress,
+            set_notice,
+            set_error,
+            &form_ref,
+        );
     };
 
     let on_drop = move |ev: leptos::ev::DragEvent| {

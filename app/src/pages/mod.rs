@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes, A},
-    path,
+    path, SsrMode,
 };
 
 /// The HTML document around the app, rendered on the server.
@@ -47,8 +47,12 @@ pub fn App() -> impl IntoView {
             </header>
             <main>
                 <Routes fallback=|| view! { <NotFound /> }>
-                    <Route path=path!("/") view=datasets::DatasetsPage />
-                    <Route path=path!("/datasets/:id") view=dataset::DatasetPage />
+                    // Async: the server sends a page only once its data is in,
+                    // so it reads fine without JavaScript (out-of-order
+                    // streaming needs JS to place the late fragments) and a
+                    // missing dataset can still answer 404.
+                    <Route path=path!("/") view=datasets::DatasetsPage ssr=SsrMode::Async />
+                    <Route path=path!("/datasets/:id") view=dataset::DatasetPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -1,11 +1,7 @@
 //! DuckDB reads the inspected upload and writes the dataset's Parquet file.
 
 use super::{Compression, Detected, IngestError, SourceKind};
-use app::{
-    domain::normalize_column_names,
-    model::ColumnSchema,
-    ssr::sql::{quote_ident, quote_literal},
-};
+use app::{domain::normalize_column_names, model::ColumnSchema, ssr::sql::quote_literal};
 use duckdb::Connection;
 use std::{collections::HashMap, path::Path};
 

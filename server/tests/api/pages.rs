@@ -87,15 +87,14 @@ async fn dataset_page_shows_schema_preview_and_statistics() {
 #[tokio::test]
 async fn unknown_dataset_and_unknown_page() {
     let app = spawn_app().await;
-    let html = app
+    let response = app
         .client
         .get(app.url("/datasets/00000000-0000-0000-0000-000000000000"))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
+    assert_eq!(response.status(), 404);
+    let html = response.text().await.unwrap();
     assert!(html.contains("dataset not found"), "{html}");
     let missing = app
         .client

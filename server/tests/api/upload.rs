@@ -79,7 +79,7 @@ async fn every_format_is_detected_from_content() {
         r#"[{"city": "Oslo", "population": 709037}, {"city": "Bergen", "population": 291940}]"#;
     let ndjson = "{\"city\": \"Oslo\", \"population\": 709037}\n{\"city\": \"Bergen\", \"population\": 291940}\n";
     let parquet = parquet_from_sql(
-        "SELECT * FROM (VALUES ('Oslo', 709037), ('Bergen', 291940)) t(city, population)",
+        "SELECT * FROM (VALUES ('Oslo', 709037::BIGINT), ('Bergen', 291940::BIGINT)) t(city, population)",
     );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("cities.csv", csv.into(), "csv"),

@@ -3,10 +3,11 @@
 //! the same file directly, in the same run, with the same engine limits.
 //!
 //! ```sh
-//! cargo run -p servicetsunami-server --bin upload-bench -- [--size 1GB] [--dir /tmp/x]
+//! cargo build -p servicetsunami-server --bin servicetsunami
+//! cargo run -p servicetsunami-server --example upload_bench -- [--size 1GB] [--dir /tmp/x]
 //! ```
 //! Needs Postgres at `TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres)
-//! and the `servicetsunami` binary built beside this one.
+//! and the `servicetsunami` binary built (it is looked up in the target directory).
 
 use anyhow::{bail, Context};
 use std::{
@@ -159,7 +160,12 @@ async fn main() -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let exe = std::env::current_exe()?.with_file_name("servicetsunami");
+    // Examples live in target/debug/examples; the server binary one level up.
+    let exe = std::env::current_exe()?
+        .parent()
+        .and_then(Path::parent)
+        .context("target directory")?
+        .join("servicetsunami");
     let data = args.dir.join("data");
     let _ = std::fs::remove_dir_all(&data);
     let mut server = tokio::process::Command::new(&exe)
