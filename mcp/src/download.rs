@@ -50,7 +50,7 @@ pub async fn fetch_parquet(
         .map_err(unreachable)?;
     if !response.status().is_success() {
         return Err(DownloadError::Status {
-            url: shown,
+            url: shown.clone(),
             status: response.status().as_u16(),
         });
     }

@@ -217,7 +217,8 @@ pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]
     for (i, col) in string_columns.iter().enumerate() {
         let v = format!("v{i}");
         cleaned.push(format!("{} AS {v}", cleaned_expr(dialect, col)));
-        let count_if = |cond: String| format!("COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0)");
+        // Sums are cast back to BIGINT: DuckDB widens SUM to HUGEINT.
+        let count_if = |cond: String| format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
         let is_int = format!("{} AND {} IS NOT NULL", dialect.regex(&v, INT_RE), dialect.try_cast(&v, "BIGINT"));
         let is_dec = dialect.regex(&v, DECIMAL_RE);
         let numeric = format!("({} OR {})", dialect.regex(&v, INT_RE), is_dec);
@@ -236,8 +237,8 @@ pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]
                 dialect.regex(&v, TIMESTAMP_RE),
                 dialect.try_cast(&v, "TIMESTAMP")
             )),
-            format!("COALESCE(MAX(CASE WHEN {numeric} THEN {int_digits} END), 0)"),
-            format!("COALESCE(MAX(CASE WHEN {numeric} THEN {scale} END), 0)"),
+            format!("CAST(COALESCE(MAX(CASE WHEN {numeric} THEN {int_digits} END), 0) AS BIGINT)"),
+            format!("CAST(COALESCE(MAX(CASE WHEN {numeric} THEN {scale} END), 0) AS BIGINT)"),
         ]);
     }
     let inner = if cleaned.is_empty() {

@@ -99,6 +99,7 @@ struct TokenResponse {
 }
 
 /// A request body, rebuilt for each retry.
+#[derive(Clone, Copy)]
 enum Body<'a> {
     None,
     Json(&'a Value),
@@ -549,7 +550,7 @@ impl DatabricksLakehouse {
             .collect();
         columns.extend(plan::LINEAGE_COLUMNS.iter().map(|l| SilverColumn {
             name: (*l).to_owned(),
-            data_type: type_of(l),
+            data_type: type_of(*l),
             source_column: None,
             null_count: 0,
         }));

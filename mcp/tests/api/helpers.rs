@@ -134,7 +134,7 @@ impl FileServer {
 }
 
 async fn serve_file(State(dir): State<Arc<tempfile::TempDir>>, Path(name): Path<String>, headers: HeaderMap) -> impl IntoResponse {
-    let authorized = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {API_KEY}"));
+    let authorized = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(format!("Bearer {API_KEY}").as_str());
     if !authorized {
         return (StatusCode::UNAUTHORIZED, Vec::new());
     }
