@@ -27,8 +27,9 @@ pub enum ToolError {
 /// Failures inside a backend.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
+    /// Boxed: DuckDB's error type is large and would bloat every `Result`.
     #[error("{0}")]
-    DuckDb(#[from] duckdb::Error),
+    DuckDb(Box<duckdb::Error>),
     #[error("Databricks: {0}")]
     Databricks(#[from] crate::backend::databricks::DatabricksError),
     #[error("file system: {0}")]
@@ -37,6 +38,12 @@ pub enum BackendError {
     Join,
     #[error("{0}")]
     Unexpected(String),
+}
+
+impl From<duckdb::Error> for BackendError {
+    fn from(e: duckdb::Error) -> Self {
+        Self::DuckDb(Box::new(e))
+    }
 }
 
 impl rmcp::handler::server::tool::IntoCallToolResult for ToolError {

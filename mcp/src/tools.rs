@@ -212,7 +212,9 @@ impl LakehouseTools {
     }
 }
 
+// The router is built once per session (in `new`), not on every call.
 #[tool_handler(
+    router = self.tool_router,
     name = "servicetsunami-mcp",
     instructions = "ServiceTsunami lakehouse: create_dataset (bronze) → transform_to_silver (silver); \
                     inspect with dataset_status, list_tables, describe_table and read-only query."

@@ -52,16 +52,16 @@ fn err(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"error_code": code, "message": message}))).into_response()
 }
 
-fn authorized(state: &Double, headers: &HeaderMap) -> Result<String, Response> {
+/// The Authorization header when it carries a valid (unexpired) token.
+fn authorized(state: &Double, headers: &HeaderMap) -> Option<String> {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let Some(token) = auth.strip_prefix("Bearer ") else {
-        return Err(err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "missing bearer"));
-    };
+    let token = auth.strip_prefix("Bearer ")?;
     let valid = token == PAT || (token.starts_with("oauth-") && !state.expired.iter().any(|e| e == token));
-    if !valid {
-        return Err(err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "token expired"));
-    }
-    Ok(auth)
+    valid.then_some(auth)
+}
+
+fn unauthorized() -> Response {
+    err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "missing, invalid or expired token")
 }
 
 async fn token(State(s): State<Shared>, headers: HeaderMap, body: String) -> Response {
@@ -106,9 +106,8 @@ fn result_for(statement: &str) -> Value {
 
 async fn submit(State(s): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let mut st = s.lock().unwrap();
-    let auth = match authorized(&st, &headers) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(auth) = authorized(&st, &headers) else {
+        return unauthorized();
     };
     st.log.push(Recorded { method: "POST".into(), path: "/api/2.0/sql/statements".into(), auth, body: body.clone() });
     let request: Value = serde_json::from_str(&body).expect("JSON body");
@@ -142,9 +141,8 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: String) -> Re
 
 async fn poll(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let mut st = s.lock().unwrap();
-    let auth = match authorized(&st, &headers) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(auth) = authorized(&st, &headers) else {
+        return unauthorized();
     };
     st.log.push(Recorded { method: "GET".into(), path: format!("/api/2.0/sql/statements/{id}"), auth, body: String::new() });
     let Some((statement, polls)) = st.statements.get_mut(&id) else {
@@ -162,8 +160,8 @@ async fn poll(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMa
 
 async fn cancel(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let mut st = s.lock().unwrap();
-    if let Err(r) = authorized(&st, &headers) {
-        return r;
+    if authorized(&st, &headers).is_none() {
+        return unauthorized();
     }
     st.cancelled.push(id);
     Json(json!({})).into_response()
@@ -171,9 +169,8 @@ async fn cancel(State(s): State<Shared>, Path(id): Path<String>, headers: Header
 
 async fn files(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let mut st = s.lock().unwrap();
-    let auth = match authorized(&st, &headers) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(auth) = authorized(&st, &headers) else {
+        return unauthorized();
     };
     assert_eq!(method, Method::PUT);
     let path = uri.path().to_owned();
@@ -221,9 +218,8 @@ fn uc_table(full_name: &str) -> Option<Value> {
 
 async fn get_table(State(s): State<Shared>, Path(full_name): Path<String>, headers: HeaderMap) -> Response {
     let mut st = s.lock().unwrap();
-    let auth = match authorized(&st, &headers) {
-        Ok(a) => a,
-        Err(r) => return r,
+    let Some(auth) = authorized(&st, &headers) else {
+        return unauthorized();
     };
     st.log.push(Recorded { method: "GET".into(), path: format!("/api/2.1/unity-catalog/tables/{full_name}"), auth, body: String::new() });
     assert_eq!(full_name.split('.').count(), 3, "three-level name");
@@ -235,8 +231,8 @@ async fn get_table(State(s): State<Shared>, Path(full_name): Path<String>, heade
 
 async fn list_tables(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
     let st = s.lock().unwrap();
-    if let Err(r) = authorized(&st, &headers) {
-        return r;
+    if authorized(&st, &headers).is_none() {
+        return unauthorized();
     }
     let (catalog, schema) = (q["catalog_name"].clone(), q["schema_name"].clone());
     let full = format!("{catalog}.{schema}.sales_e40c292c");

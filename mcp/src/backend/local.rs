@@ -38,7 +38,7 @@ fn blocking_err(_: tokio::task::JoinError) -> ToolError {
 }
 
 fn db(e: duckdb::Error) -> ToolError {
-    ToolError::Backend(BackendError::DuckDb(e))
+    ToolError::Backend(e.into())
 }
 
 fn io(e: std::io::Error) -> ToolError {
