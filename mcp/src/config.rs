@@ -10,7 +10,10 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name} is required but not set ({hint})")]
-    Missing { name: &'static str, hint: &'static str },
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
     #[error("{name}={value:?} is invalid: {reason}")]
     Invalid {
         name: &'static str,
@@ -25,7 +28,10 @@ pub enum DatabricksAuth {
     /// `DATABRICKS_TOKEN`
     Pat(SecretString),
     /// `DATABRICKS_CLIENT_ID` / `DATABRICKS_CLIENT_SECRET` (OAuth M2M).
-    OAuth { client_id: String, client_secret: SecretString },
+    OAuth {
+        client_id: String,
+        client_secret: SecretString,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +79,9 @@ struct Env<F: Fn(&str) -> Option<String>>(F);
 
 impl<F: Fn(&str) -> Option<String>> Env<F> {
     fn raw(&self, name: &str) -> Option<String> {
-        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn required(&self, name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
@@ -107,9 +115,13 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 /// `2GiB`, `500MB`, `1048576` → bytes.
 pub fn parse_byte_size(value: &str) -> Result<u64, String> {
     let value = value.trim();
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
     let (digits, unit) = value.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| "expected a number of bytes, e.g. 2GiB".to_owned())?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "expected a number of bytes, e.g. 2GiB".to_owned())?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -118,7 +130,11 @@ pub fn parse_byte_size(value: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "g" | "gb" => 1_000_000_000,
         "gib" => 1 << 30,
-        other => return Err(format!("unknown unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB"
+            ))
+        }
     };
     let bytes = n.checked_mul(mult).ok_or_else(|| "too large".to_owned())?;
     if bytes == 0 {
@@ -166,7 +182,10 @@ impl Settings {
         };
         let backend = match env.raw("LAKEHOUSE_BACKEND").as_deref() {
             None | Some("local") => BackendSettings::Local {
-                path: PathBuf::from(env.raw("LAKEHOUSE_PATH").unwrap_or_else(|| "./data/lakehouse".to_owned())),
+                path: PathBuf::from(
+                    env.raw("LAKEHOUSE_PATH")
+                        .unwrap_or_else(|| "./data/lakehouse".to_owned()),
+                ),
                 catalog: env.ident("LAKEHOUSE_CATALOG", "servicetsunami")?,
             },
             Some("databricks") => BackendSettings::Databricks(databricks(&env)?),
@@ -190,8 +209,13 @@ impl Settings {
     }
 }
 
-fn databricks<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<DatabricksSettings, ConfigError> {
-    let host = env.required("DATABRICKS_HOST", "the workspace URL, e.g. https://adb-123.4.azuredatabricks.net")?;
+fn databricks<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<DatabricksSettings, ConfigError> {
+    let host = env.required(
+        "DATABRICKS_HOST",
+        "the workspace URL, e.g. https://adb-123.4.azuredatabricks.net",
+    )?;
     if !(host.starts_with("https://") || host.starts_with("http://")) {
         return Err(ConfigError::Invalid {
             name: "DATABRICKS_HOST",
@@ -218,10 +242,15 @@ fn databricks<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<DatabricksS
     Ok(DatabricksSettings {
         host: host.trim_end_matches('/').to_owned(),
         auth,
-        warehouse_id: env.required("DATABRICKS_WAREHOUSE_ID", "the SQL warehouse that runs statements")?,
+        warehouse_id: env.required(
+            "DATABRICKS_WAREHOUSE_ID",
+            "the SQL warehouse that runs statements",
+        )?,
         catalog: env.ident("DATABRICKS_CATALOG", "servicetsunami")?,
         volume: env.ident("DATABRICKS_VOLUME", "raw")?,
-        external_location: env.raw("DATABRICKS_EXTERNAL_LOCATION").map(|l| l.trim_end_matches('/').to_owned()),
+        external_location: env
+            .raw("DATABRICKS_EXTERNAL_LOCATION")
+            .map(|l| l.trim_end_matches('/').to_owned()),
         statement_timeout_secs: env.parse("DATABRICKS_STATEMENT_TIMEOUT_SECS", 600u64)?,
     })
 }
@@ -234,7 +263,10 @@ mod tests {
     const KEY: (&str, &str) = ("MCP_API_KEY", "0123456789abcdef0123");
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(move |k| map.get(k).cloned())
     }
 
@@ -273,17 +305,36 @@ mod tests {
 
     #[test]
     fn databricks_names_what_is_missing() {
-        let err = settings(&[KEY, ("LAKEHOUSE_BACKEND", "databricks")]).unwrap_err().to_string();
+        let err = settings(&[KEY, ("LAKEHOUSE_BACKEND", "databricks")])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("DATABRICKS_HOST"), "{err}");
-        let base = [KEY, ("LAKEHOUSE_BACKEND", "databricks"), ("DATABRICKS_HOST", "https://x.cloud.databricks.com/")];
+        let base = [
+            KEY,
+            ("LAKEHOUSE_BACKEND", "databricks"),
+            ("DATABRICKS_HOST", "https://x.cloud.databricks.com/"),
+        ];
         let err = settings(&base).unwrap_err().to_string();
         assert!(err.starts_with("DATABRICKS_TOKEN"), "{err}");
-        let err = settings(&[base[0], base[1], base[2], ("DATABRICKS_CLIENT_ID", "id")]).unwrap_err().to_string();
+        let err = settings(&[base[0], base[1], base[2], ("DATABRICKS_CLIENT_ID", "id")])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("DATABRICKS_CLIENT_SECRET"), "{err}");
-        let err = settings(&[base[0], base[1], base[2], ("DATABRICKS_TOKEN", "dapi")]).unwrap_err().to_string();
+        let err = settings(&[base[0], base[1], base[2], ("DATABRICKS_TOKEN", "dapi")])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("DATABRICKS_WAREHOUSE_ID"), "{err}");
-        let ok = settings(&[base[0], base[1], base[2], ("DATABRICKS_TOKEN", "dapi"), ("DATABRICKS_WAREHOUSE_ID", "w1")]).unwrap();
-        let BackendSettings::Databricks(d) = ok.backend else { panic!("expected databricks") };
+        let ok = settings(&[
+            base[0],
+            base[1],
+            base[2],
+            ("DATABRICKS_TOKEN", "dapi"),
+            ("DATABRICKS_WAREHOUSE_ID", "w1"),
+        ])
+        .unwrap();
+        let BackendSettings::Databricks(d) = ok.backend else {
+            panic!("expected databricks")
+        };
         assert_eq!(d.host, "https://x.cloud.databricks.com");
         assert!(!format!("{d:?}").contains("dapi"));
     }

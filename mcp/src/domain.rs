@@ -38,8 +38,15 @@ impl TenantId {
         if value.is_empty() || value.len() > 48 {
             return Err(invalid(WHAT, raw, "expected 1 to 48 characters"));
         }
-        if !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-            return Err(invalid(WHAT, raw, "only letters, digits and '-' are allowed"));
+        if !value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(invalid(
+                WHAT,
+                raw,
+                "only letters, digits and '-' are allowed",
+            ));
         }
         if value.starts_with('-') || value.ends_with('-') {
             return Err(invalid(WHAT, raw, "must not start or end with '-'"));
@@ -88,8 +95,15 @@ impl DatasetId {
         if value.is_empty() || value.len() > 64 {
             return Err(invalid(WHAT, raw, "expected 1 to 64 characters"));
         }
-        if !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(invalid(WHAT, raw, "only letters, digits, '-' and '_' are allowed"));
+        if !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                WHAT,
+                raw,
+                "only letters, digits, '-' and '_' are allowed",
+            ));
         }
         Ok(Self(value.to_owned()))
     }
@@ -149,7 +163,9 @@ pub fn snake_case(raw: &str) -> String {
                 let boundary = match prev {
                     Some(p) if p.is_ascii_lowercase() || p.is_ascii_digit() => true,
                     // The end of an acronym: `HTTPServer` → `http_server`.
-                    Some(p) if p.is_ascii_uppercase() => next.is_some_and(|n| n.is_ascii_lowercase()),
+                    Some(p) if p.is_ascii_uppercase() => {
+                        next.is_some_and(|n| n.is_ascii_lowercase())
+                    }
                     _ => false,
                 };
                 if boundary && !out.ends_with('_') && !out.is_empty() {
@@ -185,8 +201,15 @@ impl Ident {
         if raw.is_empty() || raw.len() > 127 {
             return Err(invalid("identifier", raw, "expected 1 to 127 characters"));
         }
-        if !raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-            return Err(invalid("identifier", raw, "only lowercase letters, digits and '_' are allowed"));
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(invalid(
+                "identifier",
+                raw,
+                "only lowercase letters, digits and '_' are allowed",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -204,8 +227,12 @@ impl fmt::Display for Ident {
 
 /// Gives each raw column name a unique snake_case name, in order; the
 /// lineage columns are reserved up front.
-pub fn unique_column_names<'a>(raw: impl IntoIterator<Item = &'a str>, reserved: &[&str]) -> Vec<Ident> {
-    let mut taken: std::collections::HashSet<String> = reserved.iter().map(|s| (*s).to_owned()).collect();
+pub fn unique_column_names<'a>(
+    raw: impl IntoIterator<Item = &'a str>,
+    reserved: &[&str],
+) -> Vec<Ident> {
+    let mut taken: std::collections::HashSet<String> =
+        reserved.iter().map(|s| (*s).to_owned()).collect();
     raw.into_iter()
         .map(|name| {
             let base = snake_case(name);
@@ -227,7 +254,11 @@ pub fn table_ident(dataset_name: &str, dataset: &DatasetId) -> Result<Ident, Par
         return Err(invalid("dataset_name", dataset_name, "must not be empty"));
     }
     if dataset_name.len() > 200 {
-        return Err(invalid("dataset_name", dataset_name, "at most 200 characters"));
+        return Err(invalid(
+            "dataset_name",
+            dataset_name,
+            "at most 200 characters",
+        ));
     }
     let mut base = snake_case(dataset_name);
     base.truncate(60);
@@ -245,7 +276,11 @@ pub struct TableName {
 
 impl TableName {
     pub fn new(catalog: Ident, schema: Ident, table: Ident) -> Self {
-        Self { catalog, schema, table }
+        Self {
+            catalog,
+            schema,
+            table,
+        }
     }
 
     /// Parses `catalog.schema.table` as returned by our tools.
@@ -255,8 +290,17 @@ impl TableName {
             return Err(invalid("table name", raw, "expected catalog.schema.table"));
         };
         let part = |p: &str| {
-            Ident::parse(&p.trim_matches(|c| c == '`' || c == '"').to_ascii_lowercase())
-                .map_err(|_| invalid("table name", raw, "each part may use only letters, digits and '_'"))
+            Ident::parse(
+                &p.trim_matches(|c| c == '`' || c == '"')
+                    .to_ascii_lowercase(),
+            )
+            .map_err(|_| {
+                invalid(
+                    "table name",
+                    raw,
+                    "each part may use only letters, digits and '_'",
+                )
+            })
         };
         Ok(Self {
             catalog: part(catalog)?,
@@ -279,8 +323,20 @@ mod tests {
     #[test]
     fn tenant_ids_accept_uuids_and_reject_sql() {
         let t = TenantId::parse("3F2504E0-4F89-11D3-9A0C-0305E82C3301").unwrap();
-        assert_eq!(t.bronze_schema().as_str(), "3f2504e0_4f89_11d3_9a0c_0305e82c3301_bronze");
-        for bad in ["", "a;drop", "x\"y", "a b", "t_1", "-a", "a'--", &"a".repeat(49)] {
+        assert_eq!(
+            t.bronze_schema().as_str(),
+            "3f2504e0_4f89_11d3_9a0c_0305e82c3301_bronze"
+        );
+        for bad in [
+            "",
+            "a;drop",
+            "x\"y",
+            "a b",
+            "t_1",
+            "-a",
+            "a'--",
+            &"a".repeat(49),
+        ] {
             assert!(TenantId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -343,8 +399,16 @@ mod tests {
     #[test]
     fn table_ident_combines_name_and_short_id() {
         let id = DatasetId::parse("a").unwrap();
-        assert_eq!(table_ident("Q3 Sales Report", &id).unwrap().as_str(), "q3_sales_report_e40c292c");
-        assert_eq!(table_ident("Robert'); DROP TABLE students;--", &id).unwrap().as_str(), "robert_drop_table_students_e40c292c");
+        assert_eq!(
+            table_ident("Q3 Sales Report", &id).unwrap().as_str(),
+            "q3_sales_report_e40c292c"
+        );
+        assert_eq!(
+            table_ident("Robert'); DROP TABLE students;--", &id)
+                .unwrap()
+                .as_str(),
+            "robert_drop_table_students_e40c292c"
+        );
         assert!(table_ident("   ", &id).is_err());
     }
 }

@@ -37,7 +37,12 @@ pub async fn fetch_parquet(
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(DownloadError::BadUrl);
     }
-    let shown = format!("{}://{}{}", parsed.scheme(), parsed.host_str().unwrap_or(""), parsed.path());
+    let shown = format!(
+        "{}://{}{}",
+        parsed.scheme(),
+        parsed.host_str().unwrap_or(""),
+        parsed.path()
+    );
     let unreachable = |e: reqwest::Error| DownloadError::Unreachable {
         url: shown.clone(),
         reason: without_url(&e),

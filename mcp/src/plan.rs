@@ -20,7 +20,8 @@ const INT_RE: &str = "^[+-]?[0-9]+$";
 const DECIMAL_RE: &str = "^[+-]?[0-9]+[.][0-9]+$";
 const LEADING_ZERO_RE: &str = "^[+-]?0[0-9]";
 const DATE_RE: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
-const TIMESTAMP_RE: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?$";
+const TIMESTAMP_RE: &str =
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?$";
 const TRUE_TOKENS: [&str; 4] = ["true", "t", "yes", "y"];
 const FALSE_TOKENS: [&str; 4] = ["false", "f", "no", "n"];
 
@@ -202,11 +203,18 @@ pub fn decide(stats: &StringStats) -> SilverType {
 pub fn cleaned_expr(dialect: Dialect, column: &str) -> String {
     let trimmed = format!("trim({})", dialect.ident(column));
     let tokens: Vec<String> = NULL_TOKENS.iter().map(|t| dialect.literal(t)).collect();
-    format!("CASE WHEN {trimmed} IN ({}) THEN NULL ELSE {trimmed} END", tokens.join(", "))
+    format!(
+        "CASE WHEN {trimmed} IN ({}) THEN NULL ELSE {trimmed} END",
+        tokens.join(", ")
+    )
 }
 
 fn in_list(dialect: Dialect, values: &[&str]) -> String {
-    values.iter().map(|v| dialect.literal(v)).collect::<Vec<_>>().join(", ")
+    values
+        .iter()
+        .map(|v| dialect.literal(v))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The statistics query: one row with nine counters per string column plus
@@ -218,8 +226,14 @@ pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]
         let v = format!("v{i}");
         cleaned.push(format!("{} AS {v}", cleaned_expr(dialect, col)));
         // Sums are cast back to BIGINT: DuckDB widens SUM to HUGEINT.
-        let count_if = |cond: String| format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)");
-        let is_int = format!("{} AND {} IS NOT NULL", dialect.regex(&v, INT_RE), dialect.try_cast(&v, "BIGINT"));
+        let count_if = |cond: String| {
+            format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)")
+        };
+        let is_int = format!(
+            "{} AND {} IS NOT NULL",
+            dialect.regex(&v, INT_RE),
+            dialect.try_cast(&v, "BIGINT")
+        );
         let is_dec = dialect.regex(&v, DECIMAL_RE);
         let numeric = format!("({} OR {})", dialect.regex(&v, INT_RE), is_dec);
         let int_digits = format!("length(regexp_replace(split_part({v}, '.', 1), '[+-]', ''))");
@@ -230,8 +244,16 @@ pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]
             count_if(is_dec),
             count_if(dialect.regex(&v, LEADING_ZERO_RE)),
             count_if(format!("{} IS NOT NULL", dialect.try_cast(&v, "DOUBLE"))),
-            count_if(format!("lower({v}) IN ({}, {})", in_list(dialect, &TRUE_TOKENS), in_list(dialect, &FALSE_TOKENS))),
-            count_if(format!("{} AND {} IS NOT NULL", dialect.regex(&v, DATE_RE), dialect.try_cast(&v, "DATE"))),
+            count_if(format!(
+                "lower({v}) IN ({}, {})",
+                in_list(dialect, &TRUE_TOKENS),
+                in_list(dialect, &FALSE_TOKENS)
+            )),
+            count_if(format!(
+                "{} AND {} IS NOT NULL",
+                dialect.regex(&v, DATE_RE),
+                dialect.try_cast(&v, "DATE")
+            )),
             count_if(format!(
                 "{} AND {} IS NOT NULL",
                 dialect.regex(&v, TIMESTAMP_RE),
@@ -244,7 +266,11 @@ pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]
     let inner = if cleaned.is_empty() {
         format!("SELECT 1 AS one FROM {}", dialect.table(bronze))
     } else {
-        format!("SELECT {} FROM {}", cleaned.join(", "), dialect.table(bronze))
+        format!(
+            "SELECT {} FROM {}",
+            cleaned.join(", "),
+            dialect.table(bronze)
+        )
     };
     format!("SELECT {} FROM ({inner}) AS s", aggs.join(", "))
 }
@@ -277,8 +303,16 @@ pub fn stats_from_row(values: &[u64], columns: usize) -> Option<Vec<StringStats>
 }
 
 impl SilverPlan {
-    pub fn new(bronze: TableName, silver: TableName, ingested_at: String, source: &[SourceColumn]) -> Self {
-        let data: Vec<&SourceColumn> = source.iter().filter(|c| !BRONZE_LINEAGE.contains(&c.name.as_str())).collect();
+    pub fn new(
+        bronze: TableName,
+        silver: TableName,
+        ingested_at: String,
+        source: &[SourceColumn],
+    ) -> Self {
+        let data: Vec<&SourceColumn> = source
+            .iter()
+            .filter(|c| !BRONZE_LINEAGE.contains(&c.name.as_str()))
+            .collect();
         let targets = unique_column_names(data.iter().map(|c| c.name.as_str()), &LINEAGE_COLUMNS);
         let columns = data
             .into_iter()
@@ -314,7 +348,11 @@ impl SilverPlan {
             }
             ColumnAction::Clean(SilverType::String) => cleaned_expr(dialect, &column.source),
             ColumnAction::Clean(ty) => {
-                format!("CAST({} AS {})", cleaned_expr(dialect, &column.source), ty.sql(dialect))
+                format!(
+                    "CAST({} AS {})",
+                    cleaned_expr(dialect, &column.source),
+                    ty.sql(dialect)
+                )
             }
         };
         format!("{expr} AS {}", dialect.ident(column.target.as_str()))
@@ -323,11 +361,19 @@ impl SilverPlan {
     /// The select that produces silver rows: typed, cleaned, de-duplicated,
     /// with lineage.
     pub fn select_sql(&self, dialect: Dialect) -> String {
-        let mut exprs: Vec<String> = self.columns.iter().map(|c| self.column_expr(dialect, c)).collect();
+        let mut exprs: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| self.column_expr(dialect, c))
+            .collect();
         exprs.push(dialect.ident(DATASET_ID_COLUMN));
         exprs.push(dialect.ident(SOURCE_FILE_COLUMN));
         let ts = format!("CAST({} AS TIMESTAMP)", dialect.literal(&self.ingested_at));
-        let mut outer: Vec<String> = self.columns.iter().map(|c| dialect.ident(c.target.as_str())).collect();
+        let mut outer: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| dialect.ident(c.target.as_str()))
+            .collect();
         outer.push(dialect.ident(DATASET_ID_COLUMN));
         outer.push(dialect.ident(SOURCE_FILE_COLUMN));
         outer.push(format!("{ts} AS {}", dialect.ident("_ingested_at")));
@@ -340,14 +386,26 @@ impl SilverPlan {
     }
 
     pub fn create_sql(&self, dialect: Dialect) -> String {
-        format!("CREATE OR REPLACE TABLE {} AS {}", dialect.table(&self.silver), self.select_sql(dialect))
+        format!(
+            "CREATE OR REPLACE TABLE {} AS {}",
+            dialect.table(&self.silver),
+            self.select_sql(dialect)
+        )
     }
 
     /// Per-column null counts of the finished silver table, in plan order.
     pub fn null_counts_sql(&self, dialect: Dialect) -> String {
         let mut aggs = vec!["COUNT(*)".to_owned()];
-        aggs.extend(self.columns.iter().map(|c| format!("COUNT(*) - COUNT({})", dialect.ident(c.target.as_str()))));
-        format!("SELECT {} FROM {}", aggs.join(", "), dialect.table(&self.silver))
+        aggs.extend(
+            self.columns
+                .iter()
+                .map(|c| format!("COUNT(*) - COUNT({})", dialect.ident(c.target.as_str()))),
+        );
+        format!(
+            "SELECT {} FROM {}",
+            aggs.join(", "),
+            dialect.table(&self.silver)
+        )
     }
 }
 
@@ -375,7 +433,10 @@ mod tests {
             ..stats(3)
         };
         assert_eq!(decide(&all_int), SilverType::BigInt);
-        let zeros = StringStats { leading_zeros: 1, ..all_int.clone() };
+        let zeros = StringStats {
+            leading_zeros: 1,
+            ..all_int.clone()
+        };
         assert_eq!(decide(&zeros), SilverType::String);
         let dec = StringStats {
             integers: 1,
@@ -385,28 +446,85 @@ mod tests {
             max_scale: 2,
             ..stats(3)
         };
-        assert_eq!(decide(&dec), SilverType::Decimal { precision: 6, scale: 2 });
-        let sci = StringStats { doubles: 3, ..stats(3) };
+        assert_eq!(
+            decide(&dec),
+            SilverType::Decimal {
+                precision: 6,
+                scale: 2
+            }
+        );
+        let sci = StringStats {
+            doubles: 3,
+            ..stats(3)
+        };
         assert_eq!(decide(&sci), SilverType::Double);
-        assert_eq!(decide(&StringStats { booleans: 3, ..stats(3) }), SilverType::Boolean);
-        assert_eq!(decide(&StringStats { dates: 3, ..stats(3) }), SilverType::Date);
-        assert_eq!(decide(&StringStats { timestamps: 3, ..stats(3) }), SilverType::Timestamp);
-        assert_eq!(decide(&StringStats { dates: 2, ..stats(3) }), SilverType::String);
+        assert_eq!(
+            decide(&StringStats {
+                booleans: 3,
+                ..stats(3)
+            }),
+            SilverType::Boolean
+        );
+        assert_eq!(
+            decide(&StringStats {
+                dates: 3,
+                ..stats(3)
+            }),
+            SilverType::Date
+        );
+        assert_eq!(
+            decide(&StringStats {
+                timestamps: 3,
+                ..stats(3)
+            }),
+            SilverType::Timestamp
+        );
+        assert_eq!(
+            decide(&StringStats {
+                dates: 2,
+                ..stats(3)
+            }),
+            SilverType::String
+        );
         assert_eq!(decide(&stats(0)), SilverType::String);
     }
 
     fn sample_plan() -> SilverPlan {
-        let int = StringStats { integers: 2, doubles: 2, ..stats(2) };
+        let int = StringStats {
+            integers: 2,
+            doubles: 2,
+            ..stats(2)
+        };
         SilverPlan::new(
             name("lh.acme_bronze.sales_e40c292c"),
             name("lh.acme_silver.sales_e40c292c"),
             "2026-01-02 03:04:05.000000".into(),
             &[
-                SourceColumn { name: "Order ID".into(), data_type: "VARCHAR".into(), stats: Some(int) },
-                SourceColumn { name: "it's \"odd\"`".into(), data_type: "VARCHAR".into(), stats: Some(stats(2)) },
-                SourceColumn { name: "amount".into(), data_type: "DOUBLE".into(), stats: None },
-                SourceColumn { name: DATASET_ID_COLUMN.into(), data_type: "VARCHAR".into(), stats: None },
-                SourceColumn { name: SOURCE_FILE_COLUMN.into(), data_type: "VARCHAR".into(), stats: None },
+                SourceColumn {
+                    name: "Order ID".into(),
+                    data_type: "VARCHAR".into(),
+                    stats: Some(int),
+                },
+                SourceColumn {
+                    name: "it's \"odd\"`".into(),
+                    data_type: "VARCHAR".into(),
+                    stats: Some(stats(2)),
+                },
+                SourceColumn {
+                    name: "amount".into(),
+                    data_type: "DOUBLE".into(),
+                    stats: None,
+                },
+                SourceColumn {
+                    name: DATASET_ID_COLUMN.into(),
+                    data_type: "VARCHAR".into(),
+                    stats: None,
+                },
+                SourceColumn {
+                    name: SOURCE_FILE_COLUMN.into(),
+                    data_type: "VARCHAR".into(),
+                    stats: None,
+                },
             ],
         )
     }
@@ -428,12 +546,23 @@ mod tests {
     #[test]
     fn renders_databricks() {
         let sql = sample_plan().create_sql(Dialect::Databricks);
-        assert!(sql.starts_with("CREATE OR REPLACE TABLE `lh`.`acme_silver`.`sales_e40c292c` AS SELECT `order_id`"), "{sql}");
+        assert!(
+            sql.starts_with(
+                "CREATE OR REPLACE TABLE `lh`.`acme_silver`.`sales_e40c292c` AS SELECT `order_id`"
+            ),
+            "{sql}"
+        );
         assert!(sql.contains("CAST(CASE WHEN trim(`Order ID`) IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN')"), "{sql}");
         assert!(sql.contains("trim(`it's \"odd\"```)"), "{sql}");
         assert!(sql.contains("`amount`, `_dataset_id`, `_source_file`, CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS `_ingested_at`"), "{sql}");
-        assert!(sql.ends_with("FROM `lh`.`acme_bronze`.`sales_e40c292c`) AS d"), "{sql}");
-        assert!(!sql.contains('"') || sql.contains("`it's \"odd\"```"), "{sql}");
+        assert!(
+            sql.ends_with("FROM `lh`.`acme_bronze`.`sales_e40c292c`) AS d"),
+            "{sql}"
+        );
+        assert!(
+            !sql.contains('"') || sql.contains("`it's \"odd\"```"),
+            "{sql}"
+        );
     }
 
     #[test]
@@ -446,9 +575,16 @@ mod tests {
     fn stats_sql_uses_dialect_functions() {
         let cols = vec!["x".to_owned()];
         let duck = stats_sql(Dialect::DuckDb, &name("lh.a_bronze.t"), &cols);
-        assert!(duck.contains("regexp_matches(v0, '^[+-]?[0-9]+$')") && duck.contains("TRY_CAST(v0 AS BIGINT)"), "{duck}");
+        assert!(
+            duck.contains("regexp_matches(v0, '^[+-]?[0-9]+$')")
+                && duck.contains("TRY_CAST(v0 AS BIGINT)"),
+            "{duck}"
+        );
         let dbx = stats_sql(Dialect::Databricks, &name("lh.a_bronze.t"), &cols);
-        assert!(dbx.contains("(v0 RLIKE '^[+-]?[0-9]+$')") && dbx.contains("try_cast(v0 AS BIGINT)"), "{dbx}");
+        assert!(
+            dbx.contains("(v0 RLIKE '^[+-]?[0-9]+$')") && dbx.contains("try_cast(v0 AS BIGINT)"),
+            "{dbx}"
+        );
         assert_eq!(stats_from_row(&[5; 11], 1).unwrap()[0].non_null, 5);
         assert!(stats_from_row(&[5; 10], 1).is_none());
     }

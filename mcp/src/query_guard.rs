@@ -26,8 +26,16 @@ pub enum Rejected {
 
 /// The statement with trailing semicolons and whitespace removed, ready to be
 /// wrapped in `SELECT … FROM (<sql>)`.
-pub fn check(conn: &duckdb::Connection, catalog: &Ident, tenant: &TenantId, sql: &str) -> Result<String, Rejected> {
-    let sql = sql.trim().trim_end_matches(|c: char| c == ';' || c.is_whitespace()).to_owned();
+pub fn check(
+    conn: &duckdb::Connection,
+    catalog: &Ident,
+    tenant: &TenantId,
+    sql: &str,
+) -> Result<String, Rejected> {
+    let sql = sql
+        .trim()
+        .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+        .to_owned();
     if sql.is_empty() {
         return Err(Rejected::Empty);
     }
@@ -36,9 +44,12 @@ pub fn check(conn: &duckdb::Connection, catalog: &Ident, tenant: &TenantId, sql:
         return Err(Rejected::NotSelect);
     }
     let serialized: String = conn
-        .query_row("SELECT json_serialize_sql(?)::VARCHAR", [&sql], |r| r.get(0))
+        .query_row("SELECT json_serialize_sql(?)::VARCHAR", [&sql], |r| {
+            r.get(0)
+        })
         .map_err(|e| Rejected::Parse(e.to_string()))?;
-    let tree: Value = serde_json::from_str(&serialized).map_err(|e| Rejected::Parse(e.to_string()))?;
+    let tree: Value =
+        serde_json::from_str(&serialized).map_err(|e| Rejected::Parse(e.to_string()))?;
     if tree["error"].as_bool() == Some(true) {
         let message = tree["error_message"].as_str().unwrap_or("unknown error");
         if message.contains("Only SELECT") {
@@ -64,21 +75,33 @@ fn first_keyword(sql: &str) -> &str {
     let mut rest = sql.trim_start();
     loop {
         if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map_or("", |(_, after)| after).trim_start();
+            rest = r
+                .split_once('\n')
+                .map_or("", |(_, after)| after)
+                .trim_start();
         } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map_or("", |(_, after)| after).trim_start();
+            rest = r
+                .split_once("*/")
+                .map_or("", |(_, after)| after)
+                .trim_start();
         } else {
             break;
         }
     }
-    let end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
     &rest[..end]
 }
 
 fn collect_ctes(node: &Value, names: &mut HashSet<String>) {
     match node {
         Value::Object(map) => {
-            if let Some(entries) = map.get("cte_map").and_then(|m| m.get("map")).and_then(Value::as_array) {
+            if let Some(entries) = map
+                .get("cte_map")
+                .and_then(|m| m.get("map"))
+                .and_then(Value::as_array)
+            {
                 for entry in entries {
                     if let Some(key) = entry.get("key").and_then(Value::as_str) {
                         names.insert(key.to_ascii_lowercase());
@@ -92,17 +115,33 @@ fn collect_ctes(node: &Value, names: &mut HashSet<String>) {
     }
 }
 
-fn check_refs(node: &Value, catalog: &Ident, tenant: &TenantId, ctes: &HashSet<String>) -> Result<(), Rejected> {
+fn check_refs(
+    node: &Value,
+    catalog: &Ident,
+    tenant: &TenantId,
+    ctes: &HashSet<String>,
+) -> Result<(), Rejected> {
     match node {
         Value::Object(map) => {
             match map.get("type").and_then(Value::as_str) {
                 Some("BASE_TABLE") => {
-                    let text = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                    let (cat, schema, table) = (text("catalog_name"), text("schema_name"), text("table_name"));
-                    let is_cte = cat.is_empty() && schema.is_empty() && ctes.contains(&table.to_ascii_lowercase());
+                    let text =
+                        |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                    let (cat, schema, table) = (
+                        text("catalog_name"),
+                        text("schema_name"),
+                        text("table_name"),
+                    );
+                    let is_cte = cat.is_empty()
+                        && schema.is_empty()
+                        && ctes.contains(&table.to_ascii_lowercase());
                     let catalog_ok = cat.is_empty() || cat.eq_ignore_ascii_case(catalog.as_str());
                     if !is_cte && !(catalog_ok && tenant.owns_schema(&schema)) {
-                        let shown = [cat, schema, table].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(".");
+                        let shown = [cat, schema, table]
+                            .into_iter()
+                            .filter(|s| !s.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(".");
                         return Err(Rejected::ForeignTable(shown));
                     }
                 }
@@ -116,9 +155,12 @@ fn check_refs(node: &Value, catalog: &Ident, tenant: &TenantId, ctes: &HashSet<S
                 }
                 _ => {}
             }
-            map.values().try_for_each(|v| check_refs(v, catalog, tenant, ctes))
+            map.values()
+                .try_for_each(|v| check_refs(v, catalog, tenant, ctes))
         }
-        Value::Array(items) => items.iter().try_for_each(|v| check_refs(v, catalog, tenant, ctes)),
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| check_refs(v, catalog, tenant, ctes)),
         _ => Ok(()),
     }
 }
@@ -129,13 +171,21 @@ mod tests {
 
     fn guard(sql: &str) -> Result<String, Rejected> {
         let conn = duckdb::Connection::open_in_memory().unwrap();
-        check(&conn, &Ident::parse("lh").unwrap(), &TenantId::parse("acme").unwrap(), sql)
+        check(
+            &conn,
+            &Ident::parse("lh").unwrap(),
+            &TenantId::parse("acme").unwrap(),
+            sql,
+        )
     }
 
     #[test]
     fn allows_tenant_selects() {
         assert!(guard("SELECT * FROM acme_silver.t WHERE x = 1;").is_ok());
-        assert!(guard("-- hi\nWITH a AS (SELECT * FROM lh.acme_bronze.t) SELECT count(*) FROM a").is_ok());
+        assert!(
+            guard("-- hi\nWITH a AS (SELECT * FROM lh.acme_bronze.t) SELECT count(*) FROM a")
+                .is_ok()
+        );
         assert!(guard("SELECT * FROM acme_silver.t JOIN acme_bronze.u USING (id)").is_ok());
     }
 
@@ -152,22 +202,49 @@ mod tests {
         ] {
             assert_eq!(guard(sql), Err(Rejected::NotSelect), "{sql}");
         }
-        assert_eq!(guard("SELECT 1; DROP TABLE acme_silver.t"), Err(Rejected::MultipleStatements));
-        assert_eq!(guard("SELECT 1; SELECT 2"), Err(Rejected::MultipleStatements));
+        assert_eq!(
+            guard("SELECT 1; DROP TABLE acme_silver.t"),
+            Err(Rejected::MultipleStatements)
+        );
+        assert_eq!(
+            guard("SELECT 1; SELECT 2"),
+            Err(Rejected::MultipleStatements)
+        );
     }
 
     #[test]
     fn rejects_other_tenants_and_files() {
-        assert!(matches!(guard("SELECT * FROM other_silver.t"), Err(Rejected::ForeignTable(_))));
-        assert!(matches!(guard("SELECT * FROM t"), Err(Rejected::ForeignTable(_))));
-        assert!(matches!(guard("SELECT * FROM x.acme_silver.t"), Err(Rejected::ForeignTable(_))));
+        assert!(matches!(
+            guard("SELECT * FROM other_silver.t"),
+            Err(Rejected::ForeignTable(_))
+        ));
+        assert!(matches!(
+            guard("SELECT * FROM t"),
+            Err(Rejected::ForeignTable(_))
+        ));
+        assert!(matches!(
+            guard("SELECT * FROM x.acme_silver.t"),
+            Err(Rejected::ForeignTable(_))
+        ));
         assert!(matches!(
             guard("SELECT * FROM acme_silver.t WHERE id IN (SELECT id FROM other_bronze.t)"),
             Err(Rejected::ForeignTable(_))
         ));
-        assert!(matches!(guard("SELECT * FROM '/etc/passwd'"), Err(Rejected::ForeignTable(_))));
-        assert!(matches!(guard("SELECT * FROM read_csv('/etc/passwd')"), Err(Rejected::TableFunction(_))));
-        assert!(matches!(guard("SELECT * FROM information_schema.tables"), Err(Rejected::ForeignTable(_))));
-        assert!(matches!(guard("SELECT * FROM duckdb_tables()"), Err(Rejected::TableFunction(_))));
+        assert!(matches!(
+            guard("SELECT * FROM '/etc/passwd'"),
+            Err(Rejected::ForeignTable(_))
+        ));
+        assert!(matches!(
+            guard("SELECT * FROM read_csv('/etc/passwd')"),
+            Err(Rejected::TableFunction(_))
+        ));
+        assert!(matches!(
+            guard("SELECT * FROM information_schema.tables"),
+            Err(Rejected::ForeignTable(_))
+        ));
+        assert!(matches!(
+            guard("SELECT * FROM duckdb_tables()"),
+            Err(Rejected::TableFunction(_))
+        ));
     }
 }

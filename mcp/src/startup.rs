@@ -35,12 +35,17 @@ pub struct Application {
 pub fn build_lakehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Lakehouse>> {
     Ok(match &settings.backend {
         BackendSettings::Local { path, catalog } => Arc::new(
-            LocalLakehouse::open(path, catalog.clone())
-                .with_context(|| format!("Failed to open the local lakehouse at {} (LAKEHOUSE_PATH)", path.display()))?,
+            LocalLakehouse::open(path, catalog.clone()).with_context(|| {
+                format!(
+                    "Failed to open the local lakehouse at {} (LAKEHOUSE_PATH)",
+                    path.display()
+                )
+            })?,
         ),
-        BackendSettings::Databricks(d) => {
-            Arc::new(DatabricksLakehouse::new(d.clone()).context("Failed to set up the Databricks client")?)
-        }
+        BackendSettings::Databricks(d) => Arc::new(
+            DatabricksLakehouse::new(d.clone())
+                .context("Failed to set up the Databricks client")?,
+        ),
     })
 }
 
@@ -79,7 +84,10 @@ impl Application {
         );
         let router = Router::new()
             .nest_service("/mcp", mcp)
-            .layer(middleware::from_fn_with_state(Arc::new(settings.api_key.clone()), require_bearer))
+            .layer(middleware::from_fn_with_state(
+                Arc::new(settings.api_key.clone()),
+                require_bearer,
+            ))
             .route("/healthz", get(|| async { "ok" }));
         let listener = tokio::net::TcpListener::bind(settings.bind_addr)
             .await
@@ -113,7 +121,11 @@ impl Application {
 }
 
 /// Every request under `/mcp` must carry `Authorization: Bearer <MCP_API_KEY>`.
-async fn require_bearer(State(key): State<Arc<SecretString>>, request: Request, next: Next) -> Response {
+async fn require_bearer(
+    State(key): State<Arc<SecretString>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -121,7 +133,10 @@ async fn require_bearer(State(key): State<Arc<SecretString>>, request: Request, 
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     // Constant time: the comparison must not reveal how much of a guess matched.
-    let ok: bool = presented.as_bytes().ct_eq(key.expose_secret().as_bytes()).into();
+    let ok: bool = presented
+        .as_bytes()
+        .ct_eq(key.expose_secret().as_bytes())
+        .into();
     if ok {
         next.run(request).await
     } else {

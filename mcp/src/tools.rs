@@ -4,8 +4,8 @@
 //! errors.
 
 use crate::backend::{
-    BronzeRequest, BronzeResult, DatasetStatus, Lakehouse, QueryRequest, QueryResult, SilverResult, TableDescription,
-    TableList,
+    BronzeRequest, BronzeResult, DatasetStatus, Lakehouse, QueryRequest, QueryResult, SilverResult,
+    TableDescription, TableList,
 };
 use crate::domain::{table_ident, DatasetId, DatasetVersion, TableName, TenantId};
 use crate::download;
@@ -103,10 +103,19 @@ impl LakehouseTools {
     #[tool(
         description = "Download a dataset's Parquet file, stage it in the tenant's volume and create its bronze table. \
                        Repeating the call for the same dataset_id and version gives the same table and no duplicate rows.",
-        annotations(title = "Create bronze table", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true)
+        annotations(
+            title = "Create bronze table",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
     )]
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, dataset_id = %args.dataset_id))]
-    async fn create_dataset(&self, Parameters(args): Parameters<CreateDatasetArgs>) -> Result<Json<BronzeResult>, ToolError> {
+    async fn create_dataset(
+        &self,
+        Parameters(args): Parameters<CreateDatasetArgs>,
+    ) -> Result<Json<BronzeResult>, ToolError> {
         let tenant = TenantId::parse(&args.tenant_id)?;
         let dataset = DatasetId::parse(&args.dataset_id)?;
         let version = DatasetVersion::parse(args.version)?;
@@ -151,44 +160,86 @@ impl LakehouseTools {
                        null tokens ('', NULL, null, N/A, NA, n/a, -, NaN) as NULL, string columns retyped only when every \
                        value converts (leading-zero identifiers stay text), exact duplicates removed, lineage columns \
                        _dataset_id, _source_file, _ingested_at.",
-        annotations(title = "Create silver table", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "Create silver table",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, bronze = %args.bronze_table))]
-    async fn transform_to_silver(&self, Parameters(args): Parameters<TransformArgs>) -> Result<Json<SilverResult>, ToolError> {
+    async fn transform_to_silver(
+        &self,
+        Parameters(args): Parameters<TransformArgs>,
+    ) -> Result<Json<SilverResult>, ToolError> {
         let tenant = TenantId::parse(&args.tenant_id)?;
         let bronze = TableName::parse(&args.bronze_table)?;
-        let result = self.ctx.lakehouse.transform_to_silver(tenant, bronze).await?;
+        let result = self
+            .ctx
+            .lakehouse
+            .transform_to_silver(tenant, bronze)
+            .await?;
         tracing::info!(table = %result.silver_table, rows = result.row_count, "silver ready");
         Ok(Json(result))
     }
 
     #[tool(
         description = "Whether a dataset's bronze and silver tables exist, with row counts and last update time.",
-        annotations(title = "Dataset status", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "Dataset status",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, dataset_id = %args.dataset_id))]
-    async fn dataset_status(&self, Parameters(args): Parameters<StatusArgs>) -> Result<Json<DatasetStatus>, ToolError> {
+    async fn dataset_status(
+        &self,
+        Parameters(args): Parameters<StatusArgs>,
+    ) -> Result<Json<DatasetStatus>, ToolError> {
         let tenant = TenantId::parse(&args.tenant_id)?;
         let dataset = DatasetId::parse(&args.dataset_id)?;
-        Ok(Json(self.ctx.lakehouse.dataset_status(tenant, dataset).await?))
+        Ok(Json(
+            self.ctx.lakehouse.dataset_status(tenant, dataset).await?,
+        ))
     }
 
     #[tool(
         description = "List the tenant's bronze and silver tables.",
-        annotations(title = "List tables", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "List tables",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id))]
-    async fn list_tables(&self, Parameters(args): Parameters<TenantArgs>) -> Result<Json<TableList>, ToolError> {
+    async fn list_tables(
+        &self,
+        Parameters(args): Parameters<TenantArgs>,
+    ) -> Result<Json<TableList>, ToolError> {
         let tenant = TenantId::parse(&args.tenant_id)?;
         Ok(Json(self.ctx.lakehouse.list_tables(tenant).await?))
     }
 
     #[tool(
         description = "Columns, types, row count and storage of one table (catalog.schema.table).",
-        annotations(title = "Describe table", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "Describe table",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     #[tracing::instrument(skip_all, fields(table = %args.full_name))]
-    async fn describe_table(&self, Parameters(args): Parameters<DescribeArgs>) -> Result<Json<TableDescription>, ToolError> {
+    async fn describe_table(
+        &self,
+        Parameters(args): Parameters<DescribeArgs>,
+    ) -> Result<Json<TableDescription>, ToolError> {
         let table = TableName::parse(&args.full_name)?;
         Ok(Json(self.ctx.lakehouse.describe_table(table).await?))
     }
@@ -196,12 +247,24 @@ impl LakehouseTools {
     #[tool(
         description = "Run one read-only SELECT/WITH statement over the tenant's bronze and silver schemas \
                        (qualify tables as schema.table). Rows are capped and the query has a timeout.",
-        annotations(title = "Query", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "Query",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id))]
-    async fn query(&self, Parameters(args): Parameters<QueryArgs>) -> Result<Json<QueryResult>, ToolError> {
+    async fn query(
+        &self,
+        Parameters(args): Parameters<QueryArgs>,
+    ) -> Result<Json<QueryResult>, ToolError> {
         let tenant = TenantId::parse(&args.tenant_id)?;
-        let limit = args.limit.unwrap_or(self.ctx.query_max_rows).clamp(1, self.ctx.query_max_rows);
+        let limit = args
+            .limit
+            .unwrap_or(self.ctx.query_max_rows)
+            .clamp(1, self.ctx.query_max_rows);
         let request = QueryRequest {
             tenant,
             sql: args.sql,

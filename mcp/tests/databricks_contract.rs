@@ -13,10 +13,14 @@ use axum::{
 };
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use servicetsunami_mcp::backend::databricks::{DatabricksClient, DatabricksError, DatabricksLakehouse};
+use servicetsunami_mcp::backend::databricks::{
+    DatabricksClient, DatabricksError, DatabricksLakehouse,
+};
 use servicetsunami_mcp::backend::{BronzeRequest, Lakehouse};
 use servicetsunami_mcp::config::{DatabricksAuth, DatabricksSettings};
-use servicetsunami_mcp::domain::{table_ident, DatasetId, DatasetVersion, Ident, TableName, TenantId};
+use servicetsunami_mcp::domain::{
+    table_ident, DatasetId, DatasetVersion, Ident, TableName, TenantId,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,19 +53,32 @@ struct Double {
 type Shared = Arc<Mutex<Double>>;
 
 fn err(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error_code": code, "message": message}))).into_response()
+    (
+        status,
+        Json(json!({"error_code": code, "message": message})),
+    )
+        .into_response()
 }
 
 /// The Authorization header when it carries a valid (unexpired) token.
 fn authorized(state: &Double, headers: &HeaderMap) -> Option<String> {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let token = auth.strip_prefix("Bearer ")?;
-    let valid = token == PAT || (token.starts_with("oauth-") && !state.expired.iter().any(|e| e == token));
+    let valid =
+        token == PAT || (token.starts_with("oauth-") && !state.expired.iter().any(|e| e == token));
     valid.then_some(auth)
 }
 
 fn unauthorized() -> Response {
-    err(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "missing, invalid or expired token")
+    err(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHENTICATED",
+        "missing, invalid or expired token",
+    )
 }
 
 async fn token(State(s): State<Shared>, headers: HeaderMap, body: String) -> Response {
@@ -72,7 +89,10 @@ async fn token(State(s): State<Shared>, headers: HeaderMap, body: String) -> Res
         Some("Basic Y2xpZW50LTE6c2VjcmV0LTE="),
         "client credentials go in HTTP basic auth"
     );
-    assert!(body.contains("grant_type=client_credentials") && body.contains("scope=all-apis"), "{body}");
+    assert!(
+        body.contains("grant_type=client_credentials") && body.contains("scope=all-apis"),
+        "{body}"
+    );
     st.tokens_issued += 1;
     Json(json!({"access_token": format!("oauth-{}", st.tokens_issued), "token_type": "Bearer", "expires_in": 3600}))
         .into_response()
@@ -83,10 +103,12 @@ fn result_for(statement: &str) -> Value {
     if statement.contains("COALESCE(SUM(") {
         // 6 rows; `Customer ID`: 6 integers, 2 with leading zeros; `Amount`:
         // 5 values, 1 integer and 4 decimals, up to 2+2 digits.
-        let row: Vec<String> = [6, 6, 6, 0, 2, 6, 0, 0, 0, 3, 0, 5, 1, 4, 0, 5, 0, 0, 0, 2, 2]
-            .iter()
-            .map(u64::to_string)
-            .collect();
+        let row: Vec<String> = [
+            6, 6, 6, 0, 2, 6, 0, 0, 0, 3, 0, 5, 1, 4, 0, 5, 0, 0, 0, 2, 2,
+        ]
+        .iter()
+        .map(u64::to_string)
+        .collect();
         return json!({"manifest": {"schema": {"columns": []}}, "result": {"data_array": [row]}});
     }
     if statement.contains("COUNT(*) - COUNT(") {
@@ -109,23 +131,42 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: String) -> Re
     let Some(auth) = authorized(&st, &headers) else {
         return unauthorized();
     };
-    st.log.push(Recorded { method: "POST".into(), path: "/api/2.0/sql/statements".into(), auth, body: body.clone() });
+    st.log.push(Recorded {
+        method: "POST".into(),
+        path: "/api/2.0/sql/statements".into(),
+        auth,
+        body: body.clone(),
+    });
     let request: Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(request["warehouse_id"], WAREHOUSE);
     let wait = request["wait_timeout"].as_str().expect("wait_timeout");
-    let secs: u32 = wait.strip_suffix('s').and_then(|n| n.parse().ok()).expect("wait_timeout like 30s");
+    let secs: u32 = wait
+        .strip_suffix('s')
+        .and_then(|n| n.parse().ok())
+        .expect("wait_timeout like 30s");
     assert!(secs == 0 || (5..=50).contains(&secs), "{wait}");
-    assert!(matches!(request["on_wait_timeout"].as_str(), Some("CONTINUE" | "CANCEL")));
+    assert!(matches!(
+        request["on_wait_timeout"].as_str(),
+        Some("CONTINUE" | "CANCEL")
+    ));
     let statement = request["statement"].as_str().expect("statement").to_owned();
     if st.throttle_remaining > 0 {
         st.throttle_remaining -= 1;
-        let mut r = err(StatusCode::TOO_MANY_REQUESTS, "REQUEST_LIMIT_EXCEEDED", "slow down");
+        let mut r = err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "REQUEST_LIMIT_EXCEEDED",
+            "slow down",
+        );
         r.headers_mut().insert("retry-after", "1".parse().unwrap());
         return r;
     }
     if st.errors_remaining > 0 {
         st.errors_remaining -= 1;
-        return err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "try again");
+        return err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "try again",
+        );
     }
     if statement.contains("FAIL_ME") {
         return Json(json!({
@@ -144,9 +185,18 @@ async fn poll(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMa
     let Some(auth) = authorized(&st, &headers) else {
         return unauthorized();
     };
-    st.log.push(Recorded { method: "GET".into(), path: format!("/api/2.0/sql/statements/{id}"), auth, body: String::new() });
+    st.log.push(Recorded {
+        method: "GET".into(),
+        path: format!("/api/2.0/sql/statements/{id}"),
+        auth,
+        body: String::new(),
+    });
     let Some((statement, polls)) = st.statements.get_mut(&id) else {
-        return err(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", "no such statement");
+        return err(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_DOES_NOT_EXIST",
+            "no such statement",
+        );
     };
     *polls += 1;
     if statement.contains("SLOW") || *polls < 2 {
@@ -167,21 +217,38 @@ async fn cancel(State(s): State<Shared>, Path(id): Path<String>, headers: Header
     Json(json!({})).into_response()
 }
 
-async fn files(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn files(
+    State(s): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let mut st = s.lock().unwrap();
     let Some(auth) = authorized(&st, &headers) else {
         return unauthorized();
     };
     assert_eq!(method, Method::PUT);
     let path = uri.path().to_owned();
-    st.log.push(Recorded { method: "PUT".into(), path: path.clone(), auth, body: String::new() });
+    st.log.push(Recorded {
+        method: "PUT".into(),
+        path: path.clone(),
+        auth,
+        body: String::new(),
+    });
     if let Some(volume_path) = path.strip_prefix("/api/2.0/fs/files") {
         assert!(volume_path.starts_with("/Volumes/"), "{volume_path}");
         assert_eq!(uri.query(), Some("overwrite=true"));
-        assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/octet-stream"));
+        assert_eq!(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/octet-stream")
+        );
         st.uploads.insert(volume_path.to_owned(), body.len());
     } else {
-        assert!(path.starts_with("/api/2.0/fs/directories/Volumes/"), "{path}");
+        assert!(
+            path.starts_with("/api/2.0/fs/directories/Volumes/"),
+            "{path}"
+        );
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -216,20 +283,37 @@ fn uc_table(full_name: &str) -> Option<Value> {
     None
 }
 
-async fn get_table(State(s): State<Shared>, Path(full_name): Path<String>, headers: HeaderMap) -> Response {
+async fn get_table(
+    State(s): State<Shared>,
+    Path(full_name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let mut st = s.lock().unwrap();
     let Some(auth) = authorized(&st, &headers) else {
         return unauthorized();
     };
-    st.log.push(Recorded { method: "GET".into(), path: format!("/api/2.1/unity-catalog/tables/{full_name}"), auth, body: String::new() });
+    st.log.push(Recorded {
+        method: "GET".into(),
+        path: format!("/api/2.1/unity-catalog/tables/{full_name}"),
+        auth,
+        body: String::new(),
+    });
     assert_eq!(full_name.split('.').count(), 3, "three-level name");
     match uc_table(&full_name) {
         Some(t) if !full_name.contains("missing") => Json(t).into_response(),
-        _ => err(StatusCode::NOT_FOUND, "TABLE_DOES_NOT_EXIST", "Table does not exist"),
+        _ => err(
+            StatusCode::NOT_FOUND,
+            "TABLE_DOES_NOT_EXIST",
+            "Table does not exist",
+        ),
     }
 }
 
-async fn list_tables(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
+async fn list_tables(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
     let st = s.lock().unwrap();
     if authorized(&st, &headers).is_none() {
         return unauthorized();
@@ -282,7 +366,10 @@ async fn statement_goes_pending_running_succeeded() {
         .unwrap();
     assert_eq!(result.rows, vec![vec![Some("6".to_owned())]]);
     let log = double.lock().unwrap().log.clone();
-    let calls: Vec<(&str, &str)> = log.iter().map(|r| (r.method.as_str(), r.path.as_str())).collect();
+    let calls: Vec<(&str, &str)> = log
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
     assert_eq!(
         calls,
         [
@@ -299,45 +386,109 @@ async fn statement_goes_pending_running_succeeded() {
 #[tokio::test]
 async fn failed_at_http_200_is_an_error_with_a_clear_message() {
     let (url, _) = start_double(Double::default()).await;
-    let err = client(&url, pat()).execute(WAREHOUSE, "SELECT FAIL_ME", Duration::from_secs(10)).await.unwrap_err();
-    let DatabricksError::Statement { state, code, message } = &err else { panic!("{err:?}") };
-    assert_eq!((state.as_str(), code.as_str()), ("FAILED", "TABLE_OR_VIEW_NOT_FOUND"));
-    assert!(message.starts_with("the table, schema or volume does not exist"), "{message}");
+    let err = client(&url, pat())
+        .execute(WAREHOUSE, "SELECT FAIL_ME", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    let DatabricksError::Statement {
+        state,
+        code,
+        message,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (state.as_str(), code.as_str()),
+        ("FAILED", "TABLE_OR_VIEW_NOT_FOUND")
+    );
+    assert!(
+        message.starts_with("the table, schema or volume does not exist"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn throttling_honours_retry_after() {
-    let (url, double) = start_double(Double { throttle_remaining: 1, ..Default::default() }).await;
+    let (url, double) = start_double(Double {
+        throttle_remaining: 1,
+        ..Default::default()
+    })
+    .await;
     let started = Instant::now();
-    client(&url, pat()).execute(WAREHOUSE, "SELECT 1", Duration::from_secs(10)).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1), "waited {:?}", started.elapsed());
-    let posts = double.lock().unwrap().log.iter().filter(|r| r.method == "POST").count();
+    client(&url, pat())
+        .execute(WAREHOUSE, "SELECT 1", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let posts = double
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
     assert_eq!(posts, 2);
 }
 
 #[tokio::test]
 async fn a_server_error_then_success_is_retried() {
-    let (url, double) = start_double(Double { errors_remaining: 2, ..Default::default() }).await;
-    client(&url, pat()).execute(WAREHOUSE, "SELECT 1", Duration::from_secs(10)).await.unwrap();
-    assert_eq!(double.lock().unwrap().log.iter().filter(|r| r.method == "POST").count(), 3);
+    let (url, double) = start_double(Double {
+        errors_remaining: 2,
+        ..Default::default()
+    })
+    .await;
+    client(&url, pat())
+        .execute(WAREHOUSE, "SELECT 1", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        double
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count(),
+        3
+    );
 }
 
 #[tokio::test]
 async fn an_expired_oauth_token_is_refreshed_once() {
-    let (url, double) = start_double(Double { expired: vec!["oauth-1".into()], ..Default::default() }).await;
+    let (url, double) = start_double(Double {
+        expired: vec!["oauth-1".into()],
+        ..Default::default()
+    })
+    .await;
     let c = client(&url, oauth());
-    c.execute(WAREHOUSE, "SELECT 1", Duration::from_secs(10)).await.unwrap();
+    c.execute(WAREHOUSE, "SELECT 1", Duration::from_secs(10))
+        .await
+        .unwrap();
     // The fresh token is cached: a second statement needs no new token.
-    c.execute(WAREHOUSE, "SELECT 2", Duration::from_secs(10)).await.unwrap();
+    c.execute(WAREHOUSE, "SELECT 2", Duration::from_secs(10))
+        .await
+        .unwrap();
     let st = double.lock().unwrap();
     assert_eq!(st.tokens_issued, 2);
-    assert!(st.log.iter().all(|r| r.auth == "Bearer oauth-2"), "{:?}", st.log);
+    assert!(
+        st.log.iter().all(|r| r.auth == "Bearer oauth-2"),
+        "{:?}",
+        st.log
+    );
 }
 
 #[tokio::test]
 async fn our_own_timeout_cancels_the_statement() {
     let (url, double) = start_double(Double::default()).await;
-    let err = client(&url, pat()).execute(WAREHOUSE, "SELECT SLOW", Duration::from_millis(300)).await.unwrap_err();
+    let err = client(&url, pat())
+        .execute(WAREHOUSE, "SELECT SLOW", Duration::from_millis(300))
+        .await
+        .unwrap_err();
     assert!(matches!(err, DatabricksError::Timeout(_)), "{err:?}");
     assert_eq!(double.lock().unwrap().cancelled, ["s-1"]);
 }
@@ -357,7 +508,9 @@ fn settings(url: &str, external_location: Option<&str>) -> DatabricksSettings {
 #[tokio::test]
 async fn bronze_and_silver_follow_the_documented_flow() {
     let (url, double) = start_double(Double::default()).await;
-    let lake = DatabricksLakehouse::new(settings(&url, None)).unwrap().with_backoff(Duration::from_millis(20));
+    let lake = DatabricksLakehouse::new(settings(&url, None))
+        .unwrap()
+        .with_backoff(Duration::from_millis(20));
     let dir = tempfile::tempdir().unwrap();
     let download = dir.path().join("d.parquet");
     std::fs::write(&download, b"PAR1 pretend pages PAR1").unwrap();
@@ -373,12 +526,18 @@ async fn bronze_and_silver_follow_the_documented_flow() {
         .await
         .unwrap();
     assert_eq!(bronze.bronze_table, "main_cat.acme_bronze.sales_e40c292c");
-    assert_eq!(bronze.volume_path, "/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet");
+    assert_eq!(
+        bronze.volume_path,
+        "/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet"
+    );
     assert_eq!(bronze.row_count, 6);
     assert_eq!(bronze.columns.len(), 5);
 
     let silver = lake
-        .transform_to_silver(TenantId::parse("acme").unwrap(), TableName::parse(&bronze.bronze_table).unwrap())
+        .transform_to_silver(
+            TenantId::parse("acme").unwrap(),
+            TableName::parse(&bronze.bronze_table).unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(silver.silver_table, "main_cat.acme_silver.sales_e40c292c");
@@ -387,23 +546,47 @@ async fn bronze_and_silver_follow_the_documented_flow() {
     assert_eq!(silver.columns[1].null_count, 1);
 
     let st = double.lock().unwrap();
-    assert_eq!(st.uploads.get("/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet"), Some(&23));
+    assert_eq!(
+        st.uploads
+            .get("/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet"),
+        Some(&23)
+    );
     let statements: Vec<String> = st
         .log
         .iter()
         .filter(|r| r.method == "POST")
-        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["statement"].as_str().unwrap().to_owned())
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["statement"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
-    assert_eq!(statements[0], "CREATE SCHEMA IF NOT EXISTS `main_cat`.`acme_bronze`");
-    assert_eq!(statements[1], "CREATE SCHEMA IF NOT EXISTS `main_cat`.`acme_silver`");
-    assert_eq!(statements[2], "CREATE VOLUME IF NOT EXISTS `main_cat`.`acme_bronze`.`raw`");
+    assert_eq!(
+        statements[0],
+        "CREATE SCHEMA IF NOT EXISTS `main_cat`.`acme_bronze`"
+    );
+    assert_eq!(
+        statements[1],
+        "CREATE SCHEMA IF NOT EXISTS `main_cat`.`acme_silver`"
+    );
+    assert_eq!(
+        statements[2],
+        "CREATE VOLUME IF NOT EXISTS `main_cat`.`acme_bronze`.`raw`"
+    );
     assert_eq!(
         statements[3],
         "CREATE OR REPLACE TABLE `main_cat`.`acme_bronze`.`sales_e40c292c` AS SELECT *, 'a' AS `_dataset_id`, \
          _metadata.file_path AS `_source_file` FROM read_files('/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet', format => 'parquet')"
     );
-    let ctas = statements.iter().find(|s| s.contains("`acme_silver`.`sales_e40c292c` AS")).unwrap();
-    assert!(ctas.contains("END AS `customer_id`"), "leading zeros keep Customer ID a string: {ctas}");
+    let ctas = statements
+        .iter()
+        .find(|s| s.contains("`acme_silver`.`sales_e40c292c` AS"))
+        .unwrap();
+    assert!(
+        ctas.contains("END AS `customer_id`"),
+        "leading zeros keep Customer ID a string: {ctas}"
+    );
     assert!(!ctas.contains("AS BIGINT) AS `customer_id`"), "{ctas}");
     assert!(ctas.contains("AS DECIMAL(4,2)) AS `amount`"), "{ctas}");
     assert!(ctas.contains("`score` AS `score`"), "{ctas}");
@@ -413,40 +596,67 @@ async fn bronze_and_silver_follow_the_documented_flow() {
 #[tokio::test]
 async fn external_location_makes_bronze_external_and_status_uses_uc() {
     let (url, _) = start_double(Double::default()).await;
-    let lake = DatabricksLakehouse::new(settings(&url, Some("abfss://lake@acct.dfs.core.windows.net/st")))
-        .unwrap()
-        .with_backoff(Duration::from_millis(20));
+    let lake = DatabricksLakehouse::new(settings(
+        &url,
+        Some("abfss://lake@acct.dfs.core.windows.net/st"),
+    ))
+    .unwrap()
+    .with_backoff(Duration::from_millis(20));
     let table = TableName::parse("main_cat.acme_bronze.sales_e40c292c").unwrap();
-    let sql = lake.bronze_sql(&table, "a", "/Volumes/main_cat/acme_bronze/raw/a/v1/data.parquet");
+    let sql = lake.bronze_sql(
+        &table,
+        "a",
+        "/Volumes/main_cat/acme_bronze/raw/a/v1/data.parquet",
+    );
     assert!(
         sql.contains("LOCATION 'abfss://lake@acct.dfs.core.windows.net/st/acme_bronze/sales_e40c292c' AS SELECT"),
         "{sql}"
     );
     let status = lake
-        .dataset_status(TenantId::parse("acme").unwrap(), DatasetId::parse("a").unwrap())
+        .dataset_status(
+            TenantId::parse("acme").unwrap(),
+            DatasetId::parse("a").unwrap(),
+        )
         .await
         .unwrap();
     assert!(status.bronze.exists && status.silver.exists);
-    assert_eq!(status.silver.updated_at.as_deref(), Some("2026-01-01T00:00:00Z"));
-    let missing = lake.describe_table(TableName::parse("main_cat.acme_bronze.missing_1").unwrap()).await.unwrap_err();
+    assert_eq!(
+        status.silver.updated_at.as_deref(),
+        Some("2026-01-01T00:00:00Z")
+    );
+    let missing = lake
+        .describe_table(TableName::parse("main_cat.acme_bronze.missing_1").unwrap())
+        .await
+        .unwrap_err();
     assert!(missing.to_string().contains("does not exist"), "{missing}");
 }
 
 #[tokio::test]
 async fn databricks_query_is_guarded_and_capped() {
     let (url, _) = start_double(Double::default()).await;
-    let lake = DatabricksLakehouse::new(settings(&url, None)).unwrap().with_backoff(Duration::from_millis(20));
+    let lake = DatabricksLakehouse::new(settings(&url, None))
+        .unwrap()
+        .with_backoff(Duration::from_millis(20));
     let request = |sql: &str| servicetsunami_mcp::backend::QueryRequest {
         tenant: TenantId::parse("acme").unwrap(),
         sql: sql.to_owned(),
         limit: 2,
         timeout: Duration::from_secs(5),
     };
-    let ok = lake.query(request("SELECT id FROM `acme_silver`.`t`")).await.unwrap();
+    let ok = lake
+        .query(request("SELECT id FROM `acme_silver`.`t`"))
+        .await
+        .unwrap();
     assert_eq!((ok.row_count, ok.truncated), (2, true));
     assert_eq!(ok.rows[0]["id"], "1");
-    let err = lake.query(request("DROP TABLE acme_silver.t")).await.unwrap_err();
+    let err = lake
+        .query(request("DROP TABLE acme_silver.t"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().starts_with("query rejected"), "{err}");
-    let err = lake.query(request("SELECT * FROM rival_silver.t")).await.unwrap_err();
+    let err = lake
+        .query(request("SELECT * FROM rival_silver.t"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("outside this tenant"), "{err}");
 }

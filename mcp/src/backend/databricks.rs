@@ -9,8 +9,9 @@
 //! the statement.
 
 use super::{
-    layer_of, silver_name_for, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus, LakeResult, Lakehouse, QueryRequest,
-    QueryResult, SilverColumn, SilverResult, TableDescription, TableList, TableStatus, TableSummary,
+    layer_of, silver_name_for, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus, LakeResult,
+    Lakehouse, QueryRequest, QueryResult, SilverColumn, SilverResult, TableDescription, TableList,
+    TableStatus, TableSummary,
 };
 use crate::config::{DatabricksAuth, DatabricksSettings};
 use crate::domain::{DatasetId, Ident, TableName, TenantId};
@@ -31,9 +32,17 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(120);
 #[derive(Debug, thiserror::Error)]
 pub enum DatabricksError {
     #[error("{message} ({code})")]
-    Api { code: String, status: u16, message: String },
+    Api {
+        code: String,
+        status: u16,
+        message: String,
+    },
     #[error("statement {state}: {message} ({code})")]
-    Statement { state: String, code: String, message: String },
+    Statement {
+        state: String,
+        code: String,
+        message: String,
+    },
     #[error("statement did not finish within {0} s and was cancelled")]
     Timeout(u64),
     #[error("could not reach Databricks: {0}")]
@@ -47,14 +56,23 @@ pub enum DatabricksError {
 /// A clear sentence for the error codes callers actually meet.
 pub fn explain(code: &str) -> &'static str {
     match code {
-        "TABLE_OR_VIEW_NOT_FOUND" | "TABLE_DOES_NOT_EXIST" | "NOT_FOUND" | "RESOURCE_DOES_NOT_EXIST" => {
-            "the table, schema or volume does not exist"
-        }
+        "TABLE_OR_VIEW_NOT_FOUND"
+        | "TABLE_DOES_NOT_EXIST"
+        | "NOT_FOUND"
+        | "RESOURCE_DOES_NOT_EXIST" => "the table, schema or volume does not exist",
         "SCHEMA_NOT_FOUND" => "the schema does not exist",
-        "PERMISSION_DENIED" | "INSUFFICIENT_PERMISSIONS" => "the service principal lacks permission for this object",
-        "UNAUTHENTICATED" | "INVALID_TOKEN" => "Databricks rejected the credentials (check DATABRICKS_TOKEN or the OAuth client)",
-        "PARSE_SYNTAX_ERROR" | "INVALID_PARAMETER_VALUE" | "BAD_REQUEST" => "Databricks rejected the request as invalid",
-        "TEMPORARILY_UNAVAILABLE" | "REQUEST_LIMIT_EXCEEDED" => "Databricks is throttling requests; try again later",
+        "PERMISSION_DENIED" | "INSUFFICIENT_PERMISSIONS" => {
+            "the service principal lacks permission for this object"
+        }
+        "UNAUTHENTICATED" | "INVALID_TOKEN" => {
+            "Databricks rejected the credentials (check DATABRICKS_TOKEN or the OAuth client)"
+        }
+        "PARSE_SYNTAX_ERROR" | "INVALID_PARAMETER_VALUE" | "BAD_REQUEST" => {
+            "Databricks rejected the request as invalid"
+        }
+        "TEMPORARILY_UNAVAILABLE" | "REQUEST_LIMIT_EXCEEDED" => {
+            "Databricks is throttling requests; try again later"
+        }
         "RESOURCE_EXHAUSTED" => "the warehouse is out of capacity; try again later",
         "ALREADY_EXISTS" => "the object already exists",
         "CANCELLED" | "CANCELED" => "the statement was cancelled",
@@ -64,8 +82,16 @@ pub fn explain(code: &str) -> &'static str {
 
 fn api_error(status: StatusCode, body: &str) -> DatabricksError {
     let parsed: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let code = parsed["error_code"].as_str().unwrap_or("UNKNOWN").to_owned();
-    let detail = parsed["message"].as_str().unwrap_or("").chars().take(300).collect::<String>();
+    let code = parsed["error_code"]
+        .as_str()
+        .unwrap_or("UNKNOWN")
+        .to_owned();
+    let detail = parsed["message"]
+        .as_str()
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect::<String>();
     DatabricksError::Api {
         message: if detail.is_empty() {
             format!("{} (HTTP {})", explain(&code), status.as_u16())
@@ -125,7 +151,10 @@ impl DatabricksClient {
     async fn bearer(&self, force_refresh: bool) -> Result<SecretString, DatabricksError> {
         let (client_id, secret) = match &self.auth {
             DatabricksAuth::Pat(token) => return Ok(token.clone()),
-            DatabricksAuth::OAuth { client_id, client_secret } => (client_id, client_secret),
+            DatabricksAuth::OAuth {
+                client_id,
+                client_secret,
+            } => (client_id, client_secret),
         };
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref() {
@@ -142,9 +171,15 @@ impl DatabricksClient {
             .await
             .map_err(|e| DatabricksError::OAuth(e.to_string()))?;
         if !response.status().is_success() {
-            return Err(DatabricksError::OAuth(format!("HTTP {}", response.status().as_u16())));
+            return Err(DatabricksError::OAuth(format!(
+                "HTTP {}",
+                response.status().as_u16()
+            )));
         }
-        let body: TokenResponse = response.json().await.map_err(|e| DatabricksError::OAuth(e.to_string()))?;
+        let body: TokenResponse = response
+            .json()
+            .await
+            .map_err(|e| DatabricksError::OAuth(e.to_string()))?;
         let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600));
         let value = SecretString::from(body.access_token);
         *cached = Some(CachedToken {
@@ -156,26 +191,36 @@ impl DatabricksClient {
 
     /// Sends one API call with auth, retrying throttling, 5xx and one
     /// expired OAuth token. Returns the status and body text of a success.
-    async fn call(&self, method: Method, path: &str, body: Body<'_>) -> Result<(StatusCode, String), DatabricksError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+    ) -> Result<(StatusCode, String), DatabricksError> {
         let url = format!("{}{path}", self.host);
         let mut refreshed = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let token = self.bearer(false).await?;
-            let mut request = self.http.request(method.clone(), &url).bearer_auth(token.expose_secret());
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(token.expose_secret());
             request = match body {
                 Body::None => request,
                 Body::Json(v) => request.json(v),
                 Body::File(path) => {
-                    let file = tokio::fs::File::open(path)
-                        .await
-                        .map_err(|e| DatabricksError::Transport(format!("reading the staged file: {e}")))?;
+                    let file = tokio::fs::File::open(path).await.map_err(|e| {
+                        DatabricksError::Transport(format!("reading the staged file: {e}"))
+                    })?;
                     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
                     request
                         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                         .header(reqwest::header::CONTENT_LENGTH, len)
-                        .body(reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
+                        .body(reqwest::Body::wrap_stream(
+                            tokio_util::io::ReaderStream::new(file),
+                        ))
                 }
             };
             let response = match request.send().await {
@@ -192,23 +237,35 @@ impl DatabricksClient {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            let text = response.text().await.map_err(|e| DatabricksError::Transport(e.to_string()))?;
+            let text = response
+                .text()
+                .await
+                .map_err(|e| DatabricksError::Transport(e.to_string()))?;
             if status.is_success() {
                 return Ok((status, text));
             }
-            if status == StatusCode::UNAUTHORIZED && matches!(self.auth, DatabricksAuth::OAuth { .. }) && !refreshed {
+            if status == StatusCode::UNAUTHORIZED
+                && matches!(self.auth, DatabricksAuth::OAuth { .. })
+                && !refreshed
+            {
                 // The cached token expired early or was revoked: one fresh try.
                 refreshed = true;
                 self.bearer(true).await?;
                 continue;
             }
-            let throttled = status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
+            let throttled = status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE;
             if attempt < MAX_ATTEMPTS && (throttled || status.is_server_error()) {
                 let wait = match retry_after {
                     Some(secs) if throttled => Duration::from_secs(secs.min(60)),
                     _ => self.backoff * 2u32.pow(attempt - 1),
                 };
-                tracing::warn!(status = status.as_u16(), ?wait, attempt, "Databricks asked us to retry");
+                tracing::warn!(
+                    status = status.as_u16(),
+                    ?wait,
+                    attempt,
+                    "Databricks asked us to retry"
+                );
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -216,7 +273,12 @@ impl DatabricksClient {
         }
     }
 
-    async fn json(&self, method: Method, path: &str, body: Body<'_>) -> Result<Value, DatabricksError> {
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body<'_>,
+    ) -> Result<Value, DatabricksError> {
         let (_, text) = self.call(method, path, body).await?;
         if text.trim().is_empty() {
             return Ok(Value::Null);
@@ -225,7 +287,12 @@ impl DatabricksClient {
     }
 
     /// Runs one statement to completion and returns its rows (as strings).
-    pub async fn execute(&self, warehouse_id: &str, statement: &str, deadline: Duration) -> Result<StatementResult, DatabricksError> {
+    pub async fn execute(
+        &self,
+        warehouse_id: &str,
+        statement: &str,
+        deadline: Duration,
+    ) -> Result<StatementResult, DatabricksError> {
         let started = Instant::now();
         let request = json!({
             "warehouse_id": warehouse_id,
@@ -235,23 +302,41 @@ impl DatabricksClient {
             "disposition": "INLINE",
             "format": "JSON_ARRAY",
         });
-        let mut response = self.json(Method::POST, "/api/2.0/sql/statements", Body::Json(&request)).await?;
+        let mut response = self
+            .json(
+                Method::POST,
+                "/api/2.0/sql/statements",
+                Body::Json(&request),
+            )
+            .await?;
         let id = response["statement_id"]
             .as_str()
             .ok_or_else(|| DatabricksError::Protocol("no statement_id".into()))?
             .to_owned();
         let mut pause = self.backoff;
         loop {
-            let state = response["status"]["state"].as_str().unwrap_or("").to_owned();
+            let state = response["status"]["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
             match state.as_str() {
                 "SUCCEEDED" => return Ok(StatementResult::from_response(&response)),
                 "PENDING" | "RUNNING" => {}
                 _ => {
                     let error = &response["status"]["error"];
                     let code = error["error_code"].as_str().unwrap_or("UNKNOWN").to_owned();
-                    let detail = error["message"].as_str().unwrap_or("").chars().take(400).collect::<String>();
+                    let detail = error["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(400)
+                        .collect::<String>();
                     return Err(DatabricksError::Statement {
-                        message: if detail.is_empty() { explain(&code).to_owned() } else { format!("{}: {detail}", explain(&code)) },
+                        message: if detail.is_empty() {
+                            explain(&code).to_owned()
+                        } else {
+                            format!("{}: {detail}", explain(&code))
+                        },
                         state,
                         code,
                     });
@@ -267,31 +352,62 @@ impl DatabricksClient {
             tokio::time::sleep(pause.min(deadline.saturating_sub(started.elapsed()))).await;
             pause = (pause * 2).min(Duration::from_secs(5));
             response = self
-                .json(Method::GET, &format!("/api/2.0/sql/statements/{id}"), Body::None)
+                .json(
+                    Method::GET,
+                    &format!("/api/2.0/sql/statements/{id}"),
+                    Body::None,
+                )
                 .await?;
         }
     }
 
-    pub async fn upload(&self, volume_path: &str, file: &std::path::Path) -> Result<(), DatabricksError> {
+    pub async fn upload(
+        &self,
+        volume_path: &str,
+        file: &std::path::Path,
+    ) -> Result<(), DatabricksError> {
         if let Some((dir, _)) = volume_path.rsplit_once('/') {
-            self.call(Method::PUT, &format!("/api/2.0/fs/directories{dir}"), Body::None).await?;
-        }
-        self.call(Method::PUT, &format!("/api/2.0/fs/files{volume_path}?overwrite=true"), Body::File(file))
+            self.call(
+                Method::PUT,
+                &format!("/api/2.0/fs/directories{dir}"),
+                Body::None,
+            )
             .await?;
+        }
+        self.call(
+            Method::PUT,
+            &format!("/api/2.0/fs/files{volume_path}?overwrite=true"),
+            Body::File(file),
+        )
+        .await?;
         Ok(())
     }
 
     /// `None` when the table does not exist.
     pub async fn get_table(&self, table: &TableName) -> Result<Option<UcTable>, DatabricksError> {
-        match self.json(Method::GET, &format!("/api/2.1/unity-catalog/tables/{table}"), Body::None).await {
-            Ok(v) => serde_json::from_value(v).map(Some).map_err(|e| DatabricksError::Protocol(e.to_string())),
+        match self
+            .json(
+                Method::GET,
+                &format!("/api/2.1/unity-catalog/tables/{table}"),
+                Body::None,
+            )
+            .await
+        {
+            Ok(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| DatabricksError::Protocol(e.to_string())),
             Err(DatabricksError::Api { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    pub async fn list_tables(&self, catalog: &Ident, schema: &Ident) -> Result<Vec<UcTable>, DatabricksError> {
-        let path = format!("/api/2.1/unity-catalog/tables?catalog_name={catalog}&schema_name={schema}");
+    pub async fn list_tables(
+        &self,
+        catalog: &Ident,
+        schema: &Ident,
+    ) -> Result<Vec<UcTable>, DatabricksError> {
+        let path =
+            format!("/api/2.1/unity-catalog/tables?catalog_name={catalog}&schema_name={schema}");
         match self.json(Method::GET, &path, Body::None).await {
             Ok(v) => {
                 let tables = v.get("tables").cloned().unwrap_or(Value::Array(vec![]));
@@ -360,7 +476,11 @@ impl StatementResult {
                 cols.iter()
                     .map(|c| ColumnInfo {
                         name: c["name"].as_str().unwrap_or("").to_owned(),
-                        data_type: c["type_text"].as_str().or(c["type_name"].as_str()).unwrap_or("").to_owned(),
+                        data_type: c["type_text"]
+                            .as_str()
+                            .or(c["type_name"].as_str())
+                            .unwrap_or("")
+                            .to_owned(),
                     })
                     .collect()
             })
@@ -371,7 +491,12 @@ impl StatementResult {
                 rows.iter()
                     .map(|row| {
                         row.as_array()
-                            .map(|cells| cells.iter().map(|c| c.as_str().map(str::to_owned)).collect())
+                            .map(|cells| {
+                                cells
+                                    .iter()
+                                    .map(|c| c.as_str().map(str::to_owned))
+                                    .collect()
+                            })
                             .unwrap_or_default()
                     })
                     .collect()
@@ -383,7 +508,11 @@ impl StatementResult {
     fn numbers(&self) -> Vec<u64> {
         self.rows
             .first()
-            .map(|r| r.iter().map(|c| c.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0)).collect())
+            .map(|r| {
+                r.iter()
+                    .map(|c| c.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -413,7 +542,10 @@ impl DatabricksLakehouse {
 
     async fn run(&self, sql: &str) -> Result<StatementResult, ToolError> {
         let deadline = Duration::from_secs(self.settings.statement_timeout_secs);
-        self.client.execute(&self.settings.warehouse_id, sql, deadline).await.map_err(backend)
+        self.client
+            .execute(&self.settings.warehouse_id, sql, deadline)
+            .await
+            .map_err(backend)
     }
 
     fn volume_path(&self, tenant: &TenantId, dataset: &DatasetId, version: u32) -> String {
@@ -434,7 +566,12 @@ impl DatabricksLakehouse {
             .settings
             .external_location
             .as_ref()
-            .map(|base| format!(" LOCATION {}", D.literal(&format!("{base}/{}/{}", table.schema, table.table))))
+            .map(|base| {
+                format!(
+                    " LOCATION {}",
+                    D.literal(&format!("{base}/{}/{}", table.schema, table.table))
+                )
+            })
             .unwrap_or_default();
         format!(
             "CREATE OR REPLACE TABLE {}{location} AS SELECT *, {} AS {}, _metadata.file_path AS {} FROM read_files({}, format => 'parquet')",
@@ -449,8 +586,12 @@ impl DatabricksLakehouse {
     async fn create_bronze_impl(&self, req: BronzeRequest) -> Result<BronzeResult, ToolError> {
         let catalog = &self.settings.catalog;
         for schema in [req.tenant.bronze_schema(), req.tenant.silver_schema()] {
-            self.run(&format!("CREATE SCHEMA IF NOT EXISTS {}.{}", D.ident(catalog.as_str()), D.ident(schema.as_str())))
-                .await?;
+            self.run(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}.{}",
+                D.ident(catalog.as_str()),
+                D.ident(schema.as_str())
+            ))
+            .await?;
         }
         self.run(&format!(
             "CREATE VOLUME IF NOT EXISTS {}.{}.{}",
@@ -460,9 +601,17 @@ impl DatabricksLakehouse {
         ))
         .await?;
         let volume_path = self.volume_path(&req.tenant, &req.dataset, req.version.get());
-        self.client.upload(&volume_path, &req.download).await.map_err(backend)?;
-        let table = TableName::new(catalog.clone(), req.tenant.bronze_schema(), req.table.clone());
-        self.run(&self.bronze_sql(&table, req.dataset.as_str(), &volume_path)).await?;
+        self.client
+            .upload(&volume_path, &req.download)
+            .await
+            .map_err(backend)?;
+        let table = TableName::new(
+            catalog.clone(),
+            req.tenant.bronze_schema(),
+            req.table.clone(),
+        );
+        self.run(&self.bronze_sql(&table, req.dataset.as_str(), &volume_path))
+            .await?;
         let row_count = self
             .run(&format!("SELECT count(*) FROM {}", D.table(&table)))
             .await?
@@ -493,7 +642,11 @@ impl DatabricksLakehouse {
         })
     }
 
-    async fn silver_impl(&self, tenant: TenantId, bronze: TableName) -> Result<SilverResult, ToolError> {
+    async fn silver_impl(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> Result<SilverResult, ToolError> {
         let silver = silver_name_for(&self.settings.catalog, &tenant, &bronze)?;
         let source = self
             .client
@@ -504,13 +657,22 @@ impl DatabricksLakehouse {
         let strings: Vec<String> = source
             .columns
             .iter()
-            .filter(|c| D.is_string_type(&c.data_type()) && !BRONZE_LINEAGE.contains(&c.name.as_str()))
+            .filter(|c| {
+                D.is_string_type(&c.data_type()) && !BRONZE_LINEAGE.contains(&c.name.as_str())
+            })
             .map(|c| c.name.clone())
             .collect();
-        let values = self.run(&plan::stats_sql(D, &bronze, &strings)).await?.numbers();
-        let stats = plan::stats_from_row(&values, strings.len())
-            .ok_or_else(|| ToolError::Backend(BackendError::Unexpected("statistics row has the wrong width".into())))?;
-        let mut stats: std::collections::HashMap<_, _> = strings.iter().cloned().zip(stats).collect();
+        let values = self
+            .run(&plan::stats_sql(D, &bronze, &strings))
+            .await?
+            .numbers();
+        let stats = plan::stats_from_row(&values, strings.len()).ok_or_else(|| {
+            ToolError::Backend(BackendError::Unexpected(
+                "statistics row has the wrong width".into(),
+            ))
+        })?;
+        let mut stats: std::collections::HashMap<_, _> =
+            strings.iter().cloned().zip(stats).collect();
         let source_columns: Vec<SourceColumn> = source
             .columns
             .iter()
@@ -558,11 +720,19 @@ impl DatabricksLakehouse {
             silver_table: silver.to_string(),
             row_count,
             columns,
-            duplicates_removed: values.first().copied().unwrap_or(0).saturating_sub(row_count),
+            duplicates_removed: values
+                .first()
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(row_count),
         })
     }
 
-    async fn status_impl(&self, tenant: TenantId, dataset: DatasetId) -> Result<DatasetStatus, ToolError> {
+    async fn status_impl(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> Result<DatasetStatus, ToolError> {
         let suffix = format!("_{}", dataset.short_id());
         let mut status = DatasetStatus {
             dataset_id: dataset.to_string(),
@@ -573,18 +743,31 @@ impl DatabricksLakehouse {
             (tenant.bronze_schema(), &mut status.bronze),
             (tenant.silver_schema(), &mut status.silver),
         ] {
-            let tables = self.client.list_tables(&self.settings.catalog, &schema).await.map_err(backend)?;
+            let tables = self
+                .client
+                .list_tables(&self.settings.catalog, &schema)
+                .await
+                .map_err(backend)?;
             let Some(found) = tables.into_iter().find(|t| t.name.ends_with(&suffix)) else {
                 continue;
             };
-            let name = TableName::new(self.settings.catalog.clone(), schema, Ident::parse(&found.name)?);
+            let name = TableName::new(
+                self.settings.catalog.clone(),
+                schema,
+                Ident::parse(&found.name)?,
+            );
             let detail = self.client.get_table(&name).await.map_err(backend)?;
-            let rows = self.run(&format!("SELECT count(*) FROM {}", D.table(&name))).await?.numbers();
+            let rows = self
+                .run(&format!("SELECT count(*) FROM {}", D.table(&name)))
+                .await?
+                .numbers();
             *slot = TableStatus {
                 exists: true,
                 full_name: Some(name.to_string()),
                 row_count: rows.first().copied(),
-                updated_at: detail.and_then(|d| d.updated_at).and_then(millis_to_rfc3339),
+                updated_at: detail
+                    .and_then(|d| d.updated_at)
+                    .and_then(millis_to_rfc3339),
             };
         }
         Ok(status)
@@ -594,10 +777,18 @@ impl DatabricksLakehouse {
         let mut tables = Vec::new();
         for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
             let layer = layer_of(&tenant, &schema).unwrap_or("");
-            for t in self.client.list_tables(&self.settings.catalog, &schema).await.map_err(backend)? {
-                let Ok(table) = Ident::parse(&t.name) else { continue };
+            for t in self
+                .client
+                .list_tables(&self.settings.catalog, &schema)
+                .await
+                .map_err(backend)?
+            {
+                let Ok(table) = Ident::parse(&t.name) else {
+                    continue;
+                };
                 tables.push(TableSummary {
-                    full_name: TableName::new(self.settings.catalog.clone(), schema.clone(), table).to_string(),
+                    full_name: TableName::new(self.settings.catalog.clone(), schema.clone(), table)
+                        .to_string(),
                     layer: layer.to_owned(),
                     table_type: t.table_type.unwrap_or_default(),
                 });
@@ -637,15 +828,23 @@ impl DatabricksLakehouse {
         // The guard parses with DuckDB; Spark's backticks become DuckDB quotes
         // for the check only. Anything DuckDB cannot parse is refused.
         let sql = tokio::task::spawn_blocking(move || {
-            let conn = duckdb::Connection::open_in_memory().map_err(|e| ToolError::Backend(e.into()))?;
+            let conn =
+                duckdb::Connection::open_in_memory().map_err(|e| ToolError::Backend(e.into()))?;
             crate::query_guard::check(&conn, &catalog, &tenant, &raw.replace('`', "\""))
                 .map_err(|e| ToolError::QueryRejected(e.to_string()))?;
-            Ok::<_, ToolError>(raw.trim().trim_end_matches(|c: char| c == ';' || c.is_whitespace()).to_owned())
+            Ok::<_, ToolError>(
+                raw.trim()
+                    .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+                    .to_owned(),
+            )
         })
         .await
         .map_err(|_| ToolError::Backend(BackendError::Join))??;
         let limit = request.limit;
-        let wrapped = format!("SELECT * FROM (\n{sql}\n) AS q LIMIT {}", u64::from(limit) + 1);
+        let wrapped = format!(
+            "SELECT * FROM (\n{sql}\n) AS q LIMIT {}",
+            u64::from(limit) + 1
+        );
         let result = self
             .client
             .execute(&self.settings.warehouse_id, &wrapped, request.timeout)
@@ -665,7 +864,9 @@ impl DatabricksLakehouse {
                         .columns
                         .iter()
                         .zip(row)
-                        .map(|(c, v)| (c.name.clone(), v.clone().map_or(Value::Null, Value::String)))
+                        .map(|(c, v)| {
+                            (c.name.clone(), v.clone().map_or(Value::Null, Value::String))
+                        })
                         .collect(),
                 )
             })
@@ -688,11 +889,19 @@ impl Lakehouse for DatabricksLakehouse {
         Box::pin(self.create_bronze_impl(request))
     }
 
-    fn transform_to_silver(&self, tenant: TenantId, bronze: TableName) -> LakeResult<'_, SilverResult> {
+    fn transform_to_silver(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> LakeResult<'_, SilverResult> {
         Box::pin(self.silver_impl(tenant, bronze))
     }
 
-    fn dataset_status(&self, tenant: TenantId, dataset: DatasetId) -> LakeResult<'_, DatasetStatus> {
+    fn dataset_status(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> LakeResult<'_, DatasetStatus> {
         Box::pin(self.status_impl(tenant, dataset))
     }
 

@@ -8,8 +8,9 @@
 //! alongside writes under DuckDB's MVCC.
 
 use super::{
-    layer_of, silver_name_for, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus, LakeResult, Lakehouse, QueryRequest,
-    QueryResult, SilverColumn, SilverResult, TableDescription, TableList, TableStatus, TableSummary,
+    layer_of, silver_name_for, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus, LakeResult,
+    Lakehouse, QueryRequest, QueryResult, SilverColumn, SilverResult, TableDescription, TableList,
+    TableStatus, TableSummary,
 };
 use crate::domain::{DatasetId, Ident, TableName, TenantId};
 use crate::error::{BackendError, ToolError};
@@ -46,7 +47,9 @@ fn io(e: std::io::Error) -> ToolError {
 }
 
 fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Table comments carry our bookkeeping (DuckDB keeps no modification time).
@@ -72,10 +75,9 @@ impl LocalLakehouse {
     }
 
     fn reader(&self) -> Result<Connection, ToolError> {
-        let template = self
-            .readers
-            .lock()
-            .map_err(|_| ToolError::Backend(BackendError::Unexpected("reader template poisoned".into())))?;
+        let template = self.readers.lock().map_err(|_| {
+            ToolError::Backend(BackendError::Unexpected("reader template poisoned".into()))
+        })?;
         template.try_clone().map_err(db)
     }
 
@@ -85,7 +87,9 @@ impl LocalLakehouse {
         f: impl FnOnce(&Connection) -> Result<T, ToolError> + Send + 'static,
     ) -> Result<T, ToolError> {
         let conn = self.reader()?;
-        tokio::task::spawn_blocking(move || f(&conn)).await.map_err(blocking_err)?
+        tokio::task::spawn_blocking(move || f(&conn))
+            .await
+            .map_err(blocking_err)?
     }
 
     /// Runs `f` with the single writer, on the blocking pool.
@@ -94,7 +98,9 @@ impl LocalLakehouse {
         f: impl FnOnce(&Connection) -> Result<T, ToolError> + Send + 'static,
     ) -> Result<T, ToolError> {
         let guard = self.writer.clone().lock_owned().await;
-        tokio::task::spawn_blocking(move || f(&guard)).await.map_err(blocking_err)?
+        tokio::task::spawn_blocking(move || f(&guard))
+            .await
+            .map_err(blocking_err)?
     }
 
     pub fn volume_file(&self, tenant: &TenantId, dataset: &DatasetId, version: u32) -> PathBuf {
@@ -110,7 +116,9 @@ impl LocalLakehouse {
 
     async fn create_bronze_impl(&self, req: BronzeRequest) -> Result<BronzeResult, ToolError> {
         let staged = self.volume_file(&req.tenant, &req.dataset, req.version.get());
-        let parent = staged.parent().ok_or_else(|| ToolError::Backend(BackendError::Unexpected("no volume dir".into())))?;
+        let parent = staged
+            .parent()
+            .ok_or_else(|| ToolError::Backend(BackendError::Unexpected("no volume dir".into())))?;
         tokio::fs::create_dir_all(parent).await.map_err(io)?;
         // A staged version is immutable: bronze reads it in place, so a repeat
         // call keeps the first file rather than rewriting it under the table.
@@ -123,7 +131,11 @@ impl LocalLakehouse {
             tokio::fs::rename(&partial, &staged).await.map_err(io)?;
             let _ = tokio::fs::remove_file(&req.download).await;
         }
-        let name = TableName::new(self.catalog.clone(), req.tenant.bronze_schema(), req.table.clone());
+        let name = TableName::new(
+            self.catalog.clone(),
+            req.tenant.bronze_schema(),
+            req.table.clone(),
+        );
         let (tenant, dataset) = (req.tenant.clone(), req.dataset.clone());
         let path = staged.to_string_lossy().into_owned();
         let volume_path = path.clone();
@@ -138,14 +150,21 @@ impl LocalLakehouse {
                     ))
                     .map_err(db)?;
                 }
-                let file_columns = describe(conn, &format!("SELECT * FROM read_parquet({})", D.literal(&path)))?;
-                if let Some(clash) = file_columns.iter().find(|c| BRONZE_LINEAGE.contains(&c.name.as_str())) {
+                let file_columns = describe(
+                    conn,
+                    &format!("SELECT * FROM read_parquet({})", D.literal(&path)),
+                )?;
+                if let Some(clash) = file_columns
+                    .iter()
+                    .find(|c| BRONZE_LINEAGE.contains(&c.name.as_str()))
+                {
                     return Err(ToolError::BadRequest(format!(
                         "the file has a column named {}, which is reserved for lineage",
                         clash.name
                     )));
                 }
-                conn.execute_batch(&bronze_sql(&table, dataset.as_str(), &path)).map_err(db)?;
+                conn.execute_batch(&bronze_sql(&table, dataset.as_str(), &path))
+                    .map_err(db)?;
                 set_note(conn, "VIEW", &table, dataset.as_str())?;
                 describe(conn, &format!("SELECT * FROM {}", D.table(&table)))
             })
@@ -160,7 +179,11 @@ impl LocalLakehouse {
         })
     }
 
-    async fn silver_impl(&self, tenant: TenantId, bronze: TableName) -> Result<SilverResult, ToolError> {
+    async fn silver_impl(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> Result<SilverResult, ToolError> {
         let silver = silver_name_for(&self.catalog, &tenant, &bronze)?;
         // Statistics are a read: many datasets can be profiled at once.
         let source = bronze.clone();
@@ -172,7 +195,9 @@ impl LocalLakehouse {
                 }
                 let strings: Vec<String> = columns
                     .iter()
-                    .filter(|c| D.is_string_type(&c.data_type) && !BRONZE_LINEAGE.contains(&c.name.as_str()))
+                    .filter(|c| {
+                        D.is_string_type(&c.data_type) && !BRONZE_LINEAGE.contains(&c.name.as_str())
+                    })
                     .map(|c| c.name.clone())
                     .collect();
                 let sql = plan::stats_sql(D, &source, &strings);
@@ -183,9 +208,15 @@ impl LocalLakehouse {
                             .collect()
                     })
                     .map_err(db)?;
-                let stats = plan::stats_from_row(&values, strings.len())
-                    .ok_or_else(|| ToolError::Backend(BackendError::Unexpected("statistics row has the wrong width".into())))?;
-                let mut stats = strings.iter().zip(stats).collect::<std::collections::HashMap<_, _>>();
+                let stats = plan::stats_from_row(&values, strings.len()).ok_or_else(|| {
+                    ToolError::Backend(BackendError::Unexpected(
+                        "statistics row has the wrong width".into(),
+                    ))
+                })?;
+                let mut stats = strings
+                    .iter()
+                    .zip(stats)
+                    .collect::<std::collections::HashMap<_, _>>();
                 let source_columns: Vec<SourceColumn> = columns
                     .into_iter()
                     .map(|c| SourceColumn {
@@ -209,9 +240,11 @@ impl LocalLakehouse {
             .read({
                 let bronze = plan.bronze.clone();
                 move |conn| {
-                    conn.query_row(&format!("SELECT any_value(_dataset_id) FROM {}", D.table(&bronze)), [], |r| {
-                        r.get::<_, Option<String>>(0)
-                    })
+                    conn.query_row(
+                        &format!("SELECT any_value(_dataset_id) FROM {}", D.table(&bronze)),
+                        [],
+                        |r| r.get::<_, Option<String>>(0),
+                    )
                     .map(Option::unwrap_or_default)
                     .map_err(db)
                 }
@@ -227,7 +260,9 @@ impl LocalLakehouse {
         let counts: Vec<u64> = self
             .read(move |conn| {
                 conn.query_row(&null_sql, [], |row| {
-                    (0..width).map(|i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0))).collect()
+                    (0..width)
+                        .map(|i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0)))
+                        .collect()
                 })
                 .map_err(db)
             })
@@ -270,7 +305,11 @@ impl LocalLakehouse {
         })
     }
 
-    async fn status_impl(&self, tenant: TenantId, dataset: DatasetId) -> Result<DatasetStatus, ToolError> {
+    async fn status_impl(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> Result<DatasetStatus, ToolError> {
         let catalog = self.catalog.clone();
         let suffix = format!("_{}", dataset.short_id());
         let id = dataset.to_string();
@@ -404,12 +443,16 @@ impl LocalLakehouse {
         let interrupt = conn.interrupt_handle();
         let seconds = request.timeout.as_secs();
         let work = tokio::task::spawn_blocking(move || {
-            conn.execute_batch(&format!("USE {}", D.ident(catalog.as_str()))).map_err(db)?;
+            conn.execute_batch(&format!("USE {}", D.ident(catalog.as_str())))
+                .map_err(db)?;
             let sql = crate::query_guard::check(&conn, &catalog, &request.tenant, &request.sql)
                 .map_err(|e| ToolError::QueryRejected(e.to_string()))?;
             let columns = describe(&conn, &format!("SELECT * FROM (\n{sql}\n) AS q"))?;
             let limit = u64::from(request.limit);
-            let wrapped = format!("SELECT to_json(q)::VARCHAR FROM (\n{sql}\n) AS q LIMIT {}", limit + 1);
+            let wrapped = format!(
+                "SELECT to_json(q)::VARCHAR FROM (\n{sql}\n) AS q LIMIT {}",
+                limit + 1
+            );
             let mut stmt = conn.prepare(&wrapped).map_err(db)?;
             let mut rows = Vec::new();
             let mut truncated = false;
@@ -420,7 +463,10 @@ impl LocalLakehouse {
                     break;
                 }
                 let json: String = row.get(0).map_err(db)?;
-                rows.push(serde_json::from_str(&json).map_err(|e| ToolError::Backend(BackendError::Unexpected(e.to_string())))?);
+                rows.push(
+                    serde_json::from_str(&json)
+                        .map_err(|e| ToolError::Backend(BackendError::Unexpected(e.to_string())))?,
+                );
             }
             Ok(QueryResult {
                 columns,
@@ -454,14 +500,23 @@ pub fn bronze_sql(table: &TableName, dataset_id: &str, path: &str) -> String {
     )
 }
 
-fn set_note(conn: &Connection, kind: &str, table: &TableName, dataset_id: &str) -> Result<(), ToolError> {
+fn set_note(
+    conn: &Connection,
+    kind: &str,
+    table: &TableName,
+    dataset_id: &str,
+) -> Result<(), ToolError> {
     let note = serde_json::to_string(&TableNote {
         dataset_id: dataset_id.to_owned(),
         updated_at: now_rfc3339(),
     })
     .unwrap_or_default();
-    conn.execute_batch(&format!("COMMENT ON {kind} {} IS {}", D.table(table), D.literal(&note)))
-        .map_err(db)
+    conn.execute_batch(&format!(
+        "COMMENT ON {kind} {} IS {}",
+        D.table(table),
+        D.literal(&note)
+    ))
+    .map_err(db)
 }
 
 fn describe(conn: &Connection, select: &str) -> Result<Vec<ColumnInfo>, ToolError> {
@@ -488,7 +543,11 @@ fn table_columns(conn: &Connection, table: &TableName) -> Result<Vec<ColumnInfo>
         .map_err(db)?;
     let rows = stmt
         .query_map(
-            duckdb::params![table.catalog.as_str(), table.schema.as_str(), table.table.as_str()],
+            duckdb::params![
+                table.catalog.as_str(),
+                table.schema.as_str(),
+                table.table.as_str()
+            ],
             |r| {
                 Ok(ColumnInfo {
                     name: r.get(0)?,
@@ -504,7 +563,11 @@ fn table_columns(conn: &Connection, table: &TableName) -> Result<Vec<ColumnInfo>
 
 fn count(conn: &Connection, table: &TableName) -> Result<u64, ToolError> {
     let n: i64 = conn
-        .query_row(&format!("SELECT count(*) FROM {}", D.table(table)), [], |r| r.get(0))
+        .query_row(
+            &format!("SELECT count(*) FROM {}", D.table(table)),
+            [],
+            |r| r.get(0),
+        )
         .map_err(db)?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
@@ -518,11 +581,19 @@ impl Lakehouse for LocalLakehouse {
         Box::pin(self.create_bronze_impl(request))
     }
 
-    fn transform_to_silver(&self, tenant: TenantId, bronze: TableName) -> LakeResult<'_, SilverResult> {
+    fn transform_to_silver(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> LakeResult<'_, SilverResult> {
         Box::pin(self.silver_impl(tenant, bronze))
     }
 
-    fn dataset_status(&self, tenant: TenantId, dataset: DatasetId) -> LakeResult<'_, DatasetStatus> {
+    fn dataset_status(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> LakeResult<'_, DatasetStatus> {
         Box::pin(self.status_impl(tenant, dataset))
     }
 

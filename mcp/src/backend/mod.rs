@@ -123,8 +123,13 @@ pub trait Lakehouse: Send + Sync + 'static {
     /// Stages the file in the tenant's volume and (re)creates the bronze table.
     fn create_bronze(&self, request: BronzeRequest) -> LakeResult<'_, BronzeResult>;
     /// Builds the silver table from a bronze table of the same tenant.
-    fn transform_to_silver(&self, tenant: TenantId, bronze: TableName) -> LakeResult<'_, SilverResult>;
-    fn dataset_status(&self, tenant: TenantId, dataset: DatasetId) -> LakeResult<'_, DatasetStatus>;
+    fn transform_to_silver(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> LakeResult<'_, SilverResult>;
+    fn dataset_status(&self, tenant: TenantId, dataset: DatasetId)
+        -> LakeResult<'_, DatasetStatus>;
     fn list_tables(&self, tenant: TenantId) -> LakeResult<'_, TableList>;
     fn describe_table(&self, table: TableName) -> LakeResult<'_, TableDescription>;
     fn query(&self, request: QueryRequest) -> LakeResult<'_, QueryResult>;
@@ -143,12 +148,20 @@ pub fn layer_of(tenant: &TenantId, schema: &Ident) -> Option<&'static str> {
 
 /// The bronze table must belong to the caller's tenant and catalog; silver
 /// takes the same table name in the tenant's silver schema.
-pub fn silver_name_for(catalog: &Ident, tenant: &TenantId, bronze: &TableName) -> Result<TableName, ToolError> {
+pub fn silver_name_for(
+    catalog: &Ident,
+    tenant: &TenantId,
+    bronze: &TableName,
+) -> Result<TableName, ToolError> {
     if bronze.catalog != *catalog || bronze.schema != tenant.bronze_schema() {
         return Err(ToolError::BadRequest(format!(
             "bronze_table {bronze} is not in {catalog}.{} (the tenant's bronze schema)",
             tenant.bronze_schema()
         )));
     }
-    Ok(TableName::new(catalog.clone(), tenant.silver_schema(), bronze.table.clone()))
+    Ok(TableName::new(
+        catalog.clone(),
+        tenant.silver_schema(),
+        bronze.table.clone(),
+    ))
 }

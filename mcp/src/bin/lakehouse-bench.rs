@@ -5,7 +5,9 @@
 
 use anyhow::{bail, Context};
 use servicetsunami_mcp::backend::{local::LocalLakehouse, BronzeRequest, Lakehouse};
-use servicetsunami_mcp::domain::{table_ident, DatasetId, DatasetVersion, Ident, TableName, TenantId};
+use servicetsunami_mcp::domain::{
+    table_ident, DatasetId, DatasetVersion, Ident, TableName, TenantId,
+};
 use servicetsunami_mcp::plan::{self, Dialect, SilverPlan, SourceColumn, BRONZE_LINEAGE};
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,13 @@ fn parse_rows() -> anyhow::Result<u64> {
     let mut rows = 10_000_000;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--rows" => rows = args.next().context("--rows needs a number")?.parse().context("--rows needs a number")?,
+            "--rows" => {
+                rows = args
+                    .next()
+                    .context("--rows needs a number")?
+                    .parse()
+                    .context("--rows needs a number")?
+            }
             other => bail!("unknown argument {other:?}; usage: lakehouse-bench [--rows N]"),
         }
     }
@@ -53,10 +61,17 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     generate(&source, rows)?;
     let size = std::fs::metadata(&source)?.len();
-    println!("generated {rows} rows, {:.1} MiB of Parquet in {} s", size as f64 / 1048576.0, secs(t.elapsed()));
+    println!(
+        "generated {rows} rows, {:.1} MiB of Parquet in {} s",
+        size as f64 / 1048576.0,
+        secs(t.elapsed())
+    );
 
     // 1. Through the backend (what the MCP tools call).
-    let lake = LocalLakehouse::open(&work.path().join("lakehouse"), Ident::parse("servicetsunami")?)?;
+    let lake = LocalLakehouse::open(
+        &work.path().join("lakehouse"),
+        Ident::parse("servicetsunami")?,
+    )?;
     let download = work.path().join("download.parquet");
     std::fs::copy(&source, &download)?;
     let tenant = TenantId::parse("bench")?;
@@ -73,7 +88,9 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let backend_bronze = t.elapsed();
     let t = Instant::now();
-    let silver = lake.transform_to_silver(tenant, TableName::parse(&bronze.bronze_table)?).await?;
+    let silver = lake
+        .transform_to_silver(tenant, TableName::parse(&bronze.bronze_table)?)
+        .await?;
     let backend_silver = t.elapsed();
 
     // 2. The same SQL straight into DuckDB: view, statistics, CTAS, null counts.
@@ -84,35 +101,62 @@ async fn main() -> anyhow::Result<()> {
     let silver_name = TableName::parse("direct.bench_silver.sales")?;
     let d = Dialect::DuckDb;
     let t = Instant::now();
-    conn.execute_batch("CREATE SCHEMA IF NOT EXISTS bench_bronze; CREATE SCHEMA IF NOT EXISTS bench_silver;")?;
-    conn.execute_batch(&servicetsunami_mcp::backend::local::bronze_sql(&bronze_name, "bench-1", &staged.to_string_lossy()))?;
-    let _: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", d.table(&bronze_name)), [], |r| r.get(0))?;
+    conn.execute_batch(
+        "CREATE SCHEMA IF NOT EXISTS bench_bronze; CREATE SCHEMA IF NOT EXISTS bench_silver;",
+    )?;
+    conn.execute_batch(&servicetsunami_mcp::backend::local::bronze_sql(
+        &bronze_name,
+        "bench-1",
+        &staged.to_string_lossy(),
+    ))?;
+    let _: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM {}", d.table(&bronze_name)),
+        [],
+        |r| r.get(0),
+    )?;
     let direct_bronze = t.elapsed();
     let t = Instant::now();
     let mut stmt = conn.prepare(&format!("DESCRIBE SELECT * FROM {}", d.table(&bronze_name)))?;
-    let columns: Vec<(String, String)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let columns: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
     let strings: Vec<String> = columns
         .iter()
         .filter(|(n, ty)| d.is_string_type(ty) && !BRONZE_LINEAGE.contains(&n.as_str()))
         .map(|(n, _)| n.clone())
         .collect();
     let width = 1 + strings.len() * plan::STATS_PER_COLUMN;
-    let values: Vec<u64> = conn.query_row(&plan::stats_sql(d, &bronze_name, &strings), [], |r| {
-        (0..width).map(|i| r.get::<_, i64>(i).map(|v| v as u64)).collect()
-    })?;
+    let values: Vec<u64> =
+        conn.query_row(&plan::stats_sql(d, &bronze_name, &strings), [], |r| {
+            (0..width)
+                .map(|i| r.get::<_, i64>(i).map(|v| v as u64))
+                .collect()
+        })?;
     let stats = plan::stats_from_row(&values, strings.len()).context("stats width")?;
     let mut stats: std::collections::HashMap<_, _> = strings.iter().cloned().zip(stats).collect();
     let source_columns: Vec<SourceColumn> = columns
         .into_iter()
-        .map(|(name, data_type)| SourceColumn { stats: stats.remove(&name), name, data_type })
+        .map(|(name, data_type)| SourceColumn {
+            stats: stats.remove(&name),
+            name,
+            data_type,
+        })
         .collect();
-    let plan = SilverPlan::new(bronze_name, silver_name, "2026-01-01 00:00:00.000000".into(), &source_columns);
+    let plan = SilverPlan::new(
+        bronze_name,
+        silver_name,
+        "2026-01-01 00:00:00.000000".into(),
+        &source_columns,
+    );
     conn.execute_batch(&plan.create_sql(d))?;
     let direct_rows: i64 = conn.query_row(&plan.null_counts_sql(d), [], |r| r.get(0))?;
     let direct_silver = t.elapsed();
 
     if direct_rows as u64 != silver.row_count {
-        bail!("row counts differ: backend {} vs direct {direct_rows}", silver.row_count);
+        bail!(
+            "row counts differ: backend {} vs direct {direct_rows}",
+            silver.row_count
+        );
     }
     let backend_total = backend_bronze + backend_silver;
     let direct_total = direct_bronze + direct_silver;
@@ -124,7 +168,12 @@ async fn main() -> anyhow::Result<()> {
         ("silver", backend_silver, direct_silver),
         ("total", backend_total, direct_total),
     ] {
-        println!("| {name:<6} | {:>11} | {:>17} | {:>5.2} |", secs(b), secs(dd), b.as_secs_f64() / dd.as_secs_f64());
+        println!(
+            "| {name:<6} | {:>11} | {:>17} | {:>5.2} |",
+            secs(b),
+            secs(dd),
+            b.as_secs_f64() / dd.as_secs_f64()
+        );
     }
     println!();
     println!(

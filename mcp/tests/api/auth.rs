@@ -16,17 +16,32 @@ async fn post_initialize(url: &str, auth: Option<&str>) -> reqwest::StatusCode {
 async fn missing_or_wrong_api_key_gets_401() {
     let app = spawn_app().await;
     assert_eq!(post_initialize(&app.mcp_url, None).await, 401);
-    assert_eq!(post_initialize(&app.mcp_url, Some("Bearer wrong-key")).await, 401);
-    assert_eq!(post_initialize(&app.mcp_url, Some(&format!("Bearer {API_KEY}x"))).await, 401);
-    assert_eq!(post_initialize(&app.mcp_url, Some(API_KEY)).await, 401, "scheme is required");
-    assert_eq!(post_initialize(&app.mcp_url, Some(&format!("Bearer {API_KEY}"))).await, 200);
+    assert_eq!(
+        post_initialize(&app.mcp_url, Some("Bearer wrong-key")).await,
+        401
+    );
+    assert_eq!(
+        post_initialize(&app.mcp_url, Some(&format!("Bearer {API_KEY}x"))).await,
+        401
+    );
+    assert_eq!(
+        post_initialize(&app.mcp_url, Some(API_KEY)).await,
+        401,
+        "scheme is required"
+    );
+    assert_eq!(
+        post_initialize(&app.mcp_url, Some(&format!("Bearer {API_KEY}"))).await,
+        200
+    );
     assert!(app.client_with_key("not-the-key").await.is_err());
 }
 
 #[tokio::test]
 async fn healthz_needs_no_key() {
     let app = spawn_app().await;
-    let response = reqwest::get(format!("{}/healthz", app.base_url)).await.unwrap();
+    let response = reqwest::get(format!("{}/healthz", app.base_url))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "ok");
 }

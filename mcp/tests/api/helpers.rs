@@ -11,7 +11,9 @@ use axum::{
 use rmcp::{
     model::{CallToolRequestParams, CallToolResult},
     service::RunningService,
-    transport::{streamable_http_client::StreamableHttpClientTransportConfig, StreamableHttpClientTransport},
+    transport::{
+        streamable_http_client::StreamableHttpClientTransportConfig, StreamableHttpClientTransport,
+    },
     RoleClient, ServiceExt,
 };
 use serde_json::{json, Value};
@@ -45,7 +47,10 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("MCP_API_KEY".into(), API_KEY.into()),
         ("MCP_BIND_ADDR".into(), "127.0.0.1:0".into()),
-        ("LAKEHOUSE_PATH".into(), lakehouse.path().to_string_lossy().into_owned()),
+        (
+            "LAKEHOUSE_PATH".into(),
+            lakehouse.path().to_string_lossy().into_owned(),
+        ),
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
@@ -66,20 +71,33 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 
 impl TestApp {
     pub async fn client(&self) -> RunningService<RoleClient, ()> {
-        self.client_with_key(API_KEY).await.expect("client connects")
+        self.client_with_key(API_KEY)
+            .await
+            .expect("client connects")
     }
 
-    pub async fn client_with_key(&self, key: &str) -> Result<RunningService<RoleClient, ()>, String> {
-        let config = StreamableHttpClientTransportConfig::with_uri(self.mcp_url.clone()).auth_header(key);
+    pub async fn client_with_key(
+        &self,
+        key: &str,
+    ) -> Result<RunningService<RoleClient, ()>, String> {
+        let config =
+            StreamableHttpClientTransportConfig::with_uri(self.mcp_url.clone()).auth_header(key);
         let transport = StreamableHttpClientTransport::from_config(config);
         ().serve(transport).await.map_err(|e| e.to_string())
     }
 }
 
 /// Calls a tool; returns the structured result or the tool error text.
-pub async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> Result<Value, String> {
+pub async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) -> Result<Value, String> {
     let result: CallToolResult = client
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args.as_object().cloned().unwrap()))
+        .call_tool(
+            CallToolRequestParams::new(tool.to_owned())
+                .with_arguments(args.as_object().cloned().unwrap()),
+        )
         .await
         .expect("protocol-level success");
     if result.is_error == Some(true) {
@@ -133,8 +151,15 @@ impl FileServer {
     }
 }
 
-async fn serve_file(State(dir): State<Arc<tempfile::TempDir>>, Path(name): Path<String>, headers: HeaderMap) -> impl IntoResponse {
-    let authorized = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(format!("Bearer {API_KEY}").as_str());
+async fn serve_file(
+    State(dir): State<Arc<tempfile::TempDir>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(format!("Bearer {API_KEY}").as_str());
     if !authorized {
         return (StatusCode::UNAUTHORIZED, Vec::new());
     }
