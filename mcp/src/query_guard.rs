@@ -202,9 +202,10 @@ mod tests {
         ] {
             assert_eq!(guard(sql), Err(Rejected::NotSelect), "{sql}");
         }
+        // DuckDB refuses to serialise the DROP before statements are counted.
         assert_eq!(
             guard("SELECT 1; DROP TABLE acme_silver.t"),
-            Err(Rejected::MultipleStatements)
+            Err(Rejected::NotSelect)
         );
         assert_eq!(
             guard("SELECT 1; SELECT 2"),

@@ -110,7 +110,7 @@ async fn bronze_then_silver_cleans_and_types_the_data() {
     assert_eq!(silver["row_count"], 5);
     for (name, ty) in [
         ("customer_id", "VARCHAR"),
-        ("amount", "DECIMAL(3,2)"),
+        ("amount", "DECIMAL(4,2)"),
         ("qty", "BIGINT"),
         ("is_active", "BOOLEAN"),
         ("signup_date", "DATE"),
