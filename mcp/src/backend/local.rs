@@ -1,0 +1,611 @@
+//! The embedded lakehouse: `LAKEHOUSE_PATH/volumes/…` for staged files and a
+//! DuckDB database file named after the catalog, so DuckDB's own
+//! `catalog.schema.table` names match Unity Catalog's three levels.
+//!
+//! DuckDB allows one writer per database, so every catalog change goes
+//! through `writer` (an async mutex, held across the blocking call); reads
+//! use their own connections cloned from the same database instance and run
+//! alongside writes under DuckDB's MVCC.
+
+use super::{
+    layer_of, silver_name_for, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus, LakeResult,
+    Lakehouse, QueryRequest, QueryResult, SilverColumn, SilverResult, TableDescription, TableList,
+    TableStatus, TableSummary,
+};
+use crate::domain::{DatasetId, Ident, TableName, TenantId};
+use crate::error::{BackendError, ToolError};
+use crate::plan::{self, Dialect, SilverPlan, SourceColumn, BRONZE_LINEAGE};
+use duckdb::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+const D: Dialect = Dialect::DuckDb;
+/// The volume inside each tenant's bronze schema that holds raw files.
+pub const VOLUME: &str = "raw";
+
+pub struct LocalLakehouse {
+    root: PathBuf,
+    catalog: Ident,
+    /// The only connection that changes the catalog.
+    writer: Arc<tokio::sync::Mutex<Connection>>,
+    /// Template for read connections (cloning is cheap and shares the database).
+    readers: Mutex<Connection>,
+}
+
+fn blocking_err(_: tokio::task::JoinError) -> ToolError {
+    ToolError::Backend(BackendError::Join)
+}
+
+fn db(e: duckdb::Error) -> ToolError {
+    ToolError::Backend(e.into())
+}
+
+fn io(e: std::io::Error) -> ToolError {
+    ToolError::Backend(BackendError::Io(e))
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Table comments carry our bookkeeping (DuckDB keeps no modification time).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TableNote {
+    dataset_id: String,
+    updated_at: String,
+}
+
+impl LocalLakehouse {
+    /// Opens (or creates) the lakehouse under `root`.
+    pub fn open(root: &Path, catalog: Ident) -> Result<Self, BackendError> {
+        std::fs::create_dir_all(root.join("volumes"))?;
+        let root = root.canonicalize()?;
+        let conn = Connection::open(root.join(format!("{}.duckdb", catalog.as_str())))?;
+        let readers = conn.try_clone()?;
+        Ok(Self {
+            root,
+            catalog,
+            writer: Arc::new(tokio::sync::Mutex::new(conn)),
+            readers: Mutex::new(readers),
+        })
+    }
+
+    fn reader(&self) -> Result<Connection, ToolError> {
+        let template = self.readers.lock().map_err(|_| {
+            ToolError::Backend(BackendError::Unexpected("reader template poisoned".into()))
+        })?;
+        template.try_clone().map_err(db)
+    }
+
+    /// Runs `f` on a fresh read connection on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ToolError> + Send + 'static,
+    ) -> Result<T, ToolError> {
+        let conn = self.reader()?;
+        tokio::task::spawn_blocking(move || f(&conn))
+            .await
+            .map_err(blocking_err)?
+    }
+
+    /// Runs `f` with the single writer, on the blocking pool.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, ToolError> + Send + 'static,
+    ) -> Result<T, ToolError> {
+        let guard = self.writer.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&guard))
+            .await
+            .map_err(blocking_err)?
+    }
+
+    pub fn volume_file(&self, tenant: &TenantId, dataset: &DatasetId, version: u32) -> PathBuf {
+        self.root
+            .join("volumes")
+            .join(self.catalog.as_str())
+            .join(tenant.bronze_schema().as_str())
+            .join(VOLUME)
+            .join(dataset.as_str())
+            .join(format!("v{version}"))
+            .join("data.parquet")
+    }
+
+    async fn create_bronze_impl(&self, req: BronzeRequest) -> Result<BronzeResult, ToolError> {
+        let staged = self.volume_file(&req.tenant, &req.dataset, req.version.get());
+        let parent = staged
+            .parent()
+            .ok_or_else(|| ToolError::Backend(BackendError::Unexpected("no volume dir".into())))?;
+        tokio::fs::create_dir_all(parent).await.map_err(io)?;
+        // A staged version is immutable: bronze reads it in place, so a repeat
+        // call keeps the first file rather than rewriting it under the table.
+        if tokio::fs::try_exists(&staged).await.map_err(io)? {
+            let _ = tokio::fs::remove_file(&req.download).await;
+        } else if tokio::fs::rename(&req.download, &staged).await.is_err() {
+            // Different file systems: copy to a sibling, then rename atomically.
+            let partial = staged.with_extension("parquet.partial");
+            tokio::fs::copy(&req.download, &partial).await.map_err(io)?;
+            tokio::fs::rename(&partial, &staged).await.map_err(io)?;
+            let _ = tokio::fs::remove_file(&req.download).await;
+        }
+        let name = TableName::new(
+            self.catalog.clone(),
+            req.tenant.bronze_schema(),
+            req.table.clone(),
+        );
+        let (tenant, dataset) = (req.tenant.clone(), req.dataset.clone());
+        let path = staged.to_string_lossy().into_owned();
+        let volume_path = path.clone();
+        let table = name.clone();
+        let columns = self
+            .write(move |conn| {
+                for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
+                    conn.execute_batch(&format!(
+                        "CREATE SCHEMA IF NOT EXISTS {}.{}",
+                        D.ident(table.catalog.as_str()),
+                        D.ident(schema.as_str())
+                    ))
+                    .map_err(db)?;
+                }
+                let file_columns = describe(
+                    conn,
+                    &format!("SELECT * FROM read_parquet({})", D.literal(&path)),
+                )?;
+                if let Some(clash) = file_columns
+                    .iter()
+                    .find(|c| BRONZE_LINEAGE.contains(&c.name.as_str()))
+                {
+                    return Err(ToolError::BadRequest(format!(
+                        "the file has a column named {}, which is reserved for lineage",
+                        clash.name
+                    )));
+                }
+                conn.execute_batch(&bronze_sql(&table, dataset.as_str(), &path))
+                    .map_err(db)?;
+                set_note(conn, "VIEW", &table, dataset.as_str())?;
+                describe(conn, &format!("SELECT * FROM {}", D.table(&table)))
+            })
+            .await?;
+        let counted = name.clone();
+        let row_count = self.read(move |conn| count(conn, &counted)).await?;
+        Ok(BronzeResult {
+            bronze_table: name.to_string(),
+            volume_path,
+            row_count,
+            columns,
+        })
+    }
+
+    async fn silver_impl(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> Result<SilverResult, ToolError> {
+        let silver = silver_name_for(&self.catalog, &tenant, &bronze)?;
+        // Statistics are a read: many datasets can be profiled at once.
+        let source = bronze.clone();
+        let (source_columns, bronze_rows) = self
+            .read(move |conn| {
+                let columns = table_columns(conn, &source)?;
+                if columns.is_empty() {
+                    return Err(ToolError::NotFound(source.to_string()));
+                }
+                let strings: Vec<String> = columns
+                    .iter()
+                    .filter(|c| {
+                        D.is_string_type(&c.data_type) && !BRONZE_LINEAGE.contains(&c.name.as_str())
+                    })
+                    .map(|c| c.name.clone())
+                    .collect();
+                let sql = plan::stats_sql(D, &source, &strings);
+                let values: Vec<u64> = conn
+                    .query_row(&sql, [], |row| {
+                        (0..1 + strings.len() * plan::STATS_PER_COLUMN)
+                            .map(|i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0)))
+                            .collect()
+                    })
+                    .map_err(db)?;
+                let stats = plan::stats_from_row(&values, strings.len()).ok_or_else(|| {
+                    ToolError::Backend(BackendError::Unexpected(
+                        "statistics row has the wrong width".into(),
+                    ))
+                })?;
+                let mut stats = strings
+                    .iter()
+                    .zip(stats)
+                    .collect::<std::collections::HashMap<_, _>>();
+                let source_columns: Vec<SourceColumn> = columns
+                    .into_iter()
+                    .map(|c| SourceColumn {
+                        stats: stats.remove(&c.name),
+                        name: c.name,
+                        data_type: c.data_type,
+                    })
+                    .collect();
+                Ok((source_columns, values[0]))
+            })
+            .await?;
+        let ingested_at = OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
+            ))
+            .unwrap_or_default();
+        let plan = SilverPlan::new(bronze, silver.clone(), ingested_at, &source_columns);
+        let create = plan.create_sql(D);
+        let target = silver.clone();
+        let dataset_id: String = self
+            .read({
+                let bronze = plan.bronze.clone();
+                move |conn| {
+                    conn.query_row(
+                        &format!("SELECT any_value(_dataset_id) FROM {}", D.table(&bronze)),
+                        [],
+                        |r| r.get::<_, Option<String>>(0),
+                    )
+                    .map(Option::unwrap_or_default)
+                    .map_err(db)
+                }
+            })
+            .await?;
+        self.write(move |conn| {
+            conn.execute_batch(&create).map_err(db)?;
+            set_note(conn, "TABLE", &target, &dataset_id)
+        })
+        .await?;
+        let null_sql = plan.null_counts_sql(D);
+        let width = plan.columns.len() + 1;
+        let counts: Vec<u64> = self
+            .read(move |conn| {
+                conn.query_row(&null_sql, [], |row| {
+                    (0..width)
+                        .map(|i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0)))
+                        .collect()
+                })
+                .map_err(db)
+            })
+            .await?;
+        let typed = {
+            let silver = silver.clone();
+            self.read(move |conn| table_columns(conn, &silver)).await?
+        };
+        let row_count = counts[0];
+        let mut columns: Vec<SilverColumn> = plan
+            .columns
+            .iter()
+            .zip(&counts[1..])
+            .map(|(c, nulls)| SilverColumn {
+                data_type: typed
+                    .iter()
+                    .find(|t| t.name == c.target.as_str())
+                    .map_or_else(String::new, |t| t.data_type.clone()),
+                name: c.target.to_string(),
+                source_column: Some(c.source.clone()),
+                null_count: *nulls,
+            })
+            .collect();
+        for lineage in plan::LINEAGE_COLUMNS {
+            columns.push(SilverColumn {
+                name: lineage.to_owned(),
+                data_type: typed
+                    .iter()
+                    .find(|t| t.name == lineage)
+                    .map_or_else(String::new, |t| t.data_type.clone()),
+                source_column: None,
+                null_count: 0,
+            });
+        }
+        Ok(SilverResult {
+            silver_table: silver.to_string(),
+            row_count,
+            columns,
+            duplicates_removed: bronze_rows.saturating_sub(row_count),
+        })
+    }
+
+    async fn status_impl(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> Result<DatasetStatus, ToolError> {
+        let catalog = self.catalog.clone();
+        let suffix = format!("_{}", dataset.short_id());
+        let id = dataset.to_string();
+        self.read(move |conn| {
+            let mut status = DatasetStatus {
+                dataset_id: id,
+                bronze: TableStatus::default(),
+                silver: TableStatus::default(),
+            };
+            for (schema, slot) in [
+                (tenant.bronze_schema(), &mut status.bronze),
+                (tenant.silver_schema(), &mut status.silver),
+            ] {
+                let found: Option<(String, Option<String>)> = conn
+                    .query_row(
+                        "SELECT name, comment FROM (
+                           SELECT table_name AS name, comment FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?
+                           UNION ALL
+                           SELECT view_name, comment FROM duckdb_views() WHERE database_name = ? AND schema_name = ?
+                         ) WHERE ends_with(name, ?) ORDER BY name LIMIT 1",
+                        duckdb::params![catalog.as_str(), schema.as_str(), catalog.as_str(), schema.as_str(), suffix],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        duckdb::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(db(e)),
+                    })?;
+                if let Some((table, comment)) = found {
+                    let name = TableName::new(catalog.clone(), schema, Ident::parse(&table)?);
+                    *slot = TableStatus {
+                        exists: true,
+                        full_name: Some(name.to_string()),
+                        row_count: Some(count(conn, &name)?),
+                        updated_at: comment
+                            .and_then(|c| serde_json::from_str::<TableNote>(&c).ok())
+                            .map(|n| n.updated_at),
+                    };
+                }
+            }
+            Ok(status)
+        })
+        .await
+    }
+
+    async fn list_impl(&self, tenant: TenantId) -> Result<TableList, ToolError> {
+        let catalog = self.catalog.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT schema_name, table_name, 'MANAGED' FROM duckdb_tables() WHERE database_name = ? AND schema_name IN (?, ?)
+                     UNION ALL
+                     SELECT schema_name, view_name, 'EXTERNAL' FROM duckdb_views() WHERE database_name = ? AND schema_name IN (?, ?)
+                     ORDER BY 1, 2",
+                )
+                .map_err(db)?;
+            let (b, s) = (tenant.bronze_schema(), tenant.silver_schema());
+            let rows = stmt
+                .query_map(
+                    duckdb::params![catalog.as_str(), b.as_str(), s.as_str(), catalog.as_str(), b.as_str(), s.as_str()],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                )
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            let tables = rows
+                .into_iter()
+                .filter_map(|(schema, table, table_type)| {
+                    let schema = Ident::parse(&schema).ok()?;
+                    let layer = layer_of(&tenant, &schema)?;
+                    let name = TableName::new(catalog.clone(), schema, Ident::parse(&table).ok()?);
+                    Some(TableSummary {
+                        full_name: name.to_string(),
+                        layer: layer.to_owned(),
+                        table_type,
+                    })
+                })
+                .collect();
+            Ok(TableList { tables })
+        })
+        .await
+    }
+
+    async fn describe_impl(&self, table: TableName) -> Result<TableDescription, ToolError> {
+        if table.catalog != self.catalog {
+            return Err(ToolError::NotFound(table.to_string()));
+        }
+        self.read(move |conn| {
+            let columns = table_columns(conn, &table)?;
+            if columns.is_empty() {
+                return Err(ToolError::NotFound(table.to_string()));
+            }
+            let (kind, comment, sql): (String, Option<String>, Option<String>) = conn
+                .query_row(
+                    "SELECT 'MANAGED', comment, NULL FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?
+                     UNION ALL
+                     SELECT 'EXTERNAL', comment, sql FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?",
+                    duckdb::params![
+                        table.catalog.as_str(),
+                        table.schema.as_str(),
+                        table.table.as_str(),
+                        table.catalog.as_str(),
+                        table.schema.as_str(),
+                        table.table.as_str()
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .map_err(db)?;
+            let storage_location = sql.and_then(|s| {
+                let start = s.find("read_parquet('")? + "read_parquet('".len();
+                let end = s[start..].find("')")?;
+                Some(s[start..start + end].replace("''", "'"))
+            });
+            Ok(TableDescription {
+                full_name: table.to_string(),
+                table_type: kind,
+                row_count: Some(count(conn, &table)?),
+                columns,
+                storage_location,
+                updated_at: comment
+                    .and_then(|c| serde_json::from_str::<TableNote>(&c).ok())
+                    .map(|n| n.updated_at),
+            })
+        })
+        .await
+    }
+
+    async fn query_impl(&self, request: QueryRequest) -> Result<QueryResult, ToolError> {
+        let catalog = self.catalog.clone();
+        let conn = self.reader()?;
+        let interrupt = conn.interrupt_handle();
+        let seconds = request.timeout.as_secs();
+        let work = tokio::task::spawn_blocking(move || {
+            conn.execute_batch(&format!("USE {}", D.ident(catalog.as_str())))
+                .map_err(db)?;
+            let sql = crate::query_guard::check(&conn, &catalog, &request.tenant, &request.sql)
+                .map_err(|e| ToolError::QueryRejected(e.to_string()))?;
+            let columns = describe(&conn, &format!("SELECT * FROM (\n{sql}\n) AS q"))?;
+            let limit = u64::from(request.limit);
+            let wrapped = format!(
+                "SELECT to_json(q)::VARCHAR FROM (\n{sql}\n) AS q LIMIT {}",
+                limit + 1
+            );
+            let mut stmt = conn.prepare(&wrapped).map_err(db)?;
+            let mut rows = Vec::new();
+            let mut truncated = false;
+            let mut cursor = stmt.query([]).map_err(db)?;
+            while let Some(row) = cursor.next().map_err(db)? {
+                if rows.len() as u64 == limit {
+                    truncated = true;
+                    break;
+                }
+                let json: String = row.get(0).map_err(db)?;
+                rows.push(
+                    serde_json::from_str(&json)
+                        .map_err(|e| ToolError::Backend(BackendError::Unexpected(e.to_string())))?,
+                );
+            }
+            Ok(QueryResult {
+                columns,
+                row_count: rows.len() as u64,
+                rows,
+                truncated,
+            })
+        });
+        match tokio::time::timeout(request.timeout, work).await {
+            Ok(joined) => joined.map_err(blocking_err)?,
+            Err(_) => {
+                // DuckDB checks the flag between vectors, so the worker
+                // thread stops soon after; nobody waits for it.
+                interrupt.interrupt();
+                Err(ToolError::Timeout(seconds))
+            }
+        }
+    }
+}
+
+/// The bronze "external table": a view over the staged file, read in place.
+pub fn bronze_sql(table: &TableName, dataset_id: &str, path: &str) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW {} AS SELECT *, {} AS {}, {} AS {} FROM read_parquet({})",
+        D.table(table),
+        D.literal(dataset_id),
+        D.ident(plan::DATASET_ID_COLUMN),
+        D.literal(path),
+        D.ident(plan::SOURCE_FILE_COLUMN),
+        D.literal(path)
+    )
+}
+
+fn set_note(
+    conn: &Connection,
+    kind: &str,
+    table: &TableName,
+    dataset_id: &str,
+) -> Result<(), ToolError> {
+    let note = serde_json::to_string(&TableNote {
+        dataset_id: dataset_id.to_owned(),
+        updated_at: now_rfc3339(),
+    })
+    .unwrap_or_default();
+    conn.execute_batch(&format!(
+        "COMMENT ON {kind} {} IS {}",
+        D.table(table),
+        D.literal(&note)
+    ))
+    .map_err(db)
+}
+
+fn describe(conn: &Connection, select: &str) -> Result<Vec<ColumnInfo>, ToolError> {
+    let mut stmt = conn.prepare(&format!("DESCRIBE {select}")).map_err(db)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(ColumnInfo {
+                name: r.get(0)?,
+                data_type: r.get(1)?,
+            })
+        })
+        .map_err(db)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?;
+    Ok(rows)
+}
+
+fn table_columns(conn: &Connection, table: &TableName) -> Result<Vec<ColumnInfo>, ToolError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT column_name, data_type FROM information_schema.columns
+             WHERE table_catalog = ? AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        )
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(
+            duckdb::params![
+                table.catalog.as_str(),
+                table.schema.as_str(),
+                table.table.as_str()
+            ],
+            |r| {
+                Ok(ColumnInfo {
+                    name: r.get(0)?,
+                    data_type: r.get(1)?,
+                })
+            },
+        )
+        .map_err(db)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?;
+    Ok(rows)
+}
+
+fn count(conn: &Connection, table: &TableName) -> Result<u64, ToolError> {
+    let n: i64 = conn
+        .query_row(
+            &format!("SELECT count(*) FROM {}", D.table(table)),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+impl Lakehouse for LocalLakehouse {
+    fn catalog(&self) -> &Ident {
+        &self.catalog
+    }
+
+    fn create_bronze(&self, request: BronzeRequest) -> LakeResult<'_, BronzeResult> {
+        Box::pin(self.create_bronze_impl(request))
+    }
+
+    fn transform_to_silver(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> LakeResult<'_, SilverResult> {
+        Box::pin(self.silver_impl(tenant, bronze))
+    }
+
+    fn dataset_status(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> LakeResult<'_, DatasetStatus> {
+        Box::pin(self.status_impl(tenant, dataset))
+    }
+
+    fn list_tables(&self, tenant: TenantId) -> LakeResult<'_, TableList> {
+        Box::pin(self.list_impl(tenant))
+    }
+
+    fn describe_table(&self, table: TableName) -> LakeResult<'_, TableDescription> {
+        Box::pin(self.describe_impl(table))
+    }
+
+    fn query(&self, request: QueryRequest) -> LakeResult<'_, QueryResult> {
+        Box::pin(self.query_impl(request))
+    }
+}

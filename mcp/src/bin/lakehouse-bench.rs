@@ -1,0 +1,184 @@
+//! Bronze + silver through the local backend against the same SQL run
+//! directly in DuckDB, in one run, on one generated dataset.
+//!
+//! `cargo run -p servicetsunami-mcp --bin lakehouse-bench -- --rows 10000000`
+
+use anyhow::{bail, Context};
+use servicetsunami_mcp::backend::{local::LocalLakehouse, BronzeRequest, Lakehouse};
+use servicetsunami_mcp::domain::{
+    table_ident, DatasetId, DatasetVersion, Ident, TableName, TenantId,
+};
+use servicetsunami_mcp::plan::{self, Dialect, SilverPlan, SourceColumn, BRONZE_LINEAGE};
+use std::time::{Duration, Instant};
+
+fn parse_rows() -> anyhow::Result<u64> {
+    let mut args = std::env::args().skip(1);
+    let mut rows = 10_000_000;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--rows" => {
+                rows = args
+                    .next()
+                    .context("--rows needs a number")?
+                    .parse()
+                    .context("--rows needs a number")?
+            }
+            other => bail!("unknown argument {other:?}; usage: lakehouse-bench [--rows N]"),
+        }
+    }
+    Ok(rows)
+}
+
+/// A sales-like table: ids with leading zeros, decimals and dates as text,
+/// null tokens, padding, and ~2% exact duplicates.
+fn generate(path: &std::path::Path, rows: u64) -> anyhow::Result<()> {
+    let conn = duckdb::Connection::open_in_memory()?;
+    conn.execute_batch(&format!(
+        "COPY (
+           SELECT lpad(CAST(i % 900000 AS VARCHAR), 7, '0')              AS \"Customer ID\",
+                  CAST(i AS VARCHAR)                                   AS \"Order Number\",
+                  CASE WHEN i % 50 = 0 THEN 'N/A' ELSE CAST(round((i % 100000) / 7.0, 2) AS VARCHAR) END AS \"Amount\",
+                  CASE WHEN i % 3 = 0 THEN ' yes ' ELSE 'no' END        AS \"Is Member\",
+                  CAST(DATE '2020-01-01' + CAST(i % 1500 AS INTEGER) AS VARCHAR) AS \"Order Date\",
+                  CASE WHEN i % 7 = 0 THEN '' ELSE 'region-' || (i % 40) END AS \"Region\",
+                  (i % 1000) * 1.5                                       AS \"score\"
+           FROM (SELECT CASE WHEN range % 50 = 1 THEN range - 1 ELSE range END AS i FROM range({rows}))
+         ) TO {} (FORMAT parquet, ROW_GROUP_SIZE 1000000)",
+        Dialect::DuckDb.literal(&path.to_string_lossy())
+    ))?;
+    Ok(())
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rows = parse_rows()?;
+    let work = tempfile::tempdir()?;
+    let source = work.path().join("source.parquet");
+    let t = Instant::now();
+    generate(&source, rows)?;
+    let size = std::fs::metadata(&source)?.len();
+    println!(
+        "generated {rows} rows, {:.1} MiB of Parquet in {} s",
+        size as f64 / 1048576.0,
+        secs(t.elapsed())
+    );
+
+    // 1. Through the backend (what the MCP tools call).
+    let lake = LocalLakehouse::open(
+        &work.path().join("lakehouse"),
+        Ident::parse("servicetsunami")?,
+    )?;
+    let download = work.path().join("download.parquet");
+    std::fs::copy(&source, &download)?;
+    let tenant = TenantId::parse("bench")?;
+    let dataset = DatasetId::parse("bench-1")?;
+    let t = Instant::now();
+    let bronze = lake
+        .create_bronze(BronzeRequest {
+            tenant: tenant.clone(),
+            table: table_ident("Bench Sales", &dataset)?,
+            dataset: dataset.clone(),
+            version: DatasetVersion::parse(None)?,
+            download,
+        })
+        .await?;
+    let backend_bronze = t.elapsed();
+    let t = Instant::now();
+    let silver = lake
+        .transform_to_silver(tenant, TableName::parse(&bronze.bronze_table)?)
+        .await?;
+    let backend_silver = t.elapsed();
+
+    // 2. The same SQL straight into DuckDB: view, statistics, CTAS, null counts.
+    let conn = duckdb::Connection::open(work.path().join("direct.duckdb"))?;
+    let staged = work.path().join("direct.parquet");
+    std::fs::copy(&source, &staged)?;
+    let bronze_name = TableName::parse("direct.bench_bronze.sales")?;
+    let silver_name = TableName::parse("direct.bench_silver.sales")?;
+    let d = Dialect::DuckDb;
+    let t = Instant::now();
+    conn.execute_batch(
+        "CREATE SCHEMA IF NOT EXISTS bench_bronze; CREATE SCHEMA IF NOT EXISTS bench_silver;",
+    )?;
+    conn.execute_batch(&servicetsunami_mcp::backend::local::bronze_sql(
+        &bronze_name,
+        "bench-1",
+        &staged.to_string_lossy(),
+    ))?;
+    let _: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM {}", d.table(&bronze_name)),
+        [],
+        |r| r.get(0),
+    )?;
+    let direct_bronze = t.elapsed();
+    let t = Instant::now();
+    let mut stmt = conn.prepare(&format!("DESCRIBE SELECT * FROM {}", d.table(&bronze_name)))?;
+    let columns: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let strings: Vec<String> = columns
+        .iter()
+        .filter(|(n, ty)| d.is_string_type(ty) && !BRONZE_LINEAGE.contains(&n.as_str()))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let width = 1 + strings.len() * plan::STATS_PER_COLUMN;
+    let values: Vec<u64> =
+        conn.query_row(&plan::stats_sql(d, &bronze_name, &strings), [], |r| {
+            (0..width)
+                .map(|i| r.get::<_, i64>(i).map(|v| v as u64))
+                .collect()
+        })?;
+    let stats = plan::stats_from_row(&values, strings.len()).context("stats width")?;
+    let mut stats: std::collections::HashMap<_, _> = strings.iter().cloned().zip(stats).collect();
+    let source_columns: Vec<SourceColumn> = columns
+        .into_iter()
+        .map(|(name, data_type)| SourceColumn {
+            stats: stats.remove(&name),
+            name,
+            data_type,
+        })
+        .collect();
+    let plan = SilverPlan::new(
+        bronze_name,
+        silver_name,
+        "2026-01-01 00:00:00.000000".into(),
+        &source_columns,
+    );
+    conn.execute_batch(&plan.create_sql(d))?;
+    let direct_rows: i64 = conn.query_row(&plan.null_counts_sql(d), [], |r| r.get(0))?;
+    let direct_silver = t.elapsed();
+
+    if direct_rows as u64 != silver.row_count {
+        bail!(
+            "row counts differ: backend {} vs direct {direct_rows}",
+            silver.row_count
+        );
+    }
+    let backend_total = backend_bronze + backend_silver;
+    let direct_total = direct_bronze + direct_silver;
+    println!();
+    println!("| step   | backend (s) | direct DuckDB (s) | ratio |");
+    println!("|--------|-------------|-------------------|-------|");
+    for (name, b, dd) in [
+        ("bronze", backend_bronze, direct_bronze),
+        ("silver", backend_silver, direct_silver),
+        ("total", backend_total, direct_total),
+    ] {
+        println!(
+            "| {name:<6} | {:>11} | {:>17} | {:>5.2} |",
+            secs(b),
+            secs(dd),
+            b.as_secs_f64() / dd.as_secs_f64()
+        );
+    }
+    println!();
+    println!(
+        "bronze rows {}, silver rows {}, duplicates removed {}",
+        bronze.row_count, silver.row_count, silver.duplicates_removed
+    );
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! Typed settings read from the environment once, at start-up. Every
+//! variable is documented in `.env.example`; a missing or invalid one stops
+//! start-up with an error that names it. Secrets are `SecretString`s so they
+//! never reach logs or `Debug` output.
+
+use crate::domain::Ident;
+use secrecy::SecretString;
+use std::{net::SocketAddr, path::PathBuf, str::FromStr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is required but not set ({hint})")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// How the Databricks backend authenticates.
+#[derive(Debug, Clone)]
+pub enum DatabricksAuth {
+    /// `DATABRICKS_TOKEN`
+    Pat(SecretString),
+    /// `DATABRICKS_CLIENT_ID` / `DATABRICKS_CLIENT_SECRET` (OAuth M2M).
+    OAuth {
+        client_id: String,
+        client_secret: SecretString,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabricksSettings {
+    /// `DATABRICKS_HOST`, e.g. `https://adb-123.4.azuredatabricks.net` (no trailing slash).
+    pub host: String,
+    pub auth: DatabricksAuth,
+    /// `DATABRICKS_WAREHOUSE_ID`
+    pub warehouse_id: String,
+    /// `DATABRICKS_CATALOG` (default `servicetsunami`)
+    pub catalog: Ident,
+    /// `DATABRICKS_VOLUME` (default `raw`): the volume in each bronze schema.
+    pub volume: Ident,
+    /// `DATABRICKS_EXTERNAL_LOCATION`: when set, bronze is an EXTERNAL table under it.
+    pub external_location: Option<String>,
+    /// `DATABRICKS_STATEMENT_TIMEOUT_SECS` (default 600): our own deadline per statement.
+    pub statement_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum BackendSettings {
+    Local { path: PathBuf, catalog: Ident },
+    Databricks(DatabricksSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `MCP_API_KEY` (required): the bearer token clients send, and the one we
+    /// send when downloading Parquet from ServiceTsunami.
+    pub api_key: SecretString,
+    /// `MCP_BIND_ADDR` (default 127.0.0.1:8765).
+    pub bind_addr: SocketAddr,
+    /// `MCP_ALLOWED_HOSTS` (default localhost,127.0.0.1,::1): accepted `Host` headers.
+    pub allowed_hosts: Vec<String>,
+    /// `MCP_MAX_DOWNLOAD_BYTES` (default 4GiB).
+    pub max_download_bytes: u64,
+    /// `MCP_QUERY_TIMEOUT_SECS` (default 30) and `MCP_QUERY_MAX_ROWS` (default 1000).
+    pub query_timeout_secs: u64,
+    pub query_max_rows: u32,
+    /// `LAKEHOUSE_BACKEND` (local | databricks) and its settings.
+    pub backend: BackendSettings,
+}
+
+struct Env<F: Fn(&str) -> Option<String>>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
+        self.raw(name).ok_or(ConfigError::Missing { name, hint })
+    }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                value,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn ident(&self, name: &'static str, default: &str) -> Result<Ident, ConfigError> {
+        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
+        Ident::parse(&value).map_err(|e| ConfigError::Invalid {
+            name,
+            value,
+            reason: e.reason.to_owned(),
+        })
+    }
+}
+
+/// `2GiB`, `500MB`, `1048576` → bytes.
+pub fn parse_byte_size(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "expected a number of bytes, e.g. 2GiB".to_owned())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB"
+            ))
+        }
+    };
+    let bytes = n.checked_mul(mult).ok_or_else(|| "too large".to_owned())?;
+    if bytes == 0 {
+        return Err("must be greater than zero".to_owned());
+    }
+    Ok(bytes)
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let api_key = env.required("MCP_API_KEY", "the bearer token MCP clients must send")?;
+        if api_key.len() < 16 {
+            return Err(ConfigError::Invalid {
+                name: "MCP_API_KEY",
+                value: "<hidden>".into(),
+                reason: "use at least 16 characters".into(),
+            });
+        }
+        let allowed_hosts: Vec<String> = env
+            .raw("MCP_ALLOWED_HOSTS")
+            .unwrap_or_else(|| "localhost,127.0.0.1,::1".to_owned())
+            .split(',')
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if allowed_hosts.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "MCP_ALLOWED_HOSTS",
+                value: String::new(),
+                reason: "list at least one host".into(),
+            });
+        }
+        let max_download_bytes = match env.raw("MCP_MAX_DOWNLOAD_BYTES") {
+            None => 4 << 30,
+            Some(value) => parse_byte_size(&value).map_err(|reason| ConfigError::Invalid {
+                name: "MCP_MAX_DOWNLOAD_BYTES",
+                value,
+                reason,
+            })?,
+        };
+        let backend = match env.raw("LAKEHOUSE_BACKEND").as_deref() {
+            None | Some("local") => BackendSettings::Local {
+                path: PathBuf::from(
+                    env.raw("LAKEHOUSE_PATH")
+                        .unwrap_or_else(|| "./data/lakehouse".to_owned()),
+                ),
+                catalog: env.ident("LAKEHOUSE_CATALOG", "servicetsunami")?,
+            },
+            Some("databricks") => BackendSettings::Databricks(databricks(&env)?),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LAKEHOUSE_BACKEND",
+                    value: other.to_owned(),
+                    reason: "expected local or databricks".into(),
+                })
+            }
+        };
+        Ok(Self {
+            api_key: SecretString::from(api_key),
+            bind_addr: env.parse("MCP_BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8765)))?,
+            allowed_hosts,
+            max_download_bytes,
+            query_timeout_secs: env.parse("MCP_QUERY_TIMEOUT_SECS", 30u64)?,
+            query_max_rows: env.parse("MCP_QUERY_MAX_ROWS", 1000u32)?,
+            backend,
+        })
+    }
+}
+
+fn databricks<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<DatabricksSettings, ConfigError> {
+    let host = env.required(
+        "DATABRICKS_HOST",
+        "the workspace URL, e.g. https://adb-123.4.azuredatabricks.net",
+    )?;
+    if !(host.starts_with("https://") || host.starts_with("http://")) {
+        return Err(ConfigError::Invalid {
+            name: "DATABRICKS_HOST",
+            value: host,
+            reason: "expected an https:// URL".into(),
+        });
+    }
+    let auth = match (env.raw("DATABRICKS_TOKEN"), env.raw("DATABRICKS_CLIENT_ID")) {
+        (Some(token), _) => DatabricksAuth::Pat(SecretString::from(token)),
+        (None, Some(client_id)) => DatabricksAuth::OAuth {
+            client_id,
+            client_secret: SecretString::from(env.required(
+                "DATABRICKS_CLIENT_SECRET",
+                "required with DATABRICKS_CLIENT_ID (OAuth M2M)",
+            )?),
+        },
+        (None, None) => {
+            return Err(ConfigError::Missing {
+                name: "DATABRICKS_TOKEN",
+                hint: "or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET",
+            })
+        }
+    };
+    Ok(DatabricksSettings {
+        host: host.trim_end_matches('/').to_owned(),
+        auth,
+        warehouse_id: env.required(
+            "DATABRICKS_WAREHOUSE_ID",
+            "the SQL warehouse that runs statements",
+        )?,
+        catalog: env.ident("DATABRICKS_CATALOG", "servicetsunami")?,
+        volume: env.ident("DATABRICKS_VOLUME", "raw")?,
+        external_location: env
+            .raw("DATABRICKS_EXTERNAL_LOCATION")
+            .map(|l| l.trim_end_matches('/').to_owned()),
+        statement_timeout_secs: env.parse("DATABRICKS_STATEMENT_TIMEOUT_SECS", 600u64)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: (&str, &str) = ("MCP_API_KEY", "0123456789abcdef0123");
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn api_key_is_required_and_named() {
+        let err = settings(&[]).unwrap_err().to_string();
+        assert!(err.starts_with("MCP_API_KEY is required"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_local_and_loopback() {
+        let s = settings(&[KEY]).unwrap();
+        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8765");
+        assert_eq!(s.allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
+        let BackendSettings::Local { path, catalog } = s.backend else {
+            panic!("expected local")
+        };
+        assert_eq!(path, PathBuf::from("./data/lakehouse"));
+        assert_eq!(catalog.as_str(), "servicetsunami");
+        assert!(!format!("{:?}", s.api_key).contains("0123456789"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (name, value) in [
+            ("MCP_BIND_ADDR", "localhost"),
+            ("MCP_MAX_DOWNLOAD_BYTES", "lots"),
+            ("LAKEHOUSE_BACKEND", "snowflake"),
+            ("LAKEHOUSE_CATALOG", "my-catalog; drop"),
+            ("MCP_QUERY_MAX_ROWS", "-1"),
+        ] {
+            let err = settings(&[KEY, (name, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn databricks_names_what_is_missing() {
+        let err = settings(&[KEY, ("LAKEHOUSE_BACKEND", "databricks")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("DATABRICKS_HOST"), "{err}");
+        let base = [
+            KEY,
+            ("LAKEHOUSE_BACKEND", "databricks"),
+            ("DATABRICKS_HOST", "https://x.cloud.databricks.com/"),
+        ];
+        let err = settings(&base).unwrap_err().to_string();
+        assert!(err.starts_with("DATABRICKS_TOKEN"), "{err}");
+        let err = settings(&[base[0], base[1], base[2], ("DATABRICKS_CLIENT_ID", "id")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("DATABRICKS_CLIENT_SECRET"), "{err}");
+        let err = settings(&[base[0], base[1], base[2], ("DATABRICKS_TOKEN", "dapi")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("DATABRICKS_WAREHOUSE_ID"), "{err}");
+        let ok = settings(&[
+            base[0],
+            base[1],
+            base[2],
+            ("DATABRICKS_TOKEN", "dapi"),
+            ("DATABRICKS_WAREHOUSE_ID", "w1"),
+        ])
+        .unwrap();
+        let BackendSettings::Databricks(d) = ok.backend else {
+            panic!("expected databricks")
+        };
+        assert_eq!(d.host, "https://x.cloud.databricks.com");
+        assert!(!format!("{d:?}").contains("dapi"));
+    }
+}

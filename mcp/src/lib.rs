@@ -1,0 +1,25 @@
+//! ServiceTsunami's MCP server: datasets in, bronze and silver tables out.
+//!
+//! A tour, one line per module:
+//! - [`config`]: typed settings from the environment (`MCP_*`, `LAKEHOUSE_*`, `DATABRICKS_*`).
+//! - [`startup`]: the axum app: `/mcp` behind the bearer check, `/healthz`, graceful shutdown.
+//! - [`tools`]: the MCP tools (`create_dataset`, `transform_to_silver`, `dataset_status`,
+//!   `list_tables`, `describe_table`, `query`).
+//! - [`domain`]: parsed names (`TenantId`, `DatasetId`, `Ident`, `TableName`); nothing reaches SQL unparsed.
+//! - [`download`]: streams the Parquet file with a size cap and checks it really is Parquet.
+//! - [`plan`]: the silver plan, computed once from column statistics and rendered per SQL dialect.
+//! - [`query_guard`]: proves a `query` is one read-only statement over the tenant's schemas.
+//! - [`backend`]: the `Lakehouse` trait and its two implementations, `local` (DuckDB) and `databricks`.
+//! - [`error`]: the tool-boundary error enum.
+//! - [`telemetry`]: tracing setup.
+
+pub mod backend;
+pub mod config;
+pub mod domain;
+pub mod download;
+pub mod error;
+pub mod plan;
+pub mod query_guard;
+pub mod startup;
+pub mod telemetry;
+pub mod tools;

@@ -1,0 +1,591 @@
+//! The silver plan: per-column decisions computed once from column
+//! statistics, then rendered as DuckDB SQL or Databricks SQL. Both backends
+//! therefore apply exactly the same typing and cleaning rules.
+
+use crate::domain::{unique_column_names, Ident, TableName};
+use serde::Serialize;
+
+/// Values that mean "no value" once trimmed.
+pub const NULL_TOKENS: [&str; 8] = ["", "NULL", "null", "N/A", "NA", "n/a", "-", "NaN"];
+/// Columns added to every silver table.
+pub const LINEAGE_COLUMNS: [&str; 3] = ["_dataset_id", "_source_file", "_ingested_at"];
+/// The bronze column holding the staged file's path.
+pub const SOURCE_FILE_COLUMN: &str = "_source_file";
+/// The bronze column holding the caller's dataset id.
+pub const DATASET_ID_COLUMN: &str = "_dataset_id";
+/// Lineage columns every bronze table carries after the file's own columns.
+pub const BRONZE_LINEAGE: [&str; 2] = [DATASET_ID_COLUMN, SOURCE_FILE_COLUMN];
+
+const INT_RE: &str = "^[+-]?[0-9]+$";
+const DECIMAL_RE: &str = "^[+-]?[0-9]+[.][0-9]+$";
+const LEADING_ZERO_RE: &str = "^[+-]?0[0-9]";
+const DATE_RE: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+const TIMESTAMP_RE: &str =
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?$";
+const TRUE_TOKENS: [&str; 4] = ["true", "t", "yes", "y"];
+const FALSE_TOKENS: [&str; 4] = ["false", "f", "no", "n"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    DuckDb,
+    Databricks,
+}
+
+impl Dialect {
+    pub fn ident(self, name: &str) -> String {
+        match self {
+            Self::DuckDb => format!("\"{}\"", name.replace('"', "\"\"")),
+            Self::Databricks => format!("`{}`", name.replace('`', "``")),
+        }
+    }
+
+    pub fn literal(self, value: &str) -> String {
+        match self {
+            Self::DuckDb => format!("'{}'", value.replace('\'', "''")),
+            // Spark SQL reads backslash escapes in literals and would join
+            // adjacent literals, so '' is not an escaped quote there.
+            Self::Databricks => format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'")),
+        }
+    }
+
+    pub fn table(self, name: &TableName) -> String {
+        format!(
+            "{}.{}.{}",
+            self.ident(name.catalog.as_str()),
+            self.ident(name.schema.as_str()),
+            self.ident(name.table.as_str())
+        )
+    }
+
+    fn regex(self, expr: &str, pattern: &str) -> String {
+        match self {
+            Self::DuckDb => format!("regexp_matches({expr}, {})", self.literal(pattern)),
+            Self::Databricks => format!("({expr} RLIKE {})", self.literal(pattern)),
+        }
+    }
+
+    fn try_cast(self, expr: &str, ty: &str) -> String {
+        match self {
+            Self::DuckDb => format!("TRY_CAST({expr} AS {ty})"),
+            Self::Databricks => format!("try_cast({expr} AS {ty})"),
+        }
+    }
+
+    fn string_type(self) -> &'static str {
+        match self {
+            Self::DuckDb => "VARCHAR",
+            Self::Databricks => "STRING",
+        }
+    }
+
+    /// Whether a source column type (as the engine names it) holds text.
+    pub fn is_string_type(self, ty: &str) -> bool {
+        let ty = ty.to_ascii_uppercase();
+        ty == "VARCHAR" || ty == "STRING" || ty == "TEXT" || ty.starts_with("VARCHAR(")
+    }
+}
+
+/// A silver column's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SilverType {
+    BigInt,
+    Decimal { precision: u8, scale: u8 },
+    Double,
+    Boolean,
+    Date,
+    Timestamp,
+    String,
+}
+
+impl SilverType {
+    pub fn sql(self, dialect: Dialect) -> String {
+        match self {
+            Self::BigInt => "BIGINT".into(),
+            Self::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
+            Self::Double => "DOUBLE".into(),
+            Self::Boolean => "BOOLEAN".into(),
+            Self::Date => "DATE".into(),
+            Self::Timestamp => "TIMESTAMP".into(),
+            Self::String => dialect.string_type().into(),
+        }
+    }
+}
+
+/// What the statistics query measured for one string column, over its
+/// trimmed, null-token-cleaned values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StringStats {
+    pub non_null: u64,
+    pub integers: u64,
+    pub decimals: u64,
+    pub leading_zeros: u64,
+    pub doubles: u64,
+    pub booleans: u64,
+    pub dates: u64,
+    pub timestamps: u64,
+    /// Largest count of digits before / after the point among numeric values.
+    pub max_int_digits: u64,
+    pub max_scale: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceColumn {
+    pub name: String,
+    /// The engine's type name for the bronze column.
+    pub data_type: String,
+    /// Present for string columns only.
+    pub stats: Option<StringStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnAction {
+    /// A typed (non-string) source column is copied unchanged.
+    Keep,
+    /// A string column is trimmed, null tokens become NULL, and it is cast.
+    Clean(SilverType),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnPlan {
+    pub source: String,
+    pub target: Ident,
+    pub source_type: String,
+    pub action: ColumnAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilverPlan {
+    pub bronze: TableName,
+    pub silver: TableName,
+    /// One instant for the whole batch, so both dialects write the same value.
+    pub ingested_at: String,
+    pub columns: Vec<ColumnPlan>,
+}
+
+/// The rule, stated once: a string column takes the first type that every
+/// non-null value converts to; identifiers with leading zeros stay strings.
+pub fn decide(stats: &StringStats) -> SilverType {
+    let n = stats.non_null;
+    if n == 0 {
+        return SilverType::String;
+    }
+    let numeric_ok = stats.leading_zeros == 0;
+    if numeric_ok && stats.integers == n {
+        return SilverType::BigInt;
+    }
+    if numeric_ok && stats.integers + stats.decimals == n && stats.decimals > 0 {
+        let scale = stats.max_scale;
+        let precision = stats.max_int_digits + scale;
+        if scale <= 18 && precision <= 38 {
+            return SilverType::Decimal {
+                precision: u8::try_from(precision.max(1)).unwrap_or(38),
+                scale: u8::try_from(scale).unwrap_or(18),
+            };
+        }
+    }
+    if numeric_ok && stats.doubles == n {
+        return SilverType::Double;
+    }
+    if stats.booleans == n {
+        return SilverType::Boolean;
+    }
+    if stats.dates == n {
+        return SilverType::Date;
+    }
+    if stats.timestamps == n {
+        return SilverType::Timestamp;
+    }
+    SilverType::String
+}
+
+/// `CASE WHEN trim(c) IN (tokens) THEN NULL ELSE trim(c) END`
+pub fn cleaned_expr(dialect: Dialect, column: &str) -> String {
+    let trimmed = format!("trim({})", dialect.ident(column));
+    let tokens: Vec<String> = NULL_TOKENS.iter().map(|t| dialect.literal(t)).collect();
+    format!(
+        "CASE WHEN {trimmed} IN ({}) THEN NULL ELSE {trimmed} END",
+        tokens.join(", ")
+    )
+}
+
+fn in_list(dialect: Dialect, values: &[&str]) -> String {
+    values
+        .iter()
+        .map(|v| dialect.literal(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The statistics query: one row with nine counters per string column plus
+/// the total row count first. Column order matches `string_columns`.
+pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]) -> String {
+    let mut cleaned = Vec::new();
+    let mut aggs = vec!["COUNT(*)".to_owned()];
+    for (i, col) in string_columns.iter().enumerate() {
+        let v = format!("v{i}");
+        cleaned.push(format!("{} AS {v}", cleaned_expr(dialect, col)));
+        // Sums are cast back to BIGINT: DuckDB widens SUM to HUGEINT.
+        let count_if = |cond: String| {
+            format!("CAST(COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0) AS BIGINT)")
+        };
+        let is_int = format!(
+            "{} AND {} IS NOT NULL",
+            dialect.regex(&v, INT_RE),
+            dialect.try_cast(&v, "BIGINT")
+        );
+        let is_dec = dialect.regex(&v, DECIMAL_RE);
+        let numeric = format!("({} OR {})", dialect.regex(&v, INT_RE), is_dec);
+        let int_digits = format!("length(regexp_replace(split_part({v}, '.', 1), '[+-]', ''))");
+        let scale = format!("length(split_part({v}, '.', 2))");
+        aggs.extend([
+            format!("COUNT({v})"),
+            count_if(is_int),
+            count_if(is_dec),
+            count_if(dialect.regex(&v, LEADING_ZERO_RE)),
+            count_if(format!("{} IS NOT NULL", dialect.try_cast(&v, "DOUBLE"))),
+            count_if(format!(
+                "lower({v}) IN ({}, {})",
+                in_list(dialect, &TRUE_TOKENS),
+                in_list(dialect, &FALSE_TOKENS)
+            )),
+            count_if(format!(
+                "{} AND {} IS NOT NULL",
+                dialect.regex(&v, DATE_RE),
+                dialect.try_cast(&v, "DATE")
+            )),
+            count_if(format!(
+                "{} AND {} IS NOT NULL",
+                dialect.regex(&v, TIMESTAMP_RE),
+                dialect.try_cast(&v, "TIMESTAMP")
+            )),
+            format!("CAST(COALESCE(MAX(CASE WHEN {numeric} THEN {int_digits} END), 0) AS BIGINT)"),
+            format!("CAST(COALESCE(MAX(CASE WHEN {numeric} THEN {scale} END), 0) AS BIGINT)"),
+        ]);
+    }
+    let inner = if cleaned.is_empty() {
+        format!("SELECT 1 AS one FROM {}", dialect.table(bronze))
+    } else {
+        format!(
+            "SELECT {} FROM {}",
+            cleaned.join(", "),
+            dialect.table(bronze)
+        )
+    };
+    format!("SELECT {} FROM ({inner}) AS s", aggs.join(", "))
+}
+
+/// Number of values `stats_sql` returns per string column.
+pub const STATS_PER_COLUMN: usize = 10;
+
+/// Turns one row of `stats_sql` output into per-column statistics.
+pub fn stats_from_row(values: &[u64], columns: usize) -> Option<Vec<StringStats>> {
+    if values.len() != 1 + columns * STATS_PER_COLUMN {
+        return None;
+    }
+    Some(
+        values[1..]
+            .chunks(STATS_PER_COLUMN)
+            .map(|c| StringStats {
+                non_null: c[0],
+                integers: c[1],
+                decimals: c[2],
+                leading_zeros: c[3],
+                doubles: c[4],
+                booleans: c[5],
+                dates: c[6],
+                timestamps: c[7],
+                max_int_digits: c[8],
+                max_scale: c[9],
+            })
+            .collect(),
+    )
+}
+
+impl SilverPlan {
+    pub fn new(
+        bronze: TableName,
+        silver: TableName,
+        ingested_at: String,
+        source: &[SourceColumn],
+    ) -> Self {
+        let data: Vec<&SourceColumn> = source
+            .iter()
+            .filter(|c| !BRONZE_LINEAGE.contains(&c.name.as_str()))
+            .collect();
+        let targets = unique_column_names(data.iter().map(|c| c.name.as_str()), &LINEAGE_COLUMNS);
+        let columns = data
+            .into_iter()
+            .zip(targets)
+            .map(|(c, target)| ColumnPlan {
+                source: c.name.clone(),
+                target,
+                source_type: c.data_type.clone(),
+                action: match &c.stats {
+                    Some(stats) => ColumnAction::Clean(decide(stats)),
+                    None => ColumnAction::Keep,
+                },
+            })
+            .collect();
+        Self {
+            bronze,
+            silver,
+            ingested_at,
+            columns,
+        }
+    }
+
+    fn column_expr(&self, dialect: Dialect, column: &ColumnPlan) -> String {
+        let expr = match column.action {
+            ColumnAction::Keep => dialect.ident(&column.source),
+            ColumnAction::Clean(SilverType::Boolean) => {
+                let v = cleaned_expr(dialect, &column.source);
+                format!(
+                    "CASE WHEN lower({v}) IN ({}) THEN TRUE WHEN lower({v}) IN ({}) THEN FALSE END",
+                    in_list(dialect, &TRUE_TOKENS),
+                    in_list(dialect, &FALSE_TOKENS)
+                )
+            }
+            ColumnAction::Clean(SilverType::String) => cleaned_expr(dialect, &column.source),
+            ColumnAction::Clean(ty) => {
+                format!(
+                    "CAST({} AS {})",
+                    cleaned_expr(dialect, &column.source),
+                    ty.sql(dialect)
+                )
+            }
+        };
+        format!("{expr} AS {}", dialect.ident(column.target.as_str()))
+    }
+
+    /// The select that produces silver rows: typed, cleaned, de-duplicated,
+    /// with lineage.
+    pub fn select_sql(&self, dialect: Dialect) -> String {
+        let mut exprs: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| self.column_expr(dialect, c))
+            .collect();
+        exprs.push(dialect.ident(DATASET_ID_COLUMN));
+        exprs.push(dialect.ident(SOURCE_FILE_COLUMN));
+        let ts = format!("CAST({} AS TIMESTAMP)", dialect.literal(&self.ingested_at));
+        let mut outer: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| dialect.ident(c.target.as_str()))
+            .collect();
+        outer.push(dialect.ident(DATASET_ID_COLUMN));
+        outer.push(dialect.ident(SOURCE_FILE_COLUMN));
+        outer.push(format!("{ts} AS {}", dialect.ident("_ingested_at")));
+        format!(
+            "SELECT {} FROM (SELECT DISTINCT {} FROM {}) AS d",
+            outer.join(", "),
+            exprs.join(", "),
+            dialect.table(&self.bronze)
+        )
+    }
+
+    pub fn create_sql(&self, dialect: Dialect) -> String {
+        format!(
+            "CREATE OR REPLACE TABLE {} AS {}",
+            dialect.table(&self.silver),
+            self.select_sql(dialect)
+        )
+    }
+
+    /// Per-column null counts of the finished silver table, in plan order.
+    pub fn null_counts_sql(&self, dialect: Dialect) -> String {
+        let mut aggs = vec!["COUNT(*)".to_owned()];
+        aggs.extend(
+            self.columns
+                .iter()
+                .map(|c| format!("COUNT(*) - COUNT({})", dialect.ident(c.target.as_str()))),
+        );
+        format!(
+            "SELECT {} FROM {}",
+            aggs.join(", "),
+            dialect.table(&self.silver)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> TableName {
+        TableName::parse(s).unwrap()
+    }
+
+    fn stats(non_null: u64) -> StringStats {
+        StringStats {
+            non_null,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn decisions_follow_the_rules() {
+        let all_int = StringStats {
+            integers: 3,
+            doubles: 3,
+            max_int_digits: 3,
+            ..stats(3)
+        };
+        assert_eq!(decide(&all_int), SilverType::BigInt);
+        let zeros = StringStats {
+            leading_zeros: 1,
+            ..all_int.clone()
+        };
+        assert_eq!(decide(&zeros), SilverType::String);
+        let dec = StringStats {
+            integers: 1,
+            decimals: 2,
+            doubles: 3,
+            max_int_digits: 4,
+            max_scale: 2,
+            ..stats(3)
+        };
+        assert_eq!(
+            decide(&dec),
+            SilverType::Decimal {
+                precision: 6,
+                scale: 2
+            }
+        );
+        let sci = StringStats {
+            doubles: 3,
+            ..stats(3)
+        };
+        assert_eq!(decide(&sci), SilverType::Double);
+        assert_eq!(
+            decide(&StringStats {
+                booleans: 3,
+                ..stats(3)
+            }),
+            SilverType::Boolean
+        );
+        assert_eq!(
+            decide(&StringStats {
+                dates: 3,
+                ..stats(3)
+            }),
+            SilverType::Date
+        );
+        assert_eq!(
+            decide(&StringStats {
+                timestamps: 3,
+                ..stats(3)
+            }),
+            SilverType::Timestamp
+        );
+        assert_eq!(
+            decide(&StringStats {
+                dates: 2,
+                ..stats(3)
+            }),
+            SilverType::String
+        );
+        assert_eq!(decide(&stats(0)), SilverType::String);
+    }
+
+    fn sample_plan() -> SilverPlan {
+        let int = StringStats {
+            integers: 2,
+            doubles: 2,
+            ..stats(2)
+        };
+        SilverPlan::new(
+            name("lh.acme_bronze.sales_e40c292c"),
+            name("lh.acme_silver.sales_e40c292c"),
+            "2026-01-02 03:04:05.000000".into(),
+            &[
+                SourceColumn {
+                    name: "Order ID".into(),
+                    data_type: "VARCHAR".into(),
+                    stats: Some(int),
+                },
+                SourceColumn {
+                    name: "it's \"odd\"`".into(),
+                    data_type: "VARCHAR".into(),
+                    stats: Some(stats(2)),
+                },
+                SourceColumn {
+                    name: "amount".into(),
+                    data_type: "DOUBLE".into(),
+                    stats: None,
+                },
+                SourceColumn {
+                    name: DATASET_ID_COLUMN.into(),
+                    data_type: "VARCHAR".into(),
+                    stats: None,
+                },
+                SourceColumn {
+                    name: SOURCE_FILE_COLUMN.into(),
+                    data_type: "VARCHAR".into(),
+                    stats: None,
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn renders_duckdb() {
+        let sql = sample_plan().create_sql(Dialect::DuckDb);
+        assert_eq!(
+            sql,
+            "CREATE OR REPLACE TABLE \"lh\".\"acme_silver\".\"sales_e40c292c\" AS SELECT \"order_id\", \"it_s_odd\", \"amount\", \
+             \"_dataset_id\", \"_source_file\", CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS \"_ingested_at\" \
+             FROM (SELECT DISTINCT CAST(CASE WHEN trim(\"Order ID\") IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN') \
+             THEN NULL ELSE trim(\"Order ID\") END AS BIGINT) AS \"order_id\", CASE WHEN trim(\"it's \"\"odd\"\"`\") IN ('', 'NULL', \
+             'null', 'N/A', 'NA', 'n/a', '-', 'NaN') THEN NULL ELSE trim(\"it's \"\"odd\"\"`\") END AS \"it_s_odd\", \"amount\" AS \
+             \"amount\", \"_dataset_id\", \"_source_file\" FROM \"lh\".\"acme_bronze\".\"sales_e40c292c\") AS d"
+        );
+    }
+
+    #[test]
+    fn renders_databricks() {
+        let sql = sample_plan().create_sql(Dialect::Databricks);
+        assert!(
+            sql.starts_with(
+                "CREATE OR REPLACE TABLE `lh`.`acme_silver`.`sales_e40c292c` AS SELECT `order_id`"
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("CAST(CASE WHEN trim(`Order ID`) IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN')"), "{sql}");
+        assert!(sql.contains("trim(`it's \"odd\"```)"), "{sql}");
+        assert!(sql.contains("`amount`, `_dataset_id`, `_source_file`, CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS `_ingested_at`"), "{sql}");
+        assert!(
+            sql.ends_with("FROM `lh`.`acme_bronze`.`sales_e40c292c`) AS d"),
+            "{sql}"
+        );
+        assert!(
+            !sql.contains('"') || sql.contains("`it's \"odd\"```"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn literals_escape_per_dialect() {
+        assert_eq!(Dialect::DuckDb.literal("a'b\\c"), "'a''b\\c'");
+        assert_eq!(Dialect::Databricks.literal("a'b\\c"), "'a\\'b\\\\c'");
+    }
+
+    #[test]
+    fn stats_sql_uses_dialect_functions() {
+        let cols = vec!["x".to_owned()];
+        let duck = stats_sql(Dialect::DuckDb, &name("lh.a_bronze.t"), &cols);
+        assert!(
+            duck.contains("regexp_matches(v0, '^[+-]?[0-9]+$')")
+                && duck.contains("TRY_CAST(v0 AS BIGINT)"),
+            "{duck}"
+        );
+        let dbx = stats_sql(Dialect::Databricks, &name("lh.a_bronze.t"), &cols);
+        assert!(
+            dbx.contains("(v0 RLIKE '^[+-]?[0-9]+$')") && dbx.contains("try_cast(v0 AS BIGINT)"),
+            "{dbx}"
+        );
+        assert_eq!(stats_from_row(&[5; 11], 1).unwrap()[0].non_null, 5);
+        assert!(stats_from_row(&[5; 10], 1).is_none());
+    }
+}

@@ -1,0 +1,285 @@
+//! The MCP tools. Each one parses its input into domain types, calls the
+//! lakehouse and returns structured output (`Json<T>`; lists are wrapped in
+//! an object). Failures the caller can fix are tool errors, not protocol
+//! errors.
+
+use crate::backend::{
+    BronzeRequest, BronzeResult, DatasetStatus, Lakehouse, QueryRequest, QueryResult, SilverResult,
+    TableDescription, TableList,
+};
+use crate::domain::{table_ident, DatasetId, DatasetVersion, TableName, TenantId};
+use crate::download;
+use crate::error::ToolError;
+use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
+use rmcp::{tool, tool_handler, tool_router, Json};
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared by every MCP session.
+pub struct Context {
+    /// The embedded or Databricks lakehouse.
+    pub lakehouse: Arc<dyn Lakehouse>,
+    /// For Parquet downloads (connection pool shared by all calls).
+    pub http: reqwest::Client,
+    /// Sent as the bearer token when downloading.
+    pub api_key: SecretString,
+    pub max_download_bytes: u64,
+    /// Where downloads land before staging.
+    pub scratch_dir: PathBuf,
+    pub query_timeout: Duration,
+    pub query_max_rows: u32,
+}
+
+#[derive(Clone)]
+pub struct LakehouseTools {
+    ctx: Arc<Context>,
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct CreateDatasetArgs {
+    /// The tenant that owns the dataset (letters, digits, '-').
+    pub tenant_id: String,
+    /// The dataset's id in ServiceTsunami.
+    pub dataset_id: String,
+    /// Human name; the table is named after it plus a short id.
+    pub dataset_name: String,
+    /// Where to download the Parquet file (sent with the MCP bearer token).
+    pub parquet_url: String,
+    /// The uploader's view of the schema (column name → type). Informational:
+    /// the Parquet file's own schema is authoritative.
+    #[serde(default)]
+    pub schema: serde_json::Value,
+    /// Dataset version (default 1); the same version is never staged twice.
+    pub version: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TransformArgs {
+    pub tenant_id: String,
+    /// The bronze table returned by create_dataset (catalog.schema.table).
+    pub bronze_table: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct StatusArgs {
+    pub tenant_id: String,
+    pub dataset_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TenantArgs {
+    pub tenant_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct DescribeArgs {
+    /// catalog.schema.table
+    pub full_name: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct QueryArgs {
+    pub tenant_id: String,
+    /// One SELECT or WITH statement over the tenant's bronze/silver schemas.
+    pub sql: String,
+    /// Maximum rows returned (capped by the server).
+    pub limit: Option<u32>,
+}
+
+#[tool_router]
+impl LakehouseTools {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self {
+            ctx,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "Download a dataset's Parquet file, stage it in the tenant's volume and create its bronze table. \
+                       Repeating the call for the same dataset_id and version gives the same table and no duplicate rows.",
+        annotations(
+            title = "Create bronze table",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
+    )]
+    #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, dataset_id = %args.dataset_id))]
+    async fn create_dataset(
+        &self,
+        Parameters(args): Parameters<CreateDatasetArgs>,
+    ) -> Result<Json<BronzeResult>, ToolError> {
+        let tenant = TenantId::parse(&args.tenant_id)?;
+        let dataset = DatasetId::parse(&args.dataset_id)?;
+        let version = DatasetVersion::parse(args.version)?;
+        let table = table_ident(&args.dataset_name, &dataset)?;
+        tokio::fs::create_dir_all(&self.ctx.scratch_dir)
+            .await
+            .map_err(|e| ToolError::Backend(e.into()))?;
+        let download = tempfile::Builder::new()
+            .prefix("download-")
+            .suffix(".parquet")
+            .tempfile_in(&self.ctx.scratch_dir)
+            .map_err(|e| ToolError::Backend(e.into()))?
+            .into_temp_path();
+        download::fetch_parquet(
+            &self.ctx.http,
+            &args.parquet_url,
+            &self.ctx.api_key,
+            self.ctx.max_download_bytes,
+            &download,
+        )
+        .await?;
+        let result = self
+            .ctx
+            .lakehouse
+            .create_bronze(BronzeRequest {
+                tenant,
+                dataset,
+                version,
+                table,
+                download: download.to_path_buf(),
+            })
+            .await?;
+        // The backend moved or consumed the file; closing the TempPath
+        // removes whatever is left.
+        drop(download);
+        tracing::info!(table = %result.bronze_table, rows = result.row_count, "bronze ready");
+        Ok(Json(result))
+    }
+
+    #[tool(
+        description = "Create the silver table from a bronze table: snake_case unique column names, trimmed strings, \
+                       null tokens ('', NULL, null, N/A, NA, n/a, -, NaN) as NULL, string columns retyped only when every \
+                       value converts (leading-zero identifiers stay text), exact duplicates removed, lineage columns \
+                       _dataset_id, _source_file, _ingested_at.",
+        annotations(
+            title = "Create silver table",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, bronze = %args.bronze_table))]
+    async fn transform_to_silver(
+        &self,
+        Parameters(args): Parameters<TransformArgs>,
+    ) -> Result<Json<SilverResult>, ToolError> {
+        let tenant = TenantId::parse(&args.tenant_id)?;
+        let bronze = TableName::parse(&args.bronze_table)?;
+        let result = self
+            .ctx
+            .lakehouse
+            .transform_to_silver(tenant, bronze)
+            .await?;
+        tracing::info!(table = %result.silver_table, rows = result.row_count, "silver ready");
+        Ok(Json(result))
+    }
+
+    #[tool(
+        description = "Whether a dataset's bronze and silver tables exist, with row counts and last update time.",
+        annotations(
+            title = "Dataset status",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, dataset_id = %args.dataset_id))]
+    async fn dataset_status(
+        &self,
+        Parameters(args): Parameters<StatusArgs>,
+    ) -> Result<Json<DatasetStatus>, ToolError> {
+        let tenant = TenantId::parse(&args.tenant_id)?;
+        let dataset = DatasetId::parse(&args.dataset_id)?;
+        Ok(Json(
+            self.ctx.lakehouse.dataset_status(tenant, dataset).await?,
+        ))
+    }
+
+    #[tool(
+        description = "List the tenant's bronze and silver tables.",
+        annotations(
+            title = "List tables",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id))]
+    async fn list_tables(
+        &self,
+        Parameters(args): Parameters<TenantArgs>,
+    ) -> Result<Json<TableList>, ToolError> {
+        let tenant = TenantId::parse(&args.tenant_id)?;
+        Ok(Json(self.ctx.lakehouse.list_tables(tenant).await?))
+    }
+
+    #[tool(
+        description = "Columns, types, row count and storage of one table (catalog.schema.table).",
+        annotations(
+            title = "Describe table",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    #[tracing::instrument(skip_all, fields(table = %args.full_name))]
+    async fn describe_table(
+        &self,
+        Parameters(args): Parameters<DescribeArgs>,
+    ) -> Result<Json<TableDescription>, ToolError> {
+        let table = TableName::parse(&args.full_name)?;
+        Ok(Json(self.ctx.lakehouse.describe_table(table).await?))
+    }
+
+    #[tool(
+        description = "Run one read-only SELECT/WITH statement over the tenant's bronze and silver schemas \
+                       (qualify tables as schema.table). Rows are capped and the query has a timeout.",
+        annotations(
+            title = "Query",
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id))]
+    async fn query(
+        &self,
+        Parameters(args): Parameters<QueryArgs>,
+    ) -> Result<Json<QueryResult>, ToolError> {
+        let tenant = TenantId::parse(&args.tenant_id)?;
+        let limit = args
+            .limit
+            .unwrap_or(self.ctx.query_max_rows)
+            .clamp(1, self.ctx.query_max_rows);
+        let request = QueryRequest {
+            tenant,
+            sql: args.sql,
+            limit,
+            timeout: self.ctx.query_timeout,
+        };
+        Ok(Json(self.ctx.lakehouse.query(request).await?))
+    }
+}
+
+// The router is built once per session (in `new`), not on every call.
+#[tool_handler(
+    router = self.tool_router,
+    name = "servicetsunami-mcp",
+    instructions = "ServiceTsunami lakehouse: create_dataset (bronze) → transform_to_silver (silver); \
+                    inspect with dataset_status, list_tables, describe_table and read-only query."
+)]
+impl rmcp::ServerHandler for LakehouseTools {}

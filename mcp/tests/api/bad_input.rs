@@ -1,0 +1,273 @@
+use crate::helpers::{call, create_args, spawn_app, spawn_app_with, API_KEY};
+use serde_json::json;
+
+#[tokio::test]
+async fn unreachable_url_is_a_tool_error() {
+    let app = spawn_app().await;
+    let client = app.client().await;
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = call(
+        &client,
+        "create_dataset",
+        create_args(
+            "acme",
+            "d1",
+            "x",
+            &format!("http://127.0.0.1:{port}/f.parquet"),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("could not reach"), "{err}");
+    assert!(!err.contains(API_KEY));
+    let err = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d1", "x", "file:///etc/passwd"),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("http"), "{err}");
+}
+
+#[tokio::test]
+async fn file_server_401_and_404_are_reported() {
+    let app = spawn_app().await;
+    let client = app.client().await;
+    app.files.parquet("ok.parquet", "SELECT 1 AS a");
+    // The file server only accepts our key; a different server key means 401.
+    let wrong_path = format!("{}/files/missing.parquet", app.files.url);
+    let err = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d1", "x", &wrong_path),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("404"), "{err}");
+    let other = spawn_app_with(&[("MCP_API_KEY", "another-key-0123456789")]).await;
+    let other_client = other
+        .client_with_key("another-key-0123456789")
+        .await
+        .unwrap();
+    let err = call(
+        &other_client,
+        "create_dataset",
+        create_args("acme", "d1", "x", &app.files.url_of("ok.parquet")),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn non_parquet_and_oversized_downloads_are_refused() {
+    let app = spawn_app_with(&[("MCP_MAX_DOWNLOAD_BYTES", "64KiB")]).await;
+    let client = app.client().await;
+    std::fs::write(app.files.path("data.csv"), "a,b\n1,2\n3,4\n5,6\n").unwrap();
+    let err = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d1", "x", &app.files.url_of("data.csv")),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("not Parquet"), "{err}");
+    let big = app.files.parquet(
+        "big.parquet",
+        "SELECT md5(range::VARCHAR) AS h FROM range(20000)",
+    );
+    let err = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d2", "x", &big),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("larger than"), "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(app.lakehouse.path().join("tmp"))
+        .unwrap()
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "downloads are cleaned up: {leftovers:?}"
+    );
+}
+
+#[tokio::test]
+async fn injection_attempts_in_names_are_neutralised() {
+    let app = spawn_app().await;
+    let client = app.client().await;
+    let select = r#"SELECT 1 AS "id"", 1); DROP TABLE x; --", 'a''b' AS "it's", 2 AS "Robert'); DROP TABLE students;--""#;
+    let url = app.files.parquet("evil.parquet", select);
+
+    for tenant in [
+        "acme'; DROP SCHEMA x; --",
+        "acme\"",
+        "acme_bronze.x",
+        "../../etc",
+    ] {
+        let err = call(
+            &client,
+            "create_dataset",
+            create_args(tenant, "d1", "x", &url),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("tenant_id"), "{tenant}: {err}");
+    }
+    let err = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d1'--", "x", &url),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("dataset_id"), "{err}");
+
+    let bronze = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d1", "x\"; DROP TABLE y; --", &url),
+    )
+    .await
+    .unwrap();
+    let table = bronze["bronze_table"].as_str().unwrap();
+    assert!(
+        table.starts_with("servicetsunami.acme_bronze.x_drop_table_y_"),
+        "{table}"
+    );
+    let silver = call(
+        &client,
+        "transform_to_silver",
+        json!({"tenant_id": "acme", "bronze_table": table}),
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = silver["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names[..3],
+        ["id_1_drop_table_x", "it_s", "robert_drop_table_students"]
+    );
+    let rows = call(
+        &client,
+        "query",
+        json!({"tenant_id": "acme", "sql": format!("SELECT it_s FROM {}", silver["silver_table"].as_str().unwrap())}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows["rows"][0]["it_s"], "a'b");
+
+    let err = call(
+        &client,
+        "transform_to_silver",
+        json!({"tenant_id": "acme", "bronze_table": format!("{table}; DROP TABLE t")}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("table name"), "{err}");
+    // Another tenant's bronze table cannot be transformed into yours.
+    let err = call(
+        &client,
+        "transform_to_silver",
+        json!({"tenant_id": "other", "bronze_table": table}),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("tenant's bronze schema"), "{err}");
+}
+
+#[tokio::test]
+async fn query_refuses_writes_and_other_tenants() {
+    let app = spawn_app().await;
+    let client = app.client().await;
+    let url = app
+        .files
+        .parquet("q.parquet", "SELECT range AS id FROM range(5)");
+    let bronze = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d1", "q", &url),
+    )
+    .await
+    .unwrap();
+    let table = bronze["bronze_table"].as_str().unwrap().to_owned();
+    call(
+        &client,
+        "create_dataset",
+        create_args("rival", "d2", "q", &url),
+    )
+    .await
+    .unwrap();
+
+    for sql in [
+        format!("DROP VIEW {table}"),
+        format!("DELETE FROM {table}"),
+        format!("SELECT 1; DROP VIEW {table}"),
+        "CREATE TABLE acme_silver.x AS SELECT 1".to_owned(),
+        "COPY (SELECT 1) TO '/tmp/x.csv'".to_owned(),
+        "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+        "SELECT * FROM rival_bronze.q_6e2f8a4c".to_owned(),
+        "SELECT * FROM servicetsunami.main.anything".to_owned(),
+        "ATTACH ':memory:' AS x".to_owned(),
+    ] {
+        let err = call(&client, "query", json!({"tenant_id": "acme", "sql": sql}))
+            .await
+            .unwrap_err();
+        assert!(err.starts_with("query rejected"), "{sql}: {err}");
+    }
+    let ok = call(
+        &client,
+        "query",
+        json!({"tenant_id": "acme", "sql": format!("SELECT count(*) AS n FROM {table}")}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok["rows"][0]["n"], 5, "the table survived");
+    let capped = call(
+        &client,
+        "query",
+        json!({"tenant_id": "acme", "sql": format!("SELECT id FROM {table}"), "limit": 2}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (capped["row_count"].as_u64(), capped["truncated"].as_bool()),
+        (Some(2), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn slow_queries_time_out() {
+    let app = spawn_app_with(&[("MCP_QUERY_TIMEOUT_SECS", "1")]).await;
+    let client = app.client().await;
+    let url = app
+        .files
+        .parquet("t.parquet", "SELECT range AS id FROM range(3000)");
+    let bronze = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d1", "t", &url),
+    )
+    .await
+    .unwrap();
+    let t = bronze["bronze_table"].as_str().unwrap();
+    // Modular arithmetic defeats statistics-based pruning: ~27e9 real combinations.
+    let sql = format!(
+        "SELECT count(*) FROM {t} a, {t} b, {t} c WHERE (a.id * 7 + b.id * 13 + c.id) % 1000003 = 17"
+    );
+    let err = call(&client, "query", json!({"tenant_id": "acme", "sql": sql}))
+        .await
+        .unwrap_err();
+    assert!(err.contains("timed out"), "{err}");
+}

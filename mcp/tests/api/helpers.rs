@@ -1,0 +1,191 @@
+//! Test harness: the real server on port 0 with its own temporary lakehouse,
+//! a bearer-checking file server for Parquet downloads, and an rmcp client.
+
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderMap, StatusCode},
+    response::IntoResponse,
+    routing::get,
+    Router,
+};
+use rmcp::{
+    model::{CallToolRequestParams, CallToolResult},
+    service::RunningService,
+    transport::{
+        streamable_http_client::StreamableHttpClientTransportConfig, StreamableHttpClientTransport,
+    },
+    RoleClient, ServiceExt,
+};
+use serde_json::{json, Value};
+use servicetsunami_mcp::{config::Settings, startup::Application};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub const API_KEY: &str = "test-key-0123456789abcdef";
+
+pub struct TestApp {
+    pub mcp_url: String,
+    pub base_url: String,
+    pub files: FileServer,
+    pub lakehouse: tempfile::TempDir,
+    stop: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let lakehouse = tempfile::tempdir().unwrap();
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("MCP_API_KEY".into(), API_KEY.into()),
+        ("MCP_BIND_ADDR".into(), "127.0.0.1:0".into()),
+        (
+            "LAKEHOUSE_PATH".into(),
+            lakehouse.path().to_string_lossy().into_owned(),
+        ),
+    ]);
+    for (k, v) in extra {
+        vars.insert((*k).into(), (*v).into());
+    }
+    let settings = Settings::from_lookup(move |k| vars.get(k).cloned()).expect("test settings");
+    let app = Application::build(settings).await.expect("build app");
+    let addr = app.addr();
+    let stop = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        mcp_url: format!("http://{addr}/mcp"),
+        base_url: format!("http://{addr}"),
+        files: FileServer::start().await,
+        lakehouse,
+        stop,
+    }
+}
+
+impl TestApp {
+    pub async fn client(&self) -> RunningService<RoleClient, ()> {
+        self.client_with_key(API_KEY)
+            .await
+            .expect("client connects")
+    }
+
+    pub async fn client_with_key(
+        &self,
+        key: &str,
+    ) -> Result<RunningService<RoleClient, ()>, String> {
+        let config =
+            StreamableHttpClientTransportConfig::with_uri(self.mcp_url.clone()).auth_header(key);
+        let transport = StreamableHttpClientTransport::from_config(config);
+        ().serve(transport).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Calls a tool; returns the structured result or the tool error text.
+pub async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) -> Result<Value, String> {
+    let result: CallToolResult = client
+        .call_tool(
+            CallToolRequestParams::new(tool.to_owned())
+                .with_arguments(args.as_object().cloned().unwrap()),
+        )
+        .await
+        .expect("protocol-level success");
+    if result.is_error == Some(true) {
+        let text = result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Err(text);
+    }
+    Ok(result.structured_content.expect("structured output"))
+}
+
+/// Serves generated files at `/files/{name}`, only to requests bearing the API key.
+pub struct FileServer {
+    pub url: String,
+    dir: Arc<tempfile::TempDir>,
+}
+
+impl FileServer {
+    async fn start() -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let router = Router::new()
+            .route("/files/{name}", get(serve_file))
+            .with_state(dir.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { url, dir }
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn url_of(&self, name: &str) -> String {
+        format!("{}/files/{name}", self.url)
+    }
+
+    /// Writes a Parquet file produced by a DuckDB query.
+    pub fn parquet(&self, name: &str, select: &str) -> String {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let path = self.path(name);
+        conn.execute_batch(&format!(
+            "COPY ({select}) TO '{}' (FORMAT parquet)",
+            path.to_string_lossy().replace('\'', "''")
+        ))
+        .unwrap();
+        self.url_of(name)
+    }
+}
+
+async fn serve_file(
+    State(dir): State<Arc<tempfile::TempDir>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let authorized = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(format!("Bearer {API_KEY}").as_str());
+    if !authorized {
+        return (StatusCode::UNAUTHORIZED, Vec::new());
+    }
+    match std::fs::read(dir.path().join(&name)) {
+        Ok(bytes) => (StatusCode::OK, bytes),
+        Err(_) => (StatusCode::NOT_FOUND, Vec::new()),
+    }
+}
+
+/// A messy dataset exercising every silver rule; 6 rows, two of which
+/// become exact duplicates once trimmed.
+pub const MESSY_SELECT: &str = "SELECT * FROM (VALUES
+    ('007', '12.50', '1',  'yes',  '2024-01-31', '2024-01-31 10:00:00', '  hello ', 1.5::DOUBLE, 'Ann'),
+    ('010', ' 3.25 ', '2', 'no',   '2024-02-29', '2024-02-29T11:30:00', 'n/a',       2.5::DOUBLE, 'Bob'),
+    ('123', 'N/A',   '-',  'NULL', '',           'NaN',                 'x',         NULL,        'Cy'),
+    ('123', 'N/A',   '-',  'NULL', '',           'NaN',                 ' x ',       NULL,        'Cy'),
+    ('042', '7',     '30', 'y',    '2023-12-01', '2023-12-01 00:00:00', 'NA',        4.0::DOUBLE, 'Di'),
+    ('099', '-1.5',  '4',  'n',    '2023-12-02', '2023-12-02 23:59:59', 'null',      5.0::DOUBLE, 'Ed')
+  ) AS t(\"Customer ID\", \"Amount\", \"Qty\", \"Is Active\", \"SignupDate\", \"Last Seen At\", \"Note\", \"score\", \"name \")";
+
+pub fn create_args(tenant: &str, dataset_id: &str, name: &str, url: &str) -> Value {
+    json!({
+        "tenant_id": tenant,
+        "dataset_id": dataset_id,
+        "dataset_name": name,
+        "parquet_url": url,
+        "schema": {},
+    })
+}

@@ -1,0 +1,4 @@
+mod auth;
+mod bad_input;
+mod helpers;
+mod pipeline;
