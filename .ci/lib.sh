@@ -10,6 +10,14 @@ export SQLX_OFFLINE_DIR="$ROOT/.sqlx"
 # leptos reads this at compile time; cargo-leptos sets it, so plain cargo
 # commands set it too, or each would rebuild what the other built.
 export LEPTOS_OUTPUT_NAME=servicetsunami
+
+# One package selection for every cargo command (tests, clippy, the server
+# binary, benchmarks). Cargo unifies the features of build-time dependencies
+# across the packages it builds at once, and DuckDB's build script depends on
+# some of them: a different selection means another 40-minute DuckDB build and
+# another ~14 GB of artifacts. So build the server-side crates together, with
+# their dev-dependencies, always. (The front end builds in its own target dir.)
+CARGO_PACKAGES=(-p app -p servicetsunami-server -p servicetsunami-mcp)
 export PATH="$HOME/.cargo/bin:$PATH"
 
 SUDO=""
@@ -62,11 +70,20 @@ ensure_cargo_leptos() {
 
 ensure_node_deps() {
   command -v npm >/dev/null || apt_install nodejs npm
-  local dir="$ROOT/end2end"
-  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
-    log "installing end-to-end test dependencies (npm ci)"
-    (cd "$dir" && npm ci --no-audit --no-fund)
-  fi
+  local dir
+  for dir in "$ROOT/end2end" "$ROOT/mcp/client-check"; do
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+      log "installing npm packages in ${dir#"$ROOT"/} (npm ci)"
+      (cd "$dir" && npm ci --no-audit --no-fund)
+    fi
+  done
+}
+
+# Builds the server-side binaries (and tests) exactly as the tests do, and the
+# front end with cargo-leptos into target/site.
+build_all() {
+  cargo test "${CARGO_PACKAGES[@]}" --lib --tests --no-run
+  cargo leptos build --frontend-only
 }
 
 ensure_chromium() {
