@@ -136,7 +136,8 @@ fn check_refs(
                         && schema.is_empty()
                         && ctes.contains(&table.to_ascii_lowercase());
                     let catalog_ok = cat.is_empty() || cat.eq_ignore_ascii_case(catalog.as_str());
-                    if !is_cte && !(catalog_ok && tenant.owns_schema(&schema)) {
+                    let allowed = is_cte || (catalog_ok && tenant.owns_schema(&schema));
+                    if !allowed {
                         let shown = [cat, schema, table]
                             .into_iter()
                             .filter(|s| !s.is_empty())

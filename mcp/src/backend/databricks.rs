@@ -712,7 +712,7 @@ impl DatabricksLakehouse {
             .collect();
         columns.extend(plan::LINEAGE_COLUMNS.iter().map(|l| SilverColumn {
             name: (*l).to_owned(),
-            data_type: type_of(*l),
+            data_type: type_of(l),
             source_column: None,
             null_count: 0,
         }));
