@@ -85,13 +85,13 @@ fn generate_csv(path: &Path, size: u64) -> anyhow::Result<u64> {
         use std::fmt::Write as _;
         let day = 1 + (i % 28);
         let month = 1 + (i / 28) % 12;
-        write!(
+        writeln!(
             line,
-            "{i},{},{}.{:02},2024-{month:02}-{day:02},{},{}\n",
+            "{i},{},{}.{:02},2024-{month:02}-{day:02},{},{}",
             names[(i % 5) as usize],
             (i * 7919) % 100_000,
             i % 100,
-            i % 3 == 0,
+            i.is_multiple_of(3),
             comments[(i % 5) as usize]
         )?;
         out.write_all(line.as_bytes())?;
