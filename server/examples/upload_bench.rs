@@ -175,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
         .env("UPLOAD_MAX_BYTES", (bytes * 2).to_string())
         .env("DUCKDB_THREADS", THREADS.to_string())
         .env("DUCKDB_MEMORY_LIMIT", MEMORY_LIMIT)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "servicetsunami_server=info,warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()

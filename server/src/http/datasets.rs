@@ -174,7 +174,13 @@ async fn receive_and_store(
 
     let id = Uuid::new_v4();
     tracing::Span::current().record("dataset_id", tracing::field::display(id));
+    let started = std::time::Instant::now();
     let received = receive(state, id, multipart).await?;
+    tracing::info!(
+        bytes = received.size,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "upload received"
+    );
 
     // Conversion and the catalogue insert run in their own task: if the client
     // goes away now, the work still finishes (or cleans up) instead of being
@@ -314,6 +320,7 @@ async fn store(
     let detected = received.detected;
     let scratch_path = scratch_parquet.0.clone();
     let dest_path = dest.clone();
+    let started = std::time::Instant::now();
     let converted: Converted = tokio::task::spawn_blocking(move || {
         let conn = storage
             .connection()
@@ -329,6 +336,10 @@ async fn store(
     })
     .await
     .map_err(|e| UploadError::Internal(e.into()))??;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "converted to Parquet"
+    );
     drop(received.file);
     drop(scratch_parquet);
 
