@@ -133,6 +133,17 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// GETs `path` and returns the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
+        response.text().await.expect("body")
+    }
+
     /// Uploads `bytes` as `file_name` the way the browser's XHR does.
     pub async fn upload(
         &self,

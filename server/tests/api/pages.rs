@@ -16,15 +16,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn datasets_page_lists_uploads_without_javascript() {
     let app = spawn_app().await;
-    let empty = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let empty = app.get_text("/").await;
     assert!(empty.contains("No datasets yet"), "{empty}");
 
     let done = app
@@ -60,14 +52,8 @@ async fn dataset_page_shows_schema_preview_and_statistics() {
         .expect_ok();
 
     let html = app
-        .client
-        .get(app.url(&format!("/datasets/{}", done.dataset.id)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/datasets/{}", done.dataset.id))
+        .await;
     assert!(html.contains("customer_id"), "normalised name shown");
     assert!(html.contains("Customer ID"), "original name shown");
     assert!(html.contains("DOUBLE"), "type shown");
