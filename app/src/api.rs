@@ -51,3 +51,42 @@ pub async fn get_dataset(id: Uuid) -> Result<DatasetDetail, AppError> {
         stats,
     })
 }
+
+/// Syncs one dataset again (after `failed`, or to refresh a synced one).
+#[server(endpoint = "retry_sync")]
+pub async fn retry_sync(id: Uuid) -> Result<(), AppError> {
+    use crate::ssr::{
+        sync_requests::{request_resync, ResyncOutcome},
+        AppState,
+    };
+    let state = expect_context::<AppState>();
+    if !state.sync.available {
+        return Err(AppError::SyncUnavailable);
+    }
+    match request_resync(&state.db, state.tenant_id, id)
+        .await
+        .map_err(|e| AppError::internal("requesting a sync failed", e))?
+    {
+        ResyncOutcome::Requested(request) => {
+            tracing::info!(dataset = %id, %request, "sync requested");
+            Ok(())
+        }
+        ResyncOutcome::AlreadyInProgress => Err(AppError::SyncInProgress),
+        ResyncOutcome::NotFound => Err(AppError::NotFound),
+    }
+}
+
+/// Requests a sync of every dataset that is `local_only` or `failed`; returns how many.
+#[server(endpoint = "sync_all")]
+pub async fn sync_all() -> Result<u64, AppError> {
+    use crate::ssr::{sync_requests::request_bulk_sync, AppState};
+    let state = expect_context::<AppState>();
+    if !state.sync.available {
+        return Err(AppError::SyncUnavailable);
+    }
+    let count = request_bulk_sync(&state.db, state.tenant_id)
+        .await
+        .map_err(|e| AppError::internal("requesting a bulk sync failed", e))?;
+    tracing::info!(count, "bulk sync requested");
+    Ok(count)
+}

@@ -2,7 +2,7 @@
 
 use super::components::SyncBadge;
 use crate::{
-    api::{get_dataset, PREVIEW_ROWS},
+    api::{get_dataset, RetrySync, PREVIEW_ROWS},
     error::AppError,
     format::{human_bytes, short_timestamp, thousands},
     model::DatasetDetail,
@@ -104,6 +104,7 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                     </dd>
                 </div>
             </dl>
+            <RetrySyncForm id=summary.id />
         </section>
 
         <section class="card">
@@ -190,5 +191,26 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                 </table>
             </div>
         </section>
+    }
+}
+
+/// "Sync again": a manual retry after `failed`, or a re-sync.
+#[component]
+fn RetrySyncForm(id: Uuid) -> impl IntoView {
+    let retry = ServerAction::<RetrySync>::new();
+    view! {
+        <ActionForm action=retry attr:class="inline-form">
+            <input type="hidden" name="id" value=id.to_string() />
+            <button type="submit" id="retry-sync" class="secondary">
+                "Sync again"
+            </button>
+        </ActionForm>
+        <span class="muted" role="status" id="retry-sync-result">
+            {move || match retry.value().get() {
+                None => String::new(),
+                Some(Ok(())) => "Sync requested.".to_owned(),
+                Some(Err(e)) => e.to_string(),
+            }}
+        </span>
     }
 }

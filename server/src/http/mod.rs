@@ -2,3 +2,5 @@
 
 pub mod datasets;
 pub mod health;
+pub mod internal;
+pub mod metrics;
