@@ -2,7 +2,7 @@
 
 use crate::{
     error::AppError,
-    model::{DatasetDetail, DatasetSummary},
+    model::{DatasetDetail, DatasetSummary, SyncDetail},
 };
 use leptos::prelude::*;
 use uuid::Uuid;
@@ -89,4 +89,32 @@ pub async fn sync_all() -> Result<u64, AppError> {
         .map_err(|e| AppError::internal("requesting a bulk sync failed", e))?;
     tracing::info!(count, "bulk sync requested");
     Ok(count)
+}
+
+/// The dataset page's Sync section: current state and the timeline.
+#[server(endpoint = "get_sync_detail")]
+pub async fn get_sync_detail(id: Uuid) -> Result<SyncDetail, AppError> {
+    use crate::ssr::{catalog, AppState};
+    let state = expect_context::<AppState>();
+    let (summary, _) = catalog::find_dataset(&state.db, state.tenant_id, id)
+        .await
+        .map_err(|e| AppError::internal("loading a dataset failed", e))?
+        .ok_or(AppError::NotFound)?;
+    let events = catalog::sync_events(&state.db, state.tenant_id, id)
+        .await
+        .map_err(|e| AppError::internal("loading the sync timeline failed", e))?;
+    let catalog_explorer_url = match (&state.databricks_host, &summary.sync.silver_table) {
+        (Some(host), Some(table)) => Some(format!(
+            "{}/explore/data/{}",
+            host.trim_end_matches('/'),
+            table.replace('.', "/")
+        )),
+        _ => None,
+    };
+    Ok(SyncDetail {
+        state: summary.sync,
+        events,
+        available: state.sync.available,
+        catalog_explorer_url,
+    })
 }

@@ -54,6 +54,9 @@ pub struct SyncSettings {
     /// `INTERNAL_BASE_URL` (default `http://` + `LEPTOS_SITE_ADDR`): how the MCP
     /// server reaches this server's `/internal/storage/datasets/…` endpoint.
     pub internal_base_url: Option<String>,
+    /// `DATABRICKS_HOST`, when `LAKEHOUSE_BACKEND=databricks` (the MCP
+    /// server's setting too): the UI links tables to Catalog Explorer.
+    pub databricks_host: Option<String>,
 }
 
 impl SyncSettings {
@@ -288,6 +291,10 @@ impl Settings {
             )?,
             restate_endpoint_url: env.optional_http_url("RESTATE_ENDPOINT_URL")?,
             internal_base_url: env.optional_http_url("INTERNAL_BASE_URL")?,
+            databricks_host: match env.raw("LAKEHOUSE_BACKEND").as_deref() {
+                Some("databricks") => env.optional_http_url("DATABRICKS_HOST")?,
+                _ => None,
+            },
         };
         if sync.retry_attempts == 0 {
             return Err(ConfigError::Invalid {

@@ -3,6 +3,7 @@
 use crate::{
     config::Settings,
     http,
+    live::LiveHub,
     sync::{dispatcher::Dispatcher, metrics::SyncMetrics, store::SyncStore, SyncEndpoint},
 };
 use anyhow::Context;
@@ -22,6 +23,7 @@ pub struct Application {
     state: AppState,
     /// Present when sync is available: the Restate endpoint and the outbox dispatcher.
     sync: Option<(SyncEndpoint, Dispatcher)>,
+    live: LiveHub,
     stop: CancellationToken,
 }
 
@@ -90,8 +92,12 @@ impl Application {
             leptos_options,
             upload_max_bytes: settings.upload_max_bytes,
             sync: settings.sync.mode(),
+            databricks_host: settings.sync.databricks_host.clone(),
         });
+        let live = LiveHub::default();
+        let stop = CancellationToken::new();
         let extra = Router::new()
+            .merge(http::events::router(live.clone(), stop.clone()))
             .merge(http::internal::router(internal_files))
             .merge(http::metrics::router(http::metrics::MetricsState {
                 metrics,
@@ -103,7 +109,8 @@ impl Application {
             router,
             state,
             sync,
-            stop: CancellationToken::new(),
+            live,
+            stop,
         })
     }
 
@@ -131,7 +138,9 @@ impl Application {
     /// in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = self.stop.clone();
-        let mut background = Vec::new();
+        let mut background = vec![tokio::spawn(
+            self.live.clone().run(self.state.db.clone(), stop.clone()),
+        )];
         if let Some((endpoint, dispatcher)) = self.sync {
             background.push(tokio::spawn(endpoint.serve(stop.clone())));
             background.push(tokio::spawn(dispatcher.run(stop.clone())));

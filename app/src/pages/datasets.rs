@@ -94,7 +94,7 @@ fn DatasetsTable(datasets: Vec<DatasetSummary>) -> impl IntoView {
                                         <time datetime=d.created_at.clone()>{short_timestamp(&d.created_at)}</time>
                                     </td>
                                     <td>
-                                        <SyncBadge status=d.sync_status />
+                                        <SyncBadge state=d.sync.clone() />
                                     </td>
                                 </tr>
                             }

@@ -22,6 +22,8 @@ pub struct AppStateInner {
     pub upload_max_bytes: u64,
     /// Whether datasets sync to the lakehouse, and whether uploads do so by themselves.
     pub sync: SyncMode,
+    /// `DATABRICKS_HOST` when `LAKEHOUSE_BACKEND=databricks`: links to Catalog Explorer.
+    pub databricks_host: Option<String>,
 }
 
 impl AppState {
