@@ -121,6 +121,8 @@ pub struct ColumnStats {
     pub approx_distinct: i64,
     pub min: Option<String>,
     pub max: Option<String>,
+    /// Counts of equal-width bins from min to max, for numeric columns.
+    pub histogram: Option<Vec<i64>>,
 }
 
 /// The JSON answer of `POST /api/datasets` for script and XHR clients.

@@ -41,7 +41,11 @@ fn csv_1kb(i: usize) -> String {
     let mut csv = String::from("id,name,amount,day\n");
     let mut row = 0;
     while csv.len() < 1000 {
-        csv.push_str(&format!("{row},name-{i}-{row},{}.25,2024-03-{:02}\n", row * 7, row % 28 + 1));
+        csv.push_str(&format!(
+            "{row},name-{i}-{row},{}.25,2024-03-{:02}\n",
+            row * 7,
+            row % 28 + 1
+        ));
         row += 1;
     }
     csv
@@ -203,7 +207,11 @@ async fn main() -> anyhow::Result<()> {
         .body("")
         .send()
         .await?;
-    anyhow::ensure!(response.status().is_success(), "sync_all: {}", response.status());
+    anyhow::ensure!(
+        response.status().is_success(),
+        "sync_all: {}",
+        response.status()
+    );
     wait_synced(&mut listener, &mut pending, &b).await?;
     let bulk = started.elapsed();
     let started = Instant::now();

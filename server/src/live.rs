@@ -133,7 +133,10 @@ impl LiveHub {
                 return Err(sqlx::Error::PoolClosed);
             };
             let Some(id) = dataset_id(notification.payload()) else {
-                tracing::warn!(payload = notification.payload(), "unreadable dataset_status payload");
+                tracing::warn!(
+                    payload = notification.payload(),
+                    "unreadable dataset_status payload"
+                );
                 continue;
             };
             match catalog::sync_state(db, id).await {

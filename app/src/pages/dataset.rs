@@ -120,6 +120,7 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                             <th class="num">"≈ Distinct"</th>
                             <th>"Min"</th>
                             <th>"Max"</th>
+                            <th>"Distribution"</th>
                         </tr>
                     </thead>
                     <tbody>
@@ -140,6 +141,12 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                                         <td class="num">{thousands(st.approx_distinct)}</td>
                                         <td class="clip">{st.min.clone().unwrap_or_default()}</td>
                                         <td class="clip">{st.max.clone().unwrap_or_default()}</td>
+                                        <td>
+                                            {st
+                                                .histogram
+                                                .clone()
+                                                .map(|h| view! { <Sparkline counts=h column=col.name.clone() /> })}
+                                        </td>
                                     </tr>
                                 }
                             })
@@ -194,6 +201,41 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
     }
 }
 
+/// A histogram as a tiny bar chart.
+#[component]
+fn Sparkline(counts: Vec<i64>, column: String) -> impl IntoView {
+    let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let width = 100.0 / counts.len().max(1) as f64;
+    let total: i64 = counts.iter().sum();
+    view! {
+        <svg
+            class="spark"
+            viewBox="0 0 100 24"
+            preserveAspectRatio="none"
+            role="img"
+            aria-label=format!("distribution of {column}: {total} values in {} bins", counts.len())
+        >
+            {counts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let h = if *n == 0 { 0.0 } else { (*n as f64 / max * 23.0).max(1.0) };
+                    view! {
+                        <rect
+                            x=format!("{:.2}", i as f64 * width)
+                            y=format!("{:.2}", 24.0 - h)
+                            width=format!("{:.2}", (width - 0.6).max(0.4))
+                            height=format!("{h:.2}")
+                        >
+                            <title>{n.to_string()}</title>
+                        </rect>
+                    }
+                })
+                .collect_view()}
+        </svg>
+    }
+}
+
 /// The Sync section: live state, table names, actions and the timeline.
 #[component]
 fn SyncSection(id: Uuid) -> impl IntoView {
@@ -202,7 +244,13 @@ fn SyncSection(id: Uuid) -> impl IntoView {
     let sync_all = ServerAction::<SyncAll>::new();
     // Fetched again whenever a live event about this dataset arrives.
     let detail = Resource::new(
-        move || (live.revision_of(id), retry.version().get(), sync_all.version().get()),
+        move || {
+            (
+                live.revision_of(id),
+                retry.version().get(),
+                sync_all.version().get(),
+            )
+        },
         move |_| get_sync_detail(id),
     );
     view! {
@@ -330,7 +378,7 @@ fn SyncDetailView(detail: SyncDetail) -> impl IntoView {
                                 .map(|e| {
                                     view! {
                                         <tr data-step=e.step.clone() data-outcome=e.outcome.clone()>
-                                            <td>{e.step}</td>
+                                            <td>{e.step.clone()}</td>
                                             <td>{format!("{} of {}", e.attempt, e.max_attempts)}</td>
                                             <td class=format!("outcome outcome-{}", e.outcome)>{e.outcome.clone()}</td>
                                             <td>
@@ -390,8 +438,12 @@ fn copy_to_clipboard(_text: &str) {
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast;
-        let Some(window) = web_sys::window() else { return };
-        let navigator = window.navigator();
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let Ok(navigator) = js_sys::Reflect::get(&window, &"navigator".into()) else {
+            return;
+        };
         let Ok(clipboard) = js_sys::Reflect::get(&navigator, &"clipboard".into()) else {
             return;
         };

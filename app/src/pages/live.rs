@@ -80,14 +80,16 @@ mod browser {
         // snapshot, so nothing is missed across a gap.
         for kind in ["snapshot", "status"] {
             let on_event = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-                let Some(text) = ev.data().as_string() else { return };
+                let Some(text) = ev.data().as_string() else {
+                    return;
+                };
                 match serde_json::from_str::<LiveEvent>(&text) {
                     Ok(event) => live.apply(event),
                     Err(e) => leptos::logging::warn!("unreadable live event: {e}"),
                 }
             });
-            let _ = source
-                .add_event_listener_with_callback(kind, on_event.as_ref().unchecked_ref());
+            let _ =
+                source.add_event_listener_with_callback(kind, on_event.as_ref().unchecked_ref());
             // Lives as long as the page.
             on_event.forget();
         }

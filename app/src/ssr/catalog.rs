@@ -178,10 +178,7 @@ pub async fn find_dataset(
 
 /// The sync state of one dataset of the tenant (or of any tenant, for the
 /// live-event fan-out, which learns the tenant from the row).
-pub async fn sync_state(
-    db: &PgPool,
-    id: Uuid,
-) -> Result<Option<(Uuid, SyncState)>, sqlx::Error> {
+pub async fn sync_state(db: &PgPool, id: Uuid) -> Result<Option<(Uuid, SyncState)>, sqlx::Error> {
     #[derive(FromRow)]
     struct Row {
         tenant_id: Uuid,

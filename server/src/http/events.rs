@@ -85,4 +85,3 @@ async fn events(State(state): State<AppState>, hub: LiveHub, stop: CancellationT
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
-
