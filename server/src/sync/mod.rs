@@ -19,6 +19,7 @@ use anyhow::Context;
 use restate_sdk::{
     endpoint::{Endpoint, ServiceOptions},
     http_server::HttpServer,
+    service::IntoServiceDefinition,
 };
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -94,9 +95,15 @@ impl SyncEndpoint {
             // A step may run long (a large silver transform): let it, rather
             // than have Restate abort and retry it midway.
             .inactivity_timeout(MCP_CALL_TIMEOUT + Duration::from_secs(60))
-            .abort_timeout(Duration::from_secs(60));
+            .abort_timeout(Duration::from_secs(60))
+            // Operators can read a finished sync's steps (`restate invocations describe`).
+            .journal_retention(Duration::from_secs(7 * 24 * 3600));
         let endpoint = Endpoint::builder()
-            .bind_with_options(service::DatasetSync::new(self.deps), options)
+            .bind(
+                service::DatasetSync::new(self.deps)
+                    .into_service_definition()
+                    .options(options),
+            )
             .build();
         tokio::spawn(registration::register_until_done(
             http_client(),

@@ -126,10 +126,6 @@ impl Restate {
                 "RESTATE_BIND_ADDRESS",
                 format!("127.0.0.1:{}", self.node_port),
             )
-            .env(
-                "RESTATE_ADVERTISED_ADDRESS",
-                format!("http://127.0.0.1:{}", self.node_port),
-            )
             .env("RESTATE_LOG_FILTER", "warn")
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -80,6 +80,15 @@ async fn events(app: &TestApp, id: Uuid) -> Vec<(String, i32, String, Option<Str
     .expect("events")
 }
 
+/// `a.b.c` → `"a"."b"."c"` (tenant schemas may start with a digit).
+fn quoted(table: &str) -> String {
+    table
+        .split('.')
+        .map(|part| format!("\"{part}\""))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 async fn upload(app: &TestApp, name: &str, csv: &str) -> Uuid {
     app.upload(&format!("{name}.csv"), csv.as_bytes().to_vec(), None)
         .await
@@ -124,11 +133,15 @@ async fn an_upload_ends_synced_and_its_tables_are_queryable() {
             .await
         }
     };
-    let raw = query(format!("SELECT count(*) AS n FROM {bronze}")).await;
-    assert_eq!(raw["rows"][0][0], json!(4), "bronze keeps every row: {raw}");
-    let clean = query(format!("SELECT count(*) AS n FROM {silver}")).await;
+    let raw = query(format!("SELECT count(*) AS n FROM {}", quoted(&bronze))).await;
     assert_eq!(
-        clean["rows"][0][0],
+        raw["rows"][0]["n"],
+        json!(4),
+        "bronze keeps every row: {raw}"
+    );
+    let clean = query(format!("SELECT count(*) AS n FROM {}", quoted(&silver))).await;
+    assert_eq!(
+        clean["rows"][0]["n"],
         json!(3),
         "silver drops the duplicate: {clean}"
     );
@@ -400,11 +413,11 @@ async fn restate_killed_mid_sync_completes_with_each_table_created_once() {
     let count = mcp
         .call(
             "query",
-            json!({"tenant_id": tenant.to_string(), "sql": format!("SELECT count(*) FROM {silver}")}),
+            json!({"tenant_id": tenant.to_string(), "sql": format!("SELECT count(*) AS n FROM {}", quoted(silver))}),
         )
         .await;
     assert_eq!(
-        count["rows"][0][0],
+        count["rows"][0]["n"],
         json!(300_000),
         "no duplicated rows: {count}"
     );
