@@ -248,7 +248,7 @@ pub async fn sync_events(
         rfc3339!("next_retry_at"),
         " AS next_retry_at, error
          FROM sync_events WHERE tenant_id = $1 AND dataset_id = $2
-         ORDER BY id"
+         ORDER BY started_at, id"
     ))
     .bind(tenant_id)
     .bind(dataset_id)

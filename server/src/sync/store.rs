@@ -88,16 +88,16 @@ impl SyncStore {
         invocation_id: &str,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        let row: Option<(Uuid, Uuid)> = sqlx::query_as(
+        let row: Option<(Uuid, Uuid, OffsetDateTime)> = sqlx::query_as(
             "UPDATE sync_requests SET dispatched_at = COALESCE(dispatched_at, now()),
                invocation_id = $2, last_dispatch_error = NULL
-             WHERE id = $1 RETURNING tenant_id, dataset_id",
+             WHERE id = $1 RETURNING tenant_id, dataset_id, created_at",
         )
         .bind(request_id)
         .bind(invocation_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((tenant_id, dataset_id)) = row else {
+        let Some((tenant_id, dataset_id, requested_at)) = row else {
             // The dataset (and so its request) was deleted meanwhile.
             return tx.commit().await;
         };
@@ -110,15 +110,20 @@ impl SyncStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
+            // From the request to its acceptance by Restate. The sync may
+            // already be running, so this row can be written after the first
+            // step's; the timeline orders by start time.
             "INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts,
-               outcome, finished_at, detail)
-             VALUES ($1, $2, $3, 'queued', 1, 1, 'succeeded', now(), jsonb_build_object('invocation_id', $4::text))
+               outcome, started_at, finished_at, detail)
+             VALUES ($1, $2, $3, 'queued', 1, 1, 'succeeded', $5, now(),
+               jsonb_build_object('invocation_id', $4::text))
              ON CONFLICT (request_id, step, attempt) DO NOTHING",
         )
         .bind(tenant_id)
         .bind(dataset_id)
         .bind(request_id)
         .bind(invocation_id)
+        .bind(requested_at)
         .execute(&mut *tx)
         .await?;
         tx.commit().await

@@ -72,7 +72,7 @@ async fn wait_for(app: &TestApp, id: Uuid, want: &str, within: Duration) -> Valu
 /// (step, attempt, outcome, error) of the timeline, in order.
 async fn events(app: &TestApp, id: Uuid) -> Vec<(String, i32, String, Option<String>)> {
     sqlx::query_as(
-        "SELECT step, attempt, outcome, error FROM sync_events WHERE dataset_id = $1 ORDER BY id",
+        "SELECT step, attempt, outcome, error FROM sync_events WHERE dataset_id = $1 ORDER BY started_at, id",
     )
     .bind(id)
     .fetch_all(&app.db)
