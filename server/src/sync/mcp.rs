@@ -83,8 +83,9 @@ impl McpClient {
                 .await
                 .map_err(|e| {
                     StepFailure::retryable(format!(
-                        "cannot reach the MCP server at {}: {e}",
-                        self.url
+                        "cannot reach the MCP server at {}: {}",
+                        self.url,
+                        root_cause(&e)
                     ))
                 })?;
         let result = client
@@ -92,8 +93,9 @@ impl McpClient {
             .await;
         // Ends the MCP session; failing to do so only leaves it to expire.
         let _ = client.cancel().await;
-        let result =
-            result.map_err(|e| StepFailure::retryable(format!("MCP tool {tool} failed: {e}")))?;
+        let result = result.map_err(|e| {
+            StepFailure::retryable(format!("MCP tool {tool} failed: {}", root_cause(&e)))
+        })?;
         if result.is_error == Some(true) {
             let message = result
                 .content
@@ -117,4 +119,14 @@ impl McpClient {
             .structured_content
             .ok_or_else(|| StepFailure::terminal(format!("{tool} returned no structured output")))
     }
+}
+
+/// The innermost cause ("Connection refused (os error 111)"), which says more
+/// to a person than the transport layers wrapped around it.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
