@@ -60,7 +60,8 @@ ensure_cargo_leptos() {
   fi
   local want have
   want="$(pinned_wasm_bindgen)"
-  have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')"
+  # Absent on a fresh machine: that is an empty version, not a failure.
+  have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
   if [ "$have" != "$want" ]; then
     log "installing wasm-bindgen-cli $want"
     # Not --locked: its lock file names a crate version the registry does not serve.

@@ -13,6 +13,10 @@ pub enum AppError {
     NotFound,
     #[error("the dataset's data file is missing; it may have been removed from storage")]
     DataFileMissing,
+    #[error("lakehouse sync is not configured on this server (DATABRICKS_SYNC_ENABLED and MCP_SERVER_URL)")]
+    SyncUnavailable,
+    #[error("a sync of this dataset is already pending or running")]
+    SyncInProgress,
     #[error("something went wrong on our side; it has been logged")]
     Internal,
     #[error("{0}")]

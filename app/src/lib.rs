@@ -6,11 +6,13 @@
 //!   column-name normalisation. Pure code, compiled on both sides.
 //! - [`model`]: the data transfer types the pages render and server functions return.
 //! - [`error`]: `AppError`, the one error type server functions return; it survives the wire.
-//! - [`api`]: the server functions (list datasets, dataset detail).
+//! - [`api`]: the server functions (list datasets, dataset detail, sync detail, retry, sync all).
 //! - [`pages`]: the Leptos components, one module per page, plus the shell.
 //! - [`format`]: display helpers shared by SSR and hydration so both render the same text.
 //! - `ssr` (server only): `AppState`, the Postgres catalogue and the DuckDB reader of the
 //!   local Parquet files.
+// The dataset page's view type is deep; the browser build needs more than 128.
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod domain;

@@ -29,9 +29,71 @@ pub struct DatasetSummary {
     pub row_count: i64,
     pub column_count: i64,
     pub size_bytes: i64,
-    pub sync_status: SyncStatus,
+    pub sync: SyncState,
     /// RFC 3339, UTC.
     pub created_at: String,
+}
+
+/// Where a dataset's lakehouse sync stands: what the badge, the dataset page
+/// and the live events (`GET /api/events`) show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    pub dataset_id: Uuid,
+    pub status: SyncStatus,
+    /// `bronze`, `silver` or `metadata` while syncing, retrying or failed.
+    pub step: Option<String>,
+    /// Attempt n of `max_attempts` of the current step.
+    pub attempt: Option<i32>,
+    pub max_attempts: Option<i32>,
+    /// RFC 3339, UTC: when a `retrying` step runs again.
+    pub next_retry_at: Option<String>,
+    /// The last error (retrying or failed).
+    pub error: Option<String>,
+    pub bronze_table: Option<String>,
+    pub silver_table: Option<String>,
+    /// RFC 3339, UTC.
+    pub last_sync_at: Option<String>,
+}
+
+/// What `GET /api/events` sends (the SSE `data`, as JSON; the SSE event name
+/// is the variant's tag). Every connection starts with a `snapshot` of the
+/// tenant's datasets; `status` events follow as states change. `seq` also
+/// serves as the SSE id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    Snapshot { seq: u64, states: Vec<SyncState> },
+    Status { seq: u64, state: SyncState },
+}
+
+/// One row of a dataset's sync timeline (`sync_events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncEvent {
+    pub id: i64,
+    pub request_id: Uuid,
+    /// queued | bronze | silver | metadata
+    pub step: String,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    /// running | succeeded | retrying | failed
+    pub outcome: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub next_retry_at: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The dataset page's Sync section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncDetail {
+    pub state: SyncState,
+    pub events: Vec<SyncEvent>,
+    /// Whether sync is available on this server (retry / sync-all work).
+    pub available: bool,
+    /// Link to the table in Databricks' Catalog Explorer, when that backend is used.
+    pub catalog_explorer_url: Option<String>,
 }
 
 /// Everything the dataset page shows.
@@ -59,6 +121,8 @@ pub struct ColumnStats {
     pub approx_distinct: i64,
     pub min: Option<String>,
     pub max: Option<String>,
+    /// Counts of equal-width bins from min to max, for numeric columns.
+    pub histogram: Option<Vec<i64>>,
 }
 
 /// The JSON answer of `POST /api/datasets` for script and XHR clients.

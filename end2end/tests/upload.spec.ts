@@ -1,27 +1,15 @@
-import { test, expect, type Page, type ConsoleMessage } from "@playwright/test";
+import { test, expect } from "@playwright/test";
+import { hydrated, watchConsole } from "./stack";
 
-/** Collects console errors and warnings (hydration mismatches show up here). */
-function watchConsole(page: Page): string[] {
-  const problems: string[] = [];
-  page.on("console", (msg: ConsoleMessage) => {
-    if (msg.type() === "error" || msg.type() === "warning") problems.push(`${msg.type()}: ${msg.text()}`);
-  });
-  page.on("pageerror", (err) => problems.push(`pageerror: ${err.message}`));
-  return problems;
-}
-
-/** Resolves once the WebAssembly bundle has hydrated the page. */
-async function hydrated(page: Page) {
-  await page.waitForFunction(() => (window as any).__servicetsunami_hydrated === true);
-}
-
-test("upload a CSV, see it listed, open its preview", async ({ page }, testInfo) => {
+test("upload a CSV: progress bar, listed, badge reaches synced without reload, preview", async ({ page }, testInfo) => {
   const problems = watchConsole(page);
   await page.goto("/");
   await hydrated(page);
 
   const name = `Cities ${Date.now()}`;
-  const csv = "city,country,population\nOslo,Norway,709037\nBergen,Norway,291940\nLyon,France,522250\n";
+  // Big enough (~11 MB) that the progress bar is on screen for a moment.
+  let csv = "city,country,population\nOslo,Norway,709037\nBergen,Norway,291940\nLyon,France,522250\n";
+  for (let i = 0; i < 400_000; i++) csv += `Town ${i},Country ${i % 50},${i * 3}\n`;
   await page.locator('input[type="file"]').setInputFiles({
     name: "cities.csv",
     mimeType: "text/csv",
@@ -30,12 +18,17 @@ test("upload a CSV, see it listed, open its preview", async ({ page }, testInfo)
   await expect(page.locator('input[name="name"]')).toHaveValue("cities");
   await page.locator('input[name="name"]').fill(name);
   await page.getByRole("button", { name: "Upload" }).click();
+  await expect(page.locator("#upload-progress")).toBeVisible();
 
-  await expect(page.locator("#upload-notice")).toContainText("3 rows");
+  await expect(page.locator("#upload-notice")).toContainText("400,003 rows");
   const row = page.locator("table.datasets tr", { hasText: name });
   await expect(row).toBeVisible();
   await expect(row).toContainText("csv");
-  await expect(row.locator(".badge")).toHaveText("local only");
+  // Live over SSE: pending → queued → syncing → synced, no reload.
+  const navigations: string[] = [];
+  page.on("framenavigated", (f) => navigations.push(f.url()));
+  await expect(row.locator(".badge")).toHaveText("synced", { timeout: 60_000 });
+  expect(navigations).toEqual([]);
   await page.screenshot({ path: testInfo.outputPath("datasets.png"), fullPage: true });
 
   await row.getByRole("link", { name }).click();
@@ -43,6 +36,7 @@ test("upload a CSV, see it listed, open its preview", async ({ page }, testInfo)
   await expect(page.locator("table.preview")).toContainText("Bergen");
   await expect(page.locator("table.schema")).toContainText("population");
   await expect(page.locator("table.schema")).toContainText("BIGINT");
+  await expect(page.locator("table.schema svg.spark")).toHaveCount(1);
   await page.screenshot({ path: testInfo.outputPath("dataset.png"), fullPage: true });
 
   expect(problems).toEqual([]);

@@ -46,6 +46,31 @@ impl From<duckdb::Error> for BackendError {
     }
 }
 
+/// The `_meta` key of a tool error that tells a caller whether calling again
+/// later may succeed (`true`: unreachable file server, lakehouse hiccup) or
+/// not (`false`: bad input, not Parquet, unknown table).
+pub const RETRYABLE_META_KEY: &str = "servicetsunami/retryable";
+
+impl ToolError {
+    pub fn retryable(&self) -> bool {
+        use crate::download::DownloadError as D;
+        match self {
+            ToolError::InvalidInput(_)
+            | ToolError::BadRequest(_)
+            | ToolError::NotFound(_)
+            | ToolError::QueryRejected(_) => false,
+            ToolError::Download(D::BadUrl | D::TooLarge { .. } | D::NotParquet) => false,
+            // 408, 429 and 5xx are the file server's passing trouble; any other
+            // answer (401, 404, …) will not change by asking again.
+            ToolError::Download(D::Status { status, .. }) => {
+                matches!(status, 408 | 429) || *status >= 500
+            }
+            ToolError::Download(D::Unreachable { .. } | D::Io(_)) => true,
+            ToolError::Timeout(_) | ToolError::Backend(_) => true,
+        }
+    }
+}
+
 impl rmcp::handler::server::tool::IntoCallToolResult for ToolError {
     fn into_call_tool_result(self) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
         if matches!(self, ToolError::Backend(_)) {
@@ -53,6 +78,12 @@ impl rmcp::handler::server::tool::IntoCallToolResult for ToolError {
         } else {
             tracing::info!(error = %self, "tool rejected the call");
         }
-        Ok(rmcp::model::CallToolResult::error(vec![ContentBlock::text(self.to_string())]).into())
+        let mut meta = rmcp::model::JsonObject::new();
+        meta.insert(RETRYABLE_META_KEY.to_owned(), self.retryable().into());
+        Ok(
+            rmcp::model::CallToolResult::error(vec![ContentBlock::text(self.to_string())])
+                .with_meta(Some(rmcp::model::MetaObject(meta)))
+                .into(),
+        )
     }
 }

@@ -2,6 +2,7 @@
 //! is listed in `.env.example`; a missing or invalid one stops start-up with an
 //! error that names it.
 
+use app::ssr::sync_requests::SyncMode;
 use leptos::prelude::LeptosOptions;
 use secrecy::SecretString;
 use std::{net::SocketAddr, path::PathBuf, str::FromStr};
@@ -37,15 +38,36 @@ pub struct SyncSettings {
     pub databricks_auto_sync: bool,
     pub mcp_server_url: Option<String>,
     pub mcp_api_key: Option<SecretString>,
+    /// `DATABRICKS_RETRY_ATTEMPTS` (default 3): attempts per sync step, first included.
     pub retry_attempts: u32,
+    /// `DATABRICKS_RETRY_INTERVAL` (default 300): seconds between attempts.
     pub retry_interval_secs: u64,
+    /// `RESTATE_INGRESS_URL` (default http://127.0.0.1:8080): where sync requests are sent.
+    pub restate_ingress_url: String,
+    /// `RESTATE_ADMIN_URL` (default http://127.0.0.1:9070): where the endpoint is registered.
+    pub restate_admin_url: String,
+    /// `RESTATE_ENDPOINT_ADDR` (default 127.0.0.1:9080): the DatasetSync endpoint (HTTP/2).
+    pub restate_endpoint_addr: SocketAddr,
+    /// `RESTATE_ENDPOINT_URL` (default `http://` + the endpoint address): the
+    /// URL Restate calls the endpoint at, when that differs from the bind address.
+    pub restate_endpoint_url: Option<String>,
+    /// `INTERNAL_BASE_URL` (default `http://` + `LEPTOS_SITE_ADDR`): how the MCP
+    /// server reaches this server's `/internal/storage/datasets/…` endpoint.
+    pub internal_base_url: Option<String>,
+    /// `DATABRICKS_HOST`, when `LAKEHOUSE_BACKEND=databricks` (the MCP
+    /// server's setting too): the UI links tables to Catalog Explorer.
+    pub databricks_host: Option<String>,
 }
 
 impl SyncSettings {
-    /// New uploads are queued for sync only when sync is on, automatic, and
-    /// there is an MCP server to sync through.
-    pub fn auto_sync_applies(&self) -> bool {
-        self.databricks_sync_enabled && self.databricks_auto_sync && self.mcp_server_url.is_some()
+    /// Sync works only when it is on and there is an MCP server to sync
+    /// through; new uploads sync by themselves only when it is also automatic.
+    pub fn mode(&self) -> SyncMode {
+        let available = self.databricks_sync_enabled && self.mcp_server_url.is_some();
+        SyncMode {
+            available,
+            auto: available && self.databricks_auto_sync,
+        }
     }
 }
 
@@ -108,6 +130,29 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 }),
             },
         }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// An http(s) URL without a trailing slash, if set.
+    fn optional_http_url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.raw(name) {
+            None => Ok(None),
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(Some(url.trim_end_matches('/').to_owned()))
+            }
+            Some(url) => Err(ConfigError::Invalid {
+                name,
+                value: url,
+                reason: "expected an http:// or https:// URL".to_owned(),
+            }),
+        }
+    }
+
+    fn http_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        Ok(self
+            .optional_http_url(name)?
+            .unwrap_or_else(|| default.to_owned()))
     }
 }
 
@@ -230,16 +275,7 @@ impl Settings {
             .env(leptos_env)
             .build();
 
-        let mcp_server_url = env.raw("MCP_SERVER_URL");
-        if let Some(url) = &mcp_server_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid {
-                    name: "MCP_SERVER_URL",
-                    value: url.clone(),
-                    reason: "expected an http:// or https:// URL".to_owned(),
-                });
-            }
-        }
+        let mcp_server_url = env.optional_http_url("MCP_SERVER_URL")?;
         let sync = SyncSettings {
             databricks_sync_enabled: env.flag("DATABRICKS_SYNC_ENABLED", false)?,
             databricks_auto_sync: env.flag("DATABRICKS_AUTO_SYNC", true)?,
@@ -247,7 +283,26 @@ impl Settings {
             mcp_api_key: env.raw("MCP_API_KEY").map(SecretString::from),
             retry_attempts: env.parse("DATABRICKS_RETRY_ATTEMPTS", 3u32)?,
             retry_interval_secs: env.parse("DATABRICKS_RETRY_INTERVAL", 300u64)?,
+            restate_ingress_url: env.http_url("RESTATE_INGRESS_URL", "http://127.0.0.1:8080")?,
+            restate_admin_url: env.http_url("RESTATE_ADMIN_URL", "http://127.0.0.1:9070")?,
+            restate_endpoint_addr: env.parse(
+                "RESTATE_ENDPOINT_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 9080)),
+            )?,
+            restate_endpoint_url: env.optional_http_url("RESTATE_ENDPOINT_URL")?,
+            internal_base_url: env.optional_http_url("INTERNAL_BASE_URL")?,
+            databricks_host: match env.raw("LAKEHOUSE_BACKEND").as_deref() {
+                Some("databricks") => env.optional_http_url("DATABRICKS_HOST")?,
+                _ => None,
+            },
         };
+        if sync.retry_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                name: "DATABRICKS_RETRY_ATTEMPTS",
+                value: "0".to_owned(),
+                reason: "must be at least 1".to_owned(),
+            });
+        }
         if sync.databricks_sync_enabled
             && sync.mcp_server_url.is_some()
             && sync.mcp_api_key.is_none()
@@ -301,7 +356,7 @@ mod tests {
         let s = settings(&[DB]).unwrap();
         assert_eq!(s.upload_max_bytes, 2 << 30);
         assert_eq!(s.leptos.site_addr.to_string(), "127.0.0.1:3000");
-        assert!(!s.sync.auto_sync_applies());
+        assert!(!s.sync.mode().available);
         assert_eq!(s.sync.retry_attempts, 3);
         assert_eq!(s.sync.retry_interval_secs, 300);
     }

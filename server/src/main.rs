@@ -1,13 +1,42 @@
 use anyhow::Context;
-use servicetsunami_server::{config::Settings, startup::Application, telemetry};
+use servicetsunami_server::{
+    config::Settings,
+    startup::{Application, Worker},
+    telemetry,
+};
+
+const USAGE: &str = "usage: servicetsunami [worker]
+  (no argument)  the web app, the DatasetSync endpoint and the sync dispatcher
+  worker         only the DatasetSync endpoint (RESTATE_ENDPOINT_ADDR)";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let mode = std::env::args().nth(1);
+    if matches!(mode.as_deref(), Some("-h" | "--help" | "help")) {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let settings = Settings::from_env().context("Failed to read the configuration")?;
     telemetry::init(settings.log_format);
-    let app = Application::build(settings)
-        .await
-        .context("Failed to start")?;
-    tracing::info!(addr = %app.local_addr(), "listening on http://{}", app.local_addr());
-    app.run_until_stopped().await.context("The server failed")
+    match mode.as_deref() {
+        None => {
+            let app = Application::build(settings)
+                .await
+                .context("Failed to start")?;
+            tracing::info!(addr = %app.local_addr(), "listening on http://{}", app.local_addr());
+            if let Some(addr) = app.sync_endpoint_addr() {
+                tracing::info!(%addr, "DatasetSync endpoint for Restate on http://{addr}");
+            }
+            app.run_until_stopped().await.context("The server failed")
+        }
+        Some("worker") => {
+            let worker = Worker::build(settings)
+                .await
+                .context("Failed to start the worker")?;
+            tracing::info!(addr = %worker.local_addr()?, "DatasetSync endpoint for Restate");
+            worker.run_until_stopped().await;
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
+    }
 }

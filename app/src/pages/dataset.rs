@@ -1,11 +1,11 @@
 //! `/datasets/:id`: schema, preview and column statistics of one dataset.
 
-use super::components::SyncBadge;
+use super::{components::SyncBadge, live::use_live_sync};
 use crate::{
-    api::{get_dataset, PREVIEW_ROWS},
+    api::{get_dataset, get_sync_detail, RetrySync, SyncAll, PREVIEW_ROWS},
     error::AppError,
     format::{human_bytes, short_timestamp, thousands},
-    model::DatasetDetail,
+    model::{DatasetDetail, SyncDetail},
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -100,11 +100,12 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                 <div>
                     <dt>"Sync"</dt>
                     <dd>
-                        <SyncBadge status=summary.sync_status />
+                        <SyncBadge state=summary.sync.clone() />
                     </dd>
                 </div>
             </dl>
         </section>
+        <SyncSection id=summary.id />
 
         <section class="card">
             <h2>"Schema and statistics"</h2>
@@ -119,6 +120,7 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                             <th class="num">"≈ Distinct"</th>
                             <th>"Min"</th>
                             <th>"Max"</th>
+                            <th>"Distribution"</th>
                         </tr>
                     </thead>
                     <tbody>
@@ -139,6 +141,12 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                                         <td class="num">{thousands(st.approx_distinct)}</td>
                                         <td class="clip">{st.min.clone().unwrap_or_default()}</td>
                                         <td class="clip">{st.max.clone().unwrap_or_default()}</td>
+                                        <td>
+                                            {st
+                                                .histogram
+                                                .clone()
+                                                .map(|h| view! { <Sparkline counts=h column=col.name.clone() /> })}
+                                        </td>
                                     </tr>
                                 }
                             })
@@ -190,5 +198,304 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                 </table>
             </div>
         </section>
+    }
+}
+
+/// A histogram as a tiny bar chart.
+#[component]
+fn Sparkline(counts: Vec<i64>, column: String) -> impl IntoView {
+    let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let width = 100.0 / counts.len().max(1) as f64;
+    let total: i64 = counts.iter().sum();
+    view! {
+        <svg
+            class="spark"
+            viewBox="0 0 100 24"
+            preserveAspectRatio="none"
+            role="img"
+            aria-label=format!("distribution of {column}: {total} values in {} bins", counts.len())
+        >
+            {counts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let h = if *n == 0 { 0.0 } else { (*n as f64 / max * 23.0).max(1.0) };
+                    view! {
+                        <rect
+                            x=format!("{:.2}", i as f64 * width)
+                            y=format!("{:.2}", 24.0 - h)
+                            width=format!("{:.2}", (width - 0.6).max(0.4))
+                            height=format!("{h:.2}")
+                        >
+                            <title>{n.to_string()}</title>
+                        </rect>
+                    }
+                })
+                .collect_view()}
+        </svg>
+    }
+}
+
+/// The Sync section: live state, table names, actions and the timeline.
+#[component]
+fn SyncSection(id: Uuid) -> impl IntoView {
+    let live = use_live_sync();
+    let retry = ServerAction::<RetrySync>::new();
+    let sync_all = ServerAction::<SyncAll>::new();
+    // Fetched again whenever a live event about this dataset arrives.
+    let detail = Resource::new(
+        move || {
+            (
+                live.revision_of(id),
+                retry.version().get(),
+                sync_all.version().get(),
+            )
+        },
+        move |_| get_sync_detail(id),
+    );
+    view! {
+        <section class="card" id="sync">
+            <h2>"Sync"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading sync status…"</p> }>
+                {move || Suspend::new(async move {
+                    match detail.await {
+                        Ok(d) => view! { <SyncDetailView detail=d /> }.into_any(),
+                        Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <div class="actions">
+                <ActionForm action=retry attr:class="inline-form">
+                    <input type="hidden" name="id" value=id.to_string() />
+                    <button type="submit" id="retry-sync" class="secondary">
+                        "Retry sync"
+                    </button>
+                </ActionForm>
+                <ActionForm action=sync_all attr:class="inline-form">
+                    <button type="submit" id="sync-all" class="secondary">
+                        "Sync all unsynced"
+                    </button>
+                </ActionForm>
+                <span class="muted" role="status" id="sync-action-result">
+                    {move || match (retry.value().get(), sync_all.value().get()) {
+                        (Some(Err(e)), _) | (_, Some(Err(e))) => e.to_string(),
+                        (_, Some(Ok(n))) => format!("Sync requested for {n} dataset(s)."),
+                        (Some(Ok(())), _) => "Sync requested.".to_owned(),
+                        (None, None) => String::new(),
+                    }}
+                </span>
+            </div>
+        </section>
+    }
+}
+
+#[component]
+fn SyncDetailView(detail: SyncDetail) -> impl IntoView {
+    let live = use_live_sync();
+    let SyncDetail {
+        state,
+        events,
+        available,
+        catalog_explorer_url,
+    } = detail;
+    let last_sync_at = state.last_sync_at.clone();
+    let since = move || {
+        let at = last_sync_at.as_deref()?;
+        Some(time_ago(at, live.now_ms()?))
+    };
+    let last_sync_text = state.last_sync_at.clone();
+    view! {
+        {(!available)
+            .then(|| {
+                view! {
+                    <p class="muted">
+                        "Lakehouse sync is not configured on this server; datasets stay local."
+                    </p>
+                }
+            })}
+        <dl class="facts">
+            <div>
+                <dt>"Status"</dt>
+                <dd>
+                    <SyncBadge state=state.clone() />
+                </dd>
+            </div>
+            <div>
+                <dt>"Last synced"</dt>
+                <dd id="last-sync">
+                    {match last_sync_text {
+                        Some(at) => {
+                            view! {
+                                <time datetime=at.clone()>{short_timestamp(&at)}</time>
+                                <span class="muted">{move || since().map(|s| format!(" ({s})"))}</span>
+                            }
+                                .into_any()
+                        }
+                        None => view! { "never" }.into_any(),
+                    }}
+                </dd>
+            </div>
+            <TableName label="Bronze table" id="bronze-table" name=state.bronze_table.clone() />
+            <TableName label="Silver table" id="silver-table" name=state.silver_table.clone() />
+            {catalog_explorer_url
+                .map(|url| {
+                    view! {
+                        <div>
+                            <dt>"Databricks"</dt>
+                            <dd>
+                                <a href=url target="_blank" rel="noopener">
+                                    "Open in Catalog Explorer"
+                                </a>
+                            </dd>
+                        </div>
+                    }
+                })}
+        </dl>
+        {state
+            .error
+            .clone()
+            .map(|e| view! { <p class="error" id="sync-error">"Last error: " {e}</p> })}
+        <h3>"Timeline"</h3>
+        {if events.is_empty() {
+            view! { <p class="muted" id="timeline-empty">"No sync has run yet."</p> }.into_any()
+        } else {
+            view! {
+                <div class="scroll">
+                    <table class="timeline" id="timeline">
+                        <thead>
+                            <tr>
+                                <th>"Step"</th>
+                                <th>"Attempt"</th>
+                                <th>"Outcome"</th>
+                                <th>"Started"</th>
+                                <th>"Duration"</th>
+                                <th>"Error"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {events
+                                .into_iter()
+                                .map(|e| {
+                                    view! {
+                                        <tr data-step=e.step.clone() data-outcome=e.outcome.clone()>
+                                            <td>{e.step.clone()}</td>
+                                            <td>{format!("{} of {}", e.attempt, e.max_attempts)}</td>
+                                            <td class=format!("outcome outcome-{}", e.outcome)>{e.outcome.clone()}</td>
+                                            <td>
+                                                <time datetime=e.started_at.clone()>{short_timestamp(&e.started_at)}</time>
+                                            </td>
+                                            <td>{e.duration_ms.map(human_duration_ms).unwrap_or_else(|| "…".to_owned())}</td>
+                                            <td class="error-cell">{e.error.unwrap_or_default()}</td>
+                                        </tr>
+                                    }
+                                })
+                                .collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            }
+                .into_any()
+        }}
+    }
+}
+
+/// A table name with a copy button (the button works once the page is hydrated).
+#[component]
+fn TableName(label: &'static str, id: &'static str, name: Option<String>) -> impl IntoView {
+    view! {
+        <div>
+            <dt>{label}</dt>
+            <dd>
+                {match name {
+                    Some(name) => {
+                        let copied = RwSignal::new(false);
+                        let value = name.clone();
+                        view! {
+                            <code id=id>{name}</code>
+                            " "
+                            <button
+                                type="button"
+                                class="copy"
+                                aria-label=format!("Copy the {}", label.to_lowercase())
+                                on:click=move |_| {
+                                    copy_to_clipboard(&value);
+                                    copied.set(true);
+                                }
+                            >
+                                {move || if copied.get() { "copied" } else { "copy" }}
+                            </button>
+                        }
+                            .into_any()
+                    }
+                    None => view! { <span class="muted">"—"</span> }.into_any(),
+                }}
+            </dd>
+        </div>
+    }
+}
+
+fn copy_to_clipboard(_text: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let Ok(navigator) = js_sys::Reflect::get(&window, &"navigator".into()) else {
+            return;
+        };
+        let Ok(clipboard) = js_sys::Reflect::get(&navigator, &"clipboard".into()) else {
+            return;
+        };
+        let Ok(write) = js_sys::Reflect::get(&clipboard, &"writeText".into()) else {
+            return;
+        };
+        if let Some(write) = write.dyn_ref::<js_sys::Function>() {
+            let _ = write.call1(&clipboard, &_text.into());
+        }
+    }
+}
+
+/// "42 s ago", "5 min ago", "3 h ago", "2 d ago".
+fn time_ago(rfc3339: &str, now_ms: f64) -> String {
+    let Some(then_ms) = parse_rfc3339_ms(rfc3339) else {
+        return String::new();
+    };
+    let secs = ((now_ms - then_ms) / 1000.0).max(0.0) as u64;
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+/// Milliseconds since the epoch of the app's `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn parse_rfc3339_ms(s: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e6)
+}
+
+fn human_duration_ms(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_ago_reads_naturally() {
+        let at = "2026-11-25T10:00:00.000Z";
+        let base = parse_rfc3339_ms(at).unwrap();
+        assert_eq!(time_ago(at, base + 42_000.0), "42 s ago");
+        assert_eq!(time_ago(at, base + 5.0 * 60_000.0), "5 min ago");
+        assert_eq!(time_ago(at, base + 3.0 * 3_600_000.0), "3 h ago");
+        assert_eq!(human_duration_ms(250), "250 ms");
+        assert_eq!(human_duration_ms(1500), "1.5 s");
     }
 }

@@ -2,7 +2,7 @@
 
 use super::components::SyncBadge;
 use crate::{
-    api::list_datasets,
+    api::{list_datasets, SyncAll},
     format::{human_bytes, short_timestamp, thousands},
     model::DatasetSummary,
 };
@@ -14,13 +14,32 @@ use leptos_router::{components::A, hooks::use_query_map};
 pub fn DatasetsPage() -> impl IntoView {
     // Bumped after each successful upload so the list is fetched again.
     let (version, set_version) = signal(0u32);
-    let datasets = Resource::new(move || version.get(), |_| list_datasets());
+    let sync_all = ServerAction::<SyncAll>::new();
+    let datasets = Resource::new(
+        move || (version.get(), sync_all.version().get()),
+        |_| list_datasets(),
+    );
 
     view! {
         <Title text="Datasets" />
         <UploadForm on_uploaded=Callback::new(move |()| set_version.update(|v| *v += 1)) />
         <section class="card">
-            <h1>"Datasets"</h1>
+            <div class="card-head">
+                <h1>"Datasets"</h1>
+                <ActionForm action=sync_all attr:class="inline-form">
+                    <button type="submit" id="sync-all" class="secondary">
+                        "Sync all unsynced"
+                    </button>
+                </ActionForm>
+            </div>
+            <p class="muted" role="status" id="sync-all-result">
+                {move || match sync_all.value().get() {
+                    None => String::new(),
+                    Some(Ok(0)) => "Nothing to sync: every dataset is synced or on its way.".to_owned(),
+                    Some(Ok(n)) => format!("Sync requested for {n} dataset(s)."),
+                    Some(Err(e)) => e.to_string(),
+                }}
+            </p>
             <Transition fallback=|| view! { <p class="muted">"Loading datasets…"</p> }>
                 {move || Suspend::new(async move {
                     match datasets.await {
@@ -75,7 +94,7 @@ fn DatasetsTable(datasets: Vec<DatasetSummary>) -> impl IntoView {
                                         <time datetime=d.created_at.clone()>{short_timestamp(&d.created_at)}</time>
                                     </td>
                                     <td>
-                                        <SyncBadge status=d.sync_status />
+                                        <SyncBadge state=d.sync.clone() />
                                     </td>
                                 </tr>
                             }

@@ -3,6 +3,7 @@
 mod components;
 mod dataset;
 mod datasets;
+pub mod live;
 #[cfg(feature = "hydrate")]
 mod upload;
 
@@ -35,6 +36,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    live::provide_live_sync();
     view! {
         <Stylesheet id="leptos" href="/pkg/servicetsunami.css" />
         <Title formatter=|text| format!("{text} · ServiceTsunami") />

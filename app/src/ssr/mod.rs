@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod sql;
 mod state;
 pub mod storage;
+pub mod sync_requests;
 
 pub use state::{AppState, AppStateInner};
 pub use storage::{Storage, StorageError};

@@ -1,4 +1,4 @@
-use super::Storage;
+use super::{sync_requests::SyncMode, Storage};
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use sqlx::PgPool;
@@ -20,8 +20,10 @@ pub struct AppStateInner {
     pub leptos_options: LeptosOptions,
     /// Largest upload accepted, in bytes, counted while streaming.
     pub upload_max_bytes: u64,
-    /// Whether new datasets are marked for lakehouse sync (`pending`) or stay `local_only`.
-    pub sync_enabled: bool,
+    /// Whether datasets sync to the lakehouse, and whether uploads do so by themselves.
+    pub sync: SyncMode,
+    /// `DATABRICKS_HOST` when `LAKEHOUSE_BACKEND=databricks`: links to Catalog Explorer.
+    pub databricks_host: Option<String>,
 }
 
 impl AppState {

@@ -126,7 +126,7 @@ impl Storage {
     }
 
     /// Null count, approximate distinct count, min and max of every column, in
-    /// one scan of the file. Blocking.
+    /// one scan of the file, and histograms of the numeric ones. Blocking.
     pub fn column_stats(
         &self,
         id: Uuid,
@@ -159,10 +159,92 @@ impl Storage {
                         approx_distinct: row.get(i * 4 + 1)?,
                         min: row.get(i * 4 + 2)?,
                         max: row.get(i * 4 + 3)?,
+                        histogram: None,
                     })
                 })
                 .collect::<Result<Vec<_>, duckdb::Error>>()
         })?;
+        let mut stats = stats;
+        self.add_histograms(&conn, &file, columns, &mut stats)?;
         Ok(stats)
     }
+
+    /// Equal-width histograms ([`HISTOGRAM_BINS`] bins between min and max) of
+    /// the numeric columns, in one more scan.
+    fn add_histograms(
+        &self,
+        conn: &Connection,
+        file: &str,
+        columns: &[ColumnSchema],
+        stats: &mut [ColumnStats],
+    ) -> Result<(), StorageError> {
+        let bins = HISTOGRAM_BINS as f64;
+        let mut numeric = Vec::new();
+        let mut exprs = Vec::new();
+        for (i, (c, st)) in columns.iter().zip(stats.iter()).enumerate() {
+            if !is_numeric(&c.data_type) {
+                continue;
+            }
+            let (Some(min), Some(max)) = (
+                st.min.as_deref().and_then(|v| v.parse::<f64>().ok()),
+                st.max.as_deref().and_then(|v| v.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            if !(min.is_finite() && max.is_finite()) {
+                continue;
+            }
+            let col = quote_ident(&c.name);
+            let width = if max > min { (max - min) / bins } else { 1.0 };
+            exprs.push(format!(
+                "to_json(histogram(least(greatest(floor((CAST({col} AS DOUBLE) - {min:?}) / {width:?}), 0), {last})::INTEGER) \
+                 FILTER (WHERE {col} IS NOT NULL AND isfinite(CAST({col} AS DOUBLE))))::VARCHAR",
+                last = HISTOGRAM_BINS - 1,
+            ));
+            numeric.push(i);
+        }
+        if numeric.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("SELECT {} FROM read_parquet({file})", exprs.join(", "));
+        let maps: Vec<Option<String>> = conn.query_row(&sql, [], |row| {
+            (0..numeric.len()).map(|k| row.get(k)).collect()
+        })?;
+        for (i, map) in numeric.into_iter().zip(maps) {
+            let mut counts = vec![0i64; HISTOGRAM_BINS];
+            if let Some(map) = map {
+                let parsed: std::collections::HashMap<String, i64> =
+                    serde_json::from_str(&map).unwrap_or_default();
+                for (bin, n) in parsed {
+                    if let Some(slot) = bin.parse::<usize>().ok().and_then(|b| counts.get_mut(b)) {
+                        *slot += n;
+                    }
+                }
+            }
+            stats[i].histogram = Some(counts);
+        }
+        Ok(())
+    }
+}
+
+/// Bins of the numeric columns' histograms (the sparklines on the dataset page).
+pub const HISTOGRAM_BINS: usize = 20;
+
+fn is_numeric(data_type: &str) -> bool {
+    let t = data_type.to_ascii_uppercase();
+    matches!(
+        t.as_str(),
+        "TINYINT"
+            | "SMALLINT"
+            | "INTEGER"
+            | "BIGINT"
+            | "HUGEINT"
+            | "UTINYINT"
+            | "USMALLINT"
+            | "UINTEGER"
+            | "UBIGINT"
+            | "UHUGEINT"
+            | "FLOAT"
+            | "DOUBLE"
+    ) || t.starts_with("DECIMAL")
 }

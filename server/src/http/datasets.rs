@@ -10,7 +10,11 @@ use crate::ingest::{self, Converted, Detected, IngestError, Inspector};
 use app::{
     domain::{name_from_file_name, DatasetName, NameError, SyncStatus},
     model::{ApiErrorBody, UploadResponse},
-    ssr::{catalog, AppState},
+    ssr::{
+        catalog,
+        sync_requests::{self, SyncReason},
+        AppState,
+    },
 };
 use axum::{
     extract::{
@@ -367,13 +371,14 @@ async fn insert(
     size: u64,
     converted: &Converted,
 ) -> Result<UploadResponse, UploadError> {
-    let status = if state.sync_enabled {
+    let auto_sync = state.sync.available && state.sync.auto;
+    let status = if auto_sync {
         SyncStatus::Pending
     } else {
         SyncStatus::LocalOnly
     };
     let metadata = json!({
-        "databricks_enabled": state.sync_enabled,
+        "databricks_enabled": state.sync.available,
         "sync_status": status.as_str(),
         "bronze_table": null,
         "silver_table": null,
@@ -398,6 +403,12 @@ async fn insert(
     )
     .await
     .map_err(internal)?;
+    if auto_sync {
+        // The outbox: the sync request commits with the dataset or not at all.
+        sync_requests::enqueue(&mut tx, state.tenant_id, id, SyncReason::Upload)
+            .await
+            .map_err(internal)?;
+    }
     tx.commit().await.map_err(internal)?;
     tracing::info!(rows = dataset.row_count, format = %dataset.source_format, "dataset stored");
     Ok(UploadResponse {

@@ -23,17 +23,22 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: PgPool,
     pub data_dir: tempfile::TempDir,
+    /// Cancelling it stops the server (web, Restate endpoint, dispatcher).
+    pub stop: tokio_util::sync::CancellationToken,
     db_name: String,
 }
 
 pub struct Options {
     pub upload_max_bytes: u64,
+    /// More settings, e.g. the sync's (`DATABRICKS_SYNC_ENABLED`, `MCP_SERVER_URL`, …).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             upload_max_bytes: 64 << 20,
+            env: Vec::new(),
         }
     }
 }
@@ -54,18 +59,21 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let database_url = with_database(&admin_url(), &db_name);
     let data_dir = tempfile::tempdir().expect("temp dir");
 
-    let vars: HashMap<&str, String> = HashMap::from([
+    let mut vars: HashMap<&str, String> = HashMap::from([
         ("DATABASE_URL", database_url.clone()),
         ("DATA_STORAGE_PATH", data_dir.path().display().to_string()),
         ("LEPTOS_SITE_ADDR", "127.0.0.1:0".to_owned()),
         ("UPLOAD_MAX_BYTES", options.upload_max_bytes.to_string()),
         ("DUCKDB_THREADS", "2".to_owned()),
+        ("RESTATE_ENDPOINT_ADDR", "127.0.0.1:0".to_owned()),
     ]);
+    vars.extend(options.env);
     let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
     let app = Application::build(settings)
         .await
         .expect("application starts");
     let addr = app.local_addr();
+    let stop = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
 
     let db = PgPool::connect(&database_url).await.expect("test pool");
@@ -77,12 +85,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .expect("client"),
         db,
         data_dir,
+        stop,
         db_name,
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        self.stop.cancel();
         let db_name = self.db_name.clone();
         // Drop runs outside async context; a small runtime of its own does the work.
         let _ = std::thread::spawn(move || {

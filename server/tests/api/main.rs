@@ -2,6 +2,9 @@
 //! (one database per test) and real DuckDB.
 
 mod helpers;
+mod internal;
 mod pages;
+mod stack;
+mod sync;
 mod upload;
 mod upload_rejects;

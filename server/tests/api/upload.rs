@@ -27,7 +27,7 @@ async fn csv_upload_produces_parquet_and_a_catalogue_row() {
     assert_eq!(done.dataset.row_count, 3);
     assert_eq!(done.dataset.column_count, 4);
     assert_eq!(done.dataset.size_bytes, csv.len() as i64);
-    assert_eq!(done.dataset.sync_status, SyncStatus::LocalOnly);
+    assert_eq!(done.dataset.sync.status, SyncStatus::LocalOnly);
     assert_eq!(
         types(&done.schema),
         vec![

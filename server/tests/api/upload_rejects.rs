@@ -210,6 +210,7 @@ async fn missing_file_field() {
 async fn size_cap_is_enforced_mid_stream_without_content_length() {
     let app = spawn_app_with(Options {
         upload_max_bytes: 1 << 20,
+        ..Options::default()
     })
     .await;
     // 4 MiB of valid CSV sent chunked, so the server only learns the size by counting.
@@ -241,6 +242,7 @@ async fn size_cap_is_enforced_mid_stream_without_content_length() {
 async fn declared_oversize_is_refused_before_reading() {
     let app = spawn_app_with(Options {
         upload_max_bytes: 1 << 20,
+        ..Options::default()
     })
     .await;
     let form = reqwest::multipart::Form::new().part(

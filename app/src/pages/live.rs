@@ -1,0 +1,109 @@
+//! Live sync states in the browser: one `EventSource` on `/api/events` per
+//! page, feeding a map of dataset id → latest [`SyncState`] that badges and
+//! the dataset page read. On the server (and before the first event) the map is
+//! empty, so components render the state they were given and hydration
+//! matches the server's HTML.
+
+use crate::model::{LiveEvent, SyncState};
+use leptos::prelude::*;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+#[derive(Clone, Copy)]
+pub struct LiveSync {
+    /// Latest state per dataset, with a revision bumped on every event (also
+    /// for timeline-only changes).
+    states: RwSignal<HashMap<Uuid, (u64, SyncState)>>,
+    /// Milliseconds since the epoch, ticking once a second in the browser
+    /// (`None` on the server): for "next retry in …" and "… ago".
+    now_ms: RwSignal<Option<f64>>,
+}
+
+impl LiveSync {
+    pub fn state_of(&self, id: Uuid) -> Option<SyncState> {
+        self.states.with(|m| m.get(&id).map(|(_, s)| s.clone()))
+    }
+
+    /// Changes whenever an event about the dataset arrives.
+    pub fn revision_of(&self, id: Uuid) -> u64 {
+        self.states.with(|m| m.get(&id).map_or(0, |(rev, _)| *rev))
+    }
+
+    pub fn now_ms(&self) -> Option<f64> {
+        self.now_ms.get()
+    }
+}
+
+/// Creates the live map for the app (call once, in `App`).
+pub fn provide_live_sync() {
+    let live = LiveSync {
+        states: RwSignal::new(HashMap::new()),
+        now_ms: RwSignal::new(None),
+    };
+    provide_context(live);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| browser::connect(live));
+}
+
+pub fn use_live_sync() -> LiveSync {
+    use_context::<LiveSync>().expect("provide_live_sync() runs in App")
+}
+
+impl LiveSync {
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn apply(&self, event: LiveEvent) {
+        match event {
+            LiveEvent::Snapshot { seq, states } => self.states.update(|m| {
+                for s in states {
+                    m.insert(s.dataset_id, (seq, s));
+                }
+            }),
+            LiveEvent::Status { seq, state } => self.states.update(|m| {
+                m.insert(state.dataset_id, (seq, state));
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use super::LiveSync;
+    use crate::model::LiveEvent;
+    use leptos::prelude::*;
+    use wasm_bindgen::{closure::Closure, JsCast};
+    use web_sys::{EventSource, MessageEvent};
+
+    pub fn connect(live: LiveSync) {
+        let Ok(source) = EventSource::new("/api/events") else {
+            return;
+        };
+        // The browser reconnects by itself; each connection starts with a
+        // snapshot, so nothing is missed across a gap.
+        for kind in ["snapshot", "status"] {
+            let on_event = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+                let Some(text) = ev.data().as_string() else {
+                    return;
+                };
+                match serde_json::from_str::<LiveEvent>(&text) {
+                    Ok(event) => live.apply(event),
+                    Err(e) => leptos::logging::warn!("unreadable live event: {e}"),
+                }
+            });
+            let _ =
+                source.add_event_listener_with_callback(kind, on_event.as_ref().unchecked_ref());
+            // Lives as long as the page.
+            on_event.forget();
+        }
+        std::mem::forget(source);
+
+        let tick = Closure::<dyn FnMut()>::new(move || live.now_ms.set(Some(js_sys::Date::now())));
+        live.now_ms.set(Some(js_sys::Date::now()));
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_interval_with_callback_and_timeout_and_arguments_0(
+                tick.as_ref().unchecked_ref(),
+                1000,
+            );
+        }
+        tick.forget();
+    }
+}

@@ -1,0 +1,87 @@
+//! `GET /api/events`: Server-Sent Events with the live sync state of the
+//! requesting tenant's datasets.
+//!
+//! Every connection (a reconnect too, whatever its `Last-Event-ID`) starts
+//! with a `snapshot` event holding every dataset's current state, read after
+//! subscribing, so no change between the two is lost. Then one `status` event
+//! per change. Memory per connection is bounded: events are shared `Arc`s in
+//! one broadcast channel, and a client that falls `CHANNEL_CAPACITY` events
+//! behind is disconnected (its browser reconnects and gets a new snapshot)
+//! rather than slowing anyone else. Keep-alive comments every 15 s.
+
+use crate::live::LiveHub;
+use app::{
+    model::LiveEvent,
+    ssr::{catalog, AppState},
+};
+use axum::{
+    extract::State,
+    http::StatusCode,
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    routing::get,
+    Router,
+};
+use futures::{stream, StreamExt};
+use std::{convert::Infallible, time::Duration};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+/// `stop` ends every stream, so a graceful shutdown does not wait on them.
+pub fn router(hub: LiveHub, stop: CancellationToken) -> Router<AppState> {
+    Router::new().route(
+        "/api/events",
+        get(move |state: State<AppState>| events(state, hub.clone(), stop.clone())),
+    )
+}
+
+async fn events(State(state): State<AppState>, hub: LiveHub, stop: CancellationToken) -> Response {
+    let tenant_id = state.tenant_id;
+    let rx = hub.subscribe();
+    let seq = hub.current_seq();
+    let datasets = match catalog::list_datasets(&state.db, tenant_id).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the snapshot for /api/events failed");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let snapshot = LiveEvent::Snapshot {
+        seq,
+        states: datasets.into_iter().map(|d| d.sync).collect(),
+    };
+    let first = Event::default()
+        .event("snapshot")
+        .id(seq.to_string())
+        .json_data(&snapshot)
+        .expect("a snapshot always serialises");
+
+    let changes = stream::unfold(rx, move |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(p) if p.tenant_id == tenant_id => {
+                    let event = Event::default()
+                        .event("status")
+                        .id(p.seq.to_string())
+                        .data(p.json.as_str());
+                    return Some((event, rx));
+                }
+                Ok(_) => continue,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "an event stream fell behind; closing it");
+                    return None;
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stream = stream::once(async move { first })
+        .chain(changes)
+        .take_until(stop.cancelled_owned())
+        .map(Ok::<_, Infallible>);
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}

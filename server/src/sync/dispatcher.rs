@@ -1,0 +1,223 @@
+//! The outbox dispatcher: hands every stored sync request to the Restate
+//! ingress (`POST /restate/send/DatasetSync/{dataset}/sync`, idempotency key =
+//! request id), records the invocation id, and marks the request dispatched.
+//!
+//! Woken by `NOTIFY sync_requests` and by a periodic sweep. While Restate is
+//! unreachable it backs off per request (1 s doubling to 60 s); the requests
+//! stay in Postgres, so nothing is lost across restarts, and the idempotency
+//! key means a request sent twice runs once. Several servers can dispatch at
+//! once: each claims rows with `FOR UPDATE SKIP LOCKED`.
+
+use super::{metrics::SyncMetrics, store::SyncStore};
+use futures::{stream, StreamExt};
+use sqlx::postgres::PgListener;
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How often the outbox is swept even without a notification.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Requests claimed per round, and submitted concurrently.
+const BATCH: i64 = 200;
+const CONCURRENCY: usize = 16;
+
+pub struct Dispatcher {
+    pub store: SyncStore,
+    pub http: reqwest::Client,
+    pub ingress_url: String,
+    pub metrics: Arc<SyncMetrics>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendResponse {
+    invocation_id: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: Uuid,
+    dataset_id: Uuid,
+    dispatch_attempts: i32,
+}
+
+impl Dispatcher {
+    /// Runs until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut listener = None;
+        loop {
+            if listener.is_none() {
+                listener = match PgListener::connect_with(self.store.db()).await {
+                    Ok(mut l) => match l.listen("sync_requests").await {
+                        Ok(()) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot LISTEN sync_requests; sweeping only");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot connect the outbox listener; sweeping only");
+                        None
+                    }
+                };
+            }
+            let wait = match self.dispatch_due().await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the sync outbox failed");
+                    Duration::from_secs(1)
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+                notified = async {
+                    match listener.as_mut() {
+                        Some(l) => l.recv().await.map(|_| ()),
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Err(e) = notified {
+                        tracing::warn!(error = %e, "the outbox listener failed; reconnecting");
+                        listener = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Submits every due request; returns how long until the next one is due
+    /// (zero if there may be more right now).
+    pub async fn dispatch_due(&self) -> Result<Duration, sqlx::Error> {
+        let mut tx = self.store.db().begin().await?;
+        let due: Vec<Due> = sqlx::query_as(
+            "SELECT id, dataset_id, dispatch_attempts FROM sync_requests
+             WHERE dispatched_at IS NULL AND next_dispatch_at <= now()
+             ORDER BY next_dispatch_at, created_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        let claimed = due.len() as i64;
+        let results: Vec<(Due, Result<String, String>)> = stream::iter(due)
+            .map(|d| async move {
+                let sent = self.send(d.id, d.dataset_id).await;
+                (d, sent)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (d, sent) in &results {
+            if let Ok(invocation_id) = sent {
+                sqlx::query(
+                    "UPDATE sync_requests SET dispatched_at = now(), invocation_id = $2,
+                       last_dispatch_error = NULL
+                     WHERE id = $1",
+                )
+                .bind(d.id)
+                .bind(invocation_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Err(e) = sent {
+                SyncMetrics::inc(&self.metrics.dispatch_errors);
+                let backoff = backoff(d.dispatch_attempts);
+                tracing::warn!(request = %d.id, dataset = %d.dataset_id, error = %e,
+                    retry_in_ms = backoff.as_millis() as u64, "Restate did not accept a sync request");
+                sqlx::query(
+                    "UPDATE sync_requests SET dispatch_attempts = dispatch_attempts + 1,
+                       last_dispatch_error = $2,
+                       next_dispatch_at = now() + make_interval(secs => $3)
+                     WHERE id = $1",
+                )
+                .bind(d.id)
+                .bind(e)
+                .bind(backoff.as_secs_f64())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        // The dataset is marked after the claim is released, so the outbox
+        // transaction never waits on a datasets row the workflow is writing.
+        for (d, sent) in results {
+            if let Ok(invocation_id) = sent {
+                SyncMetrics::inc(&self.metrics.dispatched);
+                tracing::info!(request = %d.id, dataset = %d.dataset_id, invocation = %invocation_id, "sync request accepted");
+                self.store.mark_queued(d.id, &invocation_id).await?;
+            }
+        }
+        if claimed == BATCH {
+            return Ok(Duration::ZERO);
+        }
+        let next: Option<f64> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM (min(next_dispatch_at) - now()))::float8
+             FROM sync_requests WHERE dispatched_at IS NULL",
+        )
+        .fetch_one(self.store.db())
+        .await?;
+        Ok(match next {
+            None => SWEEP_EVERY,
+            Some(secs) if secs <= 0.0 => Duration::ZERO,
+            Some(secs) => Duration::from_secs_f64(secs).min(SWEEP_EVERY),
+        })
+    }
+
+    async fn send(&self, request_id: Uuid, dataset_id: Uuid) -> Result<String, String> {
+        let url = format!(
+            "{}/restate/send/DatasetSync/{dataset_id}/sync",
+            self.ingress_url
+        );
+        let response = self
+            .http
+            .post(&url)
+            .header("idempotency-key", request_id.to_string())
+            .json(&super::service::SyncInput { request_id })
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot reach the Restate ingress at {}: {e}",
+                    self.ingress_url
+                )
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!(
+                "the Restate ingress answered {status}: {}",
+                body.trim()
+            ));
+        }
+        let body: SendResponse = response
+            .json()
+            .await
+            .map_err(|e| format!("unexpected answer from the Restate ingress: {e}"))?;
+        Ok(body.invocation_id)
+    }
+}
+
+/// 1 s, 2 s, 4 s, … up to 60 s.
+fn backoff(previous_attempts: i32) -> Duration {
+    let exp = previous_attempts.clamp(0, 6) as u32;
+    Duration::from_secs(1u64 << exp).min(Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(8));
+        assert_eq!(backoff(6), Duration::from_secs(60));
+        assert_eq!(backoff(40), Duration::from_secs(60));
+    }
+}

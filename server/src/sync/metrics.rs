@@ -1,0 +1,162 @@
+//! Sync metrics in the Prometheus text format, served at `GET /metrics`.
+//! Counted where the work really runs (inside journaled steps), so a replay
+//! after a crash does not count twice.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+/// Upper bounds (seconds) of the step-duration histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+pub struct SyncMetrics {
+    pub syncs_started: AtomicU64,
+    pub syncs_succeeded: AtomicU64,
+    pub syncs_failed: AtomicU64,
+    pub step_retries: AtomicU64,
+    pub dispatched: AtomicU64,
+    pub dispatch_errors: AtomicU64,
+    steps: [Histogram; 3],
+}
+
+const STEP_NAMES: [&str; 3] = ["bronze", "silver", "metadata"];
+
+impl SyncMetrics {
+    pub fn observe_step(&self, step: super::store::Step, d: Duration) {
+        let i = match step {
+            super::store::Step::Bronze => 0,
+            super::store::Step::Silver => 1,
+            super::store::Step::Metadata => 2,
+        };
+        self.steps[i].observe(d);
+    }
+
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders every metric; `outbox_depth` is read from Postgres by the caller
+    /// (`None` if that failed).
+    pub fn render(&self, outbox_depth: Option<i64>) -> String {
+        let mut out = String::new();
+        let counters = [
+            (
+                "servicetsunami_syncs_started_total",
+                "Syncs that started running.",
+                &self.syncs_started,
+            ),
+            (
+                "servicetsunami_syncs_succeeded_total",
+                "Syncs that ended synced.",
+                &self.syncs_succeeded,
+            ),
+            (
+                "servicetsunami_syncs_failed_total",
+                "Syncs that ended failed.",
+                &self.syncs_failed,
+            ),
+            (
+                "servicetsunami_sync_step_retries_total",
+                "Step attempts that failed and were scheduled again.",
+                &self.step_retries,
+            ),
+            (
+                "servicetsunami_sync_requests_dispatched_total",
+                "Sync requests accepted by Restate.",
+                &self.dispatched,
+            ),
+            (
+                "servicetsunami_sync_dispatch_errors_total",
+                "Failed submissions to the Restate ingress.",
+                &self.dispatch_errors,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        let name = "servicetsunami_sync_step_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Duration of each sync step attempt.\n# TYPE {name} histogram"
+        );
+        for (step, h) in STEP_NAMES.iter().zip(&self.steps) {
+            for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{step=\"{step}\",le=\"{bound}\"}} {}",
+                    bucket.load(Ordering::Relaxed)
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{step=\"{step}\",le=\"+Inf\"}} {count}");
+            let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "{name}_sum{{step=\"{step}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{step=\"{step}\"}} {count}");
+        }
+        if let Some(depth) = outbox_depth {
+            let name = "servicetsunami_sync_outbox_depth";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Sync requests not yet accepted by Restate.\n# TYPE {name} gauge"
+            );
+            let _ = writeln!(out, "{name} {depth}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::store::Step;
+
+    #[test]
+    fn renders_counters_histograms_and_the_gauge() {
+        let m = SyncMetrics::default();
+        SyncMetrics::inc(&m.syncs_started);
+        m.observe_step(Step::Silver, Duration::from_millis(30));
+        let text = m.render(Some(4));
+        assert!(
+            text.contains("servicetsunami_syncs_started_total 1\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "servicetsunami_sync_step_duration_seconds_bucket{step=\"silver\",le=\"0.025\"} 0\n"
+        ));
+        assert!(text.contains(
+            "servicetsunami_sync_step_duration_seconds_bucket{step=\"silver\",le=\"0.05\"} 1\n"
+        ));
+        assert!(
+            text.contains("servicetsunami_sync_step_duration_seconds_count{step=\"silver\"} 1\n")
+        );
+        assert!(text.contains("servicetsunami_sync_outbox_depth 4\n"));
+    }
+}

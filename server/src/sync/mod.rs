@@ -1,0 +1,139 @@
+//! The durable lakehouse sync (the seed's steps 2–9, on Restate).
+//!
+//! - [`service`]: the `DatasetSync` virtual object and its journaled steps.
+//! - [`mcp`]: the MCP client the steps call the lakehouse tools with.
+//! - [`store`]: the idempotent Postgres writes (status, timeline, metadata).
+//! - [`dispatcher`]: the outbox → Restate ingress loop.
+//! - [`registration`]: registers the endpoint with the Restate admin API.
+//! - [`metrics`]: counters and step durations for `GET /metrics`.
+
+pub mod dispatcher;
+pub mod mcp;
+pub mod metrics;
+pub mod registration;
+pub mod service;
+pub mod store;
+
+use crate::config::{Settings, SyncSettings};
+use anyhow::Context;
+use restate_sdk::{
+    endpoint::{Endpoint, ServiceOptions},
+    http_server::HttpServer,
+    service::IntoServiceDefinition,
+};
+use secrecy::SecretString;
+use sqlx::PgPool;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Longest a single MCP tool call may take (a silver transform of a large
+/// dataset is the slow one).
+const MCP_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The Restate endpoint of this process, bound but not yet serving.
+pub struct SyncEndpoint {
+    listener: TcpListener,
+    deps: Arc<service::SyncDeps>,
+    /// The URL Restate calls the endpoint at.
+    pub endpoint_url: String,
+    admin_url: String,
+}
+
+impl SyncEndpoint {
+    /// Binds `RESTATE_ENDPOINT_ADDR`. `site_addr` is this server's web
+    /// address, the default base of the internal file URLs MCP downloads.
+    pub async fn bind(
+        settings: &Settings,
+        db: PgPool,
+        site_addr: SocketAddr,
+        metrics: Arc<metrics::SyncMetrics>,
+    ) -> anyhow::Result<Self> {
+        let sync = &settings.sync;
+        let (url, key) = mcp_settings(sync)?;
+        let listener = TcpListener::bind(sync.restate_endpoint_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "Failed to bind RESTATE_ENDPOINT_ADDR {}",
+                    sync.restate_endpoint_addr
+                )
+            })?;
+        let bound = listener.local_addr()?;
+        let endpoint_url = sync
+            .restate_endpoint_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
+        let internal_base_url = sync
+            .internal_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{site_addr}"));
+        let deps = Arc::new(service::SyncDeps {
+            store: store::SyncStore::new(db),
+            mcp: mcp::McpClient::new(url, key, MCP_CALL_TIMEOUT),
+            internal_base_url,
+            retry_attempts: sync.retry_attempts,
+            retry_interval: Duration::from_secs(sync.retry_interval_secs),
+            metrics,
+        });
+        Ok(Self {
+            listener,
+            deps,
+            endpoint_url,
+            admin_url: sync.restate_admin_url.clone(),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves the endpoint and registers it with Restate (in the background,
+    /// retrying) until `stop` is cancelled.
+    pub async fn serve(self, stop: CancellationToken) {
+        let options = ServiceOptions::default()
+            // A step may run long (a large silver transform): let it, rather
+            // than have Restate abort and retry it midway.
+            .inactivity_timeout(MCP_CALL_TIMEOUT + Duration::from_secs(60))
+            .abort_timeout(Duration::from_secs(60))
+            // Operators can read a finished sync's steps (`restate invocations describe`).
+            .journal_retention(Duration::from_secs(7 * 24 * 3600));
+        let endpoint = Endpoint::builder()
+            .bind(
+                service::DatasetSync::new(self.deps)
+                    .into_service_definition()
+                    .options(options),
+            )
+            .build();
+        tokio::spawn(registration::register_until_done(
+            http_client(),
+            self.admin_url,
+            self.endpoint_url,
+            stop.clone(),
+        ));
+        HttpServer::new(endpoint)
+            .serve_with_cancel(self.listener, stop.cancelled_owned())
+            .await;
+    }
+}
+
+fn mcp_settings(sync: &SyncSettings) -> anyhow::Result<(String, SecretString)> {
+    let url = sync
+        .mcp_server_url
+        .clone()
+        .context("MCP_SERVER_URL is required when DATABRICKS_SYNC_ENABLED=true")?;
+    let key = sync
+        .mcp_api_key
+        .clone()
+        .context("MCP_API_KEY is required when DATABRICKS_SYNC_ENABLED=true")?;
+    Ok((url, key))
+}
+
+/// The HTTP client for Restate's ingress and admin APIs.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("a TLS backend is compiled in")
+}
