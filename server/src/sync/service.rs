@@ -263,8 +263,12 @@ impl DatasetSync {
                 })
                 .name(step.run_name())
                 .retry_policy(store_retry_policy())
-                .await?
-                .into_inner();
+                .await;
+            let outcome = match outcome {
+                Ok(outcome) => outcome.into_inner(),
+                // Cancelled by an operator (or killed) while the step ran.
+                Err(e) => return Err(self.record_abort(ctx, a, e, state).await),
+            };
 
             match outcome {
                 Ok(output) => return Ok(output),
@@ -272,7 +276,10 @@ impl DatasetSync {
                     state.status = "retrying".to_owned();
                     state.error = Some(failure.message);
                     ctx.set(STATE_KEY, Json(state.clone()));
-                    ctx.sleep(interval).await?;
+                    if let Err(e) = ctx.sleep(interval).await {
+                        // `restate invocations cancel` during the wait.
+                        return Err(self.record_abort(ctx, a, e, state).await);
+                    }
                 }
                 Err(failure) => {
                     state.status = "failed".to_owned();
@@ -283,6 +290,37 @@ impl DatasetSync {
             }
         }
         unreachable!("the last attempt either returns or fails")
+    }
+}
+
+impl DatasetSync {
+    /// The invocation ends early (an operator cancelled it): record `failed`
+    /// with the reason, so the dataset does not stay `syncing`/`retrying`.
+    async fn record_abort(
+        &self,
+        ctx: &ObjectContext<'_>,
+        a: Attempt,
+        error: TerminalError,
+        state: &mut SyncState,
+    ) -> HandlerError {
+        let message = format!("the sync was stopped: {}", error.message());
+        let (deps, text) = (self.deps.clone(), message.clone());
+        let recorded = ctx
+            .run(move || async move {
+                deps.store.step_failed(a, &text).await?;
+                SyncMetrics::inc(&deps.metrics.syncs_failed);
+                Ok(())
+            })
+            .name("mark_stopped")
+            .retry_policy(store_retry_policy())
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "could not record a stopped sync");
+        }
+        state.status = "failed".to_owned();
+        state.error = Some(message);
+        ctx.set(STATE_KEY, Json(state.clone()));
+        error.into()
     }
 }
 
