@@ -18,6 +18,13 @@ pub fn human_bytes(bytes: i64) -> String {
 }
 
 /// `1234567` → `1,234,567`.
+/// Milliseconds since the epoch of an RFC 3339 time such as the app's
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn parse_rfc3339_ms(s: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e6)
+}
+
 pub fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);

@@ -1,6 +1,6 @@
 //! Small pieces shared by the pages.
 
-use crate::{domain::SyncStatus, model::SyncState};
+use crate::{domain::SyncStatus, format::parse_rfc3339_ms, model::SyncState};
 use leptos::prelude::*;
 
 /// A dataset's sync status as a coloured badge. It follows live changes
@@ -19,7 +19,10 @@ pub fn SyncBadge(state: SyncState) -> impl IntoView {
             title=move || current.read().error.clone().unwrap_or_default()
             aria-live="polite"
         >
-            {move || badge_text(&current.read())}
+            {move || {
+                let state = current.read();
+                format!("{}{}", badge_text(&state), retry_countdown(&state, live.now_ms()))
+            }}
         </span>
     }
 }
@@ -38,5 +41,66 @@ pub fn badge_text(s: &SyncState) -> String {
             _ => label.to_owned(),
         },
         _ => label.to_owned(),
+    }
+}
+
+/// ", next in 12 s" for a retrying state, once the browser's clock ticks
+/// (empty on the server, so hydration matches).
+pub fn retry_countdown(s: &SyncState, now_ms: Option<f64>) -> String {
+    if s.status != SyncStatus::Retrying {
+        return String::new();
+    }
+    let (Some(at), Some(now)) = (
+        s.next_retry_at.as_deref().and_then(parse_rfc3339_ms),
+        now_ms,
+    ) else {
+        return String::new();
+    };
+    let secs = ((at - now) / 1000.0).ceil().max(0.0) as u64;
+    if secs == 0 {
+        ", retrying now".to_owned()
+    } else {
+        format!(", next in {secs} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(status: SyncStatus) -> SyncState {
+        SyncState {
+            dataset_id: uuid::Uuid::nil(),
+            status,
+            step: Some("silver".to_owned()),
+            attempt: Some(1),
+            max_attempts: Some(3),
+            next_retry_at: Some("2026-11-25T10:00:10.000Z".to_owned()),
+            error: Some("cannot reach the MCP server".to_owned()),
+            bronze_table: None,
+            silver_table: None,
+            last_sync_at: None,
+        }
+    }
+
+    #[test]
+    fn badges_say_the_step_and_the_attempt() {
+        assert_eq!(badge_text(&state(SyncStatus::Syncing)), "syncing · silver");
+        assert_eq!(
+            badge_text(&state(SyncStatus::Retrying)),
+            "retrying · attempt 2 of 3"
+        );
+        assert_eq!(badge_text(&state(SyncStatus::Synced)), "synced");
+        assert_eq!(badge_text(&state(SyncStatus::LocalOnly)), "local only");
+    }
+
+    #[test]
+    fn the_countdown_appears_only_with_a_clock() {
+        let s = state(SyncStatus::Retrying);
+        let at = parse_rfc3339_ms("2026-11-25T10:00:10.000Z").unwrap();
+        assert_eq!(retry_countdown(&s, None), "");
+        assert_eq!(retry_countdown(&s, Some(at - 4_200.0)), ", next in 5 s");
+        assert_eq!(retry_countdown(&s, Some(at + 1.0)), ", retrying now");
+        assert_eq!(retry_countdown(&state(SyncStatus::Synced), Some(at)), "");
     }
 }

@@ -4,7 +4,7 @@ use super::{components::SyncBadge, live::use_live_sync};
 use crate::{
     api::{get_dataset, get_sync_detail, RetrySync, SyncAll, PREVIEW_ROWS},
     error::AppError,
-    format::{human_bytes, short_timestamp, thousands},
+    format::{human_bytes, parse_rfc3339_ms, short_timestamp, thousands},
     model::{DatasetDetail, SyncDetail},
 };
 use leptos::prelude::*;
@@ -468,12 +468,6 @@ fn time_ago(rfc3339: &str, now_ms: f64) -> String {
         3600..=86_399 => format!("{} h ago", secs / 3600),
         _ => format!("{} d ago", secs / 86_400),
     }
-}
-
-/// Milliseconds since the epoch of the app's `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn parse_rfc3339_ms(s: &str) -> Option<f64> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(t.unix_timestamp_nanos() as f64 / 1e6)
 }
 
 fn human_duration_ms(ms: i64) -> String {

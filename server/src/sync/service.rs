@@ -8,11 +8,12 @@
 //! 3. `transform_to_silver`: MCP `transform_to_silver`.
 //! 4. `update_dataset_metadata`: Postgres (table names, `synced`, when).
 //!
-//! Around each step small journaled writes keep `datasets.sync_status` and the
-//! `sync_events` timeline current. A step that fails with a retryable error is
-//! recorded as `retrying` first, then waits on a durable timer (the handler is
-//! suspended, nothing is held) and tries again, up to the configured attempts.
-//! A terminal error (bad data, invalid input) fails the sync at once.
+//! Each step attempt is one journaled action that also keeps
+//! `datasets.sync_status` and the `sync_events` timeline current (idempotent
+//! writes). A step that fails with a retryable error is recorded as `retrying`
+//! first, then waits on a durable timer (the handler is suspended, nothing is
+//! held) and tries again, up to the configured attempts. A terminal error (bad
+//! data, invalid input) fails the sync at once.
 
 use super::{
     mcp::{McpClient, StepFailure},
@@ -67,7 +68,8 @@ struct Plan {
     retry_interval_ms: u64,
 }
 
-/// Status writes retry until Postgres answers; they are idempotent.
+/// Journaled actions that write to Postgres retry until it answers; the
+/// writes are idempotent.
 fn store_retry_policy() -> RunRetryPolicy {
     RunRetryPolicy::new()
         .initial_delay(Duration::from_millis(200))
@@ -229,69 +231,57 @@ impl DatasetSync {
             state.max_attempts = Some(max_attempts);
             ctx.set(STATE_KEY, Json(state.clone()));
 
-            let (deps, tenant_id) = (self.deps.clone(), job.tenant_id);
-            ctx.run(move || async move {
-                deps.store.step_started(tenant_id, a).await?;
-                Ok(())
-            })
-            .name(format!("mark_{}_started", step.as_str()))
-            .retry_policy(store_retry_policy())
-            .await?;
-
-            let (deps, step_args) = (self.deps.clone(), args.clone());
+            // One journaled action per attempt: the status writes around the
+            // work run inside it (each is idempotent), so an attempt costs one
+            // round trip to Restate. A failed status write fails the action,
+            // which the SDK retries (the MCP tools are idempotent too).
+            let interval = Duration::from_millis(job.plan.retry_interval_ms);
+            let (deps, step_args, tenant_id) = (self.deps.clone(), args.clone(), job.tenant_id);
             let outcome = ctx
                 .run(move || async move {
+                    deps.store.step_started(tenant_id, a).await?;
                     let started = Instant::now();
                     let result = execute(&deps, a, step_args).await;
                     deps.metrics.observe_step(step, started.elapsed());
+                    match &result {
+                        // update_dataset_metadata closes its own timeline row.
+                        Ok(_) if step == Step::Metadata => {}
+                        Ok(output) => deps.store.step_succeeded(a, output).await?,
+                        Err(failure) if failure.retryable && a.attempt < a.max_attempts => {
+                            // Recorded before the wait begins, so the UI shows
+                            // `retrying` (and when) during it.
+                            let next = time::OffsetDateTime::now_utc() + interval;
+                            deps.store.step_retrying(a, &failure.message, next).await?;
+                            SyncMetrics::inc(&deps.metrics.step_retries);
+                        }
+                        Err(failure) => {
+                            deps.store.step_failed(a, &failure.message).await?;
+                            SyncMetrics::inc(&deps.metrics.syncs_failed);
+                        }
+                    }
                     Ok(Json(result))
                 })
                 .name(step.run_name())
-                .await?
-                .into_inner();
+                .retry_policy(store_retry_policy())
+                .await;
+            let outcome = match outcome {
+                Ok(outcome) => outcome.into_inner(),
+                // Cancelled by an operator (or killed) while the step ran.
+                Err(e) => return Err(self.record_abort(ctx, a, e, state).await),
+            };
 
             match outcome {
-                Ok(output) => {
-                    if step != Step::Metadata {
-                        // (update_dataset_metadata closes its own timeline row.)
-                        let (deps, detail) = (self.deps.clone(), output.clone());
-                        ctx.run(move || async move {
-                            deps.store.step_succeeded(a, &detail).await?;
-                            Ok(())
-                        })
-                        .name(format!("mark_{}_succeeded", step.as_str()))
-                        .retry_policy(store_retry_policy())
-                        .await?;
-                    }
-                    return Ok(output);
-                }
+                Ok(output) => return Ok(output),
                 Err(failure) if failure.retryable && attempt < max_attempts => {
-                    let interval = Duration::from_millis(job.plan.retry_interval_ms);
-                    let (deps, message) = (self.deps.clone(), failure.message.clone());
-                    ctx.run(move || async move {
-                        let next = time::OffsetDateTime::now_utc() + interval;
-                        deps.store.step_retrying(a, &message, next).await?;
-                        SyncMetrics::inc(&deps.metrics.step_retries);
-                        Ok(())
-                    })
-                    .name(format!("mark_{}_retrying", step.as_str()))
-                    .retry_policy(store_retry_policy())
-                    .await?;
                     state.status = "retrying".to_owned();
                     state.error = Some(failure.message);
                     ctx.set(STATE_KEY, Json(state.clone()));
-                    ctx.sleep(interval).await?;
+                    if let Err(e) = ctx.sleep(interval).await {
+                        // `restate invocations cancel` during the wait.
+                        return Err(self.record_abort(ctx, a, e, state).await);
+                    }
                 }
                 Err(failure) => {
-                    let (deps, message) = (self.deps.clone(), failure.message.clone());
-                    ctx.run(move || async move {
-                        deps.store.step_failed(a, &message).await?;
-                        SyncMetrics::inc(&deps.metrics.syncs_failed);
-                        Ok(())
-                    })
-                    .name(format!("mark_{}_failed", step.as_str()))
-                    .retry_policy(store_retry_policy())
-                    .await?;
                     state.status = "failed".to_owned();
                     state.error = Some(failure.message.clone());
                     ctx.set(STATE_KEY, Json(state.clone()));
@@ -300,6 +290,37 @@ impl DatasetSync {
             }
         }
         unreachable!("the last attempt either returns or fails")
+    }
+}
+
+impl DatasetSync {
+    /// The invocation ends early (an operator cancelled it): record `failed`
+    /// with the reason, so the dataset does not stay `syncing`/`retrying`.
+    async fn record_abort(
+        &self,
+        ctx: &ObjectContext<'_>,
+        a: Attempt,
+        error: TerminalError,
+        state: &mut SyncState,
+    ) -> HandlerError {
+        let message = format!("the sync was stopped: {}", error.message());
+        let (deps, text) = (self.deps.clone(), message.clone());
+        let recorded = ctx
+            .run(move || async move {
+                deps.store.step_failed(a, &text).await?;
+                SyncMetrics::inc(&deps.metrics.syncs_failed);
+                Ok(())
+            })
+            .name("mark_stopped")
+            .retry_policy(store_retry_policy())
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "could not record a stopped sync");
+        }
+        state.status = "failed".to_owned();
+        state.error = Some(message);
+        ctx.set(STATE_KEY, Json(state.clone()));
+        error.into()
     }
 }
 

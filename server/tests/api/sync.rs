@@ -468,3 +468,33 @@ async fn two_sync_requests_for_one_dataset_are_serialised() {
     );
     assert_eq!(status(&app, id).await.0, "synced");
 }
+
+#[tokio::test]
+async fn an_operator_cancel_through_the_cli_marks_the_dataset_failed() {
+    let restate = Restate::started().await;
+    let mcp = Mcp::new(); // down: the sync waits to retry
+    let app = spawn_synced_app(
+        &restate,
+        &mcp,
+        Sync {
+            attempts: 3,
+            interval_secs: 300,
+        },
+    )
+    .await;
+    let id = upload(&app, "cancelled", CSV).await;
+    wait_for(&app, id, "retrying", Duration::from_secs(30)).await;
+    let invocation: String =
+        sqlx::query_scalar("SELECT invocation_id FROM sync_requests WHERE dataset_id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let out = restate.cli(&["invocations", "cancel", "--yes", &invocation]);
+    assert!(out.contains("Cancelled 1"), "{out}");
+    let metadata = wait_for(&app, id, "failed", Duration::from_secs(30)).await;
+    assert!(
+        metadata["last_error"].as_str().unwrap().contains("stopped"),
+        "{metadata}"
+    );
+}
