@@ -17,8 +17,6 @@ use std::time::Duration;
 /// The `_meta` key the MCP server sets on tool errors (see `mcp/src/error.rs`).
 const RETRYABLE_META_KEY: &str = "servicetsunami/retryable";
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Why a step did not succeed, and whether trying again later may help.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepFailure {
@@ -80,27 +78,16 @@ impl McpClient {
         };
         let config = StreamableHttpClientTransportConfig::with_uri(self.url.clone())
             .auth_header(self.api_key.expose_secret());
-        // The handshake is small; a connection that fails mid-way must not
-        // leave the step waiting for the whole call timeout.
-        let handshake = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            ().serve(StreamableHttpClientTransport::from_config(config)),
-        )
-        .await
-        .map_err(|_| {
-            StepFailure::retryable(format!(
-                "the MCP server at {} did not complete the handshake within {} s",
-                self.url,
-                HANDSHAKE_TIMEOUT.as_secs()
-            ))
-        })?;
-        let client = handshake.map_err(|e| {
-            StepFailure::retryable(format!(
-                "cannot reach the MCP server at {}: {}",
-                self.url,
-                root_cause(&e)
-            ))
-        })?;
+        let client =
+            ().serve(StreamableHttpClientTransport::from_config(config))
+                .await
+                .map_err(|e| {
+                    StepFailure::retryable(format!(
+                        "cannot reach the MCP server at {}: {}",
+                        self.url,
+                        root_cause(&e)
+                    ))
+                })?;
         let result = client
             .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments))
             .await;
