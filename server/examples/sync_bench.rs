@@ -99,8 +99,9 @@ async fn wait_synced(
     Ok(done)
 }
 
-/// The lakehouse work of one sync, called directly.
-async fn direct_sync(mcp: &Mcp, app: &TestApp, id: Uuid) -> Duration {
+/// The lakehouse work of one sync, called directly: the time of each of the
+/// two tool calls (bronze, silver).
+async fn direct_sync(mcp: &Mcp, app: &TestApp, id: Uuid) -> (Duration, Duration) {
     let started = Instant::now();
     let bronze = mcp
         .call(
@@ -115,12 +116,14 @@ async fn direct_sync(mcp: &Mcp, app: &TestApp, id: Uuid) -> Duration {
             }),
         )
         .await;
+    let bronze_time = started.elapsed();
+    let started = Instant::now();
     mcp.call(
         "transform_to_silver",
         json!({"tenant_id": REFERENCE_TENANT, "bronze_table": bronze["bronze_table"]}),
     )
     .await;
-    started.elapsed()
+    (bronze_time, started.elapsed())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -175,11 +178,22 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let mut reference = Vec::new();
+    let (mut bronze_times, mut silver_times) = (Vec::new(), Vec::new());
     for (id, uploaded) in ids.iter().zip(&upload_times) {
-        reference.push(*uploaded + direct_sync(&mcp, &a, *id).await);
+        let (bronze, silver) = direct_sync(&mcp, &a, *id).await;
+        reference.push(*uploaded + bronze + silver);
+        bronze_times.push(bronze);
+        silver_times.push(silver);
     }
-    sync_times.sort();
-    reference.sort();
+    for times in [
+        &mut sync_times,
+        &mut reference,
+        &mut upload_times,
+        &mut bronze_times,
+        &mut silver_times,
+    ] {
+        times.sort();
+    }
     a.stop.cancel();
     drop(listener);
 
@@ -247,6 +261,27 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&sync_times, 50.0).saturating_sub(percentile(&reference, 50.0))),
         ms(percentile(&sync_times, 99.0).saturating_sub(percentile(&reference, 99.0))),
     );
+    println!();
+    println!("Parts of the reference (each sorted on its own)");
+    println!("| part | p50 | p99 |");
+    println!("|---|---|---|");
+    for (part, times) in [
+        (
+            "upload (HTTP, DuckDB conversion, catalogue insert)",
+            &upload_times,
+        ),
+        (
+            "MCP create_dataset (download, stage, bronze)",
+            &bronze_times,
+        ),
+        ("MCP transform_to_silver", &silver_times),
+    ] {
+        println!(
+            "| {part} | {} | {} |",
+            ms(percentile(times, 50.0)),
+            ms(percentile(times, 99.0))
+        );
+    }
     println!();
     println!("Throughput, {queued} syncs queued at once (one bulk sync)");
     println!("| measurement | wall | syncs/s | ratio |");

@@ -140,16 +140,8 @@ impl LocalLakehouse {
         let path = staged.to_string_lossy().into_owned();
         let volume_path = path.clone();
         let table = name.clone();
-        let columns = self
+        let (columns, row_count) = self
             .write(move |conn| {
-                for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
-                    conn.execute_batch(&format!(
-                        "CREATE SCHEMA IF NOT EXISTS {}.{}",
-                        D.ident(table.catalog.as_str()),
-                        D.ident(schema.as_str())
-                    ))
-                    .map_err(db)?;
-                }
                 let file_columns = describe(
                     conn,
                     &format!("SELECT * FROM read_parquet({})", D.literal(&path)),
@@ -163,14 +155,26 @@ impl LocalLakehouse {
                         clash.name
                     )));
                 }
-                conn.execute_batch(&bronze_sql(&table, dataset.as_str(), &path))
-                    .map_err(db)?;
-                set_note(conn, "VIEW", &table, dataset.as_str())?;
-                describe(conn, &format!("SELECT * FROM {}", D.table(&table)))
+                in_transaction(conn, |conn| {
+                    for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
+                        conn.execute_batch(&format!(
+                            "CREATE SCHEMA IF NOT EXISTS {}.{}",
+                            D.ident(table.catalog.as_str()),
+                            D.ident(schema.as_str())
+                        ))
+                        .map_err(db)?;
+                    }
+                    conn.execute_batch(&bronze_sql(&table, dataset.as_str(), &path))
+                        .map_err(db)?;
+                    set_note(conn, "VIEW", &table, dataset.as_str())
+                })?;
+                // Parquet keeps its row count in the footer: no scan.
+                Ok((
+                    describe(conn, &format!("SELECT * FROM {}", D.table(&table)))?,
+                    count(conn, &table)?,
+                ))
             })
             .await?;
-        let counted = name.clone();
-        let row_count = self.read(move |conn| count(conn, &counted)).await?;
         Ok(BronzeResult {
             bronze_table: name.to_string(),
             volume_path,
@@ -187,7 +191,7 @@ impl LocalLakehouse {
         let silver = silver_name_for(&self.catalog, &tenant, &bronze)?;
         // Statistics are a read: many datasets can be profiled at once.
         let source = bronze.clone();
-        let (source_columns, bronze_rows) = self
+        let (source_columns, bronze_rows, dataset_id) = self
             .read(move |conn| {
                 let columns = table_columns(conn, &source)?;
                 if columns.is_empty() {
@@ -225,7 +229,15 @@ impl LocalLakehouse {
                         data_type: c.data_type,
                     })
                     .collect();
-                Ok((source_columns, values[0]))
+                let dataset_id = conn
+                    .query_row(
+                        &format!("SELECT any_value(_dataset_id) FROM {}", D.table(&source)),
+                        [],
+                        |r| r.get::<_, Option<String>>(0),
+                    )
+                    .map_err(db)?
+                    .unwrap_or_default();
+                Ok((source_columns, values[0], dataset_id))
             })
             .await?;
         let ingested_at = OffsetDateTime::now_utc()
@@ -236,41 +248,28 @@ impl LocalLakehouse {
         let plan = SilverPlan::new(bronze, silver.clone(), ingested_at, &source_columns);
         let create = plan.create_sql(D);
         let target = silver.clone();
-        let dataset_id: String = self
-            .read({
-                let bronze = plan.bronze.clone();
-                move |conn| {
-                    conn.query_row(
-                        &format!("SELECT any_value(_dataset_id) FROM {}", D.table(&bronze)),
-                        [],
-                        |r| r.get::<_, Option<String>>(0),
-                    )
-                    .map(Option::unwrap_or_default)
-                    .map_err(db)
-                }
-            })
-            .await?;
         self.write(move |conn| {
-            conn.execute_batch(&create).map_err(db)?;
-            set_note(conn, "TABLE", &target, &dataset_id)
+            in_transaction(conn, |conn| {
+                conn.execute_batch(&create).map_err(db)?;
+                set_note(conn, "TABLE", &target, &dataset_id)
+            })
         })
         .await?;
         let null_sql = plan.null_counts_sql(D);
         let width = plan.columns.len() + 1;
-        let counts: Vec<u64> = self
+        let typed_table = silver.clone();
+        let (counts, typed): (Vec<u64>, _) = self
             .read(move |conn| {
-                conn.query_row(&null_sql, [], |row| {
-                    (0..width)
-                        .map(|i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0)))
-                        .collect()
-                })
-                .map_err(db)
+                let counts = conn
+                    .query_row(&null_sql, [], |row| {
+                        (0..width)
+                            .map(|i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0)))
+                            .collect()
+                    })
+                    .map_err(db)?;
+                Ok((counts, table_columns(conn, &typed_table)?))
             })
             .await?;
-        let typed = {
-            let silver = silver.clone();
-            self.read(move |conn| table_columns(conn, &silver)).await?
-        };
         let row_count = counts[0];
         let mut columns: Vec<SilverColumn> = plan
             .columns
@@ -517,6 +516,24 @@ fn set_note(
         D.literal(&note)
     ))
     .map_err(db)
+}
+
+/// Runs `f` as one transaction, so its statements become visible together and
+/// cost one commit (one WAL flush) instead of one each.
+fn in_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, ToolError>,
+) -> Result<T, ToolError> {
+    conn.execute_batch("BEGIN TRANSACTION").map_err(db)?;
+    let outcome = f(conn).and_then(|value| {
+        conn.execute_batch("COMMIT").map_err(db)?;
+        Ok(value)
+    });
+    if outcome.is_err() {
+        // Nothing to undo if the failed COMMIT already ended it.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    outcome
 }
 
 fn describe(conn: &Connection, select: &str) -> Result<Vec<ColumnInfo>, ToolError> {
