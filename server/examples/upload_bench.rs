@@ -13,7 +13,6 @@ use anyhow::{bail, Context};
 use std::{
     io::{BufWriter, Write},
     path::{Path, PathBuf},
-    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -176,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
         .env("DUCKDB_THREADS", THREADS.to_string())
         .env("DUCKDB_MEMORY_LIMIT", MEMORY_LIMIT)
         .env("RUST_LOG", "servicetsunami_server=info,warn")
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(args.dir.join("server.log"))?)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("Failed to start {}", exe.display()))?;
@@ -199,7 +198,12 @@ async fn main() -> anyhow::Result<()> {
     let idle_rss = peak_rss_kib(pid).unwrap_or(0);
 
     let file = tokio::fs::File::open(&csv).await?;
-    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(file), bytes)
+    // Large reads, as a browser's upload does; reqwest's default is 8 KiB.
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        file,
+        256 * 1024,
+    ));
+    let part = reqwest::multipart::Part::stream_with_length(body, bytes)
         .file_name("bench.csv");
     let form = reqwest::multipart::Form::new()
         .text("name", "upload bench")
