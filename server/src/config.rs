@@ -83,7 +83,7 @@ pub struct Settings {
     pub upload_max_bytes: u64,
     /// `DUCKDB_THREADS` (default: the number of CPUs).
     pub duckdb_threads: usize,
-    /// `DUCKDB_MEMORY_LIMIT` (default `256MB`): DuckDB spills to disk beyond it.
+    /// `DUCKDB_MEMORY_LIMIT` (default `192MB`): DuckDB spills to disk beyond it.
     pub duckdb_memory_limit: String,
     /// `LOG_FORMAT` (`pretty` | `json`, default `pretty`); the filter is `RUST_LOG`.
     pub log_format: LogFormat,
@@ -225,7 +225,7 @@ impl Settings {
         }
         let duckdb_memory_limit = env
             .raw("DUCKDB_MEMORY_LIMIT")
-            .unwrap_or_else(|| "256MB".to_owned());
+            .unwrap_or_else(|| "192MB".to_owned());
         parse_byte_size(&duckdb_memory_limit).map_err(|reason| ConfigError::Invalid {
             name: "DUCKDB_MEMORY_LIMIT",
             value: duckdb_memory_limit.clone(),

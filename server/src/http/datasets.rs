@@ -27,7 +27,6 @@ use axum::{
 };
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncWriteExt, BufWriter};
 use uuid::Uuid;
 
 /// Longest file name accepted, in characters.
@@ -209,6 +208,71 @@ impl Drop for ScratchFile {
     }
 }
 
+/// Writes the upload to its scratch file on a blocking thread of its own, fed
+/// the received chunks as they are (no copy), so receiving and writing run
+/// side by side. A bounded queue keeps memory flat: when the disk is slower
+/// than the network, receiving waits.
+struct ScratchWriter {
+    chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    task: tokio::task::JoinHandle<Result<(), UploadError>>,
+}
+
+impl ScratchWriter {
+    /// Chunks queued at most (hyper and multer yield up to ~400 KiB each).
+    const QUEUE: usize = 16;
+
+    /// Creates the file here, so that it exists before anything can try to
+    /// remove it again (the scratch guard, on an early error).
+    async fn create(path: &Path) -> Result<Self, UploadError> {
+        let file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| UploadError::Internal(e.into()))?
+            .into_std()
+            .await;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(Self::QUEUE);
+        let task = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let io = |e: std::io::Error| UploadError::Internal(e.into());
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            while let Some(chunk) = rx.blocking_recv() {
+                out.write_all(&chunk).map_err(io)?;
+            }
+            out.flush().map_err(io)
+        });
+        Ok(Self {
+            chunks: Some(tx),
+            task,
+        })
+    }
+
+    async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), UploadError> {
+        let sent = match &self.chunks {
+            Some(tx) => tx.send(chunk).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped: its error says why.
+        self.chunks = None;
+        match (&mut self.task).await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(UploadError::Internal(anyhow::anyhow!(
+                "the scratch writer stopped early"
+            ))),
+            Err(e) => Err(UploadError::Internal(e.into())),
+        }
+    }
+
+    /// Waits until everything is written and the file closed.
+    async fn finish(mut self) -> Result<(), UploadError> {
+        self.chunks = None;
+        (&mut self.task)
+            .await
+            .map_err(|e| UploadError::Internal(e.into()))?
+    }
+}
+
 struct Received {
     file: ScratchFile,
     file_name: String,
@@ -260,11 +324,9 @@ async fn receive(
                     });
                 }
                 let scratch = ScratchFile(state.storage.tmp_dir().join(format!("{id}.upload")));
-                let out = tokio::fs::File::create(&scratch.0)
-                    .await
-                    .map_err(|e| UploadError::Internal(e.into()))?;
-                let mut out = BufWriter::with_capacity(1 << 20, out);
+                let mut out = ScratchWriter::create(&scratch.0).await?;
                 let mut inspector = Inspector::new();
+                let mut chunks = 0u64;
                 while let Some(chunk) = field
                     .chunk()
                     .await
@@ -274,15 +336,13 @@ async fn receive(
                         return Err(UploadError::TooLarge { max });
                     }
                     inspector.feed(&chunk)?;
-                    out.write_all(&chunk)
-                        .await
-                        .map_err(|e| UploadError::Internal(e.into()))?;
+                    chunks += 1;
+                    out.write(chunk).await?;
                 }
-                out.flush()
-                    .await
-                    .map_err(|e| UploadError::Internal(e.into()))?;
+                out.finish().await?;
                 let size = inspector.total();
                 let detected = inspector.finish()?;
+                tracing::debug!(chunks, bytes = size, "file field received");
                 file = Some((scratch, file_name, size, detected));
             }
             // Unknown fields (and a second file) are drained and ignored.

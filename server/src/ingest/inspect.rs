@@ -49,7 +49,7 @@ impl TextScan {
             let take = (SAMPLE_BYTES - self.sample.len()).min(chunk.len());
             self.sample.extend_from_slice(&chunk[..take]);
         }
-        if let Some(pos) = chunk.iter().position(|&b| b == 0) {
+        if let Some(pos) = memchr::memchr(0, chunk) {
             let line = self.lines + 1 + count_newlines(&chunk[..pos]);
             return Err(IngestError::Binary {
                 detail: format!("a NUL byte on line {line}"),
@@ -136,7 +136,7 @@ impl Write for TextScan {
 }
 
 fn count_newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 /// Text has few control characters; binary formats are full of them.

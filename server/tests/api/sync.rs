@@ -173,7 +173,16 @@ async fn an_upload_ends_synced_and_its_tables_are_queryable() {
     assert!(listed.contains("DatasetSync"), "{listed}");
     let described = restate.cli(&["invocations", "describe", &invocation]);
     assert!(described.contains("sync_to_bronze"), "{described}");
-    let state = restate.cli(&["kv", "get", "DatasetSync", &id.to_string()]);
+    // The object's state is written as the invocation ends, just after the
+    // metadata step made the dataset `synced` in Postgres: allow for that.
+    let mut state = String::new();
+    for _ in 0..50 {
+        state = restate.cli(&["kv", "get", "DatasetSync", &id.to_string()]);
+        if state.contains("synced") && state.contains(&silver) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(
         state.contains("synced") && state.contains(&silver),
         "{state}"
