@@ -229,14 +229,18 @@ impl LocalLakehouse {
                         data_type: c.data_type,
                     })
                     .collect();
-                let dataset_id = conn
-                    .query_row(
-                        &format!("SELECT any_value(_dataset_id) FROM {}", D.table(&source)),
-                        [],
-                        |r| r.get::<_, Option<String>>(0),
-                    )
-                    .map_err(db)?
-                    .unwrap_or_default();
+                let dataset_id = match bronze_note(conn, &source)? {
+                    Some(note) => note.dataset_id,
+                    // A bronze view made by hand carries no note: scan for it.
+                    None => conn
+                        .query_row(
+                            &format!("SELECT any_value(_dataset_id) FROM {}", D.table(&source)),
+                            [],
+                            |r| r.get::<_, Option<String>>(0),
+                        )
+                        .map_err(db)?
+                        .unwrap_or_default(),
+                };
                 Ok((source_columns, values[0], dataset_id))
             })
             .await?;
@@ -516,6 +520,23 @@ fn set_note(
         D.literal(&note)
     ))
     .map_err(db)
+}
+
+/// The note `create_dataset` left on a bronze view, if any.
+fn bronze_note(conn: &Connection, view: &TableName) -> Result<Option<TableNote>, ToolError> {
+    let comment: Option<String> = conn
+        .query_row(
+            "SELECT any_value(comment) FROM duckdb_views()
+             WHERE database_name = ? AND schema_name = ? AND view_name = ?",
+            duckdb::params![
+                view.catalog.as_str(),
+                view.schema.as_str(),
+                view.table.as_str()
+            ],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    Ok(comment.and_then(|c| serde_json::from_str(&c).ok()))
 }
 
 /// Runs `f` as one transaction, so its statements become visible together and
