@@ -115,6 +115,8 @@ impl Drop for TestApp {
 }
 
 /// What an upload answered.
+// One value per upload in a test: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Uploaded {
     Ok(UploadResponse),
     Rejected { status: u16, body: ApiErrorBody },
