@@ -45,6 +45,27 @@ fn npm_bin(name: &str) -> PathBuf {
     path
 }
 
+/// restate-server's own binary from its npm platform package. The package's
+/// `.bin` entry is a Node wrapper that does not pass SIGKILL on: killing it
+/// would leave the server running, orphaned (and a "killed" server serving).
+fn restate_server_bin() -> PathBuf {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let path = repo_root()
+        .join("end2end/node_modules/@restatedev")
+        .join(format!("restate-server-{}-{arch}", std::env::consts::OS))
+        .join("bin/restate-server");
+    assert!(
+        path.exists(),
+        "{} is missing: run `npm ci` in end2end/ (bash .ci/test does)",
+        path.display()
+    );
+    path
+}
+
 /// The directory cargo puts this package's binaries in (next to `deps/`).
 fn cargo_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -110,7 +131,7 @@ impl Restate {
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.base_dir.path().join("restate.log")).unwrap();
-        let child = Command::new(npm_bin("restate-server"))
+        let child = Command::new(restate_server_bin())
             .arg("--base-dir")
             .arg(self.base_dir.path())
             .arg("--no-logo")
