@@ -233,7 +233,9 @@ impl ScratchWriter {
         let task = tokio::task::spawn_blocking(move || {
             use std::io::Write;
             let io = |e: std::io::Error| UploadError::Internal(e.into());
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            // Chunks are large (tens to hundreds of KiB): written as they
+            // come, without another copy through a buffer.
+            let mut out = file;
             while let Some(chunk) = rx.blocking_recv() {
                 out.write_all(&chunk).map_err(io)?;
             }

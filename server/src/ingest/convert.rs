@@ -58,8 +58,101 @@ fn convert_inner(
         Compression::Gzip => "gzip",
     };
     let describe_err = |e: duckdb::Error| user_error(detected.kind, &e, source, original_name);
+    let started = std::time::Instant::now();
+    let lap =
+        |what: &str| tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{what}");
 
-    let mut format = match detected.kind {
+    // DESCRIBE runs on a second connection while the sniffer runs on this one:
+    // each reads the head of the file, and neither needs the other's answer
+    // until both are in. The order in which problems are reported is unchanged.
+    let mut reader = reader_sql(detected, &src, compression, false);
+    let describer = conn.try_clone().map_err(internal)?;
+    let (format, described) = std::thread::scope(|scope| {
+        let reader = &reader;
+        let described = scope.spawn(move || describe(&describer, reader));
+        let format = sniff_format(conn, detected, &src, compression, source, original_name);
+        let described = described
+            .join()
+            .map_err(|_| internal(anyhow::anyhow!("the DESCRIBE thread panicked")));
+        (format, described)
+    });
+    let mut format = format?;
+    if detected.compression == Compression::Gzip {
+        format.push_str("+gzip");
+    }
+    lap("sniffed");
+    let columns = described?.map_err(describe_err)?;
+    check_columns(&columns)?;
+
+    lap("described");
+    let out = quote_literal(&scratch.to_string_lossy());
+    let copy = |reader: &str| {
+        conn.execute(
+            &format!("COPY (SELECT * FROM {reader}) TO {out} (FORMAT parquet, COMPRESSION zstd)"),
+            [],
+        )
+    };
+    let rows = match copy(&reader) {
+        // The sniffer types columns from a sample; a later value that does not
+        // fit means the sample misled it, so read the whole file to decide.
+        Err(e) if detected.kind == SourceKind::Delimited && is_conversion_error(&e) => {
+            reader = reader_sql(detected, &src, compression, true);
+            let columns_full = describe(conn, &reader).map_err(describe_err)?;
+            check_columns(&columns_full)?;
+            copy(&reader).map_err(describe_err)?
+        }
+        other => other.map_err(describe_err)?,
+    };
+
+    lap("copied");
+    // Describe what was written, not what was planned: the file is the truth.
+    let written = describe(conn, &format!("read_parquet({out})")).map_err(internal)?;
+    let nulls = null_counts(conn, &out).map_err(internal)?;
+    let normalized =
+        normalize_column_names(&written.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
+    let schema = written
+        .into_iter()
+        .zip(normalized)
+        .map(|((name, data_type), normalized_name)| ColumnSchema {
+            nullable: nulls.get(&name).is_none_or(|n| n.is_none_or(|n| n > 0)),
+            name,
+            normalized_name,
+            data_type,
+        })
+        .collect();
+
+    lap("inspected the Parquet file");
+    let file = std::fs::File::open(scratch).map_err(internal)?;
+    file.sync_all().map_err(internal)?;
+    std::fs::rename(scratch, dest).map_err(internal)?;
+    if let Some(dir) = dest.parent() {
+        // Persist the rename itself.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(internal)?;
+    }
+
+    lap("made durable");
+    Ok(Converted {
+        format,
+        schema,
+        row_count: i64::try_from(rows).map_err(internal)?,
+    })
+}
+
+/// The format's name; for delimited text, the sniffer's delimiter. A sniffer
+/// that fails, or settles for one column, has met rows of different widths:
+/// the first such row is named.
+fn sniff_format(
+    conn: &Connection,
+    detected: Detected,
+    src: &str,
+    compression: &str,
+    source: &Path,
+    original_name: &str,
+) -> Result<String, IngestError> {
+    let describe_err = |e: duckdb::Error| user_error(detected.kind, &e, source, original_name);
+    Ok(match detected.kind {
         SourceKind::Delimited => {
             let sniffed = conn.query_row(
                 &format!("SELECT Delimiter, len(Columns) FROM sniff_csv({src}, compression = '{compression}', skip = 0)"),
@@ -88,64 +181,6 @@ fn convert_inner(
         SourceKind::JsonArray => "json".to_owned(),
         SourceKind::Ndjson => "ndjson".to_owned(),
         SourceKind::Parquet => "parquet".to_owned(),
-    };
-    if detected.compression == Compression::Gzip {
-        format.push_str("+gzip");
-    }
-
-    let mut reader = reader_sql(detected, &src, compression, false);
-    let columns = describe(conn, &reader).map_err(describe_err)?;
-    check_columns(&columns)?;
-
-    let out = quote_literal(&scratch.to_string_lossy());
-    let copy = |reader: &str| {
-        conn.execute(
-            &format!("COPY (SELECT * FROM {reader}) TO {out} (FORMAT parquet, COMPRESSION zstd)"),
-            [],
-        )
-    };
-    let rows = match copy(&reader) {
-        // The sniffer types columns from a sample; a later value that does not
-        // fit means the sample misled it, so read the whole file to decide.
-        Err(e) if detected.kind == SourceKind::Delimited && is_conversion_error(&e) => {
-            reader = reader_sql(detected, &src, compression, true);
-            let columns_full = describe(conn, &reader).map_err(describe_err)?;
-            check_columns(&columns_full)?;
-            copy(&reader).map_err(describe_err)?
-        }
-        other => other.map_err(describe_err)?,
-    };
-
-    // Describe what was written, not what was planned: the file is the truth.
-    let written = describe(conn, &format!("read_parquet({out})")).map_err(internal)?;
-    let nulls = null_counts(conn, &out).map_err(internal)?;
-    let normalized =
-        normalize_column_names(&written.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
-    let schema = written
-        .into_iter()
-        .zip(normalized)
-        .map(|((name, data_type), normalized_name)| ColumnSchema {
-            nullable: nulls.get(&name).is_none_or(|n| n.is_none_or(|n| n > 0)),
-            name,
-            normalized_name,
-            data_type,
-        })
-        .collect();
-
-    let file = std::fs::File::open(scratch).map_err(internal)?;
-    file.sync_all().map_err(internal)?;
-    std::fs::rename(scratch, dest).map_err(internal)?;
-    if let Some(dir) = dest.parent() {
-        // Persist the rename itself.
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(internal)?;
-    }
-
-    Ok(Converted {
-        format,
-        schema,
-        row_count: i64::try_from(rows).map_err(internal)?,
     })
 }
 
