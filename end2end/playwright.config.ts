@@ -37,5 +37,8 @@ export default defineConfig({
     reuseExistingServer: false,
     stdout: "pipe",
     stderr: "pipe",
+    // SIGTERM, so .ci/e2e-server's clean-up runs: it also stops an MCP server
+    // a test restarted, which lives in a process group of its own.
+    gracefulShutdown: { signal: "SIGTERM", timeout: 10_000 },
   },
 });
