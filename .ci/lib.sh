@@ -14,8 +14,8 @@ export LEPTOS_OUTPUT_NAME=servicetsunami
 # One package selection for every cargo command (tests, clippy, the server
 # binary, benchmarks). Cargo unifies the features of build-time dependencies
 # across the packages it builds at once, and DuckDB's build script depends on
-# some of them: a different selection means another 40-minute DuckDB build and
-# another ~14 GB of artifacts. So build the server-side crates together, with
+# some of them: a different selection means another 25-minute DuckDB build and
+# another ~12 GB of artifacts. So build the server-side crates together, with
 # their dev-dependencies, always. (The front end builds in its own target dir.)
 CARGO_PACKAGES=(-p app -p servicetsunami-server -p servicetsunami-mcp)
 export PATH="$HOME/.cargo/bin:$PATH"
