@@ -80,11 +80,10 @@ fn convert_inner(
     if detected.compression == Compression::Gzip {
         format.push_str("+gzip");
     }
-    lap("sniffed");
     let columns = described?.map_err(describe_err)?;
     check_columns(&columns)?;
+    lap("sniffed and described");
 
-    lap("described");
     let out = quote_literal(&scratch.to_string_lossy());
     let copy = |reader: &str| {
         conn.execute(
