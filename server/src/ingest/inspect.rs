@@ -63,7 +63,7 @@ impl TextScan {
             &owned
         };
         let consumed_before = self.bytes - self.carry.len() as u64;
-        match std::str::from_utf8(data) {
+        match simdutf8::compat::from_utf8(data) {
             Ok(_) => {
                 self.carry.clear();
             }

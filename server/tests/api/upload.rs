@@ -65,10 +65,19 @@ async fn csv_upload_produces_parquet_and_a_catalogue_row() {
     );
     assert_eq!(metadata["sync_status"], "local_only");
     assert_eq!(metadata["databricks_enabled"], false);
-    assert!(app
-        .stored_files()
-        .iter()
-        .all(|p| !p.starts_with(app.data_dir.path().join("tmp"))));
+    // The consumed upload is removed in the background, right after the answer.
+    let tmp = app.data_dir.path().join("tmp");
+    let scratch_left = || {
+        app.stored_files()
+            .into_iter()
+            .filter(|p| p.starts_with(&tmp))
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !scratch_left().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(scratch_left(), Vec::<std::path::PathBuf>::new());
 }
 
 #[tokio::test]
