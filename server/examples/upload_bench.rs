@@ -1,8 +1,9 @@
 //! Upload benchmark: generates a CSV (default 1 GB), uploads it over HTTP to a
 //! freshly started `servicetsunami` server, and compares with DuckDB converting
 //! the same file directly, in the same run, with the same engine limits. The
-//! two sides alternate for `--rounds` rounds (default 3); the ratio is taken
-//! between the medians, and the best of each side is shown beside it.
+//! two sides alternate for `--rounds` rounds (default 3) after a warm-up round;
+//! the ratio is taken between the medians, and the best of each side is shown
+//! beside it.
 //!
 //! ```sh
 //! cargo build -p servicetsunami-server --bin servicetsunami
@@ -292,10 +293,12 @@ async fn main() -> anyhow::Result<()> {
         .status()
         .is_ok_and(|s| s.success());
     // Rounds alternate the two sides, so that what the machine does meanwhile
-    // (other load, the hypervisor reclaiming freed memory) falls on both.
+    // (other load, the hypervisor reclaiming freed memory) falls on both. A
+    // first round that is not counted warms both up: the file cache, DuckDB,
+    // the server's connection pools.
     let reference_out = args.dir.join("reference.parquet");
     let mut measured = Vec::with_capacity(args.rounds);
-    for round in 1..=args.rounds {
+    for round in 0..=args.rounds {
         settle()?;
         let (reference, reference_rows) = duckdb_direct(&csv, &reference_out)?;
         std::fs::remove_file(&reference_out)?;
@@ -319,11 +322,18 @@ async fn main() -> anyhow::Result<()> {
             "server stored {uploaded_rows} rows, expected {rows}"
         );
         eprintln!(
-            "round {round}: reference {:.2} s, upload {:.2} s",
+            "{}: reference {:.2} s, upload {:.2} s",
+            if round == 0 {
+                "warm-up (not counted)".to_owned()
+            } else {
+                format!("round {round}")
+            },
             reference.as_secs_f64(),
             upload.as_secs_f64()
         );
-        measured.push((reference, upload));
+        if round > 0 {
+            measured.push((reference, upload));
+        }
     }
     let peak_rss = peak_rss_kib(pid).unwrap_or(0);
 
