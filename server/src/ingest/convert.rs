@@ -62,25 +62,19 @@ fn convert_inner(
     let lap =
         |what: &str| tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{what}");
 
-    // DESCRIBE runs on a second connection while the sniffer runs on this one:
-    // each reads the head of the file, and neither needs the other's answer
-    // until both are in. The order in which problems are reported is unchanged.
     let mut reader = reader_sql(detected, &src, compression, false);
-    let describer = conn.try_clone().map_err(internal)?;
-    let (format, described) = std::thread::scope(|scope| {
-        let reader = &reader;
-        let described = scope.spawn(move || describe(&describer, reader));
-        let format = sniff_format(conn, detected, &src, compression, source, original_name);
-        let described = described
-            .join()
-            .map_err(|_| internal(anyhow::anyhow!("the DESCRIBE thread panicked")));
-        (format, described)
-    });
-    let mut format = format?;
+    let (mut format, columns) = sniff_and_describe(
+        conn,
+        detected,
+        &src,
+        compression,
+        &reader,
+        source,
+        original_name,
+    )?;
     if detected.compression == Compression::Gzip {
         format.push_str("+gzip");
     }
-    let columns = described?.map_err(describe_err)?;
     check_columns(&columns)?;
     lap("sniffed and described");
 
@@ -139,29 +133,27 @@ fn convert_inner(
     })
 }
 
-/// The format's name; for delimited text, the sniffer's delimiter. A sniffer
-/// that fails, or settles for one column, has met rows of different widths:
-/// the first such row is named.
-fn sniff_format(
+/// The format's name (for delimited text, from the sniffer's delimiter) and
+/// the columns the reader will produce. For delimited text both come from one
+/// run of the sniffer, with the reader's options: a separate DESCRIBE would
+/// sniff the file again. A sniffer that fails, or settles for one column while
+/// the header has delimiters, has met rows of different widths: the first such
+/// row is named.
+fn sniff_and_describe(
     conn: &Connection,
     detected: Detected,
     src: &str,
     compression: &str,
+    reader: &str,
     source: &Path,
     original_name: &str,
-) -> Result<String, IngestError> {
+) -> Result<(String, Vec<(String, String)>), IngestError> {
     let describe_err = |e: duckdb::Error| user_error(detected.kind, &e, source, original_name);
-    Ok(match detected.kind {
+    let format = match detected.kind {
         SourceKind::Delimited => {
-            let sniffed = conn.query_row(
-                &format!("SELECT Delimiter, len(Columns) FROM sniff_csv({src}, compression = '{compression}', skip = 0)"),
-                [],
-                |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
-            );
-            // A sniffer that fails, or settles for one column while the header
-            // has delimiters, has met rows of different widths: name the first.
+            let sniffed = sniff_csv(conn, src, compression);
             let suspicious = match &sniffed {
-                Ok((_, columns)) => *columns == 1,
+                Ok((_, columns)) => columns.len() == 1,
                 Err(_) => true,
             };
             if suspicious {
@@ -170,26 +162,59 @@ fn sniff_format(
                     return Err(ragged);
                 }
             }
-            let (delimiter, _) = sniffed.map_err(describe_err)?;
-            match delimiter.as_str() {
+            let (delimiter, columns) = sniffed.map_err(describe_err)?;
+            let format = match delimiter.as_str() {
                 "," => "csv".to_owned(),
                 "\t" => "tsv".to_owned(),
                 other => format!("csv (delimiter {other:?})"),
-            }
+            };
+            return Ok((format, columns));
         }
-        SourceKind::JsonArray => "json".to_owned(),
-        SourceKind::Ndjson => "ndjson".to_owned(),
-        SourceKind::Parquet => "parquet".to_owned(),
-    })
+        SourceKind::JsonArray => "json",
+        SourceKind::Ndjson => "ndjson",
+        SourceKind::Parquet => "parquet",
+    };
+    let columns = describe(conn, reader).map_err(describe_err)?;
+    Ok((format.to_owned(), columns))
+}
+
+/// The sniffer's delimiter and columns (names and types, in order), with the
+/// options `reader_sql` reads delimited text with.
+fn sniff_csv(
+    conn: &Connection,
+    src: &str,
+    compression: &str,
+) -> Result<(String, Vec<(String, String)>), duckdb::Error> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT Delimiter, c.name, c.type FROM (SELECT Delimiter, unnest(Columns) AS c \
+         FROM sniff_csv({src}, {}))",
+        csv_options(compression, false)
+    ))?;
+    let mut delimiter = String::from(",");
+    let mut columns = Vec::new();
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        delimiter = row.get(0)?;
+        columns.push((row.get(1)?, row.get(2)?));
+    }
+    Ok((delimiter, columns))
+}
+
+/// How delimited text is read: never skipping leading rows, strict about row
+/// widths, typed from a sample of rows or from the whole file.
+fn csv_options(compression: &str, full_scan: bool) -> String {
+    format!(
+        "compression = '{compression}', skip = 0, strict_mode = true, null_padding = false, \
+         sample_size = {}",
+        if full_scan { -1 } else { 20_480 }
+    )
 }
 
 fn reader_sql(detected: Detected, src: &str, compression: &str, full_scan: bool) -> String {
     match detected.kind {
-        SourceKind::Delimited => format!(
-            "read_csv({src}, compression = '{compression}', skip = 0, strict_mode = true, \
-             null_padding = false, sample_size = {})",
-            if full_scan { -1 } else { 20_480 }
-        ),
+        SourceKind::Delimited => {
+            format!("read_csv({src}, {})", csv_options(compression, full_scan))
+        }
         SourceKind::JsonArray => {
             format!("read_json({src}, format = 'array', compression = '{compression}')")
         }
