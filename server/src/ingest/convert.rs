@@ -190,6 +190,7 @@ fn sniff_csv(
          FROM sniff_csv({src}, {}))",
         csv_options(compression, false)
     ))?;
+    // One row per column. No rows means no columns, which the caller refuses.
     let mut delimiter = String::from(",");
     let mut columns = Vec::new();
     let mut rows = stmt.query([])?;
