@@ -11,10 +11,12 @@
 //!   "$CARGO_TARGET_DIR/debug/examples/sse_bench" [--clients 1000] [--changes 100]
 //! ```
 
+mod common;
+
 use anyhow::Context;
+use common::BenchServer;
 use futures::StreamExt;
 use std::{
-    path::Path,
     process::Stdio,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -152,54 +154,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(b, _)| b)
-        .to_owned();
-    let db_name = format!("st_bench_{}", Uuid::new_v4().simple());
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE \"{db_name}\"").as_str()).await?;
-    let database_url = format!("{base}/{db_name}");
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let exe = std::env::current_exe()?
-        .parent()
-        .and_then(Path::parent)
-        .context("target directory")?
-        .join("servicetsunami");
     let data = tempfile::tempdir()?;
-    let mut server = tokio::process::Command::new(&exe)
-        .env("DATABASE_URL", &database_url)
-        .env("DATA_STORAGE_PATH", data.path())
-        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("Failed to start {}", exe.display()))?;
-    let pid = server.id().context("server pid")?;
+    let server = BenchServer::start(
+        data.path(),
+        &[("RUST_LOG", "warn".to_owned())],
+        Stdio::null(),
+    )
+    .await?;
+    let (pid, port) = (server.pid, server.port);
     let http = reqwest::Client::builder().http1_only().build()?;
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    for attempt in 0.. {
-        if http
-            .get(&ready)
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-        {
-            break;
-        }
-        anyhow::ensure!(attempt < 300, "server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
     // One dataset to change the status of.
-    let db = sqlx::PgPool::connect(&database_url).await?;
+    let db = sqlx::PgPool::connect(&server.database_url).await?;
     let dataset = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO datasets (id, tenant_id, name, file_name, source_format, schema, row_count,
@@ -238,13 +204,8 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         t.abort();
     }
-    server.kill().await.ok();
     db.close().await;
-    let _ = sqlx::Executor::execute(
-        &mut conn,
-        format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)").as_str(),
-    )
-    .await;
+    server.stop().await?;
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (r50, r99) = (percentile(&reference, 50.0), percentile(&reference, 99.0));

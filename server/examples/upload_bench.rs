@@ -12,7 +12,10 @@
 //! Needs Postgres at `TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres)
 //! and the `servicetsunami` binary built (it is looked up in the target directory).
 
+mod common;
+
 use anyhow::{bail, Context};
+use common::BenchServer;
 use std::{
     io::{BufWriter, Write},
     path::{Path, PathBuf},
@@ -236,54 +239,21 @@ async fn main() -> anyhow::Result<()> {
     let settle = || std::process::Command::new("sync").status();
 
     // The server, started fresh with its own database.
-    let admin = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(b, _)| b)
-        .to_owned();
-    let db = format!("st_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await?;
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE \"{db}\"").as_str()).await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    // Examples live in target/debug/examples; the server binary one level up.
-    let exe = std::env::current_exe()?
-        .parent()
-        .and_then(Path::parent)
-        .context("target directory")?
-        .join("servicetsunami");
     let data = args.dir.join("data");
     let _ = std::fs::remove_dir_all(&data);
-    let mut server = tokio::process::Command::new(&exe)
-        .env("DATABASE_URL", format!("{base}/{db}"))
-        .env("DATA_STORAGE_PATH", &data)
-        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
-        .env("UPLOAD_MAX_BYTES", (bytes * 2).to_string())
-        .env("DUCKDB_THREADS", THREADS.to_string())
-        .env("DUCKDB_MEMORY_LIMIT", MEMORY_LIMIT)
-        .env("RUST_LOG", "servicetsunami_server=debug,warn")
-        .stdout(std::fs::File::create(args.dir.join("server.log"))?)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("Failed to start {}", exe.display()))?;
-    let pid = server.id().context("server pid")?;
+    let server = BenchServer::start(
+        &data,
+        &[
+            ("UPLOAD_MAX_BYTES", (bytes * 2).to_string()),
+            ("DUCKDB_THREADS", THREADS.to_string()),
+            ("DUCKDB_MEMORY_LIMIT", MEMORY_LIMIT.to_owned()),
+            ("RUST_LOG", "servicetsunami_server=debug,warn".to_owned()),
+        ],
+        std::fs::File::create(args.dir.join("server.log"))?.into(),
+    )
+    .await?;
+    let (pid, port) = (server.pid, server.port);
     let client = reqwest::Client::new();
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    let mut waited = 0;
-    while client
-        .get(&ready)
-        .send()
-        .await
-        .map(|r| r.status().is_success())
-        .ok()
-        != Some(true)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        waited += 1;
-        anyhow::ensure!(waited < 300, "server did not become ready");
-    }
     let idle_rss = peak_rss_kib(pid).unwrap_or(0);
 
     let url = format!("http://127.0.0.1:{port}/api/datasets");
@@ -337,16 +307,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let peak_rss = peak_rss_kib(pid).unwrap_or(0);
 
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server.wait()).await;
-    sqlx::Executor::execute(
-        &mut conn,
-        format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str(),
-    )
-    .await?;
+    server.stop().await?;
     let _ = std::fs::remove_dir_all(&data);
     std::fs::remove_file(&csv)?;
 
