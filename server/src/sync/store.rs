@@ -203,12 +203,33 @@ impl SyncStore {
         error: &str,
         next_retry_at: OffsetDateTime,
     ) -> Result<(), sqlx::Error> {
+        self.attempt_failed(a, error, Some(next_retry_at)).await
+    }
+
+    /// The sync gave up: retries are exhausted or the error is terminal.
+    pub async fn step_failed(&self, a: Attempt, error: &str) -> Result<(), sqlx::Error> {
+        self.attempt_failed(a, error, None).await
+    }
+
+    /// Records a failed attempt on the dataset and closes its timeline row:
+    /// `retrying` when another attempt is scheduled, otherwise `failed`.
+    async fn attempt_failed(
+        &self,
+        a: Attempt,
+        error: &str,
+        next_retry_at: Option<OffsetDateTime>,
+    ) -> Result<(), sqlx::Error> {
+        let status = if next_retry_at.is_some() {
+            "retrying"
+        } else {
+            "failed"
+        };
         let mut tx = self.db.begin().await?;
         sqlx::query(
-            "UPDATE datasets SET sync_status = 'retrying', sync_step = $2, sync_attempt = $3,
+            "UPDATE datasets SET sync_status = $7::sync_status, sync_step = $2, sync_attempt = $3,
                sync_max_attempts = $4, sync_next_retry_at = $5, sync_error = $6,
                metadata = metadata || jsonb_build_object(
-                 'sync_status', 'retrying', 'attempts', $3, 'last_error', $6::text)
+                 'sync_status', $7::text, 'attempts', $3, 'last_error', $6::text)
              WHERE id = $1",
         )
         .bind(a.dataset_id)
@@ -217,38 +238,10 @@ impl SyncStore {
         .bind(int(a.max_attempts))
         .bind(next_retry_at)
         .bind(error)
+        .bind(status)
         .execute(&mut *tx)
         .await?;
-        Self::finish_event(
-            &mut tx,
-            a,
-            "retrying",
-            Some(error),
-            Some(next_retry_at),
-            None,
-        )
-        .await?;
-        tx.commit().await
-    }
-
-    /// The sync gave up: retries are exhausted or the error is terminal.
-    pub async fn step_failed(&self, a: Attempt, error: &str) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        sqlx::query(
-            "UPDATE datasets SET sync_status = 'failed', sync_step = $2, sync_attempt = $3,
-               sync_max_attempts = $4, sync_next_retry_at = NULL, sync_error = $5,
-               metadata = metadata || jsonb_build_object(
-                 'sync_status', 'failed', 'attempts', $3, 'last_error', $5::text)
-             WHERE id = $1",
-        )
-        .bind(a.dataset_id)
-        .bind(a.step.as_str())
-        .bind(int(a.attempt))
-        .bind(int(a.max_attempts))
-        .bind(error)
-        .execute(&mut *tx)
-        .await?;
-        Self::finish_event(&mut tx, a, "failed", Some(error), None, None).await?;
+        Self::finish_event(&mut tx, a, status, Some(error), next_retry_at, None).await?;
         tx.commit().await
     }
 
