@@ -40,6 +40,10 @@ ensure_rust() {
     log "adding the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown
   fi
+  # DuckDB (C++) and jemalloc (configure, make) are built from source.
+  if ! command -v c++ >/dev/null || ! command -v make >/dev/null; then
+    apt_install build-essential
+  fi
 }
 
 # The exact wasm-bindgen the workspace pins (Cargo.lock).
