@@ -6,8 +6,8 @@
 //! beside it.
 //!
 //! ```sh
-//! cargo build -p servicetsunami-server --bin servicetsunami
-//! cargo run -p servicetsunami-server --example upload_bench -- [--size 1GB] [--rounds 3] [--dir /tmp/x]
+//! source .ci/lib.sh && cargo build "${CARGO_PACKAGES[@]}" --lib --tests --examples && \
+//!   "$CARGO_TARGET_DIR/debug/examples/upload_bench" [--size 1GB] [--rounds 3] [--dir /tmp/x]
 //! ```
 //! Needs Postgres at `TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres)
 //! and the `servicetsunami` binary built (it is looked up in the target directory).
@@ -314,7 +314,8 @@ async fn main() -> anyhow::Result<()> {
     let seconds = |pick: fn(&(Duration, Duration)) -> Duration| {
         let mut v: Vec<f64> = measured.iter().map(|m| pick(m).as_secs_f64()).collect();
         v.sort_by(f64::total_cmp);
-        (v[0], v[v.len() / 2])
+        let n = v.len();
+        (v[0], (v[(n - 1) / 2] + v[n / 2]) / 2.0)
     };
     let (reference_best, reference_median) = seconds(|m| m.0);
     let (upload_best, upload_median) = seconds(|m| m.1);
