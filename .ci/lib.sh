@@ -17,8 +17,13 @@ export LEPTOS_OUTPUT_NAME=servicetsunami
 # some of them: a different selection means another 25-minute DuckDB build and
 # another ~12 GB of artifacts. So build the server-side crates together, with
 # their dev-dependencies, always. (The front end builds in its own target dir.)
-CARGO_PACKAGES=(-p app -p servicetsunami-server -p servicetsunami-mcp)
-export PATH="$HOME/.cargo/bin:$PATH"
+CARGO_PACKAGES=(-p app -p servicetsunami-server -p servicetsunami-mcp
+                -p servicetsunami-contract -p servicetsunami-stack)
+# npm's tools: restate-server and its CLI, playwright, and wasm-opt (binaryen),
+# which cargo-leptos needs for the release front end.
+export PATH="$HOME/.cargo/bin:$ROOT/end2end/node_modules/.bin:$PATH"
+# The stack harness (end2end/stack): how every script starts the services.
+STACK="$CARGO_TARGET_DIR/debug/stack"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -84,11 +89,37 @@ ensure_node_deps() {
   done
 }
 
-# Builds the server-side binaries (and tests) exactly as the tests do, and the
-# front end with cargo-leptos into target/site.
-build_all() {
-  cargo test "${CARGO_PACKAGES[@]}" --lib --tests --no-run
-  cargo leptos build --frontend-only
+# The server-side binaries (servicetsunami, servicetsunami-mcp, stack) with
+# the package selection every script uses, without the test binaries. The
+# dependencies' features are the same as the tests' (dev-dependencies add
+# none), so this shares the tests' build of DuckDB.
+build_binaries() {
+  cargo build "${CARGO_PACKAGES[@]}" --bins
+}
+
+# The browser bundle, as served: the wasm-release profile (opt-level z, LTO,
+# wasm-opt), into target/site.
+build_front() {
+  cargo leptos build --release --frontend-only
+}
+
+# The gzipped size of the served wasm, checked against the budget.
+WASM_BUDGET_BYTES=$((350 * 1024))
+check_wasm_size() {
+  local wasm="$ROOT/target/site/pkg/servicetsunami.wasm" gz
+  [ -f "$wasm" ] || wasm="$ROOT/target/site/pkg/servicetsunami_bg.wasm"
+  [ -f "$wasm" ] || die "no wasm under target/site/pkg; build the front end first"
+  gz="$(gzip -9 -c "$wasm" | wc -c)"
+  log "hydrate wasm: $(wc -c <"$wasm") bytes, $gz bytes gzipped (budget $WASM_BUDGET_BYTES)"
+  [ "$gz" -le "$WASM_BUDGET_BYTES" ] || die "the wasm is over budget: $gz > $WASM_BUDGET_BYTES bytes gzipped"
+}
+
+# sqlx-cli, for `cargo sqlx prepare --check` (the offline query data in .sqlx/).
+ensure_sqlx_cli() {
+  if ! cargo sqlx --version 2>/dev/null | grep -q ' 0\.8\.6'; then
+    log "installing sqlx-cli 0.8.6 (Postgres only, once)"
+    cargo install sqlx-cli --version 0.8.6 --locked --no-default-features --features rustls,postgres
+  fi
 }
 
 ensure_chromium() {
@@ -150,4 +181,17 @@ ensure_postgres() {
     log "creating database $db"
     psql "$base/postgres" -qc "CREATE DATABASE \"$db\"" >/dev/null
   fi
+}
+
+# `cargo sqlx prepare --check` against a scratch database with every
+# migration: the committed .sqlx/ must match the queries exactly.
+check_sqlx_data() {
+  local db="st_sqlx_check_$$" url
+  url="${TEST_DATABASE_URL%/*}/$db"
+  psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+  # shellcheck disable=SC2064
+  trap "psql '$TEST_DATABASE_URL' -qc 'DROP DATABASE IF EXISTS $db WITH (FORCE)' >/dev/null" RETURN
+  DATABASE_URL="$url" cargo sqlx migrate run --source "$ROOT/migrations" >/dev/null
+  DATABASE_URL="$url" SQLX_OFFLINE=false cargo sqlx prepare --workspace --check -- \
+    "${CARGO_PACKAGES[@]}" --all-targets
 }

@@ -13,36 +13,39 @@ pub const PREVIEW_ROWS: usize = 100;
 /// The tenant's datasets, newest first.
 #[server(endpoint = "list_datasets")]
 pub async fn list_datasets() -> Result<Vec<DatasetSummary>, AppError> {
-    use crate::ssr::{catalog, AppState};
-    let state = expect_context::<AppState>();
+    use crate::{error::ResultExt, ssr::catalog};
+    let state = expect_context::<crate::ssr::AppState>();
     catalog::list_datasets(&state.db, state.tenant_id)
         .await
-        .map_err(|e| AppError::internal("listing datasets failed", e))
+        .context("listing datasets")
 }
 
 /// One dataset with its schema, a preview of its first rows and column statistics.
 #[server(endpoint = "get_dataset")]
 pub async fn get_dataset(id: Uuid) -> Result<DatasetDetail, AppError> {
-    use crate::ssr::{catalog, AppState, StorageError};
-    let state = expect_context::<AppState>();
+    use crate::{
+        error::ResultExt,
+        ssr::{catalog, ReadError},
+    };
+    let state = expect_context::<crate::ssr::AppState>();
     let (summary, schema) = catalog::find_dataset(&state.db, state.tenant_id, id)
         .await
-        .map_err(|e| AppError::internal("loading a dataset failed", e))?
+        .context("loading a dataset")?
         .ok_or(AppError::NotFound)?;
 
-    let storage = state.storage.clone();
+    let reader = state.reader.clone();
     let columns = schema.clone();
     let read = tokio::task::spawn_blocking(move || {
-        let preview = storage.preview(id, &columns, PREVIEW_ROWS)?;
-        let stats = storage.column_stats(id, &columns)?;
-        Ok::<_, StorageError>((preview, stats))
+        let preview = reader.preview(id, &columns, PREVIEW_ROWS)?;
+        let stats = reader.column_stats(id, &columns)?;
+        Ok::<_, ReadError>((preview, stats))
     })
     .await
-    .map_err(|e| AppError::internal("the preview task panicked", e))?;
+    .context("the preview task")?;
     let (preview, stats) = match read {
         Ok(found) => found,
-        Err(StorageError::Missing(_)) => return Err(AppError::DataFileMissing),
-        Err(e) => return Err(AppError::internal("reading a dataset's Parquet failed", e)),
+        Err(ReadError::Missing(_)) => return Err(AppError::DataFileMissing),
+        Err(e) => return Err(e).context("reading a dataset's Parquet"),
     };
     Ok(DatasetDetail {
         summary,
@@ -55,17 +58,13 @@ pub async fn get_dataset(id: Uuid) -> Result<DatasetDetail, AppError> {
 /// Syncs one dataset again (after `failed`, or to refresh a synced one).
 #[server(endpoint = "retry_sync")]
 pub async fn retry_sync(id: Uuid) -> Result<(), AppError> {
-    use crate::ssr::{
-        sync_requests::{request_resync, ResyncOutcome},
-        AppState,
-    };
-    let state = expect_context::<AppState>();
-    if !state.sync.available {
-        return Err(AppError::SyncUnavailable);
-    }
-    match request_resync(&state.db, state.tenant_id, id)
+    use crate::{error::ResultExt, ssr::ResyncOutcome};
+    let state = expect_context::<crate::ssr::AppState>();
+    let sync = state.sync.as_ref().ok_or(AppError::SyncUnavailable)?;
+    match sync
+        .request_resync(state.tenant_id, id)
         .await
-        .map_err(|e| AppError::internal("requesting a sync failed", e))?
+        .context("requesting a sync")?
     {
         ResyncOutcome::Requested(request) => {
             tracing::info!(dataset = %id, %request, "sync requested");
@@ -79,14 +78,13 @@ pub async fn retry_sync(id: Uuid) -> Result<(), AppError> {
 /// Requests a sync of every dataset that is `local_only` or `failed`; returns how many.
 #[server(endpoint = "sync_all")]
 pub async fn sync_all() -> Result<u64, AppError> {
-    use crate::ssr::{sync_requests::request_bulk_sync, AppState};
-    let state = expect_context::<AppState>();
-    if !state.sync.available {
-        return Err(AppError::SyncUnavailable);
-    }
-    let count = request_bulk_sync(&state.db, state.tenant_id)
+    use crate::error::ResultExt;
+    let state = expect_context::<crate::ssr::AppState>();
+    let sync = state.sync.as_ref().ok_or(AppError::SyncUnavailable)?;
+    let count = sync
+        .request_bulk_sync(state.tenant_id)
         .await
-        .map_err(|e| AppError::internal("requesting a bulk sync failed", e))?;
+        .context("requesting a bulk sync")?;
     tracing::info!(count, "bulk sync requested");
     Ok(count)
 }
@@ -94,15 +92,15 @@ pub async fn sync_all() -> Result<u64, AppError> {
 /// The dataset page's Sync section: current state and the timeline.
 #[server(endpoint = "get_sync_detail")]
 pub async fn get_sync_detail(id: Uuid) -> Result<SyncDetail, AppError> {
-    use crate::ssr::{catalog, AppState};
-    let state = expect_context::<AppState>();
+    use crate::{error::ResultExt, ssr::catalog};
+    let state = expect_context::<crate::ssr::AppState>();
     let (summary, _) = catalog::find_dataset(&state.db, state.tenant_id, id)
         .await
-        .map_err(|e| AppError::internal("loading a dataset failed", e))?
+        .context("loading a dataset")?
         .ok_or(AppError::NotFound)?;
     let events = catalog::sync_events(&state.db, state.tenant_id, id)
         .await
-        .map_err(|e| AppError::internal("loading the sync timeline failed", e))?;
+        .context("loading the sync timeline")?;
     let catalog_explorer_url = match (&state.databricks_host, &summary.sync.silver_table) {
         (Some(host), Some(table)) => Some(format!(
             "{}/explore/data/{}",
@@ -114,7 +112,7 @@ pub async fn get_sync_detail(id: Uuid) -> Result<SyncDetail, AppError> {
     Ok(SyncDetail {
         state: summary.sync,
         events,
-        available: state.sync.available,
+        available: state.sync.is_some(),
         catalog_explorer_url,
     })
 }

@@ -31,11 +31,19 @@ impl FromServerFnError for AppError {
     }
 }
 
+/// `.context("loading a dataset")` on any server-side failure: logs the cause
+/// with what was being done, and turns it into the opaque [`AppError::Internal`].
 #[cfg(feature = "ssr")]
-impl AppError {
-    /// Logs an internal failure with its cause and returns the opaque error users see.
-    pub fn internal(context: &str, cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "{context}");
-        AppError::Internal
+pub trait ResultExt<T> {
+    fn context(self, doing: &'static str) -> Result<T, AppError>;
+}
+
+#[cfg(feature = "ssr")]
+impl<T, E: std::fmt::Display> ResultExt<T> for Result<T, E> {
+    fn context(self, doing: &'static str) -> Result<T, AppError> {
+        self.map_err(|cause| {
+            tracing::error!(error = %cause, "{doing} failed");
+            AppError::Internal
+        })
     }
 }

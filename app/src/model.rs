@@ -1,7 +1,8 @@
 //! Data the pages render. Server functions return these; on the server some of
 //! them are read straight from Postgres rows.
 
-use crate::domain::SyncStatus;
+use crate::domain::{StepOutcome, SyncStatus, SyncStep};
+pub use contract::ErrorBody;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -10,7 +11,8 @@ use uuid::Uuid;
 pub struct ColumnSchema {
     /// The name as uploaded (and as kept in the Parquet file).
     pub name: String,
-    /// The snake_case name the lakehouse will use.
+    /// The name the silver table gives the column: the contract's one
+    /// normaliser ([`contract::names`]) over the whole header.
     pub normalized_name: String,
     /// DuckDB's logical type, e.g. `BIGINT`, `VARCHAR`, `TIMESTAMP`.
     #[serde(rename = "type")]
@@ -41,7 +43,7 @@ pub struct SyncState {
     pub dataset_id: Uuid,
     pub status: SyncStatus,
     /// `bronze`, `silver` or `metadata` while syncing, retrying or failed.
-    pub step: Option<String>,
+    pub step: Option<SyncStep>,
     /// Attempt n of `max_attempts` of the current step.
     pub attempt: Option<i32>,
     pub max_attempts: Option<i32>,
@@ -71,12 +73,10 @@ pub enum LiveEvent {
 pub struct SyncEvent {
     pub id: i64,
     pub request_id: Uuid,
-    /// queued | bronze | silver | metadata
-    pub step: String,
+    pub step: SyncStep,
     pub attempt: i32,
     pub max_attempts: i32,
-    /// running | succeeded | retrying | failed
-    pub outcome: String,
+    pub outcome: StepOutcome,
     /// RFC 3339, UTC.
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -130,11 +130,4 @@ pub struct ColumnStats {
 pub struct UploadResponse {
     pub dataset: DatasetSummary,
     pub schema: Vec<ColumnSchema>,
-}
-
-/// The JSON error body of every API route: a stable code and a message for people.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ApiErrorBody {
-    pub code: String,
-    pub message: String,
 }

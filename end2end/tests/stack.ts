@@ -1,66 +1,29 @@
 /**
  * Test helpers: console watching, hydration, uploads, and control of the MCP
- * server that .ci/e2e-server started (it records its pid and command in
- * .state/mcp.json).
+ * server that the stack harness started (.ci/e2e-server runs `stack up`; the
+ * same CLI stops and restarts MCP here).
  */
 import { expect, type ConsoleMessage, type Page } from "@playwright/test";
-import { spawn } from "node:child_process";
-import { openSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { homedir } from "node:os";
 import { join } from "node:path";
 
 const stateDir = process.env.E2E_STATE_DIR ?? join(__dirname, "..", ".state");
-const mcpFile = join(stateDir, "mcp.json");
+const targetDir = process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache", "servicetsunami", "target");
+const stackBin = join(targetDir, "debug", "stack");
 
-interface McpInfo {
-  pid: number;
-  port: number;
-  bin: string;
-  env: Record<string, string>;
-  log: string;
+function stack(command: "mcp-stop" | "mcp-start") {
+  execFileSync(stackBin, [command, "--state", stateDir], { stdio: "inherit", timeout: 30_000 });
 }
 
-function mcpInfo(): McpInfo {
-  return JSON.parse(readFileSync(mcpFile, "utf8"));
-}
-
-async function mcpAnswers(port: number): Promise<boolean> {
-  try {
-    const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-    return r.ok;
-  } catch {
-    return false;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Stops the MCP server (SIGKILL) and waits until its port is closed. */
+/** Stops the MCP server (SIGKILL); returns once its port is closed. */
 export async function stopMcp() {
-  const info = mcpInfo();
-  if (alive(info.pid)) process.kill(info.pid, "SIGKILL");
-  await expect.poll(() => mcpAnswers(info.port), { timeout: 10_000 }).toBe(false);
+  stack("mcp-stop");
 }
 
-/** Starts the MCP server again on the same port and lakehouse. */
+/** Starts the MCP server again on the same port and lakehouse; returns once it answers. */
 export async function startMcp() {
-  const info = mcpInfo();
-  if (await mcpAnswers(info.port)) return;
-  const log = openSync(info.log, "a");
-  const child = spawn(info.bin, [], {
-    env: { ...process.env, ...info.env },
-    detached: true,
-    stdio: ["ignore", log, log],
-  });
-  child.unref();
-  writeFileSync(mcpFile, JSON.stringify({ ...info, pid: child.pid }));
-  await expect.poll(() => mcpAnswers(info.port), { timeout: 20_000 }).toBe(true);
+  stack("mcp-start");
 }
 
 /** Collects console errors and warnings (hydration mismatches show up here). */

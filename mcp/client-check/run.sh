@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Runs the independent TypeScript MCP client against the already-built
-# servicetsunami-mcp binary. Builds nothing: run `cargo build -p
-# servicetsunami-mcp` first. Prints "N passed, M failed"; exits non-zero on failure.
+# Runs the independent TypeScript MCP client against servicetsunami-mcp,
+# started by the stack harness. Builds nothing: build the server-side packages
+# first (bash .ci/test does). Prints "N passed, M failed"; exits non-zero on failure.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
-bin="$target/debug/servicetsunami-mcp"
-[[ -x "$bin" ]] || { echo "missing $bin; run: cargo build -p servicetsunami-mcp" >&2; exit 1; }
+stack="$target/debug/stack"
+[[ -x "$stack" ]] || { echo "missing $stack; build the server-side packages first (bash .ci/test)" >&2; exit 1; }
 command -v node >/dev/null || { echo "node is required" >&2; exit 1; }
 if [[ ! -d "$here/node_modules/@modelcontextprotocol/sdk" ]]; then
   (cd "$here" && npm ci --no-audit --no-fund --silent)
@@ -54,19 +54,17 @@ JS
 (cd "$here" && exec node --input-type=module -e "$files_js" "$work/data.parquet" "$key" "$work/files.port") &
 pids+=($!)
 
-free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-port="$(free_port)"
-MCP_API_KEY="$key" MCP_BIND_ADDR="127.0.0.1:$port" LAKEHOUSE_PATH="$work/lakehouse" RUST_LOG="${RUST_LOG:-warn}" \
-  "$bin" &
+MCP_API_KEY="$key" RUST_LOG="${RUST_LOG:-warn}" "$stack" up --services mcp --state "$work/stack" &
 pids+=($!)
 
-for _ in $(seq 1 100); do
-  if [[ -s "$work/files.port" ]] && curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then break; fi
+for _ in $(seq 1 150); do
+  if [[ -s "$work/files.port" && -s "$work/stack/stack.json" ]]; then break; fi
   sleep 0.1
 done
 [[ -s "$work/files.port" ]] || { echo "file server did not start" >&2; exit 1; }
-curl -fs "http://127.0.0.1:$port/healthz" >/dev/null || { echo "servicetsunami-mcp did not start" >&2; exit 1; }
+[[ -s "$work/stack/stack.json" ]] || { echo "servicetsunami-mcp did not start" >&2; exit 1; }
+mcp_url="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).mcp.url)' "$work/stack/stack.json")"
 
 cd "$here"
-MCP_URL="http://127.0.0.1:$port/mcp" MCP_API_KEY="$key" PARQUET_URL="http://127.0.0.1:$(cat "$work/files.port")/data.parquet" \
+MCP_URL="$mcp_url" MCP_API_KEY="$key" PARQUET_URL="http://127.0.0.1:$(cat "$work/files.port")/data.parquet" \
   node check.mjs

@@ -4,23 +4,9 @@
 //! never reach logs or `Debug` output.
 
 use crate::domain::Ident;
+pub use contract::env::{ConfigError, Env};
 use secrecy::SecretString;
-use std::{net::SocketAddr, path::PathBuf, str::FromStr};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{name} is required but not set ({hint})")]
-    Missing {
-        name: &'static str,
-        hint: &'static str,
-    },
-    #[error("{name}={value:?} is invalid: {reason}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        reason: String,
-    },
-}
+use std::{net::SocketAddr, path::PathBuf};
 
 /// How the Databricks backend authenticates.
 #[derive(Debug, Clone)]
@@ -75,72 +61,14 @@ pub struct Settings {
     pub backend: BackendSettings,
 }
 
-struct Env<F: Fn(&str) -> Option<String>>(F);
-
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    fn raw(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn required(&self, name: &'static str, hint: &'static str) -> Result<String, ConfigError> {
-        self.raw(name).ok_or(ConfigError::Missing { name, hint })
-    }
-
-    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.raw(name) {
-            None => Ok(default),
-            Some(value) => value.parse().map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                value,
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    fn ident(&self, name: &'static str, default: &str) -> Result<Ident, ConfigError> {
-        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
-        Ident::parse(&value).map_err(|e| ConfigError::Invalid {
-            name,
-            value,
-            reason: e.reason.to_owned(),
-        })
-    }
-}
-
-/// `2GiB`, `500MB`, `1048576` → bytes.
-pub fn parse_byte_size(value: &str) -> Result<u64, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (digits, unit) = value.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| "expected a number of bytes, e.g. 2GiB".to_owned())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB"
-            ))
-        }
-    };
-    let bytes = n.checked_mul(mult).ok_or_else(|| "too large".to_owned())?;
-    if bytes == 0 {
-        return Err("must be greater than zero".to_owned());
-    }
-    Ok(bytes)
+/// `LAKEHOUSE_CATALOG`-style identifiers.
+fn ident<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    name: &'static str,
+    default: &str,
+) -> Result<Ident, ConfigError> {
+    let value = env.raw(name).unwrap_or_else(|| default.to_owned());
+    Ident::parse(&value).map_err(|e| ConfigError::invalid(name, value, e.reason))
 }
 
 impl Settings {
@@ -172,21 +100,14 @@ impl Settings {
                 reason: "list at least one host".into(),
             });
         }
-        let max_download_bytes = match env.raw("MCP_MAX_DOWNLOAD_BYTES") {
-            None => 4 << 30,
-            Some(value) => parse_byte_size(&value).map_err(|reason| ConfigError::Invalid {
-                name: "MCP_MAX_DOWNLOAD_BYTES",
-                value,
-                reason,
-            })?,
-        };
+        let max_download_bytes = env.byte_size("MCP_MAX_DOWNLOAD_BYTES", 4 << 30)?;
         let backend = match env.raw("LAKEHOUSE_BACKEND").as_deref() {
             None | Some("local") => BackendSettings::Local {
                 path: PathBuf::from(
                     env.raw("LAKEHOUSE_PATH")
                         .unwrap_or_else(|| "./data/lakehouse".to_owned()),
                 ),
-                catalog: env.ident("LAKEHOUSE_CATALOG", "servicetsunami")?,
+                catalog: ident(&env, "LAKEHOUSE_CATALOG", "servicetsunami")?,
             },
             Some("databricks") => BackendSettings::Databricks(databricks(&env)?),
             Some(other) => {
@@ -202,8 +123,8 @@ impl Settings {
             bind_addr: env.parse("MCP_BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8765)))?,
             allowed_hosts,
             max_download_bytes,
-            query_timeout_secs: env.parse("MCP_QUERY_TIMEOUT_SECS", 30u64)?,
-            query_max_rows: env.parse("MCP_QUERY_MAX_ROWS", 1000u32)?,
+            query_timeout_secs: env.parse_at_least("MCP_QUERY_TIMEOUT_SECS", 30u64, 1)?,
+            query_max_rows: env.parse_at_least("MCP_QUERY_MAX_ROWS", 1000u32, 1)?,
             backend,
         })
     }
@@ -246,8 +167,8 @@ fn databricks<F: Fn(&str) -> Option<String>>(
             "DATABRICKS_WAREHOUSE_ID",
             "the SQL warehouse that runs statements",
         )?,
-        catalog: env.ident("DATABRICKS_CATALOG", "servicetsunami")?,
-        volume: env.ident("DATABRICKS_VOLUME", "raw")?,
+        catalog: ident(env, "DATABRICKS_CATALOG", "servicetsunami")?,
+        volume: ident(env, "DATABRICKS_VOLUME", "raw")?,
         external_location: env
             .raw("DATABRICKS_EXTERNAL_LOCATION")
             .map(|l| l.trim_end_matches('/').to_owned()),
@@ -297,6 +218,8 @@ mod tests {
             ("LAKEHOUSE_BACKEND", "snowflake"),
             ("LAKEHOUSE_CATALOG", "my-catalog; drop"),
             ("MCP_QUERY_MAX_ROWS", "-1"),
+            ("MCP_QUERY_MAX_ROWS", "0"),
+            ("MCP_QUERY_TIMEOUT_SECS", "0"),
         ] {
             let err = settings(&[KEY, (name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{name}: {err}");

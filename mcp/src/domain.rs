@@ -3,6 +3,7 @@
 //! checks here are about clear errors and stable names, and quoting is the
 //! second line of defence against injection.
 
+use contract::names::{normalize_column_names, normalize_identifier, MAX_IDENTIFIER_CHARS};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,12 +117,7 @@ impl DatasetId {
     /// dataset, so status can find the tables from the id alone and two
     /// datasets with the same name never share a table.
     pub fn short_id(&self) -> String {
-        let mut hash: u32 = 0x811c_9dc5;
-        for byte in self.0.bytes() {
-            hash ^= u32::from(byte);
-            hash = hash.wrapping_mul(0x0100_0193);
-        }
-        format!("{hash:08x}")
+        contract::names::fnv1a_hex(&self.0)
     }
 }
 
@@ -150,61 +146,22 @@ impl DatasetVersion {
     }
 }
 
-/// `First Name` → `first_name`, `CustomerID` → `customer_id`, `2024 sales` →
-/// `c_2024_sales`. Empty results become `column`.
-pub fn snake_case(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len() + 4);
-    let chars: Vec<char> = raw.trim().chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        if c.is_ascii_alphanumeric() {
-            if c.is_ascii_uppercase() {
-                let prev = i.checked_sub(1).map(|p| chars[p]);
-                let next = chars.get(i + 1);
-                let boundary = match prev {
-                    Some(p) if p.is_ascii_lowercase() || p.is_ascii_digit() => true,
-                    // The end of an acronym: `HTTPServer` → `http_server`.
-                    Some(p) if p.is_ascii_uppercase() => {
-                        next.is_some_and(|n| n.is_ascii_lowercase())
-                    }
-                    _ => false,
-                };
-                if boundary && !out.ends_with('_') && !out.is_empty() {
-                    out.push('_');
-                }
-                out.push(c.to_ascii_lowercase());
-            } else {
-                out.push(c);
-            }
-        } else if !out.ends_with('_') && !out.is_empty() {
-            out.push('_');
-        }
-    }
-    let trimmed = out.trim_end_matches('_');
-    let mut name = trimmed.to_owned();
-    if name.is_empty() {
-        name.push_str("column");
-    }
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        name.insert_str(0, "c_");
-    }
-    name.truncate(120);
-    name
-}
-
-/// A SQL identifier we generated ourselves: `[a-z0-9_]`, at most 127 bytes.
-/// Still always quoted when rendered.
+/// A SQL identifier in the form the normaliser ([`contract::names`]) makes:
+/// lowercase letters (of any script), digits and `_`, at most
+/// [`MAX_IDENTIFIER_CHARS`] characters. Still always quoted when rendered.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ident(String);
 
+fn is_ident_char(c: char) -> bool {
+    c == '_' || (c.is_alphanumeric() && !c.is_uppercase())
+}
+
 impl Ident {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        if raw.is_empty() || raw.len() > 127 {
-            return Err(invalid("identifier", raw, "expected 1 to 127 characters"));
+        if raw.is_empty() || raw.chars().count() > MAX_IDENTIFIER_CHARS {
+            return Err(invalid("identifier", raw, "expected 1 to 255 characters"));
         }
-        if !raw
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
+        if !raw.chars().all(is_ident_char) {
             return Err(invalid(
                 "identifier",
                 raw,
@@ -212,6 +169,11 @@ impl Ident {
             ));
         }
         Ok(Self(raw.to_owned()))
+    }
+
+    /// The normalised form of any name (see [`contract::names`]).
+    pub fn normalize(raw: &str) -> Self {
+        Self(normalize_identifier(raw))
     }
 
     pub fn as_str(&self) -> &str {
@@ -225,26 +187,13 @@ impl fmt::Display for Ident {
     }
 }
 
-/// Gives each raw column name a unique snake_case name, in order; the
-/// lineage columns are reserved up front.
-pub fn unique_column_names<'a>(
-    raw: impl IntoIterator<Item = &'a str>,
-    reserved: &[&str],
-) -> Vec<Ident> {
-    let mut taken: std::collections::HashSet<String> =
-        reserved.iter().map(|s| (*s).to_owned()).collect();
-    raw.into_iter()
-        .map(|name| {
-            let base = snake_case(name);
-            let mut candidate = base.clone();
-            let mut n = 2;
-            while taken.contains(&candidate) {
-                candidate = format!("{base}_{n}");
-                n += 1;
-            }
-            taken.insert(candidate.clone());
-            Ident(candidate)
-        })
+/// Gives each raw column name its unique normalised name, in order, exactly
+/// as the upload page shows it (the lineage columns are reserved).
+pub fn unique_column_names<'a>(raw: impl IntoIterator<Item = &'a str>) -> Vec<Ident> {
+    let raw: Vec<&str> = raw.into_iter().collect();
+    normalize_column_names(&raw)
+        .into_iter()
+        .map(Ident)
         .collect()
 }
 
@@ -260,8 +209,10 @@ pub fn table_ident(dataset_name: &str, dataset: &DatasetId) -> Result<Ident, Par
             "at most 200 characters",
         ));
     }
-    let mut base = snake_case(dataset_name);
-    base.truncate(60);
+    let base: String = normalize_identifier(dataset_name)
+        .chars()
+        .take(60)
+        .collect();
     let base = base.trim_end_matches('_');
     Ident::parse(&format!("{base}_{}", dataset.short_id()))
 }
@@ -290,11 +241,7 @@ impl TableName {
             return Err(invalid("table name", raw, "expected catalog.schema.table"));
         };
         let part = |p: &str| {
-            Ident::parse(
-                &p.trim_matches(|c| c == '`' || c == '"')
-                    .to_ascii_lowercase(),
-            )
-            .map_err(|_| {
+            Ident::parse(&p.trim_matches(|c| c == '`' || c == '"').to_lowercase()).map_err(|_| {
                 invalid(
                     "table name",
                     raw,
@@ -363,28 +310,15 @@ mod tests {
     }
 
     #[test]
-    fn snake_case_normalises() {
-        for (raw, want) in [
-            ("First Name", "first_name"),
-            ("CustomerID", "customer_id"),
-            ("HTTPServer", "http_server"),
-            ("  total-amount ($) ", "total_amount"),
-            ("2024 sales", "c_2024_sales"),
-            ("", "column"),
-            ("\"; DROP TABLE x; --", "drop_table_x"),
-            ("Ünïcode", "n_code"),
-        ] {
-            assert_eq!(snake_case(raw), want, "{raw:?}");
-        }
-    }
-
-    #[test]
-    fn column_names_are_unique_and_avoid_lineage() {
-        let names = unique_column_names(["Name", "name", "NAME ", "_dataset_id"], &["_dataset_id"]);
+    fn column_names_are_the_upload_pages_names() {
+        let names = unique_column_names(["Name", "name", "NAME ", "_ingested_at", "naïve café"]);
         let names: Vec<&str> = names.iter().map(Ident::as_str).collect();
-        assert_eq!(names, ["name", "name_2", "name_3", "dataset_id"]);
-        let reserved = unique_column_names(["dataset id", "Dataset_Id"], &["dataset_id"]);
-        assert_eq!(reserved[0].as_str(), "dataset_id_2");
+        assert_eq!(
+            names,
+            ["name", "name_2", "name_3", "_ingested_at_2", "naïve_café"]
+        );
+        assert!(Ident::parse("naïve_café").is_ok());
+        assert!(Ident::parse("Naïve").is_err());
     }
 
     #[test]
@@ -407,7 +341,11 @@ mod tests {
             table_ident("Robert'); DROP TABLE students;--", &id)
                 .unwrap()
                 .as_str(),
-            "robert_drop_table_students_e40c292c"
+            "robert_drop_table_studentsxxx_e40c292c"
+        );
+        assert_eq!(
+            table_ident("2024 Ventes été", &id).unwrap().as_str(),
+            "_2024_ventes_été_e40c292c"
         );
         assert!(table_ident("   ", &id).is_err());
     }

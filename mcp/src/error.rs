@@ -1,30 +1,41 @@
 //! Errors at the tool boundary. A `ToolError` is something the caller can act
-//! on (bad URL, not Parquet, bad name, unknown table); it becomes an MCP tool
-//! result with `isError: true` and a clear message. Internal causes are logged
-//! and summarised, never dumped on the caller.
+//! on (a bad URL, not Parquet, a bad name, an unknown table, a refused query);
+//! it becomes an MCP tool result with `isError: true`, a clear message and
+//! the retry verdict in `_meta` ([`contract::RETRYABLE_META_KEY`]).
+//!
+//! **Backend text is not sent to callers.** A failure inside the lakehouse
+//! (a DuckDB error, a Databricks answer, a file-system error) can carry
+//! paths, host names and SQL. The caller gets a summary in our own words
+//! (for Databricks, what the service's error code means) and a reference;
+//! the full error goes to this server's log under the same reference.
 
 use crate::domain::ParseError;
+use crate::query_guard::Rejected;
+use contract::RETRYABLE_META_KEY;
 use rmcp::model::ContentBlock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
     #[error(transparent)]
     InvalidInput(#[from] ParseError),
-    #[error("{0}")]
-    BadRequest(String),
+    #[error("the file has a column named {column}, which is reserved for lineage")]
+    ReservedColumn { column: String },
+    #[error("bronze_table {table} is not in {schema} (the tenant's bronze schema)")]
+    NotTenantsBronze { table: String, schema: String },
     #[error("download failed: {0}")]
     Download(#[from] crate::download::DownloadError),
     #[error("table {0} does not exist")]
     NotFound(String),
     #[error("query rejected: {0}")]
-    QueryRejected(String),
+    QueryRejected(#[from] Rejected),
     #[error("query timed out after {0} s")]
     Timeout(u64),
-    #[error("lakehouse error: {0}")]
+    #[error("lakehouse error: {}", .0.summary())]
     Backend(#[from] BackendError),
 }
 
-/// Failures inside a backend.
+/// Failures inside a backend. Their `Display` is for the log; callers see
+/// [`BackendError::summary`].
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     /// Boxed: DuckDB's error type is large and would bloat every `Result`.
@@ -34,10 +45,13 @@ pub enum BackendError {
     Databricks(#[from] crate::backend::databricks::DatabricksError),
     #[error("file system: {0}")]
     Io(#[from] std::io::Error),
+    #[error("a result could not be read as JSON: {0}")]
+    Json(#[from] serde_json::Error),
     #[error("the worker thread stopped unexpectedly")]
     Join,
-    #[error("{0}")]
-    Unexpected(String),
+    /// Something that cannot happen unless our own code is wrong.
+    #[error("internal invariant broken: {0}")]
+    Invariant(&'static str),
 }
 
 impl From<duckdb::Error> for BackendError {
@@ -46,17 +60,27 @@ impl From<duckdb::Error> for BackendError {
     }
 }
 
-/// The `_meta` key of a tool error that tells a caller whether calling again
-/// later may succeed (`true`: unreachable file server, lakehouse hiccup) or
-/// not (`false`: bad input, not Parquet, unknown table).
-pub const RETRYABLE_META_KEY: &str = "servicetsunami/retryable";
+impl BackendError {
+    /// What a caller may be told: no paths, hosts, SQL or credentials.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::DuckDb(_) => "the embedded lakehouse could not run the statement".to_owned(),
+            Self::Databricks(e) => e.summary(),
+            Self::Io(_) => "the lakehouse could not read or write its files".to_owned(),
+            Self::Json(_) | Self::Join | Self::Invariant(_) => {
+                "the MCP server met an internal error".to_owned()
+            }
+        }
+    }
+}
 
 impl ToolError {
     pub fn retryable(&self) -> bool {
         use crate::download::DownloadError as D;
         match self {
             ToolError::InvalidInput(_)
-            | ToolError::BadRequest(_)
+            | ToolError::ReservedColumn { .. }
+            | ToolError::NotTenantsBronze { .. }
             | ToolError::NotFound(_)
             | ToolError::QueryRejected(_) => false,
             ToolError::Download(D::BadUrl | D::TooLarge { .. } | D::NotParquet) => false,
@@ -66,22 +90,30 @@ impl ToolError {
                 matches!(status, 408 | 429) || *status >= 500
             }
             ToolError::Download(D::Unreachable { .. } | D::Io(_)) => true,
-            ToolError::Timeout(_) | ToolError::Backend(_) => true,
+            ToolError::Timeout(_) => true,
+            ToolError::Backend(BackendError::Databricks(e)) => e.retryable(),
+            ToolError::Backend(_) => true,
         }
     }
 }
 
 impl rmcp::handler::server::tool::IntoCallToolResult for ToolError {
     fn into_call_tool_result(self) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
-        if matches!(self, ToolError::Backend(_)) {
-            tracing::error!(error = %self, "tool failed");
-        } else {
-            tracing::info!(error = %self, "tool rejected the call");
-        }
+        let text = match &self {
+            ToolError::Backend(cause) => {
+                let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+                tracing::error!(error = %cause, reference, "tool failed");
+                format!("{self} (reference {reference} in the MCP server's log)")
+            }
+            other => {
+                tracing::info!(error = %other, "tool rejected the call");
+                other.to_string()
+            }
+        };
         let mut meta = rmcp::model::JsonObject::new();
         meta.insert(RETRYABLE_META_KEY.to_owned(), self.retryable().into());
         Ok(
-            rmcp::model::CallToolResult::error(vec![ContentBlock::text(self.to_string())])
+            rmcp::model::CallToolResult::error(vec![ContentBlock::text(text)])
                 .with_meta(Some(rmcp::model::MetaObject(meta)))
                 .into(),
         )

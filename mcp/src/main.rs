@@ -8,8 +8,7 @@ async fn main() -> anyhow::Result<()> {
     let app = startup::Application::build(settings).await?;
     let stop = app.shutdown_token();
     tokio::spawn(async move {
-        startup::shutdown_signal().await;
-        tracing::info!("shutting down");
+        contract::process::shutdown_signal().await;
         stop.cancel();
     });
     app.run_until_stopped().await

@@ -3,12 +3,12 @@
 //! therefore apply exactly the same typing and cleaning rules.
 
 use crate::domain::{unique_column_names, Ident, TableName};
+pub use contract::names::LINEAGE_COLUMNS;
+use contract::tools::{ColumnInfo, SilverColumn, SilverResult};
 use serde::Serialize;
 
 /// Values that mean "no value" once trimmed.
 pub const NULL_TOKENS: [&str; 8] = ["", "NULL", "null", "N/A", "NA", "n/a", "-", "NaN"];
-/// Columns added to every silver table.
-pub const LINEAGE_COLUMNS: [&str; 3] = ["_dataset_id", "_source_file", "_ingested_at"];
 /// The bronze column holding the staged file's path.
 pub const SOURCE_FILE_COLUMN: &str = "_source_file";
 /// The bronze column holding the caller's dataset id.
@@ -163,6 +163,16 @@ pub struct SilverPlan {
     pub columns: Vec<ColumnPlan>,
 }
 
+/// Now, as the silver plan's `ingested_at` literal (both dialects read it as
+/// a TIMESTAMP): `2026-01-02 03:04:05.123456`, UTC.
+pub fn now_timestamp() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
+        ))
+        .unwrap_or_default()
+}
+
 /// The rule, stated once: a string column takes the first type that every
 /// non-null value converts to; identifiers with leading zeros stay strings.
 pub fn decide(stats: &StringStats) -> SilverType {
@@ -217,8 +227,8 @@ fn in_list(dialect: Dialect, values: &[&str]) -> String {
         .join(", ")
 }
 
-/// The statistics query: one row with nine counters per string column plus
-/// the total row count first. Column order matches `string_columns`.
+/// The statistics query: one row with the total row count first, then
+/// [`STATS_PER_COLUMN`] values per string column, in `string_columns` order.
 pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]) -> String {
     let mut cleaned = Vec::new();
     let mut aggs = vec!["COUNT(*)".to_owned()];
@@ -278,6 +288,44 @@ pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]
 /// Number of values `stats_sql` returns per string column.
 pub const STATS_PER_COLUMN: usize = 10;
 
+/// The bronze columns the statistics measure: the text columns, lineage aside.
+pub fn string_columns(dialect: Dialect, columns: &[ColumnInfo]) -> Vec<String> {
+    columns
+        .iter()
+        .filter(|c| {
+            dialect.is_string_type(&c.data_type) && !BRONZE_LINEAGE.contains(&c.name.as_str())
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// How many values one row of `stats_sql` over `strings` holds.
+pub fn stats_width(strings: &[String]) -> usize {
+    1 + strings.len() * STATS_PER_COLUMN
+}
+
+/// Every bronze column with its statistics (text columns only), from one row
+/// of `stats_sql` over `strings`; `None` if the row has the wrong width.
+pub fn source_columns(
+    columns: &[ColumnInfo],
+    strings: &[String],
+    values: &[u64],
+) -> Option<Vec<SourceColumn>> {
+    let stats = stats_from_row(values, strings.len())?;
+    let mut stats: std::collections::HashMap<&String, StringStats> =
+        strings.iter().zip(stats).collect();
+    Some(
+        columns
+            .iter()
+            .map(|c| SourceColumn {
+                stats: stats.remove(&c.name),
+                name: c.name.clone(),
+                data_type: c.data_type.clone(),
+            })
+            .collect(),
+    )
+}
+
 /// Turns one row of `stats_sql` output into per-column statistics.
 pub fn stats_from_row(values: &[u64], columns: usize) -> Option<Vec<StringStats>> {
     if values.len() != 1 + columns * STATS_PER_COLUMN {
@@ -313,7 +361,7 @@ impl SilverPlan {
             .iter()
             .filter(|c| !BRONZE_LINEAGE.contains(&c.name.as_str()))
             .collect();
-        let targets = unique_column_names(data.iter().map(|c| c.name.as_str()), &LINEAGE_COLUMNS);
+        let targets = unique_column_names(data.iter().map(|c| c.name.as_str()));
         let columns = data
             .into_iter()
             .zip(targets)
@@ -391,6 +439,43 @@ impl SilverPlan {
             dialect.table(&self.silver),
             self.select_sql(dialect)
         )
+    }
+
+    /// What `transform_to_silver` reports, from the finished table: `counts`
+    /// is the row of [`SilverPlan::null_counts_sql`], `typed` the silver
+    /// table's columns as the engine describes them, and `bronze_rows` the
+    /// row count measured with the statistics.
+    pub fn result(&self, counts: &[u64], typed: &[ColumnInfo], bronze_rows: u64) -> SilverResult {
+        let type_of = |name: &str| {
+            typed
+                .iter()
+                .find(|t| t.name == name)
+                .map_or_else(String::new, |t| t.data_type.clone())
+        };
+        let row_count = counts.first().copied().unwrap_or(0);
+        let mut columns: Vec<SilverColumn> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| SilverColumn {
+                name: c.target.to_string(),
+                data_type: type_of(c.target.as_str()),
+                source_column: Some(c.source.clone()),
+                null_count: counts.get(i + 1).copied().unwrap_or(0),
+            })
+            .collect();
+        columns.extend(LINEAGE_COLUMNS.iter().map(|l| SilverColumn {
+            name: (*l).to_owned(),
+            data_type: type_of(l),
+            source_column: None,
+            null_count: 0,
+        }));
+        SilverResult {
+            silver_table: self.silver.to_string(),
+            row_count,
+            columns,
+            duplicates_removed: bronze_rows.saturating_sub(row_count),
+        }
     }
 
     /// Per-column null counts of the finished silver table, in plan order.
@@ -534,11 +619,11 @@ mod tests {
         let sql = sample_plan().create_sql(Dialect::DuckDb);
         assert_eq!(
             sql,
-            "CREATE OR REPLACE TABLE \"lh\".\"acme_silver\".\"sales_e40c292c\" AS SELECT \"order_id\", \"it_s_odd\", \"amount\", \
+            "CREATE OR REPLACE TABLE \"lh\".\"acme_silver\".\"sales_e40c292c\" AS SELECT \"order_id\", \"it_s_oddx\", \"amount\", \
              \"_dataset_id\", \"_source_file\", CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS \"_ingested_at\" \
              FROM (SELECT DISTINCT CAST(CASE WHEN trim(\"Order ID\") IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN') \
              THEN NULL ELSE trim(\"Order ID\") END AS BIGINT) AS \"order_id\", CASE WHEN trim(\"it's \"\"odd\"\"`\") IN ('', 'NULL', \
-             'null', 'N/A', 'NA', 'n/a', '-', 'NaN') THEN NULL ELSE trim(\"it's \"\"odd\"\"`\") END AS \"it_s_odd\", \"amount\" AS \
+             'null', 'N/A', 'NA', 'n/a', '-', 'NaN') THEN NULL ELSE trim(\"it's \"\"odd\"\"`\") END AS \"it_s_oddx\", \"amount\" AS \
              \"amount\", \"_dataset_id\", \"_source_file\" FROM \"lh\".\"acme_bronze\".\"sales_e40c292c\") AS d"
         );
     }

@@ -12,16 +12,16 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
-    Router,
+    Json, Router,
 };
+use contract::{process::bearer_matches, ErrorBody};
 use rmcp::transport::streamable_http_server::{
     session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 pub struct Application {
@@ -120,53 +120,24 @@ impl Application {
     }
 }
 
-/// Every request under `/mcp` must carry `Authorization: Bearer <MCP_API_KEY>`.
+/// Every request under `/mcp` must carry `Authorization: Bearer <MCP_API_KEY>`
+/// (compared in constant time); anything else gets 401 with the error envelope.
 async fn require_bearer(
     State(key): State<Arc<SecretString>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Constant time: the comparison must not reveal how much of a guess matched.
-    let ok: bool = presented
-        .as_bytes()
-        .ct_eq(key.expose_secret().as_bytes())
-        .into();
-    if ok {
+    if bearer_matches(request.headers(), &key) {
         next.run(request).await
     } else {
         (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
-            "missing or invalid bearer token",
+            Json(ErrorBody::new(
+                "unauthorized",
+                "a valid bearer token is required (Authorization: Bearer <MCP_API_KEY>)",
+            )),
         )
             .into_response()
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

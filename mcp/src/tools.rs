@@ -1,20 +1,20 @@
-//! The MCP tools. Each one parses its input into domain types, calls the
-//! lakehouse and returns structured output (`Json<T>`; lists are wrapped in
-//! an object). Failures the caller can fix are tool errors, not protocol
+//! The MCP tools. Their names, arguments and results are the contract's
+//! ([`contract::tools`]); each tool parses its input into domain types, calls
+//! the lakehouse and returns structured output (`Json<T>`; lists are wrapped
+//! in an object). Failures the caller can fix are tool errors, not protocol
 //! errors.
 
-use crate::backend::{
-    BronzeRequest, BronzeResult, DatasetStatus, Lakehouse, QueryRequest, QueryResult, SilverResult,
-    TableDescription, TableList,
-};
+use crate::backend::{BronzeRequest, Lakehouse, QueryRequest};
 use crate::domain::{table_ident, DatasetId, DatasetVersion, TableName, TenantId};
 use crate::download;
 use crate::error::ToolError;
+use contract::tools::{
+    BronzeResult, CreateDatasetArgs, DatasetStatus, DescribeArgs, QueryArgs, QueryResult,
+    SilverResult, StatusArgs, TableDescription, TableList, TenantArgs, TransformArgs,
+};
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
 use rmcp::{tool, tool_handler, tool_router, Json};
-use schemars::JsonSchema;
 use secrecy::SecretString;
-use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,57 +38,6 @@ pub struct Context {
 pub struct LakehouseTools {
     ctx: Arc<Context>,
     tool_router: ToolRouter<Self>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct CreateDatasetArgs {
-    /// The tenant that owns the dataset (letters, digits, '-').
-    pub tenant_id: String,
-    /// The dataset's id in ServiceTsunami.
-    pub dataset_id: String,
-    /// Human name; the table is named after it plus a short id.
-    pub dataset_name: String,
-    /// Where to download the Parquet file (sent with the MCP bearer token).
-    pub parquet_url: String,
-    /// The uploader's view of the schema (column name → type). Informational:
-    /// the Parquet file's own schema is authoritative.
-    #[serde(default)]
-    pub schema: serde_json::Value,
-    /// Dataset version (default 1); the same version is never staged twice.
-    pub version: Option<u32>,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct TransformArgs {
-    pub tenant_id: String,
-    /// The bronze table returned by create_dataset (catalog.schema.table).
-    pub bronze_table: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct StatusArgs {
-    pub tenant_id: String,
-    pub dataset_id: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct TenantArgs {
-    pub tenant_id: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct DescribeArgs {
-    /// catalog.schema.table
-    pub full_name: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct QueryArgs {
-    pub tenant_id: String,
-    /// One SELECT or WITH statement over the tenant's bronze/silver schemas.
-    pub sql: String,
-    /// Maximum rows returned (capped by the server).
-    pub limit: Option<u32>,
 }
 
 #[tool_router]
@@ -283,3 +232,19 @@ impl LakehouseTools {
                     inspect with dataset_status, list_tables, describe_table and read-only query."
 )]
 impl rmcp::ServerHandler for LakehouseTools {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_router_serves_exactly_the_contracts_tools() {
+        let mut served: Vec<String> = super::LakehouseTools::tool_router()
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        served.sort();
+        let mut contract: Vec<&str> = contract::tools::ALL.to_vec();
+        contract.sort_unstable();
+        assert_eq!(served, contract);
+    }
+}

@@ -16,6 +16,7 @@ mod common;
 use anyhow::Context;
 use common::BenchServer;
 use futures::StreamExt;
+use stack::app::rss_kib;
 use std::{
     process::Stdio,
     sync::{Arc, Mutex},
@@ -23,18 +24,6 @@ use std::{
 };
 use tokio::sync::Notify;
 use uuid::Uuid;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// Receipts: (change number, when), per subscriber.
 type Receipts = Arc<Mutex<Vec<(usize, Instant)>>>;
@@ -165,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder().http1_only().build()?;
 
     // One dataset to change the status of.
-    let db = sqlx::PgPool::connect(&server.database_url).await?;
+    let db = sqlx::PgPool::connect(&server.database.url).await?;
     let dataset = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO datasets (id, tenant_id, name, file_name, source_format, schema, row_count,

@@ -16,19 +16,17 @@
 //!   "$CARGO_TARGET_DIR/debug/examples/sync_bench" [--syncs 200] [--queued 500]
 //! ```
 
-#[allow(dead_code)]
+#[expect(dead_code, reason = "the benchmark uses only part of the test helpers")]
 #[path = "../tests/api/helpers.rs"]
 mod helpers;
-#[allow(dead_code)]
-#[path = "../tests/api/stack.rs"]
-mod stack;
 
 use anyhow::Context;
+use contract::tools::{CreateDataset, CreateDatasetArgs, TransformArgs, TransformToSilver};
 use futures::{stream, StreamExt};
 use helpers::{spawn_app_with, Options, TestApp};
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
-use stack::{Mcp, Restate, MCP_KEY};
+use stack::{Mcp, Restate};
 use std::{
     collections::HashSet,
     time::{Duration, Instant},
@@ -57,7 +55,7 @@ async fn app(restate: &Restate, mcp: &Mcp, auto_sync: bool) -> TestApp {
             ("DATABRICKS_SYNC_ENABLED", "true".to_owned()),
             ("DATABRICKS_AUTO_SYNC", auto_sync.to_string()),
             ("MCP_SERVER_URL", mcp.url()),
-            ("MCP_API_KEY", MCP_KEY.to_owned()),
+            ("MCP_API_KEY", mcp.key().to_owned()),
             ("RESTATE_INGRESS_URL", restate.ingress_url()),
             ("RESTATE_ADMIN_URL", restate.admin_url()),
             ("RUST_LOG", "warn".to_owned()),
@@ -103,26 +101,27 @@ async fn wait_synced(
 /// two tool calls (bronze, silver).
 async fn direct_sync(mcp: &Mcp, app: &TestApp, id: Uuid) -> (Duration, Duration) {
     let started = Instant::now();
-    let bronze = mcp
-        .call(
-            "create_dataset",
-            json!({
-                "tenant_id": REFERENCE_TENANT,
-                "dataset_id": id.to_string(),
-                "dataset_name": format!("ref {id}"),
-                "parquet_url": app.url(&format!("/internal/storage/datasets/{id}.parquet")),
-                "schema": [],
-                "version": 1,
-            }),
-        )
-        .await;
+    let client = mcp.client();
+    let bronze = client
+        .call::<CreateDataset>(&CreateDatasetArgs {
+            tenant_id: REFERENCE_TENANT.to_owned(),
+            dataset_id: id.to_string(),
+            dataset_name: format!("ref {id}"),
+            parquet_url: app.url(&format!("/internal/storage/datasets/{id}.parquet")),
+            schema: json!([]),
+            version: Some(1),
+        })
+        .await
+        .expect("create_dataset");
     let bronze_time = started.elapsed();
     let started = Instant::now();
-    mcp.call(
-        "transform_to_silver",
-        json!({"tenant_id": REFERENCE_TENANT, "bronze_table": bronze["bronze_table"]}),
-    )
-    .await;
+    client
+        .call::<TransformToSilver>(&TransformArgs {
+            tenant_id: REFERENCE_TENANT.to_owned(),
+            bronze_table: bronze.bronze_table,
+        })
+        .await
+        .expect("transform_to_silver");
     (bronze_time, started.elapsed())
 }
 
@@ -149,8 +148,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let restate = Restate::started().await;
-    let mcp = Mcp::started().await;
+    let restate = Restate::started().await?;
+    // A process of its own, as in production.
+    let mut mcp = Mcp::process();
+    mcp.start().await?;
 
     // --- Latency -------------------------------------------------------------
     let a = app(&restate, &mcp, true).await;

@@ -2,25 +2,11 @@
 //! is listed in `.env.example`; a missing or invalid one stops start-up with an
 //! error that names it.
 
-use app::ssr::sync_requests::SyncMode;
+use crate::sync::ledger::SyncMode;
+pub use contract::env::{ConfigError, Env};
 use leptos::prelude::LeptosOptions;
 use secrecy::SecretString;
-use std::{net::SocketAddr, path::PathBuf, str::FromStr};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{name} is required but not set ({hint})")]
-    Missing {
-        name: &'static str,
-        hint: &'static str,
-    },
-    #[error("{name}={value:?} is invalid: {reason}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        reason: String,
-    },
-}
+use std::{net::SocketAddr, path::PathBuf};
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +15,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Lakehouse sync settings (the seed's names). Sync itself arrives with the
-/// Restate workflow; for now they decide whether a new dataset is `pending`
-/// (waiting for sync) or `local_only`.
+/// Lakehouse sync settings: the seed's names (`DATABRICKS_SYNC_ENABLED`,
+/// `DATABRICKS_AUTO_SYNC`, `DATABRICKS_RETRY_*`, `MCP_*`) and where Restate is.
+/// They apply whichever lakehouse the MCP server writes to.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     pub databricks_sync_enabled: bool,
@@ -83,8 +69,13 @@ pub struct Settings {
     pub upload_max_bytes: u64,
     /// `DUCKDB_THREADS` (default: the number of CPUs).
     pub duckdb_threads: usize,
-    /// `DUCKDB_MEMORY_LIMIT` (default `192MB`): DuckDB spills to disk beyond it.
+    /// `DUCKDB_MEMORY_LIMIT` (default `192MB`): the upload conversion's DuckDB
+    /// instance spills to disk beyond it.
     pub duckdb_memory_limit: String,
+    /// `DUCKDB_READ_MEMORY_LIMIT` (default `128MB`): the page reads' own
+    /// instance (previews, statistics), so reads and uploads never starve
+    /// each other.
+    pub duckdb_read_memory_limit: String,
     /// `LOG_FORMAT` (`pretty` | `json`, default `pretty`); the filter is `RUST_LOG`.
     pub log_format: LogFormat,
     /// Leptos site options; `LEPTOS_SITE_ADDR` (default 127.0.0.1:3000) is the listen address.
@@ -92,99 +83,16 @@ pub struct Settings {
     pub sync: SyncSettings,
 }
 
-/// Reads variables through a lookup function so tests need not touch the
-/// process environment.
-pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
-
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    fn raw(&self, name: &str) -> Option<String> {
-        (self.0)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.raw(name) {
-            None => Ok(default),
-            Some(value) => value.parse().map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                value,
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.raw(name) {
-            None => Ok(default),
-            Some(value) => match value.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Ok(true),
-                "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError::Invalid {
-                    name,
-                    value,
-                    reason: "expected true or false".to_owned(),
-                }),
-            },
-        }
-    }
-}
-
-impl<F: Fn(&str) -> Option<String>> Env<F> {
-    /// An http(s) URL without a trailing slash, if set.
-    fn optional_http_url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
-        match self.raw(name) {
-            None => Ok(None),
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                Ok(Some(url.trim_end_matches('/').to_owned()))
-            }
-            Some(url) => Err(ConfigError::Invalid {
-                name,
-                value: url,
-                reason: "expected an http:// or https:// URL".to_owned(),
-            }),
-        }
-    }
-
-    fn http_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        Ok(self
-            .optional_http_url(name)?
-            .unwrap_or_else(|| default.to_owned()))
-    }
-}
-
-/// `2GiB`, `500MB`, `1048576` → bytes.
-fn parse_byte_size(value: &str) -> Result<u64, String> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (digits, unit) = value.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| "expected a number of bytes, e.g. 2GiB".to_owned())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?}; use B, KB, KiB, MB, MiB, GB or GiB"
-            ))
-        }
-    };
-    let bytes = n.checked_mul(mult).ok_or_else(|| "too large".to_owned())?;
-    if bytes == 0 {
-        return Err("must be greater than zero".to_owned());
-    }
-    Ok(bytes)
+/// A DuckDB memory setting: checked to be a byte size, kept as written.
+fn duckdb_size<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    name: &'static str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let value = env.raw(name).unwrap_or_else(|| default.to_owned());
+    contract::env::parse_byte_size(&value)
+        .map_err(|reason| ConfigError::invalid(name, value.clone(), reason))?;
+    Ok(value)
 }
 
 impl Settings {
@@ -206,31 +114,11 @@ impl Settings {
             });
         }
 
-        let upload_max_bytes = match env.raw("UPLOAD_MAX_BYTES") {
-            None => 2 << 30,
-            Some(value) => parse_byte_size(&value).map_err(|reason| ConfigError::Invalid {
-                name: "UPLOAD_MAX_BYTES",
-                value,
-                reason,
-            })?,
-        };
+        let upload_max_bytes = env.byte_size("UPLOAD_MAX_BYTES", 2 << 30)?;
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
-        let duckdb_threads = env.parse("DUCKDB_THREADS", cpus)?;
-        if duckdb_threads == 0 {
-            return Err(ConfigError::Invalid {
-                name: "DUCKDB_THREADS",
-                value: "0".to_owned(),
-                reason: "must be at least 1".to_owned(),
-            });
-        }
-        let duckdb_memory_limit = env
-            .raw("DUCKDB_MEMORY_LIMIT")
-            .unwrap_or_else(|| "192MB".to_owned());
-        parse_byte_size(&duckdb_memory_limit).map_err(|reason| ConfigError::Invalid {
-            name: "DUCKDB_MEMORY_LIMIT",
-            value: duckdb_memory_limit.clone(),
-            reason,
-        })?;
+        let duckdb_threads = env.parse_at_least("DUCKDB_THREADS", cpus, 1)?;
+        let duckdb_memory_limit = duckdb_size(&env, "DUCKDB_MEMORY_LIMIT", "192MB")?;
+        let duckdb_read_memory_limit = duckdb_size(&env, "DUCKDB_READ_MEMORY_LIMIT", "128MB")?;
 
         let log_format = match env.raw("LOG_FORMAT").as_deref() {
             None | Some("pretty") => LogFormat::Pretty,
@@ -281,7 +169,7 @@ impl Settings {
             databricks_auto_sync: env.flag("DATABRICKS_AUTO_SYNC", true)?,
             mcp_server_url,
             mcp_api_key: env.raw("MCP_API_KEY").map(SecretString::from),
-            retry_attempts: env.parse("DATABRICKS_RETRY_ATTEMPTS", 3u32)?,
+            retry_attempts: env.parse_at_least("DATABRICKS_RETRY_ATTEMPTS", 3u32, 1)?,
             retry_interval_secs: env.parse("DATABRICKS_RETRY_INTERVAL", 300u64)?,
             restate_ingress_url: env.http_url("RESTATE_INGRESS_URL", "http://127.0.0.1:8080")?,
             restate_admin_url: env.http_url("RESTATE_ADMIN_URL", "http://127.0.0.1:9070")?,
@@ -296,13 +184,6 @@ impl Settings {
                 _ => None,
             },
         };
-        if sync.retry_attempts == 0 {
-            return Err(ConfigError::Invalid {
-                name: "DATABRICKS_RETRY_ATTEMPTS",
-                value: "0".to_owned(),
-                reason: "must be at least 1".to_owned(),
-            });
-        }
         if sync.databricks_sync_enabled
             && sync.mcp_server_url.is_some()
             && sync.mcp_api_key.is_none()
@@ -323,6 +204,7 @@ impl Settings {
             upload_max_bytes,
             duckdb_threads,
             duckdb_memory_limit,
+            duckdb_read_memory_limit,
             log_format,
             leptos,
             sync,
@@ -375,14 +257,6 @@ mod tests {
             let err = settings(&[DB, (name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{name}: {err}");
         }
-    }
-
-    #[test]
-    fn byte_sizes_accept_units() {
-        assert_eq!(parse_byte_size("1048576").unwrap(), 1 << 20);
-        assert_eq!(parse_byte_size("64KiB").unwrap(), 64 << 10);
-        assert_eq!(parse_byte_size("2 GB").unwrap(), 2_000_000_000);
-        assert!(parse_byte_size("2 parsecs").is_err());
     }
 
     #[test]

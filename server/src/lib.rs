@@ -1,19 +1,27 @@
-//! The `servicetsunami` server: the Leptos app over axum, dataset uploads and
-//! the operational endpoints.
+//! The `servicetsunami` server: the Leptos app over axum, dataset uploads,
+//! the live status stream, the durable sync and the operational endpoints.
 //!
 //! A tour, one line per module:
 //! - [`config`]: typed settings from the environment; errors name the variable.
 //! - [`telemetry`]: tracing subscriber (pretty or JSON logs).
-//! - [`startup`]: builds the application (pool, migrations, storage, router) and runs it.
-//! - [`http`]: the non-Leptos routes, one module per resource (`datasets`, `health`).
-//! - [`ingest`]: format detection while an upload streams, then DuckDB → Parquet.
+//! - [`startup`]: builds the application (pool, migrations, storage, state, router) and runs it.
+//! - [`state`]: `ServerState`, the one state of the routes outside Leptos.
+//! - [`http`]: the routes outside Leptos, one module per resource: `POST /api/datasets`,
+//!   `GET /api/events`, `GET /internal/storage/datasets/{id}.parquet`, `GET /metrics`,
+//!   `GET /healthz`, `GET /readyz`.
+//! - [`ingest`]: receiving an upload (format detection while it streams), then DuckDB → Parquet.
+//! - [`storage`]: where uploads are written, and the DuckDB instance that converts them.
+//! - [`catalog`]: the write side of the catalogue (tenants, new dataset rows).
 //! - [`live`]: one Postgres listener fanning sync-state changes out to SSE streams.
-//! - [`sync`]: the durable lakehouse sync on Restate (service, outbox dispatcher, MCP client).
+//! - [`sync`]: the durable lakehouse sync on Restate (ledger, service, outbox dispatcher).
 
+pub mod catalog;
 pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod live;
 pub mod startup;
+pub mod state;
+pub mod storage;
 pub mod sync;
 pub mod telemetry;

@@ -1,14 +1,19 @@
 //! Assembles the application: database, migrations, storage, state, router.
 
 use crate::{
+    catalog,
     config::Settings,
     http,
     live::LiveHub,
-    sync::{dispatcher::Dispatcher, metrics::SyncMetrics, store::SyncStore, SyncEndpoint},
+    state::{ServerState, ServerStateInner},
+    storage::Storage,
+    sync::{dispatcher::Dispatcher, ledger::Ledger, metrics::SyncMetrics, SyncEndpoint},
 };
 use anyhow::Context;
-use app::ssr::{catalog, storage::EngineLimits, AppState, AppStateInner, Storage};
+use app::ssr::{AppState, AppStateInner, EngineLimits, SyncControl};
 use axum::Router;
+use contract::process::shutdown_signal;
+use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use secrecy::ExposeSecret;
 use sqlx::{postgres::PgPoolOptions, PgPool};
@@ -20,11 +25,9 @@ use tower_http::trace::TraceLayer;
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    state: AppState,
+    state: ServerState,
     /// Present when sync is available: the Restate endpoint and the outbox dispatcher.
     sync: Option<(SyncEndpoint, Dispatcher)>,
-    live: LiveHub,
-    stop: CancellationToken,
 }
 
 impl Application {
@@ -35,12 +38,13 @@ impl Application {
         let tenant_id = catalog::ensure_default_tenant(&db)
             .await
             .context("Failed to create the default tenant")?;
+        let limits = |memory_limit: &str| EngineLimits {
+            threads: settings.duckdb_threads,
+            memory_limit: memory_limit.to_owned(),
+        };
         let storage = Storage::open(
             &settings.data_storage_path,
-            &EngineLimits {
-                threads: settings.duckdb_threads,
-                memory_limit: settings.duckdb_memory_limit.clone(),
-            },
+            &limits(&settings.duckdb_memory_limit),
         )
         .with_context(|| {
             format!(
@@ -48,6 +52,9 @@ impl Application {
                 settings.data_storage_path.display()
             )
         })?;
+        let reader = storage
+            .reader(&limits(&settings.duckdb_read_memory_limit))
+            .context("Failed to start the DuckDB reader")?;
 
         let listener = TcpListener::bind(settings.leptos.site_addr)
             .await
@@ -61,12 +68,9 @@ impl Application {
         leptos_options.site_addr = listener.local_addr()?;
 
         let metrics = Arc::new(SyncMetrics::default());
-        let store = SyncStore::new(db.clone());
-        let internal_files = http::internal::InternalFiles::new(
-            storage.datasets_dir().to_path_buf(),
-            settings.sync.mcp_api_key.clone(),
-        );
-        let sync = if settings.sync.mode().available {
+        let ledger = Ledger::new(db.clone());
+        let sync_mode = settings.sync.mode();
+        let sync = if sync_mode.available {
             let endpoint = SyncEndpoint::bind(
                 &settings,
                 db.clone(),
@@ -75,7 +79,7 @@ impl Application {
             )
             .await?;
             let dispatcher = Dispatcher {
-                store: store.clone(),
+                ledger: ledger.clone(),
                 http: crate::sync::http_client(),
                 ingress_url: settings.sync.restate_ingress_url.clone(),
                 metrics: metrics.clone(),
@@ -85,32 +89,32 @@ impl Application {
             None
         };
 
-        let state = AppState::new(AppStateInner {
+        let app = AppState::new(AppStateInner {
             db,
-            storage,
+            reader,
             tenant_id,
             leptos_options,
-            upload_max_bytes: settings.upload_max_bytes,
-            sync: settings.sync.mode(),
+            sync: sync_mode
+                .available
+                .then(|| Arc::new(ledger) as Arc<dyn SyncControl>),
             databricks_host: settings.sync.databricks_host.clone(),
         });
-        let live = LiveHub::default();
-        let stop = CancellationToken::new();
-        let extra = Router::new()
-            .merge(http::events::router(live.clone(), stop.clone()))
-            .merge(http::internal::router(internal_files))
-            .merge(http::metrics::router(http::metrics::MetricsState {
-                metrics,
-                store,
-            }));
-        let router = router(state.clone(), extra);
+        let state = ServerState::new(ServerStateInner {
+            app,
+            storage,
+            upload_max_bytes: settings.upload_max_bytes,
+            sync_mode,
+            hub: LiveHub::default(),
+            stop: CancellationToken::new(),
+            metrics,
+            internal_key: settings.sync.mcp_api_key.clone(),
+        });
+        let router = router(state.clone());
         Ok(Self {
             listener,
             router,
             state,
             sync,
-            live,
-            stop,
         })
     }
 
@@ -123,23 +127,26 @@ impl Application {
 
     /// Cancelling it stops the server as SIGTERM would.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.stop.clone()
+        self.state.stop.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.state.leptos_options.site_addr
+        self.state.app.leptos_options.site_addr
     }
 
-    pub fn state(&self) -> &AppState {
+    pub fn state(&self) -> &ServerState {
         &self.state
     }
 
     /// Serves until SIGINT/SIGTERM (or the shutdown token), then lets
     /// in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let stop = self.stop.clone();
+        let stop = self.state.stop.clone();
         let mut background = vec![tokio::spawn(
-            self.live.clone().run(self.state.db.clone(), stop.clone()),
+            self.state
+                .hub
+                .clone()
+                .run(self.state.db().clone(), stop.clone()),
         )];
         if let Some((endpoint, dispatcher)) = self.sync {
             background.push(tokio::spawn(endpoint.serve(stop.clone())));
@@ -159,7 +166,7 @@ impl Application {
         for task in background {
             let _ = task.await;
         }
-        self.state.db.close().await;
+        self.state.db().close().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -228,50 +235,27 @@ impl Worker {
     }
 }
 
-/// The whole HTTP surface: API and operational routes (plus `extra`, routes
-/// with state of their own), then the Leptos pages and server functions, then
-/// static files.
-pub fn router(state: AppState, extra: Router<AppState>) -> Router {
+/// The whole HTTP surface: API and operational routes, then the Leptos pages
+/// and server functions (which get [`AppState`] as context), then static files.
+pub fn router(state: ServerState) -> Router {
     let routes = generate_route_list(app::App);
-    let leptos_options = state.leptos_options.clone();
+    let leptos_options = state.app.leptos_options.clone();
+    let app_state = state.app.clone();
     Router::new()
         .merge(http::datasets::router())
+        .merge(http::events::router())
+        .merge(http::internal::router())
+        .merge(http::metrics::router())
         .merge(http::health::router())
-        .merge(extra)
         .leptos_routes_with_context(
             &state,
             routes,
-            || (),
+            move || provide_context(app_state.clone()),
             move || app::shell(leptos_options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+        .fallback(leptos_axum::file_and_error_handler::<ServerState, _>(
             app::shell,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

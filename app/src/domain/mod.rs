@@ -3,8 +3,6 @@
 mod names;
 mod sync_status;
 
-pub use names::{
-    name_from_file_name, normalize_column_names, normalize_identifier, DatasetName, NameError,
-    MAX_DATASET_NAME_CHARS,
-};
-pub use sync_status::SyncStatus;
+pub use contract::names::{normalize_column_names, normalize_identifier};
+pub use names::{name_from_file_name, DatasetName, NameError, MAX_DATASET_NAME_CHARS};
+pub use sync_status::{StepOutcome, SyncStatus, SyncStep};

@@ -1,4 +1,6 @@
-//! The typed sync status of a dataset (see ARCHITECTURE.md for the state machine).
+//! The typed sync state machine of a dataset: its status, the step a sync is
+//! at, and how a step attempt ended (see ARCHITECTURE.md). Each is a Postgres
+//! enum of the same name, so SQL binds and reads them typed.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,15 +43,80 @@ impl SyncStatus {
         }
     }
 
-    /// Human label for badges.
+    /// Human label for badges: the name, with spaces.
     pub fn label(self) -> &'static str {
         match self {
             Self::LocalOnly => "local only",
-            Self::Pending => "pending",
+            other => other.as_str(),
+        }
+    }
+
+    /// A sync is waiting or running: another request would only queue behind it.
+    pub fn in_progress(self) -> bool {
+        matches!(
+            self,
+            Self::Pending | Self::Queued | Self::Syncing | Self::Retrying
+        )
+    }
+}
+
+/// A row of the sync timeline: the request's acceptance (`queued`) or one of
+/// the sync's three journaled steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(sqlx::Type))]
+#[cfg_attr(
+    feature = "ssr",
+    sqlx(type_name = "sync_step", rename_all = "snake_case")
+)]
+pub enum SyncStep {
+    /// Restate accepted the sync request.
+    Queued,
+    /// MCP `create_dataset`: the file staged and the bronze table created.
+    Bronze,
+    /// MCP `transform_to_silver`.
+    Silver,
+    /// The catalogue records the tables and `synced`.
+    Metadata,
+}
+
+impl SyncStep {
+    /// The three steps a sync runs, in order.
+    pub const RUN: [SyncStep; 3] = [Self::Bronze, Self::Silver, Self::Metadata];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Queued => "queued",
-            Self::Syncing => "syncing",
+            Self::Bronze => "bronze",
+            Self::Silver => "silver",
+            Self::Metadata => "metadata",
+        }
+    }
+}
+
+/// How a step attempt ended (or that it still runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "ssr", derive(sqlx::Type))]
+#[cfg_attr(
+    feature = "ssr",
+    sqlx(type_name = "step_outcome", rename_all = "snake_case")
+)]
+pub enum StepOutcome {
+    Running,
+    Succeeded,
+    /// Failed, and another attempt is scheduled.
+    Retrying,
+    /// Failed for good.
+    Failed,
+}
+
+impl StepOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
             Self::Retrying => "retrying",
-            Self::Synced => "synced",
             Self::Failed => "failed",
         }
     }
@@ -60,7 +127,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serde_name_matches_database_name() {
+    fn serde_names_match_database_names() {
         for s in [
             SyncStatus::LocalOnly,
             SyncStatus::Pending,
@@ -73,5 +140,33 @@ mod tests {
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(json, format!("\"{}\"", s.as_str()));
         }
+        for s in [
+            SyncStep::Queued,
+            SyncStep::Bronze,
+            SyncStep::Silver,
+            SyncStep::Metadata,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        for o in [
+            StepOutcome::Running,
+            StepOutcome::Succeeded,
+            StepOutcome::Retrying,
+            StepOutcome::Failed,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn labels_read_as_words() {
+        assert_eq!(SyncStatus::LocalOnly.label(), "local only");
+        assert_eq!(SyncStatus::Retrying.label(), "retrying");
     }
 }

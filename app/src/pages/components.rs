@@ -31,8 +31,8 @@ pub fn SyncBadge(state: SyncState) -> impl IntoView {
 pub fn badge_text(s: &SyncState) -> String {
     let label = s.status.label();
     match s.status {
-        SyncStatus::Syncing => match &s.step {
-            Some(step) => format!("{label} · {step}"),
+        SyncStatus::Syncing => match s.step {
+            Some(step) => format!("{label} · {}", step.as_str()),
             None => label.to_owned(),
         },
         SyncStatus::Retrying => match (s.attempt, s.max_attempts) {
@@ -67,12 +67,13 @@ pub fn retry_countdown(s: &SyncState, now_ms: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::SyncStep;
 
     fn state(status: SyncStatus) -> SyncState {
         SyncState {
             dataset_id: uuid::Uuid::nil(),
             status,
-            step: Some("silver".to_owned()),
+            step: Some(SyncStep::Silver),
             attempt: Some(1),
             max_attempts: Some(3),
             next_retry_at: Some("2026-11-25T10:00:10.000Z".to_owned()),

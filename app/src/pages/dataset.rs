@@ -5,7 +5,10 @@ use crate::{
     api::{get_dataset, get_sync_detail, RetrySync, SyncAll, PREVIEW_ROWS},
     error::AppError,
     format::{human_bytes, parse_rfc3339_ms, short_timestamp, thousands},
-    model::{DatasetDetail, SyncDetail},
+    model::{
+        ColumnSchema, ColumnStats, DatasetDetail, DatasetSummary, Preview, SyncDetail, SyncEvent,
+        SyncState,
+    },
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -65,48 +68,58 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
         preview,
         stats,
     } = detail;
-    let shown = preview.rows.len();
+    let id = summary.id;
+    let row_count = summary.row_count;
     view! {
         <Title text=summary.name.clone() />
+        <DatasetFacts summary />
+        <SyncSection id />
+        <SchemaTable schema stats />
+        <PreviewTable preview row_count />
+    }
+}
+
+/// The dataset's name and facts: file, format, size, when, sync badge.
+#[component]
+fn DatasetFacts(summary: DatasetSummary) -> impl IntoView {
+    view! {
         <section class="card">
             <h1>{summary.name.clone()}</h1>
             <dl class="facts">
-                <div>
-                    <dt>"File"</dt>
-                    <dd>{summary.file_name.clone()}</dd>
-                </div>
-                <div>
-                    <dt>"Format"</dt>
-                    <dd>{summary.source_format.clone()}</dd>
-                </div>
+                <Fact label="File">{summary.file_name.clone()}</Fact>
+                <Fact label="Format">{summary.source_format.clone()}</Fact>
                 <div>
                     <dt>"Rows"</dt>
                     <dd id="row-count">{thousands(summary.row_count)}</dd>
                 </div>
-                <div>
-                    <dt>"Columns"</dt>
-                    <dd>{thousands(summary.column_count)}</dd>
-                </div>
-                <div>
-                    <dt>"Size"</dt>
-                    <dd>{human_bytes(summary.size_bytes)}</dd>
-                </div>
-                <div>
-                    <dt>"Uploaded"</dt>
-                    <dd>
-                        <time datetime=summary.created_at.clone()>{short_timestamp(&summary.created_at)}</time>
-                    </dd>
-                </div>
-                <div>
-                    <dt>"Sync"</dt>
-                    <dd>
-                        <SyncBadge state=summary.sync.clone() />
-                    </dd>
-                </div>
+                <Fact label="Columns">{thousands(summary.column_count)}</Fact>
+                <Fact label="Size">{human_bytes(summary.size_bytes)}</Fact>
+                <Fact label="Uploaded">
+                    <time datetime=summary.created_at.clone()>{short_timestamp(&summary.created_at)}</time>
+                </Fact>
+                <Fact label="Sync">
+                    <SyncBadge state=summary.sync.clone() />
+                </Fact>
             </dl>
         </section>
-        <SyncSection id=summary.id />
+    }
+}
 
+/// One term and its description in a facts list.
+#[component]
+fn Fact(label: &'static str, children: Children) -> impl IntoView {
+    view! {
+        <div>
+            <dt>{label}</dt>
+            <dd>{children()}</dd>
+        </div>
+    }
+}
+
+/// Every column: its name as uploaded, the silver name, the type and statistics.
+#[component]
+fn SchemaTable(schema: Vec<ColumnSchema>, stats: Vec<ColumnStats>) -> impl IntoView {
+    view! {
         <section class="card">
             <h2>"Schema and statistics"</h2>
             <div class="table-scroll">
@@ -125,44 +138,50 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                     </thead>
                     <tbody>
                         {schema
-                            .iter()
-                            .zip(stats.iter())
-                            .map(|(col, st)| {
-                                view! {
-                                    <tr>
-                                        <td>{col.name.clone()}</td>
-                                        <td>
-                                            <code>{col.normalized_name.clone()}</code>
-                                        </td>
-                                        <td>
-                                            <code>{col.data_type.clone()}</code>
-                                        </td>
-                                        <td class="num">{thousands(st.null_count)}</td>
-                                        <td class="num">{thousands(st.approx_distinct)}</td>
-                                        <td class="clip">{st.min.clone().unwrap_or_default()}</td>
-                                        <td class="clip">{st.max.clone().unwrap_or_default()}</td>
-                                        <td>
-                                            {st
-                                                .histogram
-                                                .clone()
-                                                .map(|h| view! { <Sparkline counts=h column=col.name.clone() /> })}
-                                        </td>
-                                    </tr>
-                                }
-                            })
+                            .into_iter()
+                            .zip(stats)
+                            .map(|(col, st)| view! { <SchemaRow col st /> })
                             .collect_view()}
                     </tbody>
                 </table>
             </div>
         </section>
+    }
+}
 
+#[component]
+fn SchemaRow(col: ColumnSchema, st: ColumnStats) -> impl IntoView {
+    let name = col.name.clone();
+    view! {
+        <tr>
+            <td>{col.name}</td>
+            <td>
+                <code>{col.normalized_name}</code>
+            </td>
+            <td>
+                <code>{col.data_type}</code>
+            </td>
+            <td class="num">{thousands(st.null_count)}</td>
+            <td class="num">{thousands(st.approx_distinct)}</td>
+            <td class="clip">{st.min.unwrap_or_default()}</td>
+            <td class="clip">{st.max.unwrap_or_default()}</td>
+            <td>{st.histogram.map(|h| view! { <Sparkline counts=h column=name /> })}</td>
+        </tr>
+    }
+}
+
+/// The first rows, every value as text; NULL shown as such.
+#[component]
+fn PreviewTable(preview: Preview, row_count: i64) -> impl IntoView {
+    let shown = preview.rows.len();
+    view! {
         <section class="card">
             <h2>"Preview"</h2>
             <p class="muted small">
                 {format!(
                     "First {} of {} rows (at most {PREVIEW_ROWS}).",
                     thousands(shown as i64),
-                    thousands(summary.row_count),
+                    thousands(row_count),
                 )}
             </p>
             <div class="table-scroll">
@@ -171,8 +190,8 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
                         <tr>
                             {preview
                                 .columns
-                                .iter()
-                                .map(|c| view! { <th>{c.clone()}</th> })
+                                .into_iter()
+                                .map(|c| view! { <th>{c}</th> })
                                 .collect_view()}
                         </tr>
                     </thead>
@@ -291,19 +310,12 @@ fn SyncSection(id: Uuid) -> impl IntoView {
 
 #[component]
 fn SyncDetailView(detail: SyncDetail) -> impl IntoView {
-    let live = use_live_sync();
     let SyncDetail {
         state,
         events,
         available,
         catalog_explorer_url,
     } = detail;
-    let last_sync_at = state.last_sync_at.clone();
-    let since = move || {
-        let at = last_sync_at.as_deref()?;
-        Some(time_ago(at, live.now_ms()?))
-    };
-    let last_sync_text = state.last_sync_at.clone();
     view! {
         {(!available)
             .then(|| {
@@ -313,13 +325,32 @@ fn SyncDetailView(detail: SyncDetail) -> impl IntoView {
                     </p>
                 }
             })}
+        <SyncFacts state=state.clone() catalog_explorer_url />
+        {state
+            .error
+            .clone()
+            .map(|e| view! { <p class="error" id="sync-error">"Last error: " {e}</p> })}
+        <h3>"Timeline"</h3>
+        <Timeline events />
+    }
+}
+
+/// Status, when it last synced, the two tables and a link to Databricks.
+#[component]
+fn SyncFacts(state: SyncState, catalog_explorer_url: Option<String>) -> impl IntoView {
+    let live = use_live_sync();
+    let last_sync_at = state.last_sync_at.clone();
+    let since = move || {
+        let at = last_sync_at.as_deref()?;
+        Some(time_ago(at, live.now_ms()?))
+    };
+    let (bronze, silver) = (state.bronze_table.clone(), state.silver_table.clone());
+    let last_sync_text = state.last_sync_at.clone();
+    view! {
         <dl class="facts">
-            <div>
-                <dt>"Status"</dt>
-                <dd>
-                    <SyncBadge state=state.clone() />
-                </dd>
-            </div>
+            <Fact label="Status">
+                <SyncBadge state=state.clone() />
+            </Fact>
             <div>
                 <dt>"Last synced"</dt>
                 <dd id="last-sync">
@@ -335,68 +366,66 @@ fn SyncDetailView(detail: SyncDetail) -> impl IntoView {
                     }}
                 </dd>
             </div>
-            <TableName label="Bronze table" id="bronze-table" name=state.bronze_table.clone() />
-            <TableName label="Silver table" id="silver-table" name=state.silver_table.clone() />
+            <TableName label="Bronze table" id="bronze-table" name=bronze />
+            <TableName label="Silver table" id="silver-table" name=silver />
             {catalog_explorer_url
                 .map(|url| {
                     view! {
-                        <div>
-                            <dt>"Databricks"</dt>
-                            <dd>
-                                <a href=url target="_blank" rel="noopener">
-                                    "Open in Catalog Explorer"
-                                </a>
-                            </dd>
-                        </div>
+                        <Fact label="Databricks">
+                            <a href=url target="_blank" rel="noopener">
+                                "Open in Catalog Explorer"
+                            </a>
+                        </Fact>
                     }
                 })}
         </dl>
-        {state
-            .error
-            .clone()
-            .map(|e| view! { <p class="error" id="sync-error">"Last error: " {e}</p> })}
-        <h3>"Timeline"</h3>
-        {if events.is_empty() {
-            view! { <p class="muted" id="timeline-empty">"No sync has run yet."</p> }.into_any()
-        } else {
-            view! {
-                <div class="scroll">
-                    <table class="timeline" id="timeline">
-                        <thead>
-                            <tr>
-                                <th>"Step"</th>
-                                <th>"Attempt"</th>
-                                <th>"Outcome"</th>
-                                <th>"Started"</th>
-                                <th>"Duration"</th>
-                                <th>"Error"</th>
-                            </tr>
-                        </thead>
-                        <tbody>
-                            {events
-                                .into_iter()
-                                .map(|e| {
-                                    view! {
-                                        <tr data-step=e.step.clone() data-outcome=e.outcome.clone()>
-                                            <td>{e.step.clone()}</td>
-                                            <td>{format!("{} of {}", e.attempt, e.max_attempts)}</td>
-                                            <td class=format!("outcome outcome-{}", e.outcome)>{e.outcome.clone()}</td>
-                                            <td>
-                                                <time datetime=e.started_at.clone()>{short_timestamp(&e.started_at)}</time>
-                                            </td>
-                                            <td>{e.duration_ms.map(human_duration_ms).unwrap_or_else(|| "…".to_owned())}</td>
-                                            <td class="error-cell">{e.error.unwrap_or_default()}</td>
-                                        </tr>
-                                    }
-                                })
-                                .collect_view()}
-                        </tbody>
-                    </table>
-                </div>
-            }
-                .into_any()
-        }}
     }
+}
+
+/// Every step attempt of every sync, oldest first.
+#[component]
+fn Timeline(events: Vec<SyncEvent>) -> impl IntoView {
+    if events.is_empty() {
+        return view! { <p class="muted" id="timeline-empty">"No sync has run yet."</p> }
+            .into_any();
+    }
+    view! {
+        <div class="scroll">
+            <table class="timeline" id="timeline">
+                <thead>
+                    <tr>
+                        <th>"Step"</th>
+                        <th>"Attempt"</th>
+                        <th>"Outcome"</th>
+                        <th>"Started"</th>
+                        <th>"Duration"</th>
+                        <th>"Error"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {events
+                        .into_iter()
+                        .map(|e| {
+                            let (step, outcome) = (e.step.as_str(), e.outcome.as_str());
+                            view! {
+                                <tr data-step=step data-outcome=outcome>
+                                    <td>{step}</td>
+                                    <td>{format!("{} of {}", e.attempt, e.max_attempts)}</td>
+                                    <td class=format!("outcome outcome-{outcome}")>{outcome}</td>
+                                    <td>
+                                        <time datetime=e.started_at.clone()>{short_timestamp(&e.started_at)}</time>
+                                    </td>
+                                    <td>{e.duration_ms.map(human_duration_ms).unwrap_or_else(|| "…".to_owned())}</td>
+                                    <td class="error-cell">{e.error.unwrap_or_default()}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
 }
 
 /// A table name with a copy button (the button works once the page is hydrated).

@@ -117,18 +117,10 @@ fn UploadForm(on_uploaded: Callback<()>) -> impl IntoView {
     let (error, set_error) = signal(None::<String>);
     let (notice, set_notice) = signal(None::<String>);
     let (progress, set_progress) = signal(None::<f64>);
-    let (dragging, set_dragging) = signal(false);
     let form_ref = NodeRef::<leptos::html::Form>::new();
     let file_ref = NodeRef::<leptos::html::Input>::new();
     let name_ref = NodeRef::<leptos::html::Input>::new();
-
-    let shown_error = move || error.get().or_else(redirected_error);
     let uploading = move || progress.get().is_some();
-
-    let on_file_chosen = move || {
-        #[cfg(feature = "hydrate")]
-        super::upload::default_name_from_file(&file_ref, &name_ref);
-    };
 
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         #[cfg(feature = "hydrate")]
@@ -158,16 +150,6 @@ fn UploadForm(on_uploaded: Callback<()>) -> impl IntoView {
         );
     };
 
-    let on_drop = move |ev: leptos::ev::DragEvent| {
-        ev.prevent_default();
-        set_dragging.set(false);
-        #[cfg(feature = "hydrate")]
-        {
-            super::upload::take_dropped_file(&ev, &file_ref);
-            on_file_chosen();
-        }
-    };
-
     view! {
         <section class="card" id="upload">
             <h2>"Upload a dataset"</h2>
@@ -178,26 +160,7 @@ fn UploadForm(on_uploaded: Callback<()>) -> impl IntoView {
                 enctype="multipart/form-data"
                 on:submit=on_submit
             >
-                <label
-                    class="dropzone"
-                    class:dragging=move || dragging.get()
-                    on:dragover=move |ev: leptos::ev::DragEvent| {
-                        ev.prevent_default();
-                        set_dragging.set(true);
-                    }
-                    on:dragleave=move |_| set_dragging.set(false)
-                    on:drop=on_drop
-                >
-                    <span>"Drop a file here or choose one"</span>
-                    <input
-                        node_ref=file_ref
-                        type="file"
-                        name="file"
-                        required
-                        accept=".csv,.tsv,.txt,.json,.ndjson,.jsonl,.parquet,.gz,text/csv,application/json"
-                        on:change=move |_| on_file_chosen()
-                    />
-                </label>
+                <FileDrop file_ref name_ref />
                 <label class="field">
                     <span>"Dataset name"</span>
                     <input
@@ -219,16 +182,72 @@ fn UploadForm(on_uploaded: Callback<()>) -> impl IntoView {
                     ></progress>
                 </Show>
             </form>
-            <Show when=move || shown_error().is_some()>
-                <p class="error" role="alert" id="upload-error">
-                    {shown_error}
-                </p>
-            </Show>
-            <Show when=move || notice.get().is_some()>
-                <p class="notice" role="status" id="upload-notice">
-                    {move || notice.get()}
-                </p>
-            </Show>
+            <UploadMessages
+                error=Signal::derive(move || error.get().or_else(redirected_error))
+                notice=notice.into()
+            />
         </section>
+    }
+}
+
+/// The file input inside a drop zone. Choosing or dropping a file suggests
+/// the dataset name from the file's name (once hydrated).
+#[component]
+fn FileDrop(
+    file_ref: NodeRef<leptos::html::Input>,
+    name_ref: NodeRef<leptos::html::Input>,
+) -> impl IntoView {
+    let (dragging, set_dragging) = signal(false);
+    let on_file_chosen = move || {
+        #[cfg(feature = "hydrate")]
+        super::upload::default_name_from_file(&file_ref, &name_ref);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (&file_ref, &name_ref);
+    };
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        set_dragging.set(false);
+        #[cfg(feature = "hydrate")]
+        super::upload::take_dropped_file(&ev, &file_ref);
+        on_file_chosen();
+    };
+    view! {
+        <label
+            class="dropzone"
+            class:dragging=move || dragging.get()
+            on:dragover=move |ev: leptos::ev::DragEvent| {
+                ev.prevent_default();
+                set_dragging.set(true);
+            }
+            on:dragleave=move |_| set_dragging.set(false)
+            on:drop=on_drop
+        >
+            <span>"Drop a file here or choose one"</span>
+            <input
+                node_ref=file_ref
+                type="file"
+                name="file"
+                required
+                accept=".csv,.tsv,.txt,.json,.ndjson,.jsonl,.parquet,.gz,text/csv,application/json"
+                on:change=move |_| on_file_chosen()
+            />
+        </label>
+    }
+}
+
+/// The upload's error (inline, or from the no-JavaScript redirect) and its notice.
+#[component]
+fn UploadMessages(error: Signal<Option<String>>, notice: Signal<Option<String>>) -> impl IntoView {
+    view! {
+        <Show when=move || error.get().is_some()>
+            <p class="error" role="alert" id="upload-error">
+                {move || error.get()}
+            </p>
+        </Show>
+        <Show when=move || notice.get().is_some()>
+            <p class="notice" role="status" id="upload-notice">
+                {move || notice.get()}
+            </p>
+        </Show>
     }
 }

@@ -50,7 +50,7 @@ pub fn use_live_sync() -> LiveSync {
 }
 
 impl LiveSync {
-    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    #[cfg_attr(not(feature = "hydrate"), expect(dead_code))]
     fn apply(&self, event: LiveEvent) {
         match event {
             LiveEvent::Snapshot { seq, states } => self.states.update(|m| {

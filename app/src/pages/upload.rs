@@ -1,7 +1,7 @@
 //! Browser-side upload: XMLHttpRequest rather than `fetch`, because only XHR
 //! reports upload progress.
 
-use crate::model::{ApiErrorBody, UploadResponse};
+use crate::model::{ErrorBody, UploadResponse};
 use leptos::{html, prelude::*};
 use wasm_bindgen::{closure::Closure, JsCast};
 use web_sys::{FormData, ProgressEvent, XmlHttpRequest};
@@ -44,7 +44,7 @@ pub fn take_dropped_file(ev: &web_sys::DragEvent, file: &NodeRef<html::Input>) {
 fn message_from(xhr: &XmlHttpRequest) -> String {
     let status = xhr.status().unwrap_or(0);
     let body = xhr.response_text().ok().flatten().unwrap_or_default();
-    match serde_json::from_str::<ApiErrorBody>(&body) {
+    match serde_json::from_str::<ErrorBody>(&body) {
         Ok(err) => err.message,
         Err(_) if status == 0 => {
             "The upload was interrupted: the server could not be reached.".to_owned()

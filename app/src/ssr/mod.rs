@@ -1,11 +1,14 @@
-//! Server-only code: application state, the Postgres catalogue and the DuckDB
-//! engine over the local Parquet files.
+//! Server-only code the pages need: the application state, reading the
+//! Postgres catalogue, reading the local Parquet files, and the port through
+//! which pages ask for syncs. Writes (uploads, sync transitions) live in the
+//! server crate.
 
 pub mod catalog;
+pub mod reader;
 pub mod sql;
 mod state;
-pub mod storage;
-pub mod sync_requests;
+pub mod sync;
 
+pub use reader::{DatasetReader, EngineLimits, ReadError};
 pub use state::{AppState, AppStateInner};
-pub use storage::{Storage, StorageError};
+pub use sync::{ResyncOutcome, SyncControl};

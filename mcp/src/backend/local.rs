@@ -8,13 +8,13 @@
 //! alongside writes under DuckDB's MVCC.
 
 use super::{
-    layer_of, silver_name_for, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus, LakeResult,
-    Lakehouse, QueryRequest, QueryResult, SilverColumn, SilverResult, TableDescription, TableList,
-    TableStatus, TableSummary,
+    layer_of, silver_name_for, Backend, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus,
+    QueryRequest, QueryResult, SilverResult, TableDescription, TableList, TableStatus,
+    TableSummary,
 };
 use crate::domain::{DatasetId, Ident, TableName, TenantId};
 use crate::error::{BackendError, ToolError};
-use crate::plan::{self, Dialect, SilverPlan, SourceColumn, BRONZE_LINEAGE};
+use crate::plan::{self, Dialect, SilverPlan, BRONZE_LINEAGE};
 use duckdb::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -76,7 +76,9 @@ impl LocalLakehouse {
 
     fn reader(&self) -> Result<Connection, ToolError> {
         let template = self.readers.lock().map_err(|_| {
-            ToolError::Backend(BackendError::Unexpected("reader template poisoned".into()))
+            ToolError::Backend(BackendError::Invariant(
+                "the reader template lock is poisoned",
+            ))
         })?;
         template.try_clone().map_err(db)
     }
@@ -113,12 +115,18 @@ impl LocalLakehouse {
             .join(format!("v{version}"))
             .join("data.parquet")
     }
+}
 
-    async fn create_bronze_impl(&self, req: BronzeRequest) -> Result<BronzeResult, ToolError> {
+impl Backend for LocalLakehouse {
+    fn catalog(&self) -> &Ident {
+        &self.catalog
+    }
+
+    async fn create_bronze(&self, req: BronzeRequest) -> Result<BronzeResult, ToolError> {
         let staged = self.volume_file(&req.tenant, &req.dataset, req.version.get());
-        let parent = staged
-            .parent()
-            .ok_or_else(|| ToolError::Backend(BackendError::Unexpected("no volume dir".into())))?;
+        let parent = staged.parent().ok_or_else(|| {
+            ToolError::Backend(BackendError::Invariant("a staged file has no directory"))
+        })?;
         tokio::fs::create_dir_all(parent).await.map_err(io)?;
         // A staged version is immutable: bronze reads it in place, so a repeat
         // call keeps the first file rather than rewriting it under the table.
@@ -150,10 +158,9 @@ impl LocalLakehouse {
                     .iter()
                     .find(|c| BRONZE_LINEAGE.contains(&c.name.as_str()))
                 {
-                    return Err(ToolError::BadRequest(format!(
-                        "the file has a column named {}, which is reserved for lineage",
-                        clash.name
-                    )));
+                    return Err(ToolError::ReservedColumn {
+                        column: clash.name.clone(),
+                    });
                 }
                 in_transaction(conn, |conn| {
                     for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
@@ -183,7 +190,7 @@ impl LocalLakehouse {
         })
     }
 
-    async fn silver_impl(
+    async fn transform_to_silver(
         &self,
         tenant: TenantId,
         bronze: TableName,
@@ -197,38 +204,19 @@ impl LocalLakehouse {
                 if columns.is_empty() {
                     return Err(ToolError::NotFound(source.to_string()));
                 }
-                let strings: Vec<String> = columns
-                    .iter()
-                    .filter(|c| {
-                        D.is_string_type(&c.data_type) && !BRONZE_LINEAGE.contains(&c.name.as_str())
-                    })
-                    .map(|c| c.name.clone())
-                    .collect();
+                let strings = plan::string_columns(D, &columns);
                 let sql = plan::stats_sql(D, &source, &strings);
                 let values: Vec<u64> = conn
                     .query_row(&sql, [], |row| {
-                        (0..1 + strings.len() * plan::STATS_PER_COLUMN)
+                        (0..plan::stats_width(&strings))
                             .map(|i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0)))
                             .collect()
                     })
                     .map_err(db)?;
-                let stats = plan::stats_from_row(&values, strings.len()).ok_or_else(|| {
-                    ToolError::Backend(BackendError::Unexpected(
-                        "statistics row has the wrong width".into(),
-                    ))
-                })?;
-                let mut stats = strings
-                    .iter()
-                    .zip(stats)
-                    .collect::<std::collections::HashMap<_, _>>();
-                let source_columns: Vec<SourceColumn> = columns
-                    .into_iter()
-                    .map(|c| SourceColumn {
-                        stats: stats.remove(&c.name),
-                        name: c.name,
-                        data_type: c.data_type,
-                    })
-                    .collect();
+                let source_columns =
+                    plan::source_columns(&columns, &strings, &values).ok_or(ToolError::Backend(
+                        BackendError::Invariant("the statistics row has the wrong width"),
+                    ))?;
                 let dataset_id = match bronze_note(conn, &source)? {
                     Some(note) => note.dataset_id,
                     // A bronze view made by hand carries no note: scan for it.
@@ -244,12 +232,12 @@ impl LocalLakehouse {
                 Ok((source_columns, values[0], dataset_id))
             })
             .await?;
-        let ingested_at = OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
-            ))
-            .unwrap_or_default();
-        let plan = SilverPlan::new(bronze, silver.clone(), ingested_at, &source_columns);
+        let plan = SilverPlan::new(
+            bronze,
+            silver.clone(),
+            plan::now_timestamp(),
+            &source_columns,
+        );
         let create = plan.create_sql(D);
         let target = silver.clone();
         self.write(move |conn| {
@@ -274,41 +262,10 @@ impl LocalLakehouse {
                 Ok((counts, table_columns(conn, &typed_table)?))
             })
             .await?;
-        let row_count = counts[0];
-        let mut columns: Vec<SilverColumn> = plan
-            .columns
-            .iter()
-            .zip(&counts[1..])
-            .map(|(c, nulls)| SilverColumn {
-                data_type: typed
-                    .iter()
-                    .find(|t| t.name == c.target.as_str())
-                    .map_or_else(String::new, |t| t.data_type.clone()),
-                name: c.target.to_string(),
-                source_column: Some(c.source.clone()),
-                null_count: *nulls,
-            })
-            .collect();
-        for lineage in plan::LINEAGE_COLUMNS {
-            columns.push(SilverColumn {
-                name: lineage.to_owned(),
-                data_type: typed
-                    .iter()
-                    .find(|t| t.name == lineage)
-                    .map_or_else(String::new, |t| t.data_type.clone()),
-                source_column: None,
-                null_count: 0,
-            });
-        }
-        Ok(SilverResult {
-            silver_table: silver.to_string(),
-            row_count,
-            columns,
-            duplicates_removed: bronze_rows.saturating_sub(row_count),
-        })
+        Ok(plan.result(&counts, &typed, bronze_rows))
     }
 
-    async fn status_impl(
+    async fn dataset_status(
         &self,
         tenant: TenantId,
         dataset: DatasetId,
@@ -358,7 +315,7 @@ impl LocalLakehouse {
         .await
     }
 
-    async fn list_impl(&self, tenant: TenantId) -> Result<TableList, ToolError> {
+    async fn list_tables(&self, tenant: TenantId) -> Result<TableList, ToolError> {
         let catalog = self.catalog.clone();
         self.read(move |conn| {
             let mut stmt = conn
@@ -396,7 +353,7 @@ impl LocalLakehouse {
         .await
     }
 
-    async fn describe_impl(&self, table: TableName) -> Result<TableDescription, ToolError> {
+    async fn describe_table(&self, table: TableName) -> Result<TableDescription, ToolError> {
         if table.catalog != self.catalog {
             return Err(ToolError::NotFound(table.to_string()));
         }
@@ -440,7 +397,7 @@ impl LocalLakehouse {
         .await
     }
 
-    async fn query_impl(&self, request: QueryRequest) -> Result<QueryResult, ToolError> {
+    async fn query(&self, request: QueryRequest) -> Result<QueryResult, ToolError> {
         let catalog = self.catalog.clone();
         let conn = self.reader()?;
         let interrupt = conn.interrupt_handle();
@@ -448,8 +405,7 @@ impl LocalLakehouse {
         let work = tokio::task::spawn_blocking(move || {
             conn.execute_batch(&format!("USE {}", D.ident(catalog.as_str())))
                 .map_err(db)?;
-            let sql = crate::query_guard::check(&conn, &catalog, &request.tenant, &request.sql)
-                .map_err(|e| ToolError::QueryRejected(e.to_string()))?;
+            let sql = crate::query_guard::check(&conn, &catalog, &request.tenant, &request.sql)?;
             let columns = describe(&conn, &format!("SELECT * FROM (\n{sql}\n) AS q"))?;
             let limit = u64::from(request.limit);
             let wrapped = format!(
@@ -468,7 +424,7 @@ impl LocalLakehouse {
                 let json: String = row.get(0).map_err(db)?;
                 rows.push(
                     serde_json::from_str(&json)
-                        .map_err(|e| ToolError::Backend(BackendError::Unexpected(e.to_string())))?,
+                        .map_err(|e| ToolError::Backend(BackendError::Json(e)))?,
                 );
             }
             Ok(QueryResult {
@@ -608,42 +564,4 @@ fn count(conn: &Connection, table: &TableName) -> Result<u64, ToolError> {
         )
         .map_err(db)?;
     Ok(u64::try_from(n).unwrap_or(0))
-}
-
-impl Lakehouse for LocalLakehouse {
-    fn catalog(&self) -> &Ident {
-        &self.catalog
-    }
-
-    fn create_bronze(&self, request: BronzeRequest) -> LakeResult<'_, BronzeResult> {
-        Box::pin(self.create_bronze_impl(request))
-    }
-
-    fn transform_to_silver(
-        &self,
-        tenant: TenantId,
-        bronze: TableName,
-    ) -> LakeResult<'_, SilverResult> {
-        Box::pin(self.silver_impl(tenant, bronze))
-    }
-
-    fn dataset_status(
-        &self,
-        tenant: TenantId,
-        dataset: DatasetId,
-    ) -> LakeResult<'_, DatasetStatus> {
-        Box::pin(self.status_impl(tenant, dataset))
-    }
-
-    fn list_tables(&self, tenant: TenantId) -> LakeResult<'_, TableList> {
-        Box::pin(self.list_impl(tenant))
-    }
-
-    fn describe_table(&self, table: TableName) -> LakeResult<'_, TableDescription> {
-        Box::pin(self.describe_impl(table))
-    }
-
-    fn query(&self, request: QueryRequest) -> LakeResult<'_, QueryResult> {
-        Box::pin(self.query_impl(request))
-    }
 }

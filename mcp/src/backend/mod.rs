@@ -6,9 +6,12 @@ pub mod local;
 
 use crate::domain::{DatasetId, DatasetVersion, Ident, TableName, TenantId};
 use crate::error::ToolError;
+pub use contract::tools::{
+    BronzeResult, ColumnInfo, DatasetStatus, QueryResult, SilverColumn, SilverResult,
+    TableDescription, TableList, TableStatus, TableSummary,
+};
 use futures::future::BoxFuture;
-use schemars::JsonSchema;
-use serde::Serialize;
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,89 +26,6 @@ pub struct BronzeRequest {
     pub download: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema, PartialEq, Eq)]
-pub struct ColumnInfo {
-    pub name: String,
-    pub data_type: String,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct BronzeResult {
-    /// Three-level name, `catalog.schema.table`.
-    pub bronze_table: String,
-    /// Where the staged Parquet file lives.
-    pub volume_path: String,
-    pub row_count: u64,
-    pub columns: Vec<ColumnInfo>,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct SilverColumn {
-    pub name: String,
-    pub data_type: String,
-    /// The bronze column it came from (lineage columns have none).
-    pub source_column: Option<String>,
-    pub null_count: u64,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct SilverResult {
-    pub silver_table: String,
-    pub row_count: u64,
-    pub columns: Vec<SilverColumn>,
-    pub duplicates_removed: u64,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema, Default)]
-pub struct TableStatus {
-    pub exists: bool,
-    pub full_name: Option<String>,
-    pub row_count: Option<u64>,
-    /// RFC 3339.
-    pub updated_at: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct DatasetStatus {
-    pub dataset_id: String,
-    pub bronze: TableStatus,
-    pub silver: TableStatus,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TableSummary {
-    pub full_name: String,
-    /// `bronze` or `silver`.
-    pub layer: String,
-    /// `VIEW`/`EXTERNAL` for bronze, `MANAGED` for silver.
-    pub table_type: String,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TableList {
-    pub tables: Vec<TableSummary>,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct TableDescription {
-    pub full_name: String,
-    pub table_type: String,
-    pub columns: Vec<ColumnInfo>,
-    pub row_count: Option<u64>,
-    pub storage_location: Option<String>,
-    pub updated_at: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct QueryResult {
-    pub columns: Vec<ColumnInfo>,
-    /// One JSON object per row, keyed by column name.
-    pub rows: Vec<serde_json::Value>,
-    pub row_count: u64,
-    /// True when more rows existed than the limit allowed.
-    pub truncated: bool,
-}
-
 /// A read-only query that passed the guard, with its limits.
 #[derive(Debug, Clone)]
 pub struct QueryRequest {
@@ -117,7 +37,10 @@ pub struct QueryRequest {
 
 pub type LakeResult<'a, T> = BoxFuture<'a, Result<T, ToolError>>;
 
-/// One lakehouse: an embedded DuckDB catalog or Databricks Unity Catalog.
+/// One lakehouse as the tools see it: an embedded DuckDB catalog or
+/// Databricks Unity Catalog, chosen at start-up and held as `Arc<dyn
+/// Lakehouse>`. Backends implement [`Backend`] with plain `async fn`s; the
+/// blanket impl below boxes their futures, once for all of them.
 pub trait Lakehouse: Send + Sync + 'static {
     fn catalog(&self) -> &Ident;
     /// Stages the file in the tenant's volume and (re)creates the bronze table.
@@ -133,6 +56,69 @@ pub trait Lakehouse: Send + Sync + 'static {
     fn list_tables(&self, tenant: TenantId) -> LakeResult<'_, TableList>;
     fn describe_table(&self, table: TableName) -> LakeResult<'_, TableDescription>;
     fn query(&self, request: QueryRequest) -> LakeResult<'_, QueryResult>;
+}
+
+/// What a backend implements; see [`Lakehouse`] for each operation.
+pub trait Backend: Send + Sync + 'static {
+    fn catalog(&self) -> &Ident;
+    fn create_bronze(
+        &self,
+        request: BronzeRequest,
+    ) -> impl Future<Output = Result<BronzeResult, ToolError>> + Send;
+    fn transform_to_silver(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> impl Future<Output = Result<SilverResult, ToolError>> + Send;
+    fn dataset_status(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> impl Future<Output = Result<DatasetStatus, ToolError>> + Send;
+    fn list_tables(
+        &self,
+        tenant: TenantId,
+    ) -> impl Future<Output = Result<TableList, ToolError>> + Send;
+    fn describe_table(
+        &self,
+        table: TableName,
+    ) -> impl Future<Output = Result<TableDescription, ToolError>> + Send;
+    fn query(
+        &self,
+        request: QueryRequest,
+    ) -> impl Future<Output = Result<QueryResult, ToolError>> + Send;
+}
+
+impl<B: Backend> Lakehouse for B {
+    fn catalog(&self) -> &Ident {
+        Backend::catalog(self)
+    }
+    fn create_bronze(&self, request: BronzeRequest) -> LakeResult<'_, BronzeResult> {
+        Box::pin(Backend::create_bronze(self, request))
+    }
+    fn transform_to_silver(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> LakeResult<'_, SilverResult> {
+        Box::pin(Backend::transform_to_silver(self, tenant, bronze))
+    }
+    fn dataset_status(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> LakeResult<'_, DatasetStatus> {
+        Box::pin(Backend::dataset_status(self, tenant, dataset))
+    }
+    fn list_tables(&self, tenant: TenantId) -> LakeResult<'_, TableList> {
+        Box::pin(Backend::list_tables(self, tenant))
+    }
+    fn describe_table(&self, table: TableName) -> LakeResult<'_, TableDescription> {
+        Box::pin(Backend::describe_table(self, table))
+    }
+    fn query(&self, request: QueryRequest) -> LakeResult<'_, QueryResult> {
+        Box::pin(Backend::query(self, request))
+    }
 }
 
 /// Which schema layer a table belongs to, checked against the tenant.
@@ -154,10 +140,10 @@ pub fn silver_name_for(
     bronze: &TableName,
 ) -> Result<TableName, ToolError> {
     if bronze.catalog != *catalog || bronze.schema != tenant.bronze_schema() {
-        return Err(ToolError::BadRequest(format!(
-            "bronze_table {bronze} is not in {catalog}.{} (the tenant's bronze schema)",
-            tenant.bronze_schema()
-        )));
+        return Err(ToolError::NotTenantsBronze {
+            table: bronze.to_string(),
+            schema: format!("{catalog}.{}", tenant.bronze_schema()),
+        });
     }
     Ok(TableName::new(
         catalog.clone(),

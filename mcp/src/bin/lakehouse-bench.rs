@@ -4,11 +4,12 @@
 //! `cargo run -p servicetsunami-mcp --bin lakehouse-bench -- --rows 10000000`
 
 use anyhow::{bail, Context};
+use servicetsunami_mcp::backend::ColumnInfo;
 use servicetsunami_mcp::backend::{local::LocalLakehouse, BronzeRequest, Lakehouse};
 use servicetsunami_mcp::domain::{
     table_ident, DatasetId, DatasetVersion, Ident, TableName, TenantId,
 };
-use servicetsunami_mcp::plan::{self, Dialect, SilverPlan, SourceColumn, BRONZE_LINEAGE};
+use servicetsunami_mcp::plan::{self, Dialect, SilverPlan};
 use std::time::{Duration, Instant};
 
 fn parse_args() -> anyhow::Result<(u64, usize)> {
@@ -133,32 +134,23 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let mut stmt =
             conn.prepare(&format!("DESCRIBE SELECT * FROM {}", d.table(&bronze_name)))?;
-        let columns: Vec<(String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let columns: Vec<ColumnInfo> = stmt
+            .query_map([], |r| {
+                Ok(ColumnInfo {
+                    name: r.get(0)?,
+                    data_type: r.get(1)?,
+                })
+            })?
             .collect::<Result<_, _>>()?;
-        let strings: Vec<String> = columns
-            .iter()
-            .filter(|(n, ty)| d.is_string_type(ty) && !BRONZE_LINEAGE.contains(&n.as_str()))
-            .map(|(n, _)| n.clone())
-            .collect();
-        let width = 1 + strings.len() * plan::STATS_PER_COLUMN;
+        let strings = plan::string_columns(d, &columns);
         let values: Vec<u64> =
             conn.query_row(&plan::stats_sql(d, &bronze_name, &strings), [], |r| {
-                (0..width)
+                (0..plan::stats_width(&strings))
                     .map(|i| r.get::<_, i64>(i).map(|v| v as u64))
                     .collect()
             })?;
-        let stats = plan::stats_from_row(&values, strings.len()).context("stats width")?;
-        let mut stats: std::collections::HashMap<_, _> =
-            strings.iter().cloned().zip(stats).collect();
-        let source_columns: Vec<SourceColumn> = columns
-            .into_iter()
-            .map(|(name, data_type)| SourceColumn {
-                stats: stats.remove(&name),
-                name,
-                data_type,
-            })
-            .collect();
+        let source_columns =
+            plan::source_columns(&columns, &strings, &values).context("stats width")?;
         let plan = SilverPlan::new(
             bronze_name,
             silver_name,

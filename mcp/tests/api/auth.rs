@@ -62,3 +62,21 @@ async fn unlisted_host_header_is_refused() {
         .status();
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_401_is_the_error_envelope() {
+    let app = spawn_app().await;
+    let response = reqwest::Client::new()
+        .post(&app.mcp_url)
+        .header("Authorization", "Bearer wrong-key")
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let body: contract::ErrorBody = response.json().await.expect("JSON envelope");
+    assert_eq!(body.code, "unauthorized");
+    assert!(body.message.contains("bearer"), "{}", body.message);
+}

@@ -139,7 +139,7 @@ async fn injection_attempts_in_names_are_neutralised() {
     .unwrap();
     let table = bronze["bronze_table"].as_str().unwrap();
     assert!(
-        table.starts_with("servicetsunami.acme_bronze.x_drop_table_y_"),
+        table.starts_with("servicetsunami.acme_bronze.x_drop_table_yxxx_"),
         "{table}"
     );
     let silver = call(
@@ -157,7 +157,11 @@ async fn injection_attempts_in_names_are_neutralised() {
         .collect();
     assert_eq!(
         names[..3],
-        ["id_1_drop_table_x", "it_s", "robert_drop_table_students"]
+        [
+            "id_1_drop_table_xxxx",
+            "it_s",
+            "robert_drop_table_studentsxxx"
+        ]
     );
     let rows = call(
         &client,

@@ -9,7 +9,6 @@ use axum::{
     Router,
 };
 use rmcp::{
-    model::{CallToolRequestParams, CallToolResult},
     service::RunningService,
     transport::{
         streamable_http_client::StreamableHttpClientTransportConfig, StreamableHttpClientTransport,
@@ -93,23 +92,11 @@ pub async fn call(
     tool: &str,
     args: Value,
 ) -> Result<Value, String> {
-    let result: CallToolResult = client
-        .call_tool(
-            CallToolRequestParams::new(tool.to_owned())
-                .with_arguments(args.as_object().cloned().unwrap()),
-        )
-        .await
-        .expect("protocol-level success");
-    if result.is_error == Some(true) {
-        let text = result
-            .content
-            .iter()
-            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-            .collect::<Vec<_>>()
-            .join("\n");
-        return Err(text);
+    match contract::client::call_on(client, tool, args).await {
+        Ok(output) => Ok(output),
+        Err(contract::client::CallError::Tool { message, .. }) => Err(message),
+        Err(other) => panic!("protocol-level failure: {other}"),
     }
-    Ok(result.structured_content.expect("structured output"))
 }
 
 /// Serves generated files at `/files/{name}`, only to requests bearing the API key.

@@ -83,7 +83,7 @@ async fn bronze_then_silver_cleans_and_types_the_data() {
     .unwrap();
     let bronze_table = bronze["bronze_table"].as_str().unwrap();
     assert!(
-        bronze_table.starts_with("servicetsunami.acme_bronze.q3_customers_"),
+        bronze_table.starts_with("servicetsunami.acme_bronze.q3_customersx_"),
         "{bronze_table}"
     );
     assert_eq!(bronze["row_count"], 6);

@@ -1,20 +1,21 @@
 //! `POST /api/datasets`: a multipart upload (`file`, optional `name`) streamed
 //! to a scratch file, checked as it arrives, converted to Parquet, and only
-//! then recorded in the catalogue.
+//! then recorded in the catalogue (with its sync request, when sync is
+//! automatic).
 //!
 //! Script and XHR clients send `Accept: application/json` and get JSON (201 or
 //! an error status with `{code, message}`). A plain HTML form post gets a 303
 //! redirect: to the dataset page, or back to `/` with the error in the query.
 
-use crate::ingest::{self, Converted, Detected, IngestError, Inspector};
+use crate::{
+    catalog::{self, NewDataset},
+    ingest::{self, ConvertJob, Converted, IngestError, ReceiveError, ReceivedFile, ScratchFile},
+    state::ServerState,
+    sync::ledger::Ledger,
+};
 use app::{
-    domain::{name_from_file_name, DatasetName, NameError, SyncStatus},
-    model::{ApiErrorBody, UploadResponse},
-    ssr::{
-        catalog,
-        sync_requests::{self, SyncReason},
-        AppState,
-    },
+    domain::{name_from_file_name, DatasetName, NameError},
+    model::{ErrorBody, UploadResponse},
 };
 use axum::{
     extract::{
@@ -25,8 +26,7 @@ use axum::{
     routing::post,
     Json, Router,
 };
-use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use uuid::Uuid;
 
 /// Longest file name accepted, in characters.
@@ -34,11 +34,11 @@ pub const MAX_FILE_NAME_CHARS: usize = 255;
 /// Multipart framing and the small `name` field on top of the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ServerState> {
     Router::new().route(
         "/api/datasets",
-        // The cap is enforced while streaming (see `receive`), with a clear
-        // message, rather than by axum's generic body limit.
+        // The cap is enforced while streaming (see `receive_file`), with a
+        // clear message, rather than by axum's generic body limit.
         post(upload).layer(DefaultBodyLimit::disable()),
     )
 }
@@ -72,7 +72,7 @@ impl UploadError {
             | Self::FileNameTooLong { .. }
             | Self::InvalidName(_)
             | Self::Body(_) => StatusCode::BAD_REQUEST,
-            Self::Ingest(e) => e.status(),
+            Self::Ingest(e) => ingest_status(e),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,20 +90,37 @@ impl UploadError {
         }
     }
 
-    fn body(&self) -> ApiErrorBody {
-        ApiErrorBody {
-            code: self.code().to_owned(),
-            message: capitalise(&self.to_string()),
-        }
+    fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code(), capitalise(&self.to_string()))
     }
 
     fn from_multipart(e: MultipartError, max: u64) -> Self {
-        let text = e.body_text();
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::TooLarge { max }
         } else {
-            Self::Body(text)
+            Self::Body(e.body_text())
         }
+    }
+
+    fn from_receive(e: ReceiveError, max: u64) -> Self {
+        match e {
+            ReceiveError::TooLarge { max } => Self::TooLarge { max },
+            ReceiveError::Body(e) => Self::from_multipart(e, max),
+            ReceiveError::Ingest(e) => Self::Ingest(e),
+            e @ (ReceiveError::Io(_) | ReceiveError::WriterGone) => Self::Internal(e.into()),
+        }
+    }
+}
+
+/// What an ingest failure means over HTTP: the uploader's content (422), a
+/// compression we do not read (415), or our own fault (500).
+fn ingest_status(e: &IngestError) -> StatusCode {
+    match e {
+        IngestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        IngestError::UnsupportedCompression { .. } | IngestError::GzippedParquet => {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        }
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -136,7 +153,7 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 #[tracing::instrument(skip_all, fields(dataset_id))]
-async fn upload(State(state): State<AppState>, request: Request) -> Response {
+async fn upload(State(state): State<ServerState>, request: Request) -> Response {
     let json = wants_json(request.headers());
     let outcome = receive_and_store(&state, request).await;
     match (outcome, json) {
@@ -157,8 +174,15 @@ async fn upload(State(state): State<AppState>, request: Request) -> Response {
     }
 }
 
+/// The form, received: the optional name and the inspected file.
+struct Received {
+    file: ReceivedFile,
+    file_name: String,
+    name: Option<String>,
+}
+
 async fn receive_and_store(
-    state: &AppState,
+    state: &ServerState,
     request: Request,
 ) -> Result<UploadResponse, UploadError> {
     let max = state.upload_max_bytes;
@@ -180,7 +204,7 @@ async fn receive_and_store(
     let started = std::time::Instant::now();
     let received = receive(state, id, multipart).await?;
     tracing::info!(
-        bytes = received.size,
+        bytes = received.file.size,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "upload received"
     );
@@ -194,125 +218,22 @@ async fn receive_and_store(
         .map_err(|e| UploadError::Internal(e.into()))?
 }
 
-/// A file under the scratch directory that is deleted when dropped, unless it
-/// has been consumed.
-struct ScratchFile(PathBuf);
-
-impl Drop for ScratchFile {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_file(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %self.0.display(), error = %e, "could not remove scratch file");
-            }
-        }
-    }
-}
-
-impl ScratchFile {
-    /// Removes the file on a blocking thread, without waiting. Deleting a large
-    /// upload also drops its cached pages (about 60 ms for 1 GB), and nothing
-    /// in the response depends on it. Should the process die first, start-up
-    /// empties the scratch directory.
-    fn remove_in_background(self) {
-        tokio::task::spawn_blocking(move || drop(self));
-    }
-}
-
-/// Writes the upload to its scratch file on a blocking thread of its own, fed
-/// the received chunks as they are (no copy), so receiving and writing run
-/// side by side. A bounded queue keeps memory flat: when the disk is slower
-/// than the network, receiving waits.
-struct ScratchWriter {
-    chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
-    task: tokio::task::JoinHandle<Result<(), UploadError>>,
-}
-
-impl ScratchWriter {
-    /// Chunks queued at most (hyper and multer yield up to ~400 KiB each).
-    const QUEUE: usize = 16;
-
-    /// Creates the file here, so that it exists before anything can try to
-    /// remove it again (the scratch guard, on an early error).
-    async fn create(path: &Path) -> Result<Self, UploadError> {
-        let file = tokio::fs::File::create(path)
-            .await
-            .map_err(|e| UploadError::Internal(e.into()))?
-            .into_std()
-            .await;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(Self::QUEUE);
-        let task = tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let io = |e: std::io::Error| UploadError::Internal(e.into());
-            // Chunks are large (tens to hundreds of KiB): written as they
-            // come, without another copy through a buffer.
-            let mut out = file;
-            while let Some(chunk) = rx.blocking_recv() {
-                out.write_all(&chunk).map_err(io)?;
-            }
-            out.flush().map_err(io)
-        });
-        Ok(Self {
-            chunks: Some(tx),
-            task,
-        })
-    }
-
-    async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), UploadError> {
-        let sent = match &self.chunks {
-            Some(tx) => tx.send(chunk).await.is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
-        }
-        // The writer stopped: its error says why.
-        self.chunks = None;
-        match (&mut self.task).await {
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) => Err(UploadError::Internal(anyhow::anyhow!(
-                "the scratch writer stopped early"
-            ))),
-            Err(e) => Err(UploadError::Internal(e.into())),
-        }
-    }
-
-    /// Waits until everything is written and the file closed.
-    async fn finish(mut self) -> Result<(), UploadError> {
-        self.chunks = None;
-        (&mut self.task)
-            .await
-            .map_err(|e| UploadError::Internal(e.into()))?
-    }
-}
-
-struct Received {
-    file: ScratchFile,
-    file_name: String,
-    name: Option<String>,
-    size: u64,
-    detected: Detected,
-}
-
+/// Reads the form's fields: `name` (small), `file` (streamed to scratch);
+/// anything else is drained and ignored.
 async fn receive(
-    state: &AppState,
+    state: &ServerState,
     id: Uuid,
     mut multipart: Multipart,
 ) -> Result<Received, UploadError> {
     let max = state.upload_max_bytes;
+    let multipart_err = |e| UploadError::from_multipart(e, max);
     let mut name = None;
     let mut file = None;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| UploadError::from_multipart(e, max))?
-    {
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_err)? {
         let field_name = field.name().map(str::to_owned);
         match field_name.as_deref() {
             Some("name") => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| UploadError::from_multipart(e, max))?;
+                let text = field.text().await.map_err(multipart_err)?;
                 if text.len() > 4 * 1024 {
                     return Err(NameError::TooLong {
                         len: text.chars().count(),
@@ -335,51 +256,27 @@ async fn receive(
                         max: MAX_FILE_NAME_CHARS,
                     });
                 }
-                let scratch = ScratchFile(state.storage.tmp_dir().join(format!("{id}.upload")));
-                let mut out = ScratchWriter::create(&scratch.0).await?;
-                let mut inspector = Inspector::new();
-                let mut chunks = 0u64;
-                while let Some(chunk) = field
-                    .chunk()
+                let scratch =
+                    ScratchFile::new(state.storage.tmp_dir().join(format!("{id}.upload")));
+                let received = ingest::receive_file(&mut field, scratch, max)
                     .await
-                    .map_err(|e| UploadError::from_multipart(e, max))?
-                {
-                    if inspector.total() + chunk.len() as u64 > max {
-                        return Err(UploadError::TooLarge { max });
-                    }
-                    inspector.feed(&chunk)?;
-                    chunks += 1;
-                    out.write(chunk).await?;
-                }
-                out.finish().await?;
-                let size = inspector.total();
-                let detected = inspector.finish()?;
-                tracing::debug!(chunks, bytes = size, "file field received");
-                file = Some((scratch, file_name, size, detected));
+                    .map_err(|e| UploadError::from_receive(e, max))?;
+                file = Some((received, file_name));
             }
             // Unknown fields (and a second file) are drained and ignored.
-            _ => {
-                while field
-                    .chunk()
-                    .await
-                    .map_err(|e| UploadError::from_multipart(e, max))?
-                    .is_some()
-                {}
-            }
+            _ => while field.chunk().await.map_err(multipart_err)?.is_some() {},
         }
     }
-    let (file, file_name, size, detected) = file.ok_or(UploadError::MissingFile)?;
+    let (file, file_name) = file.ok_or(UploadError::MissingFile)?;
     Ok(Received {
         file,
         file_name,
         name,
-        size,
-        detected,
     })
 }
 
 async fn store(
-    state: &AppState,
+    state: &ServerState,
     id: Uuid,
     received: Received,
 ) -> Result<UploadResponse, UploadError> {
@@ -390,11 +287,11 @@ async fn store(
 
     let storage = state.storage.clone();
     let dest = storage.parquet_path(id);
-    let scratch_parquet = ScratchFile(storage.tmp_dir().join(format!("{id}.parquet.partial")));
-    let source = received.file.0.clone();
+    let scratch_parquet = ScratchFile::new(storage.tmp_dir().join(format!("{id}.parquet.partial")));
+    let source = received.file.file.path().to_path_buf();
     let file_name = received.file_name.clone();
-    let detected = received.detected;
-    let scratch_path = scratch_parquet.0.clone();
+    let detected = received.file.detected;
+    let scratch_path = scratch_parquet.path().to_path_buf();
     let dest_path = dest.clone();
     let started = std::time::Instant::now();
     let converted: Converted = tokio::task::spawn_blocking(move || {
@@ -403,11 +300,13 @@ async fn store(
             .map_err(|e| IngestError::Internal(e.into()))?;
         ingest::convert(
             &conn,
-            &source,
-            detected,
-            &file_name,
-            &scratch_path,
-            &dest_path,
+            &ConvertJob {
+                source: &source,
+                detected,
+                original_name: &file_name,
+                scratch: &scratch_path,
+                dest: &dest_path,
+            },
         )
     })
     .await
@@ -416,19 +315,12 @@ async fn store(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "converted to Parquet"
     );
-    received.file.remove_in_background();
+    let size = received.file.size;
+    received.file.file.remove_in_background();
     drop(scratch_parquet);
 
     // The Parquet file is in place; from here a failure must remove it again.
-    let committed = insert(
-        state,
-        id,
-        &name,
-        &received.file_name,
-        received.size,
-        &converted,
-    )
-    .await;
+    let committed = insert(state, id, &name, &received.file_name, size, &converted).await;
     if committed.is_err() {
         remove_quietly(&dest).await;
     }
@@ -436,48 +328,35 @@ async fn store(
 }
 
 async fn insert(
-    state: &AppState,
+    state: &ServerState,
     id: Uuid,
     name: &DatasetName,
     file_name: &str,
     size: u64,
     converted: &Converted,
 ) -> Result<UploadResponse, UploadError> {
-    let auto_sync = state.sync.available && state.sync.auto;
-    let status = if auto_sync {
-        SyncStatus::Pending
-    } else {
-        SyncStatus::LocalOnly
-    };
-    let metadata = json!({
-        "databricks_enabled": state.sync.available,
-        "sync_status": status.as_str(),
-        "bronze_table": null,
-        "silver_table": null,
-        "last_sync_at": null,
-    });
     let internal = |e: sqlx::Error| UploadError::Internal(e.into());
-    let mut tx = state.db.begin().await.map_err(internal)?;
+    let tenant_id = state.app.tenant_id;
+    let mut tx = state.db().begin().await.map_err(internal)?;
     let dataset = catalog::insert_dataset(
         &mut tx,
-        &catalog::NewDataset {
+        &NewDataset {
             id,
-            tenant_id: state.tenant_id,
+            tenant_id,
             name,
             file_name,
             source_format: &converted.format,
             schema: &converted.schema,
             row_count: converted.row_count,
             size_bytes: i64::try_from(size).map_err(|e| UploadError::Internal(e.into()))?,
-            sync_status: status,
-            metadata,
+            sync_status: state.sync_mode.initial_status(),
         },
     )
     .await
     .map_err(internal)?;
-    if auto_sync {
+    if state.sync_mode.auto {
         // The outbox: the sync request commits with the dataset or not at all.
-        sync_requests::enqueue(&mut tx, state.tenant_id, id, SyncReason::Upload)
+        Ledger::request_upload_sync(&mut tx, tenant_id, id)
             .await
             .map_err(internal)?;
     }

@@ -9,11 +9,9 @@
 //! behind is disconnected (its browser reconnects and gets a new snapshot)
 //! rather than slowing anyone else. Keep-alive comments every 15 s.
 
-use crate::live::LiveHub;
-use app::{
-    model::LiveEvent,
-    ssr::{catalog, AppState},
-};
+use super::error_response;
+use crate::state::ServerState;
+use app::{model::LiveEvent, ssr::catalog};
 use axum::{
     extract::State,
     http::StatusCode,
@@ -27,25 +25,24 @@ use axum::{
 use futures::{stream, StreamExt};
 use std::{convert::Infallible, time::Duration};
 use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::CancellationToken;
 
-/// `stop` ends every stream, so a graceful shutdown does not wait on them.
-pub fn router(hub: LiveHub, stop: CancellationToken) -> Router<AppState> {
-    Router::new().route(
-        "/api/events",
-        get(move |state: State<AppState>| events(state, hub.clone(), stop.clone())),
-    )
+pub fn router() -> Router<ServerState> {
+    Router::new().route("/api/events", get(events))
 }
 
-async fn events(State(state): State<AppState>, hub: LiveHub, stop: CancellationToken) -> Response {
-    let tenant_id = state.tenant_id;
-    let rx = hub.subscribe();
-    let seq = hub.current_seq();
-    let datasets = match catalog::list_datasets(&state.db, tenant_id).await {
+async fn events(State(state): State<ServerState>) -> Response {
+    let tenant_id = state.app.tenant_id;
+    let rx = state.hub.subscribe();
+    let seq = state.hub.current_seq();
+    let datasets = match catalog::list_datasets(state.db(), tenant_id).await {
         Ok(list) => list,
         Err(e) => {
             tracing::error!(error = %e, "reading the snapshot for /api/events failed");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the dataset catalogue cannot be read right now; the browser retries by itself",
+            );
         }
     };
     let snapshot = LiveEvent::Snapshot {
@@ -79,7 +76,8 @@ async fn events(State(state): State<AppState>, hub: LiveHub, stop: CancellationT
     });
     let stream = stream::once(async move { first })
         .chain(changes)
-        .take_until(stop.cancelled_owned())
+        // Ends with the server, so a graceful shutdown does not wait on it.
+        .take_until(state.stop.clone().cancelled_owned())
         .map(Ok::<_, Infallible>);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

@@ -1,10 +1,10 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (it can reach Postgres).
 
-use app::ssr::AppState;
+use crate::state::ServerState;
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
 use serde_json::{json, Value};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<ServerState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -14,9 +14,9 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(state): State<ServerState>) -> (StatusCode, Json<Value>) {
     match sqlx::query_scalar!("SELECT 1 AS \"one!\"")
-        .fetch_one(&state.db)
+        .fetch_one(state.db())
         .await
     {
         Ok(_) => (

@@ -7,67 +7,22 @@
 //! in the datasets directory is served (a symlink is not followed) → else 404.
 //! Ranges (`Range: bytes=…`) and HEAD are supported.
 
+use super::error_response;
+use crate::state::ServerState;
 use axum::{
     extract::{Path, Request, State},
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
-    Json, Router,
+    Router,
 };
-use secrecy::{ExposeSecret, SecretString};
-use std::{path::PathBuf, sync::Arc};
-use subtle::ConstantTimeEq;
+use contract::process::bearer_matches;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use uuid::Uuid;
 
-#[derive(Clone)]
-pub struct InternalFiles(Arc<Inner>);
-
-struct Inner {
-    datasets_dir: PathBuf,
-    /// `None` when no key is configured: every request is refused.
-    api_key: Option<SecretString>,
-}
-
-impl InternalFiles {
-    pub fn new(datasets_dir: PathBuf, api_key: Option<SecretString>) -> Self {
-        Self(Arc::new(Inner {
-            datasets_dir,
-            api_key,
-        }))
-    }
-}
-
-pub fn router<S>(files: InternalFiles) -> Router<S> {
-    Router::new()
-        .route("/internal/storage/datasets/{file_name}", get(serve))
-        .with_state(files)
-}
-
-fn refuse(status: StatusCode, message: &str) -> Response {
-    let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-}
-
-fn authorized(headers: &HeaderMap, key: Option<&SecretString>) -> bool {
-    let Some(key) = key else { return false };
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    given
-        .as_bytes()
-        .ct_eq(key.expose_secret().as_bytes())
-        .into()
+pub fn router() -> Router<ServerState> {
+    Router::new().route("/internal/storage/datasets/{file_name}", get(serve))
 }
 
 /// `<uuid>.parquet`, the UUID lowercase and hyphenated, as the server names files.
@@ -78,29 +33,46 @@ pub fn parse_file_name(name: &str) -> Option<Uuid> {
 }
 
 async fn serve(
-    State(files): State<InternalFiles>,
+    State(state): State<ServerState>,
     Path(file_name): Path<String>,
     request: Request,
 ) -> Response {
-    if !authorized(request.headers(), files.0.api_key.as_ref()) {
-        return refuse(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+    let authorized = state
+        .internal_key
+        .as_ref()
+        .is_some_and(|key| bearer_matches(request.headers(), key));
+    if !authorized {
+        let mut response = error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
     }
     let Some(id) = parse_file_name(&file_name) else {
-        return refuse(
+        return error_response(
             StatusCode::BAD_REQUEST,
+            "bad_file_name",
             "the file name must be <dataset uuid>.parquet",
         );
     };
-    let path = files.0.datasets_dir.join(format!("{id}.parquet"));
+    let path = state.storage.parquet_path(id);
     match tokio::fs::symlink_metadata(&path).await {
         Ok(meta) if meta.file_type().is_file() => {}
-        _ => return refuse(StatusCode::NOT_FOUND, "no such dataset file"),
+        _ => return error_response(StatusCode::NOT_FOUND, "not_found", "no such dataset file"),
     }
     match ServeFile::new(&path).oneshot(request).await {
         Ok(response) => response.into_response(),
         Err(e) => {
             tracing::error!(error = %e, path = %path.display(), "serving a dataset file failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the file could not be read; it has been logged",
+            )
         }
     }
 }

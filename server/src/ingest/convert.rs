@@ -26,32 +26,35 @@ pub struct Converted {
     pub row_count: i64,
 }
 
-/// Converts `source` (already inspected) into Parquet at `scratch`, then renames
-/// it to `dest` (same filesystem, so the file appears whole or not at all).
-/// On error nothing is left at `scratch` or `dest`. Blocking.
-pub fn convert(
-    conn: &Connection,
-    source: &Path,
-    detected: Detected,
-    original_name: &str,
-    scratch: &Path,
-    dest: &Path,
-) -> Result<Converted, IngestError> {
-    let result = convert_inner(conn, source, detected, original_name, scratch, dest);
+/// One conversion: the inspected upload at `source`, written as Parquet to
+/// `scratch`, then renamed to `dest` (same file system, so the file appears
+/// whole or not at all).
+pub struct ConvertJob<'a> {
+    pub source: &'a Path,
+    pub detected: Detected,
+    /// The uploaded file's name, which error messages use instead of paths.
+    pub original_name: &'a str,
+    pub scratch: &'a Path,
+    pub dest: &'a Path,
+}
+
+/// Runs `job`; on error nothing is left at `scratch` or `dest`. Blocking.
+pub fn convert(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, IngestError> {
+    let result = convert_inner(conn, job);
     if result.is_err() {
-        let _ = std::fs::remove_file(scratch);
+        let _ = std::fs::remove_file(job.scratch);
     }
     result
 }
 
-fn convert_inner(
-    conn: &Connection,
-    source: &Path,
-    detected: Detected,
-    original_name: &str,
-    scratch: &Path,
-    dest: &Path,
-) -> Result<Converted, IngestError> {
+fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, IngestError> {
+    let &ConvertJob {
+        source,
+        detected,
+        original_name,
+        scratch,
+        dest,
+    } = job;
     let src = quote_literal(&source.to_string_lossy());
     let compression = match detected.compression {
         Compression::None => "none",

@@ -1,5 +1,3 @@
-use axum::http::StatusCode;
-
 /// Why an upload cannot become a dataset. Every variant but `Internal` is the
 /// uploader's to fix, and its message says what is wrong (and where).
 #[derive(Debug, thiserror::Error)]
@@ -66,16 +64,6 @@ impl IngestError {
             Self::ColumnNameTooLong { .. } => "column_name_too_long",
             Self::UnsupportedType { .. } => "unsupported_type",
             Self::Internal(_) => "internal",
-        }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::UnsupportedCompression { .. } | Self::GzippedParquet => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }

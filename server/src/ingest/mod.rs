@@ -1,9 +1,10 @@
 //! Turning an uploaded file into the dataset's Parquet file.
 //!
 //! Two stages:
-//! 1. [`Inspector`] sees every byte while the upload streams to disk. It tells the
-//!    format from the content (magic bytes, first character), decompresses gzip on
-//!    the fly, and rejects what cannot be a dataset (empty, binary, invalid UTF-8,
+//! 1. [`receive_file`] streams the file field to a scratch file through the
+//!    [`Inspector`], which sees every byte: it tells the format from the
+//!    content (magic bytes, first character), decompresses gzip on the fly,
+//!    and rejects what cannot be a dataset (empty, binary, invalid UTF-8,
 //!    truncated gzip) before DuckDB is involved.
 //! 2. [`convert`] has DuckDB sniff and read the file and write Parquet (ZSTD)
 //!    under a scratch name, then renames it into place.
@@ -12,7 +13,9 @@ mod convert;
 mod error;
 mod inspect;
 mod ragged;
+mod receive;
 
-pub use convert::{convert, Converted, MAX_COLUMNS, MAX_COLUMN_NAME_CHARS};
+pub use convert::{convert, ConvertJob, Converted, MAX_COLUMNS, MAX_COLUMN_NAME_CHARS};
 pub use error::IngestError;
 pub use inspect::{Compression, Detected, Inspector, SourceKind};
+pub use receive::{receive_file, ReceiveError, ReceivedFile, ScratchFile};

@@ -1,16 +1,19 @@
 //! The outbox dispatcher: hands every stored sync request to the Restate
 //! ingress (`POST /restate/send/DatasetSync/{dataset}/sync`, idempotency key =
-//! request id), records the invocation id, and marks the request dispatched.
+//! request id), and has the ledger mark it `queued` once Restate accepts it.
 //!
-//! Woken by `NOTIFY sync_requests` and by a periodic sweep. While Restate is
-//! unreachable it backs off per request (1 s doubling to 60 s); the requests
-//! stay in Postgres, so nothing is lost across restarts, and the idempotency
-//! key means a request sent twice runs once. Several servers can dispatch at
-//! once: each claims rows with `FOR UPDATE SKIP LOCKED`.
+//! Woken by `NOTIFY sync_requests` and by a periodic sweep. Each round claims
+//! due requests in a short transaction (`FOR UPDATE SKIP LOCKED`, then a lease
+//! that moves their next attempt out), commits, and only then calls Restate,
+//! so no row lock is held across HTTP calls. While Restate is unreachable a
+//! request backs off (1 s doubling to 60 s); requests stay in Postgres, so
+//! nothing is lost across restarts, and the idempotency key means a request
+//! sent twice (say, by a dispatcher that died after Restate accepted it, once
+//! its lease ran out) runs once. Several servers can dispatch at once.
 
-use super::{metrics::SyncMetrics, store::SyncStore};
+use super::{ledger::Ledger, metrics::SyncMetrics, service::SyncInput};
 use futures::{stream, StreamExt};
-use sqlx::postgres::PgListener;
+use sqlx::{postgres::PgListener, PgPool};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -20,12 +23,26 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Requests claimed per round, and submitted concurrently.
 const BATCH: i64 = 200;
 const CONCURRENCY: usize = 16;
+/// How long a claim keeps other dispatchers off a request. Longer than a
+/// round of submissions can take (the HTTP client's 15 s timeout).
+const LEASE: Duration = Duration::from_secs(60);
 
 pub struct Dispatcher {
-    pub store: SyncStore,
+    pub ledger: Ledger,
     pub http: reqwest::Client,
     pub ingress_url: String,
     pub metrics: Arc<SyncMetrics>,
+}
+
+/// Why Restate did not accept a sync request.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("cannot reach the Restate ingress at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the Restate ingress answered {status}: {body}")]
+    Refused { status: u16, body: String },
+    #[error("unexpected answer from the Restate ingress: {0}")]
+    BadAnswer(String),
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -34,11 +51,11 @@ struct SendResponse {
     invocation_id: String,
 }
 
-#[derive(sqlx::FromRow)]
-struct Due {
-    id: Uuid,
-    dataset_id: Uuid,
-    dispatch_attempts: i32,
+/// Requests not yet accepted by Restate (the outbox depth).
+pub async fn outbox_depth(db: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM sync_requests WHERE dispatched_at IS NULL"#)
+        .fetch_one(db)
+        .await
 }
 
 impl Dispatcher {
@@ -47,7 +64,7 @@ impl Dispatcher {
         let mut listener = None;
         loop {
             if listener.is_none() {
-                listener = match PgListener::connect_with(self.store.db()).await {
+                listener = match PgListener::connect_with(self.ledger.db()).await {
                     Ok(mut l) => match l.listen("sync_requests").await {
                         Ok(()) => Some(l),
                         Err(e) => {
@@ -92,19 +109,24 @@ impl Dispatcher {
     /// Submits every due request; returns how long until the next one is due
     /// (zero if there may be more right now).
     pub async fn dispatch_due(&self) -> Result<Duration, sqlx::Error> {
-        let mut tx = self.store.db().begin().await?;
-        let due: Vec<Due> = sqlx::query_as(
-            "SELECT id, dataset_id, dispatch_attempts FROM sync_requests
-             WHERE dispatched_at IS NULL AND next_dispatch_at <= now()
-             ORDER BY next_dispatch_at, created_at
-             LIMIT $1
-             FOR UPDATE SKIP LOCKED",
+        let db = self.ledger.db();
+        let due = sqlx::query!(
+            "WITH due AS (
+               SELECT id FROM sync_requests
+               WHERE dispatched_at IS NULL AND next_dispatch_at <= now()
+               ORDER BY next_dispatch_at, created_at
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED)
+             UPDATE sync_requests r SET next_dispatch_at = now() + make_interval(secs => $2)
+             FROM due WHERE r.id = due.id
+             RETURNING r.id, r.dataset_id, r.dispatch_attempts",
+            BATCH,
+            LEASE.as_secs_f64(),
         )
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
+        .fetch_all(db)
         .await?;
         let claimed = due.len() as i64;
-        let results: Vec<(Due, Result<String, String>)> = stream::iter(due)
+        let results: Vec<_> = stream::iter(due)
             .map(|d| async move {
                 let sent = self.send(d.id, d.dataset_id).await;
                 (d, sent)
@@ -112,54 +134,40 @@ impl Dispatcher {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        for (d, sent) in &results {
-            if let Ok(invocation_id) = sent {
-                sqlx::query(
-                    "UPDATE sync_requests SET dispatched_at = now(), invocation_id = $2,
-                       last_dispatch_error = NULL
-                     WHERE id = $1",
-                )
-                .bind(d.id)
-                .bind(invocation_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if let Err(e) = sent {
-                SyncMetrics::inc(&self.metrics.dispatch_errors);
-                let backoff = backoff(d.dispatch_attempts);
-                tracing::warn!(request = %d.id, dataset = %d.dataset_id, error = %e,
-                    retry_in_ms = backoff.as_millis() as u64, "Restate did not accept a sync request");
-                sqlx::query(
-                    "UPDATE sync_requests SET dispatch_attempts = dispatch_attempts + 1,
-                       last_dispatch_error = $2,
-                       next_dispatch_at = now() + make_interval(secs => $3)
-                     WHERE id = $1",
-                )
-                .bind(d.id)
-                .bind(e)
-                .bind(backoff.as_secs_f64())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        // The dataset is marked after the claim is released, so the outbox
-        // transaction never waits on a datasets row the workflow is writing.
         for (d, sent) in results {
-            if let Ok(invocation_id) = sent {
-                SyncMetrics::inc(&self.metrics.dispatched);
-                tracing::info!(request = %d.id, dataset = %d.dataset_id, invocation = %invocation_id, "sync request accepted");
-                self.store.mark_queued(d.id, &invocation_id).await?;
+            match sent {
+                Ok(invocation_id) => {
+                    SyncMetrics::inc(&self.metrics.dispatched);
+                    tracing::info!(request = %d.id, dataset = %d.dataset_id, invocation = %invocation_id, "sync request accepted");
+                    self.ledger.mark_queued(d.id, &invocation_id).await?;
+                }
+                Err(e) => {
+                    SyncMetrics::inc(&self.metrics.dispatch_errors);
+                    let backoff = backoff(d.dispatch_attempts);
+                    tracing::warn!(request = %d.id, dataset = %d.dataset_id, error = %e,
+                        retry_in_ms = backoff.as_millis() as u64, "Restate did not accept a sync request");
+                    sqlx::query!(
+                        "UPDATE sync_requests SET dispatch_attempts = dispatch_attempts + 1,
+                           last_dispatch_error = $2,
+                           next_dispatch_at = now() + make_interval(secs => $3)
+                         WHERE id = $1 AND dispatched_at IS NULL",
+                        d.id,
+                        e.to_string(),
+                        backoff.as_secs_f64(),
+                    )
+                    .execute(db)
+                    .await?;
+                }
             }
         }
         if claimed == BATCH {
             return Ok(Duration::ZERO);
         }
-        let next: Option<f64> = sqlx::query_scalar(
+        let next = sqlx::query_scalar!(
             "SELECT EXTRACT(EPOCH FROM (min(next_dispatch_at) - now()))::float8
              FROM sync_requests WHERE dispatched_at IS NULL",
         )
-        .fetch_one(self.store.db())
+        .fetch_one(db)
         .await?;
         Ok(match next {
             None => SWEEP_EVERY,
@@ -168,7 +176,7 @@ impl Dispatcher {
         })
     }
 
-    async fn send(&self, request_id: Uuid, dataset_id: Uuid) -> Result<String, String> {
+    async fn send(&self, request_id: Uuid, dataset_id: Uuid) -> Result<String, DispatchError> {
         let url = format!(
             "{}/restate/send/DatasetSync/{dataset_id}/sync",
             self.ingress_url
@@ -177,27 +185,25 @@ impl Dispatcher {
             .http
             .post(&url)
             .header("idempotency-key", request_id.to_string())
-            .json(&super::service::SyncInput { request_id })
+            .json(&SyncInput { request_id })
             .send()
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot reach the Restate ingress at {}: {e}",
-                    self.ingress_url
-                )
+            .map_err(|e| DispatchError::Unreachable {
+                url: self.ingress_url.clone(),
+                reason: e.to_string(),
             })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(format!(
-                "the Restate ingress answered {status}: {}",
-                body.trim()
-            ));
+            return Err(DispatchError::Refused {
+                status: status.as_u16(),
+                body: body.trim().to_owned(),
+            });
         }
         let body: SendResponse = response
             .json()
             .await
-            .map_err(|e| format!("unexpected answer from the Restate ingress: {e}"))?;
+            .map_err(|e| DispatchError::BadAnswer(e.to_string()))?;
         Ok(body.invocation_id)
     }
 }

@@ -2,6 +2,7 @@
 //! Counted where the work really runs (inside journaled steps), so a replay
 //! after a crash does not count twice.
 
+use app::domain::SyncStep;
 use std::{
     fmt::Write,
     sync::atomic::{AtomicU64, Ordering},
@@ -46,16 +47,11 @@ pub struct SyncMetrics {
     steps: [Histogram; 3],
 }
 
-const STEP_NAMES: [&str; 3] = ["bronze", "silver", "metadata"];
-
 impl SyncMetrics {
-    pub fn observe_step(&self, step: super::store::Step, d: Duration) {
-        let i = match step {
-            super::store::Step::Bronze => 0,
-            super::store::Step::Silver => 1,
-            super::store::Step::Metadata => 2,
-        };
-        self.steps[i].observe(d);
+    pub fn observe_step(&self, step: SyncStep, d: Duration) {
+        if let Some(i) = SyncStep::RUN.iter().position(|s| *s == step) {
+            self.steps[i].observe(d);
+        }
     }
 
     pub fn inc(counter: &AtomicU64) {
@@ -107,7 +103,7 @@ impl SyncMetrics {
             out,
             "# HELP {name} Duration of each sync step attempt.\n# TYPE {name} histogram"
         );
-        for (step, h) in STEP_NAMES.iter().zip(&self.steps) {
+        for (step, h) in SyncStep::RUN.iter().map(|s| s.as_str()).zip(&self.steps) {
             for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
                 let _ = writeln!(
                     out,
@@ -136,13 +132,12 @@ impl SyncMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::store::Step;
 
     #[test]
     fn renders_counters_histograms_and_the_gauge() {
         let m = SyncMetrics::default();
         SyncMetrics::inc(&m.syncs_started);
-        m.observe_step(Step::Silver, Duration::from_millis(30));
+        m.observe_step(SyncStep::Silver, Duration::from_millis(30));
         let text = m.render(Some(4));
         assert!(
             text.contains("servicetsunami_syncs_started_total 1\n"),

@@ -1,18 +1,18 @@
 //! The durable lakehouse sync (the seed's steps 2–9, on Restate).
 //!
-//! - [`service`]: the `DatasetSync` virtual object and its journaled steps.
-//! - [`mcp`]: the MCP client the steps call the lakehouse tools with.
-//! - [`store`]: the idempotent Postgres writes (status, timeline, metadata).
+//! - [`ledger`]: THE owner of sync status: every transition and its timeline row.
+//! - [`service`]: the `DatasetSync` virtual object and its journaled steps; it
+//!   calls the MCP tools through the contract's typed client
+//!   ([`contract::client`]).
 //! - [`dispatcher`]: the outbox → Restate ingress loop.
 //! - [`registration`]: registers the endpoint with the Restate admin API.
 //! - [`metrics`]: counters and step durations for `GET /metrics`.
 
 pub mod dispatcher;
-pub mod mcp;
+pub mod ledger;
 pub mod metrics;
 pub mod registration;
 pub mod service;
-pub mod store;
 
 use crate::config::{Settings, SyncSettings};
 use anyhow::Context;
@@ -69,8 +69,8 @@ impl SyncEndpoint {
             .clone()
             .unwrap_or_else(|| format!("http://{site_addr}"));
         let deps = Arc::new(service::SyncDeps {
-            store: store::SyncStore::new(db),
-            mcp: mcp::McpClient::new(url, key, MCP_CALL_TIMEOUT),
+            ledger: ledger::Ledger::new(db),
+            mcp: contract::client::McpClient::new(url, key, MCP_CALL_TIMEOUT),
             internal_base_url,
             retry_attempts: sync.retry_attempts,
             retry_interval: Duration::from_secs(sync.retry_interval_secs),

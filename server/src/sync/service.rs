@@ -8,30 +8,33 @@
 //! 3. `transform_to_silver`: MCP `transform_to_silver`.
 //! 4. `update_dataset_metadata`: Postgres (table names, `synced`, when).
 //!
-//! Each step attempt is one journaled action that also keeps
-//! `datasets.sync_status` and the `sync_events` timeline current (idempotent
-//! writes). A step that fails with a retryable error is recorded as `retrying`
-//! first, then waits on a durable timer (the handler is suspended, nothing is
-//! held) and tries again, up to the configured attempts. A terminal error (bad
-//! data, invalid input) fails the sync at once.
+//! Each step attempt is one journaled action that also records the attempt
+//! through the [`Ledger`] (status and timeline, idempotent writes). A step
+//! that fails with a retryable error is recorded as `retrying` first, then
+//! waits on a durable timer (the handler is suspended, nothing is held) and
+//! tries again, up to the configured attempts. A terminal error (bad data,
+//! invalid input) fails the sync at once.
 
 use super::{
-    mcp::{McpClient, StepFailure},
+    ledger::{Attempt, Ledger},
     metrics::SyncMetrics,
-    store::{Attempt, DatasetRef, Step, SyncStore},
+};
+use app::domain::{SyncStatus, SyncStep};
+use contract::{
+    client::{CallError, McpClient},
+    tools::{CreateDataset, CreateDatasetArgs, TransformArgs, TransformToSilver},
 };
 use restate_sdk::prelude::*;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
-use std::{sync::Arc, time::Duration, time::Instant};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::{future::Future, sync::Arc, time::Duration, time::Instant};
 use uuid::Uuid;
 
-/// The K/V key holding the object's last sync state (`restate kv get DatasetSync <id>`).
-pub const STATE_KEY: &str = "sync";
+/// The K/V key holding the object's last sync record (`restate kv get DatasetSync <id>`).
+pub const RECORD_KEY: &str = "sync";
 
 /// Everything the handlers need; shared by every invocation.
 pub struct SyncDeps {
-    pub store: SyncStore,
+    pub ledger: Ledger,
     pub mcp: McpClient,
     /// Base URL of this server as the MCP server reaches it.
     pub internal_base_url: String,
@@ -46,18 +49,43 @@ pub struct SyncInput {
     pub request_id: Uuid,
 }
 
-/// The object's state and the handler's result.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SyncState {
-    pub request_id: Option<Uuid>,
-    /// syncing | retrying | synced | failed
-    pub status: String,
-    pub step: Option<String>,
+/// The object's record of its last (or current) sync, kept in Restate's K/V
+/// store for operators, and the handler's result. The catalogue in Postgres
+/// is the source of truth for the UI; this is what Restate itself knows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncRecord {
+    pub request_id: Uuid,
+    pub status: SyncStatus,
+    pub step: Option<SyncStep>,
     pub attempt: Option<u32>,
     pub max_attempts: Option<u32>,
     pub bronze_table: Option<String>,
     pub silver_table: Option<String>,
     pub error: Option<String>,
+}
+
+/// Why a step attempt did not succeed, and whether trying again later may help.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFailure {
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl From<CallError> for StepFailure {
+    fn from(e: CallError) -> Self {
+        Self {
+            retryable: e.retryable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What the workflow needs to know about a dataset, read once per sync.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetRef {
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub schema: serde_json::Value,
 }
 
 /// Read once per sync by the first journaled action.
@@ -66,6 +94,16 @@ struct Plan {
     dataset: Option<DatasetRef>,
     max_attempts: u32,
     retry_interval_ms: u64,
+}
+
+/// The name of a step's `ctx.run` in the Restate journal.
+fn run_name(step: SyncStep) -> &'static str {
+    match step {
+        SyncStep::Queued => "queued",
+        SyncStep::Bronze => "sync_to_bronze",
+        SyncStep::Silver => "transform_to_silver",
+        SyncStep::Metadata => "update_dataset_metadata",
+    }
 }
 
 /// Journaled actions that write to Postgres retry until it answers; the
@@ -96,7 +134,7 @@ impl DatasetSync {
         &self,
         ctx: ObjectContext<'_>,
         input: Json<SyncInput>,
-    ) -> Result<Json<SyncState>, HandlerError> {
+    ) -> Result<Json<SyncRecord>, HandlerError> {
         let dataset_id: Uuid = ctx
             .key()
             .parse()
@@ -106,7 +144,7 @@ impl DatasetSync {
         let deps = self.deps.clone();
         let plan = ctx
             .run(move || async move {
-                let dataset = deps.store.load_dataset(dataset_id).await?;
+                let dataset = deps.ledger.load_dataset(dataset_id).await?;
                 if dataset.is_some() {
                     SyncMetrics::inc(&deps.metrics.syncs_started);
                 }
@@ -126,188 +164,219 @@ impl DatasetSync {
             );
         };
 
-        let mut state = SyncState {
-            request_id: Some(request_id),
-            status: "syncing".to_owned(),
-            ..SyncState::default()
-        };
-        let job = Job {
-            dataset_id,
-            request_id,
+        let mut job = Job {
+            ctx: &ctx,
             tenant_id: dataset.tenant_id,
+            dataset_id,
             plan,
+            record: SyncRecord {
+                request_id,
+                status: SyncStatus::Syncing,
+                step: None,
+                attempt: None,
+                max_attempts: None,
+                bronze_table: None,
+                silver_table: None,
+                error: None,
+            },
         };
 
-        let bronze_args = json!({
-            "tenant_id": dataset.tenant_id.to_string(),
-            "dataset_id": dataset_id.to_string(),
-            "dataset_name": dataset.name,
-            "parquet_url": format!(
+        let bronze_args = CreateDatasetArgs {
+            tenant_id: dataset.tenant_id.to_string(),
+            dataset_id: dataset_id.to_string(),
+            dataset_name: dataset.name,
+            parquet_url: format!(
                 "{}/internal/storage/datasets/{dataset_id}.parquet",
                 self.deps.internal_base_url
             ),
-            "schema": dataset.schema,
+            schema: dataset.schema,
             // The Parquet file never changes after upload, so a re-sync is
             // the same version: same table, no duplicated rows.
-            "version": 1,
-        });
+            version: Some(1),
+        };
         let bronze = self
-            .run_step(&ctx, &job, Step::Bronze, bronze_args, &mut state)
+            .run_step(&mut job, SyncStep::Bronze, move |deps, _| {
+                let args = bronze_args.clone();
+                async move { Ok(deps.mcp.call::<CreateDataset>(&args).await?) }
+            })
             .await?;
-        let bronze_table = output_str(&bronze, "bronze_table")?;
-        state.bronze_table = Some(bronze_table.clone());
+        job.record.bronze_table = Some(bronze.bronze_table.clone());
 
-        let silver_args = json!({
-            "tenant_id": dataset.tenant_id.to_string(),
-            "bronze_table": bronze_table,
-        });
+        let silver_args = TransformArgs {
+            tenant_id: dataset.tenant_id.to_string(),
+            bronze_table: bronze.bronze_table.clone(),
+        };
         let silver = self
-            .run_step(&ctx, &job, Step::Silver, silver_args, &mut state)
+            .run_step(&mut job, SyncStep::Silver, move |deps, _| {
+                let args = silver_args.clone();
+                async move { Ok(deps.mcp.call::<TransformToSilver>(&args).await?) }
+            })
             .await?;
-        let silver_table = output_str(&silver, "silver_table")?;
-        state.silver_table = Some(silver_table.clone());
+        job.record.silver_table = Some(silver.silver_table.clone());
 
-        let metadata_args = json!({"bronze_table": bronze_table, "silver_table": silver_table});
-        self.run_step(&ctx, &job, Step::Metadata, metadata_args, &mut state)
-            .await?;
+        let tables = (bronze.bronze_table, silver.silver_table);
+        self.run_step(&mut job, SyncStep::Metadata, move |deps, a| {
+            let (bronze, silver) = tables.clone();
+            async move {
+                deps.ledger
+                    .mark_synced(a, &bronze, &silver)
+                    .await
+                    .map_err(|e| StepFailure {
+                        retryable: true,
+                        message: format!("updating the dataset failed: {e}"),
+                    })?;
+                SyncMetrics::inc(&deps.metrics.syncs_succeeded);
+                Ok(())
+            }
+        })
+        .await?;
 
-        state.status = "synced".to_owned();
-        state.step = None;
-        state.attempt = None;
-        state.max_attempts = None;
-        ctx.set(STATE_KEY, Json(state.clone()));
-        Ok(Json(state))
+        let mut record = job.record;
+        record.status = SyncStatus::Synced;
+        record.step = None;
+        record.attempt = None;
+        record.max_attempts = None;
+        ctx.set(RECORD_KEY, Json(record.clone()));
+        Ok(Json(record))
     }
 
-    /// The last sync's state, readable while a sync runs.
+    /// The last sync's record, readable while a sync runs.
     #[handler]
     async fn status(
         &self,
         ctx: SharedObjectContext<'_>,
-    ) -> Result<Json<Option<SyncState>>, HandlerError> {
-        let state = ctx.get::<Json<SyncState>>(STATE_KEY).await?;
-        Ok(Json(state.map(Json::into_inner)))
+    ) -> Result<Json<Option<SyncRecord>>, HandlerError> {
+        let record = ctx.get::<Json<SyncRecord>>(RECORD_KEY).await?;
+        Ok(Json(record.map(Json::into_inner)))
     }
 }
 
-struct Job {
-    dataset_id: Uuid,
-    request_id: Uuid,
+/// One sync in progress: its context, ids, plan and the record kept in K/V.
+struct Job<'a, 'ctx> {
+    ctx: &'a ObjectContext<'ctx>,
     tenant_id: Uuid,
+    dataset_id: Uuid,
     plan: Plan,
+    record: SyncRecord,
 }
 
-fn output_str(output: &Value, field: &str) -> Result<String, HandlerError> {
-    output
-        .get(field)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| TerminalError::new(format!("the MCP result has no {field}")).into())
+impl Job<'_, '_> {
+    fn save(&mut self, status: SyncStatus, error: Option<String>) {
+        self.record.status = status;
+        if error.is_some() {
+            self.record.error = error;
+        }
+        self.ctx.set(RECORD_KEY, Json(self.record.clone()));
+    }
 }
 
 impl DatasetSync {
     /// Runs one step with its attempts; returns its output, or fails the
     /// invocation with a terminal error once the step has failed for good.
-    async fn run_step(
+    /// `work` does one attempt's work; it is called once per attempt.
+    async fn run_step<T, F, Fut>(
         &self,
-        ctx: &ObjectContext<'_>,
-        job: &Job,
-        step: Step,
-        args: Value,
-        state: &mut SyncState,
-    ) -> Result<Value, HandlerError> {
+        job: &mut Job<'_, '_>,
+        step: SyncStep,
+        work: F,
+    ) -> Result<T, HandlerError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(Arc<SyncDeps>, Attempt) -> Fut,
+        Fut: Future<Output = Result<T, StepFailure>> + Send + 'static,
+    {
         let max_attempts = job.plan.max_attempts.max(1);
+        let interval = Duration::from_millis(job.plan.retry_interval_ms);
         for attempt in 1..=max_attempts {
             let a = Attempt {
+                tenant_id: job.tenant_id,
                 dataset_id: job.dataset_id,
-                request_id: job.request_id,
+                request_id: job.record.request_id,
                 step,
                 attempt,
                 max_attempts,
             };
-            state.status = "syncing".to_owned();
-            state.step = Some(step.as_str().to_owned());
-            state.attempt = Some(attempt);
-            state.max_attempts = Some(max_attempts);
-            ctx.set(STATE_KEY, Json(state.clone()));
+            job.record.step = Some(step);
+            job.record.attempt = Some(attempt);
+            job.record.max_attempts = Some(max_attempts);
+            job.save(SyncStatus::Syncing, None);
 
-            // One journaled action per attempt: the status writes around the
-            // work run inside it (each is idempotent), so an attempt costs one
-            // round trip to Restate. A failed status write fails the action,
-            // which the SDK retries (the MCP tools are idempotent too).
-            let interval = Duration::from_millis(job.plan.retry_interval_ms);
-            let (deps, step_args, tenant_id) = (self.deps.clone(), args.clone(), job.tenant_id);
-            let outcome = ctx
+            // One journaled action per attempt: the ledger's writes around
+            // the work run inside it (each is idempotent), so an attempt
+            // costs one round trip to Restate. A failed ledger write fails
+            // the action, which the SDK retries (the MCP tools are
+            // idempotent too).
+            let deps = self.deps.clone();
+            let attempt_work = work(deps.clone(), a);
+            let outcome = job
+                .ctx
                 .run(move || async move {
-                    deps.store.step_started(tenant_id, a).await?;
+                    deps.ledger.step_started(a).await?;
                     let started = Instant::now();
-                    let result = execute(&deps, a, step_args).await;
+                    let result = attempt_work.await;
                     deps.metrics.observe_step(step, started.elapsed());
                     match &result {
                         // update_dataset_metadata closes its own timeline row.
-                        Ok(_) if step == Step::Metadata => {}
-                        Ok(output) => deps.store.step_succeeded(a, output).await?,
+                        Ok(_) if step == SyncStep::Metadata => {}
+                        Ok(output) => {
+                            let detail = serde_json::to_value(output)?;
+                            deps.ledger.step_succeeded(a, &detail).await?;
+                        }
                         Err(failure) if failure.retryable && a.attempt < a.max_attempts => {
                             // Recorded before the wait begins, so the UI shows
                             // `retrying` (and when) during it.
                             let next = time::OffsetDateTime::now_utc() + interval;
-                            deps.store.step_retrying(a, &failure.message, next).await?;
+                            deps.ledger.step_retrying(a, &failure.message, next).await?;
                             SyncMetrics::inc(&deps.metrics.step_retries);
                         }
                         Err(failure) => {
-                            deps.store.step_failed(a, &failure.message).await?;
+                            deps.ledger.step_failed(a, &failure.message).await?;
                             SyncMetrics::inc(&deps.metrics.syncs_failed);
                         }
                     }
                     Ok(Json(result))
                 })
-                .name(step.run_name())
+                .name(run_name(step))
                 .retry_policy(store_retry_policy())
                 .await;
             let outcome = match outcome {
                 Ok(outcome) => outcome.into_inner(),
                 // Cancelled by an operator (or killed) while the step ran.
-                Err(e) => return Err(self.record_abort(ctx, a, e, state).await),
+                Err(e) => return Err(self.record_abort(job, a, e).await),
             };
 
             match outcome {
                 Ok(output) => return Ok(output),
                 Err(failure) if failure.retryable && attempt < max_attempts => {
-                    state.status = "retrying".to_owned();
-                    state.error = Some(failure.message);
-                    ctx.set(STATE_KEY, Json(state.clone()));
-                    if let Err(e) = ctx.sleep(interval).await {
+                    job.save(SyncStatus::Retrying, Some(failure.message));
+                    if let Err(e) = job.ctx.sleep(interval).await {
                         // `restate invocations cancel` during the wait.
-                        return Err(self.record_abort(ctx, a, e, state).await);
+                        return Err(self.record_abort(job, a, e).await);
                     }
                 }
                 Err(failure) => {
-                    state.status = "failed".to_owned();
-                    state.error = Some(failure.message.clone());
-                    ctx.set(STATE_KEY, Json(state.clone()));
+                    job.save(SyncStatus::Failed, Some(failure.message.clone()));
                     return Err(TerminalError::new(failure.message).into());
                 }
             }
         }
         unreachable!("the last attempt either returns or fails")
     }
-}
 
-impl DatasetSync {
     /// The invocation ends early (an operator cancelled it): record `failed`
     /// with the reason, so the dataset does not stay `syncing`/`retrying`.
     async fn record_abort(
         &self,
-        ctx: &ObjectContext<'_>,
+        job: &mut Job<'_, '_>,
         a: Attempt,
         error: TerminalError,
-        state: &mut SyncState,
     ) -> HandlerError {
         let message = format!("the sync was stopped: {}", error.message());
         let (deps, text) = (self.deps.clone(), message.clone());
-        let recorded = ctx
+        let recorded = job
+            .ctx
             .run(move || async move {
-                deps.store.step_failed(a, &text).await?;
+                deps.ledger.step_failed(a, &text).await?;
                 SyncMetrics::inc(&deps.metrics.syncs_failed);
                 Ok(())
             })
@@ -317,27 +386,7 @@ impl DatasetSync {
         if let Err(e) = recorded {
             tracing::warn!(error = %e, "could not record a stopped sync");
         }
-        state.status = "failed".to_owned();
-        state.error = Some(message);
-        ctx.set(STATE_KEY, Json(state.clone()));
+        job.save(SyncStatus::Failed, Some(message));
         error.into()
-    }
-}
-
-/// The work of one step attempt. Never panics on bad input: every problem is
-/// a [`StepFailure`] that says whether retrying may help.
-async fn execute(deps: &SyncDeps, a: Attempt, args: Value) -> Result<Value, StepFailure> {
-    match a.step {
-        Step::Bronze => deps.mcp.call("create_dataset", args).await,
-        Step::Silver => deps.mcp.call("transform_to_silver", args).await,
-        Step::Metadata => {
-            let field = |name: &str| args.get(name).and_then(Value::as_str).unwrap_or_default();
-            deps.store
-                .mark_synced(a, field("bronze_table"), field("silver_table"))
-                .await
-                .map_err(|e| StepFailure::retryable(format!("updating the dataset failed: {e}")))?;
-            SyncMetrics::inc(&deps.metrics.syncs_succeeded);
-            Ok(json!({}))
-        }
     }
 }

@@ -1,22 +1,13 @@
-//! `spawn_app()`: a server on port 0 with its own database and data directory,
-//! both removed when the `TestApp` is dropped.
+//! `spawn_app()`: a server on port 0 with its own database (cloned from the
+//! migrated template) and data directory, both removed when the `TestApp` is
+//! dropped.
 
-use app::model::{ApiErrorBody, UploadResponse};
+use app::model::{ErrorBody, UploadResponse};
 use servicetsunami_server::{config::Settings, startup::Application};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+use sqlx::PgPool;
+use stack::TestDb;
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 use uuid::Uuid;
-
-/// Postgres server to create test databases on.
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
-    format!("{base}/{db}")
-}
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -25,7 +16,8 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     /// Cancelling it stops the server (web, Restate endpoint, dispatcher).
     pub stop: tokio_util::sync::CancellationToken,
-    db_name: String,
+    /// Dropped last: the database goes once the pool has closed.
+    _database: TestDb,
 }
 
 pub struct Options {
@@ -48,15 +40,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    let db_name = format!("st_test_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url())
+    let database = TestDb::create("st_test")
         .await
         .expect("Postgres for tests is reachable");
-    admin
-        .execute(format!(r#"CREATE DATABASE "{db_name}""#).as_str())
-        .await
-        .expect("create test database");
-    let database_url = with_database(&admin_url(), &db_name);
+    let database_url = database.url.clone();
     let data_dir = tempfile::tempdir().expect("temp dir");
 
     let mut vars: HashMap<&str, String> = HashMap::from([
@@ -86,40 +73,22 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         db,
         data_dir,
         stop,
-        db_name,
+        _database: database,
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop.cancel();
-        let db_name = self.db_name.clone();
-        // Drop runs outside async context; a small runtime of its own does the work.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-                    let _ = admin
-                        .execute(
-                            format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str(),
-                        )
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
 /// What an upload answered.
 // One value per upload in a test: its size does not matter.
-#[allow(clippy::large_enum_variant)]
+#[expect(clippy::large_enum_variant)]
 pub enum Uploaded {
     Ok(UploadResponse),
-    Rejected { status: u16, body: ApiErrorBody },
+    Rejected { status: u16, body: ErrorBody },
 }
 
 impl Uploaded {
@@ -132,7 +101,7 @@ impl Uploaded {
     }
 
     #[track_caller]
-    pub fn expect_rejected(self) -> (u16, ApiErrorBody) {
+    pub fn expect_rejected(self) -> (u16, ErrorBody) {
         match self {
             Uploaded::Ok(r) => panic!("upload accepted: {:?}", r.dataset),
             Uploaded::Rejected { status, body } => (status, body),
@@ -285,4 +254,25 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(bytes).expect("gzip");
     enc.finish().expect("gzip")
+}
+
+/// Polls `check` every 20 ms until it yields `Some`; panics after `within`
+/// saying what did not happen.
+#[track_caller]
+pub fn eventually<'a, T, F, Fut>(
+    within: Duration,
+    what: &'a str,
+    check: F,
+) -> impl std::future::Future<Output = T> + 'a
+where
+    T: 'a,
+    F: FnMut() -> Fut + 'a,
+    Fut: std::future::Future<Output = Option<T>> + 'a,
+{
+    let caller = std::panic::Location::caller();
+    async move {
+        stack::wait::until(within, what, check)
+            .await
+            .unwrap_or_else(|e| panic!("{e} (at {caller})"))
+    }
 }

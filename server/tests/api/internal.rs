@@ -156,3 +156,35 @@ async fn a_missing_file_or_a_symlink_is_not_found() {
     .await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn every_refusal_is_the_error_envelope() {
+    let app = app_with_key().await;
+    let missing = uuid::Uuid::new_v4();
+    for (path, key, status, code) in [
+        (
+            format!("/internal/storage/datasets/{missing}.parquet"),
+            None,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "/internal/storage/datasets/x.parquet".to_owned(),
+            Some(KEY),
+            StatusCode::BAD_REQUEST,
+            "bad_file_name",
+        ),
+        (
+            format!("/internal/storage/datasets/{missing}.parquet"),
+            Some(KEY),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ] {
+        let response = get(&app, &path, key).await;
+        assert_eq!(response.status(), status, "{path}");
+        let body: app::model::ErrorBody = response.json().await.expect("the envelope");
+        assert_eq!(body.code, code);
+        assert!(!body.message.is_empty());
+    }
+}

@@ -5,7 +5,6 @@ mod events;
 mod helpers;
 mod internal;
 mod pages;
-mod stack;
 mod sync;
 mod upload;
 mod upload_rejects;

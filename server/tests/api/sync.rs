@@ -1,12 +1,12 @@
-//! The durable sync end to end: real restate-server, real MCP server (local
-//! lakehouse), real Postgres, the server's own Restate endpoint and dispatcher.
+//! The durable sync end to end: real restate-server, the real MCP server
+//! (in-process, local lakehouse), real Postgres, the server's own Restate
+//! endpoint and dispatcher.
 
-use crate::{
-    helpers::{spawn_app_with, Options, TestApp},
-    stack::{Mcp, Restate, MCP_KEY},
-};
+use crate::helpers::{eventually, spawn_app_with, Options, TestApp};
+use app::domain::{StepOutcome, SyncStatus, SyncStep};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use stack::{Mcp, Restate};
+use std::time::Duration;
 use uuid::Uuid;
 
 const CSV: &str = "id,name,amount\n1, Ada ,10.5\n2,Grace,N/A\n2,Grace,N/A\n3,Linus,7\n";
@@ -31,7 +31,7 @@ async fn spawn_synced_app(restate: &Restate, mcp: &Mcp, sync: Sync) -> TestApp {
             ("DATABRICKS_SYNC_ENABLED", "true".to_owned()),
             ("DATABRICKS_AUTO_SYNC", "true".to_owned()),
             ("MCP_SERVER_URL", mcp.url()),
-            ("MCP_API_KEY", MCP_KEY.to_owned()),
+            ("MCP_API_KEY", mcp.key().to_owned()),
             ("RESTATE_INGRESS_URL", restate.ingress_url()),
             ("RESTATE_ADMIN_URL", restate.admin_url()),
             ("DATABRICKS_RETRY_ATTEMPTS", sync.attempts.to_string()),
@@ -42,9 +42,31 @@ async fn spawn_synced_app(restate: &Restate, mcp: &Mcp, sync: Sync) -> TestApp {
     .await
 }
 
-async fn status(app: &TestApp, id: Uuid) -> (String, Option<String>, Value) {
-    sqlx::query_as::<_, (String, Option<String>, Value)>(
-        "SELECT sync_status::text, sync_step, metadata FROM datasets WHERE id = $1",
+async fn started_mcp() -> Mcp {
+    let mut mcp = Mcp::in_process();
+    mcp.start().await.expect("the MCP server starts");
+    mcp
+}
+
+/// A dataset's typed sync columns.
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    sync_status: SyncStatus,
+    sync_step: Option<SyncStep>,
+    sync_attempt: Option<i32>,
+    sync_next_retry_at: Option<time::OffsetDateTime>,
+    sync_error: Option<String>,
+    bronze_table: Option<String>,
+    silver_table: Option<String>,
+    last_sync_at: Option<time::OffsetDateTime>,
+    metadata: Value,
+}
+
+async fn row(app: &TestApp, id: Uuid) -> Row {
+    sqlx::query_as(
+        "SELECT sync_status, sync_step, sync_attempt, sync_next_retry_at, sync_error,
+                bronze_table, silver_table, last_sync_at, metadata
+         FROM datasets WHERE id = $1",
     )
     .bind(id)
     .fetch_one(&app.db)
@@ -52,25 +74,26 @@ async fn status(app: &TestApp, id: Uuid) -> (String, Option<String>, Value) {
     .expect("dataset row")
 }
 
-/// Polls until the dataset's status is `want` (panics after `within`).
-async fn wait_for(app: &TestApp, id: Uuid, want: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (status, _, metadata) = status(app, id).await;
-        if status == want {
-            return metadata;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dataset {id} is {status}, not {want}, after {within:?}; metadata {metadata}; events {:?}",
+/// Polls until the dataset's status is `want` (panics after `within`,
+/// showing where it stands and its timeline).
+async fn wait_for(app: &TestApp, id: Uuid, want: SyncStatus, within: Duration) -> Row {
+    let found = stack::wait::until(within, "", || async {
+        let r = row(app, id).await;
+        (r.sync_status == want).then_some(r)
+    })
+    .await;
+    match found {
+        Ok(r) => r,
+        Err(_) => panic!(
+            "dataset {id} is not {want:?} after {within:?}: {:?}; events {:?}",
+            row(app, id).await,
             events(app, id).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        ),
     }
 }
 
 /// (step, attempt, outcome, error) of the timeline, in order.
-async fn events(app: &TestApp, id: Uuid) -> Vec<(String, i32, String, Option<String>)> {
+async fn events(app: &TestApp, id: Uuid) -> Vec<(SyncStep, i32, StepOutcome, Option<String>)> {
     sqlx::query_as(
         "SELECT step, attempt, outcome, error FROM sync_events WHERE dataset_id = $1 ORDER BY started_at, id",
     )
@@ -80,6 +103,23 @@ async fn events(app: &TestApp, id: Uuid) -> Vec<(String, i32, String, Option<Str
     .expect("events")
 }
 
+async fn tenant_of(app: &TestApp, id: Uuid) -> String {
+    let tenant: Uuid = sqlx::query_scalar("SELECT tenant_id FROM datasets WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    tenant.to_string()
+}
+
+async fn invocation_of(app: &TestApp, id: Uuid) -> String {
+    sqlx::query_scalar("SELECT invocation_id FROM sync_requests WHERE dataset_id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
 /// `a.b.c` → `"a"."b"."c"` (tenant schemas may start with a digit).
 fn quoted(table: &str) -> String {
     table
@@ -87,6 +127,17 @@ fn quoted(table: &str) -> String {
         .map(|part| format!("\"{part}\""))
         .collect::<Vec<_>>()
         .join(".")
+}
+
+async fn count_rows(mcp: &Mcp, tenant: &str, table: &str) -> Value {
+    let out = mcp
+        .call(
+            "query",
+            json!({"tenant_id": tenant, "sql": format!("SELECT count(*) AS n FROM {}", quoted(table))}),
+        )
+        .await
+        .expect("query");
+    out["rows"][0]["n"].clone()
 }
 
 async fn upload(app: &TestApp, name: &str, csv: &str) -> Uuid {
@@ -99,54 +150,41 @@ async fn upload(app: &TestApp, name: &str, csv: &str) -> Uuid {
 
 #[tokio::test]
 async fn an_upload_ends_synced_and_its_tables_are_queryable() {
-    let restate = Restate::started().await;
-    let mcp = Mcp::started().await;
+    let restate = Restate::started().await.unwrap();
+    let mcp = started_mcp().await;
     let app = spawn_synced_app(&restate, &mcp, Sync::default()).await;
 
     let id = upload(&app, "people", CSV).await;
-    let metadata = wait_for(&app, id, "synced", Duration::from_secs(60)).await;
+    let synced = wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(60)).await;
 
-    let bronze = metadata["bronze_table"]
-        .as_str()
-        .expect("bronze_table")
-        .to_owned();
-    let silver = metadata["silver_table"]
-        .as_str()
-        .expect("silver_table")
-        .to_owned();
-    assert_eq!(metadata["sync_status"], "synced");
-    assert_eq!(metadata["databricks_enabled"], true);
-    assert!(metadata["last_sync_at"].is_string(), "{metadata}");
+    let bronze = synced.bronze_table.clone().expect("bronze_table");
+    let silver = synced.silver_table.clone().expect("silver_table");
+    assert!(synced.last_sync_at.is_some());
+    assert!(synced.sync_error.is_none() && synced.sync_step.is_none());
+    // The seed's metadata keys follow the typed columns.
+    assert_eq!(synced.metadata["sync_status"], "synced");
+    assert_eq!(synced.metadata["databricks_enabled"], true);
+    assert_eq!(synced.metadata["bronze_table"], bronze.as_str());
+    assert_eq!(synced.metadata["silver_table"], silver.as_str());
+    assert!(
+        synced.metadata["last_sync_at"].is_string(),
+        "{:?}",
+        synced.metadata
+    );
 
-    let tenant: Uuid = sqlx::query_scalar("SELECT tenant_id FROM datasets WHERE id = $1")
-        .bind(id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    let query = |sql: String| {
-        let mcp = &mcp;
-        async move {
-            mcp.call(
-                "query",
-                json!({"tenant_id": tenant.to_string(), "sql": sql}),
-            )
-            .await
-        }
-    };
-    let raw = query(format!("SELECT count(*) AS n FROM {}", quoted(&bronze))).await;
+    let tenant = tenant_of(&app, id).await;
     assert_eq!(
-        raw["rows"][0]["n"],
+        count_rows(&mcp, &tenant, &bronze).await,
         json!(4),
-        "bronze keeps every row: {raw}"
+        "bronze keeps every row"
     );
-    let clean = query(format!("SELECT count(*) AS n FROM {}", quoted(&silver))).await;
     assert_eq!(
-        clean["rows"][0]["n"],
+        count_rows(&mcp, &tenant, &silver).await,
         json!(3),
-        "silver drops the duplicate: {clean}"
+        "silver drops the duplicate"
     );
 
-    let steps: Vec<(String, String)> = events(&app, id)
+    let steps: Vec<(SyncStep, StepOutcome)> = events(&app, id)
         .await
         .into_iter()
         .map(|(step, _, outcome, _)| (step, outcome))
@@ -154,39 +192,35 @@ async fn an_upload_ends_synced_and_its_tables_are_queryable() {
     assert_eq!(
         steps,
         [
-            ("queued", "succeeded"),
-            ("bronze", "succeeded"),
-            ("silver", "succeeded"),
-            ("metadata", "succeeded")
+            SyncStep::Queued,
+            SyncStep::Bronze,
+            SyncStep::Silver,
+            SyncStep::Metadata
         ]
-        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .map(|step| (step, StepOutcome::Succeeded))
     );
 
-    // Operators see the invocation and the object's state through the real CLI.
-    let invocation: String =
-        sqlx::query_scalar("SELECT invocation_id FROM sync_requests WHERE dataset_id = $1")
-            .bind(id)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    let listed = restate.cli(&["invocations", "list", "--all"]);
+    // Operators see the invocation and the object's record through the real CLI.
+    let invocation = invocation_of(&app, id).await;
+    let listed = restate.cli(&["invocations", "list", "--all"]).unwrap();
     assert!(listed.contains("DatasetSync"), "{listed}");
-    let described = restate.cli(&["invocations", "describe", &invocation]);
+    let described = restate
+        .cli(&["invocations", "describe", &invocation])
+        .unwrap();
     assert!(described.contains("sync_to_bronze"), "{described}");
-    // The object's state is written as the invocation ends, just after the
+    // The object's record is written as the invocation ends, just after the
     // metadata step made the dataset `synced` in Postgres: allow for that.
-    let mut state = String::new();
-    for _ in 0..50 {
-        state = restate.cli(&["kv", "get", "DatasetSync", &id.to_string()]);
-        if state.contains("synced") && state.contains(&silver) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(
-        state.contains("synced") && state.contains(&silver),
-        "{state}"
-    );
+    eventually(
+        Duration::from_secs(10),
+        "the object's record to say synced",
+        || async {
+            let record = restate
+                .cli(&["kv", "get", "DatasetSync", &id.to_string()])
+                .unwrap();
+            (record.contains("synced") && record.contains(&silver)).then_some(())
+        },
+    )
+    .await;
 
     let metrics = app.get_text("/metrics").await;
     assert!(
@@ -201,8 +235,8 @@ async fn an_upload_ends_synced_and_its_tables_are_queryable() {
 
 #[tokio::test]
 async fn mcp_down_at_first_is_retried_until_synced() {
-    let restate = Restate::started().await;
-    let mut mcp = Mcp::new(); // not started yet
+    let restate = Restate::started().await.unwrap();
+    let mut mcp = Mcp::in_process(); // not started yet
     let app = spawn_synced_app(
         &restate,
         &mcp,
@@ -214,38 +248,33 @@ async fn mcp_down_at_first_is_retried_until_synced() {
     .await;
 
     let id = upload(&app, "late", CSV).await;
-    let metadata = wait_for(&app, id, "retrying", Duration::from_secs(30)).await;
+    let retrying = wait_for(&app, id, SyncStatus::Retrying, Duration::from_secs(30)).await;
     assert!(
-        metadata["last_error"].as_str().unwrap().contains("MCP"),
-        "{metadata}"
+        retrying.sync_error.as_deref().unwrap().contains("MCP"),
+        "{retrying:?}"
     );
-    let (next_retry, attempt): (Option<time::OffsetDateTime>, Option<i32>) =
-        sqlx::query_as("SELECT sync_next_retry_at, sync_attempt FROM datasets WHERE id = $1")
-            .bind(id)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
     assert!(
-        next_retry.is_some() && attempt.is_some(),
+        retrying.sync_next_retry_at.is_some() && retrying.sync_attempt.is_some(),
         "retrying shows when and which attempt"
     );
+    assert_eq!(retrying.sync_step, Some(SyncStep::Bronze));
 
-    mcp.start().await;
-    wait_for(&app, id, "synced", Duration::from_secs(60)).await;
-    let bronze: Vec<(i32, String)> = events(&app, id)
+    mcp.start().await.unwrap();
+    wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(60)).await;
+    let bronze: Vec<(i32, StepOutcome)> = events(&app, id)
         .await
         .into_iter()
-        .filter(|(step, ..)| step == "bronze")
+        .filter(|(step, ..)| *step == SyncStep::Bronze)
         .map(|(_, attempt, outcome, _)| (attempt, outcome))
         .collect();
     assert!(bronze.len() >= 2, "{bronze:?}");
     assert!(
         bronze[..bronze.len() - 1]
             .iter()
-            .all(|(_, o)| o == "retrying"),
+            .all(|(_, o)| *o == StepOutcome::Retrying),
         "{bronze:?}"
     );
-    assert_eq!(bronze.last().unwrap().1, "succeeded");
+    assert_eq!(bronze.last().unwrap().1, StepOutcome::Succeeded);
     let metrics = app.get_text("/metrics").await;
     assert!(
         !metrics.contains("servicetsunami_sync_step_retries_total 0\n"),
@@ -255,8 +284,8 @@ async fn mcp_down_at_first_is_retried_until_synced() {
 
 #[tokio::test]
 async fn mcp_down_for_good_fails_after_the_attempts_and_a_retry_then_syncs() {
-    let restate = Restate::started().await;
-    let mut mcp = Mcp::new();
+    let restate = Restate::started().await.unwrap();
+    let mut mcp = Mcp::in_process();
     let app = spawn_synced_app(
         &restate,
         &mcp,
@@ -268,20 +297,23 @@ async fn mcp_down_for_good_fails_after_the_attempts_and_a_retry_then_syncs() {
     .await;
 
     let id = upload(&app, "never", CSV).await;
-    let metadata = wait_for(&app, id, "failed", Duration::from_secs(60)).await;
+    let failed = wait_for(&app, id, SyncStatus::Failed, Duration::from_secs(60)).await;
     assert!(
-        metadata["last_error"].as_str().unwrap().contains("MCP"),
-        "{metadata}"
+        failed.sync_error.as_deref().unwrap().contains("MCP"),
+        "{failed:?}"
     );
     let timeline = events(&app, id).await;
-    let bronze: Vec<_> = timeline.iter().filter(|e| e.0 == "bronze").collect();
+    let bronze: Vec<_> = timeline
+        .iter()
+        .filter(|e| e.0 == SyncStep::Bronze)
+        .collect();
     assert_eq!(bronze.len(), 2, "{timeline:?}");
-    assert_eq!(bronze[0].2, "retrying");
-    assert_eq!(bronze[1].2, "failed");
+    assert_eq!(bronze[0].2, StepOutcome::Retrying);
+    assert_eq!(bronze[1].2, StepOutcome::Failed);
     assert!(bronze[1].3.is_some(), "the error is kept");
 
-    // The manual retry (the dataset page's "Sync again" server function).
-    mcp.start().await;
+    // The manual retry (the dataset page's "Retry sync" server function).
+    mcp.start().await.unwrap();
     let response = app
         .client
         .post(app.url("/api/retry_sync"))
@@ -291,7 +323,7 @@ async fn mcp_down_for_good_fails_after_the_attempts_and_a_retry_then_syncs() {
         .await
         .unwrap();
     assert!(response.status().is_success() || response.status().is_redirection());
-    wait_for(&app, id, "synced", Duration::from_secs(60)).await;
+    wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(60)).await;
     let requests: i64 =
         sqlx::query_scalar("SELECT count(*) FROM sync_requests WHERE dataset_id = $1")
             .bind(id)
@@ -304,7 +336,7 @@ async fn mcp_down_for_good_fails_after_the_attempts_and_a_retry_then_syncs() {
 #[tokio::test]
 async fn a_terminal_error_fails_at_once() {
     let mut restate = Restate::new();
-    let mcp = Mcp::started().await;
+    let mcp = started_mcp().await;
     let app = spawn_synced_app(
         &restate,
         &mcp,
@@ -318,14 +350,14 @@ async fn a_terminal_error_fails_at_once() {
     // 404 on the internal endpoint: retrying cannot fix that.
     let id = upload(&app, "vanished", CSV).await;
     std::fs::remove_file(app.parquet_path(id)).unwrap();
-    restate.start().await;
-    let metadata = wait_for(&app, id, "failed", Duration::from_secs(30)).await;
-    let error = metadata["last_error"].as_str().unwrap();
+    restate.start().await.unwrap();
+    let failed = wait_for(&app, id, SyncStatus::Failed, Duration::from_secs(30)).await;
+    let error = failed.sync_error.unwrap();
     assert!(error.contains("404"), "{error}");
     let bronze: Vec<_> = events(&app, id)
         .await
         .into_iter()
-        .filter(|e| e.0 == "bronze")
+        .filter(|e| e.0 == SyncStep::Bronze)
         .collect();
     assert_eq!(bronze.len(), 1, "no retry for a missing file: {bronze:?}");
 }
@@ -333,31 +365,37 @@ async fn a_terminal_error_fails_at_once() {
 #[tokio::test]
 async fn restate_down_at_upload_leaves_it_pending_until_restate_starts() {
     let mut restate = Restate::new(); // not started yet
-    let mcp = Mcp::started().await;
+    let mcp = started_mcp().await;
     let app = spawn_synced_app(&restate, &mcp, Sync::default()).await;
 
     let id = upload(&app, "patient", CSV).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (status_now, ..) = status(&app, id).await;
-    assert_eq!(status_now, "pending");
-    let (attempts, error): (i32, Option<String>) = sqlx::query_as(
-        "SELECT dispatch_attempts, last_dispatch_error FROM sync_requests WHERE dataset_id = $1",
+    let (attempts, error): (i32, Option<String>) = eventually(
+        Duration::from_secs(10),
+        "the dispatcher to try Restate",
+        || async {
+            let found: (i32, Option<String>) = sqlx::query_as(
+                "SELECT dispatch_attempts, last_dispatch_error FROM sync_requests WHERE dataset_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            (found.0 >= 1).then_some(found)
+        },
     )
-    .bind(id)
-    .fetch_one(&app.db)
-    .await
-    .unwrap();
-    assert!(attempts >= 1, "the dispatcher tried");
+    .await;
+    assert!(attempts >= 1);
     assert!(error.unwrap().contains("Restate"));
+    assert_eq!(row(&app, id).await.sync_status, SyncStatus::Pending);
 
-    restate.start().await;
-    wait_for(&app, id, "synced", Duration::from_secs(90)).await;
+    restate.start().await.unwrap();
+    wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(90)).await;
 }
 
 #[tokio::test]
 async fn restate_killed_mid_sync_completes_with_each_table_created_once() {
-    let mut restate = Restate::started().await;
-    let mcp = Mcp::started().await;
+    let mut restate = Restate::started().await.unwrap();
+    let mcp = started_mcp().await;
     let app = spawn_synced_app(&restate, &mcp, Sync::default()).await;
 
     // Big enough that the silver transform takes a moment.
@@ -371,46 +409,45 @@ async fn restate_killed_mid_sync_completes_with_each_table_created_once() {
         ));
     }
     let id = upload(&app, "big", &csv).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (s, step, _) = status(&app, id).await;
-        if s == "syncing" && step.as_deref() == Some("silver") {
-            break;
-        }
-        assert!(
-            s != "synced" && Instant::now() < deadline,
-            "never saw the silver step: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the silver step to run",
+        || async {
+            let r = row(&app, id).await;
+            assert_ne!(
+                r.sync_status,
+                SyncStatus::Synced,
+                "never saw the silver step"
+            );
+            (r.sync_status == SyncStatus::Syncing && r.sync_step == Some(SyncStep::Silver))
+                .then_some(())
+        },
+    )
+    .await;
     restate.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    restate.start().await;
-    let metadata = wait_for(&app, id, "synced", Duration::from_secs(120)).await;
+    restate.start().await.unwrap();
+    let synced = wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(120)).await;
 
     let timeline = events(&app, id).await;
-    let succeeded = |step: &str| {
+    let succeeded = |step: SyncStep| {
         timeline
             .iter()
-            .filter(|e| e.0 == step && e.2 == "succeeded")
+            .filter(|e| e.0 == step && e.2 == StepOutcome::Succeeded)
             .count()
     };
-    assert_eq!(succeeded("bronze"), 1, "{timeline:?}");
-    assert_eq!(succeeded("silver"), 1, "{timeline:?}");
+    assert_eq!(succeeded(SyncStep::Bronze), 1, "{timeline:?}");
+    assert_eq!(succeeded(SyncStep::Silver), 1, "{timeline:?}");
     // The bronze step is journaled: replay did not call MCP again.
     let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("servicetsunami_sync_step_duration_seconds_count{step=\"bronze\"} 1\n"),
         "{metrics}"
     );
-    let tenant: Uuid = sqlx::query_scalar("SELECT tenant_id FROM datasets WHERE id = $1")
-        .bind(id)
-        .fetch_one(&app.db)
+    let tenant = tenant_of(&app, id).await;
+    let tables = mcp
+        .call("list_tables", json!({"tenant_id": tenant}))
         .await
         .unwrap();
-    let tables = mcp
-        .call("list_tables", json!({"tenant_id": tenant.to_string()}))
-        .await;
     let names: Vec<&str> = tables["tables"]
         .as_array()
         .unwrap()
@@ -418,24 +455,17 @@ async fn restate_killed_mid_sync_completes_with_each_table_created_once() {
         .map(|t| t["full_name"].as_str().unwrap())
         .collect();
     assert_eq!(names.len(), 2, "one bronze and one silver table: {names:?}");
-    let silver = metadata["silver_table"].as_str().unwrap();
-    let count = mcp
-        .call(
-            "query",
-            json!({"tenant_id": tenant.to_string(), "sql": format!("SELECT count(*) AS n FROM {}", quoted(silver))}),
-        )
-        .await;
     assert_eq!(
-        count["rows"][0]["n"],
+        count_rows(&mcp, &tenant, &synced.silver_table.unwrap()).await,
         json!(300_000),
-        "no duplicated rows: {count}"
+        "no duplicated rows"
     );
 }
 
 #[tokio::test]
 async fn two_sync_requests_for_one_dataset_are_serialised() {
-    let restate = Restate::started().await;
-    let mcp = Mcp::started().await;
+    let restate = Restate::started().await.unwrap();
+    let mcp = started_mcp().await;
     let app = spawn_synced_app(&restate, &mcp, Sync::default()).await;
     let id = upload(&app, "twice", CSV).await;
     // A second request for the same dataset at once (as a second replica or a
@@ -450,10 +480,16 @@ async fn two_sync_requests_for_one_dataset_are_serialised() {
     .await
     .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let spans = loop {
-        let spans: Vec<(Uuid, time::OffsetDateTime, Option<time::OffsetDateTime>, i64)> = sqlx::query_as(
-            "SELECT request_id, min(started_at), max(finished_at), count(*) FILTER (WHERE step = 'metadata' AND outcome = 'succeeded')
+    type Span = (
+        Uuid,
+        time::OffsetDateTime,
+        Option<time::OffsetDateTime>,
+        i64,
+    );
+    let spans: Vec<Span> = eventually(Duration::from_secs(60), "both syncs to finish", || async {
+        let spans: Vec<Span> = sqlx::query_as(
+            "SELECT request_id, min(started_at), max(finished_at),
+                    count(*) FILTER (WHERE step = 'metadata' AND outcome = 'succeeded')
              FROM sync_events WHERE dataset_id = $1 AND step <> 'queued'
              GROUP BY request_id ORDER BY 2",
         )
@@ -461,27 +497,21 @@ async fn two_sync_requests_for_one_dataset_are_serialised() {
         .fetch_all(&app.db)
         .await
         .unwrap();
-        if spans.len() == 2 && spans.iter().all(|s| s.3 == 1) {
-            break spans;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "both syncs did not finish: {spans:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        (spans.len() == 2 && spans.iter().all(|s| s.3 == 1)).then_some(spans)
+    })
+    .await;
     let first_end = spans[0].2.expect("first finished");
     assert!(
         first_end <= spans[1].1,
         "the second sync started only after the first ended: {spans:?}"
     );
-    assert_eq!(status(&app, id).await.0, "synced");
+    assert_eq!(row(&app, id).await.sync_status, SyncStatus::Synced);
 }
 
 #[tokio::test]
 async fn an_operator_cancel_through_the_cli_marks_the_dataset_failed() {
-    let restate = Restate::started().await;
-    let mcp = Mcp::new(); // down: the sync waits to retry
+    let restate = Restate::started().await.unwrap();
+    let mcp = Mcp::in_process(); // down: the sync waits to retry
     let app = spawn_synced_app(
         &restate,
         &mcp,
@@ -492,18 +522,15 @@ async fn an_operator_cancel_through_the_cli_marks_the_dataset_failed() {
     )
     .await;
     let id = upload(&app, "cancelled", CSV).await;
-    wait_for(&app, id, "retrying", Duration::from_secs(30)).await;
-    let invocation: String =
-        sqlx::query_scalar("SELECT invocation_id FROM sync_requests WHERE dataset_id = $1")
-            .bind(id)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-    let out = restate.cli(&["invocations", "cancel", "--yes", &invocation]);
+    wait_for(&app, id, SyncStatus::Retrying, Duration::from_secs(30)).await;
+    let invocation = invocation_of(&app, id).await;
+    let out = restate
+        .cli(&["invocations", "cancel", "--yes", &invocation])
+        .unwrap();
     assert!(out.contains("Cancelled 1"), "{out}");
-    let metadata = wait_for(&app, id, "failed", Duration::from_secs(30)).await;
+    let failed = wait_for(&app, id, SyncStatus::Failed, Duration::from_secs(30)).await;
     assert!(
-        metadata["last_error"].as_str().unwrap().contains("stopped"),
-        "{metadata}"
+        failed.sync_error.as_deref().unwrap().contains("stopped"),
+        "{failed:?}"
     );
 }

@@ -1,8 +1,8 @@
 //! Uploads that must succeed: every format, odd headers, concurrency.
 
-use crate::helpers::{gzip, parquet_from_sql, read_parquet, spawn_app};
+use crate::helpers::{eventually, gzip, parquet_from_sql, read_parquet, spawn_app};
 use app::{domain::SyncStatus, model::ColumnSchema};
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 fn types(schema: &[ColumnSchema]) -> Vec<(&str, &str)> {
     schema
@@ -52,32 +52,37 @@ async fn csv_upload_produces_parquet_and_a_catalogue_row() {
         ]
     );
 
-    let (schema, row_count, metadata): (serde_json::Value, i64, serde_json::Value) =
-        sqlx::query_as("SELECT schema, row_count, metadata FROM datasets WHERE id = $1")
-            .bind(done.dataset.id)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+    let (schema, row_count, status, metadata): (
+        serde_json::Value,
+        i64,
+        SyncStatus,
+        serde_json::Value,
+    ) = sqlx::query_as(
+        "SELECT schema, row_count, sync_status, metadata FROM datasets WHERE id = $1",
+    )
+    .bind(done.dataset.id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
     assert_eq!(row_count, 3);
     assert_eq!(
         schema[0],
         serde_json::json!({"name": "id", "normalized_name": "id", "type": "BIGINT", "nullable": false})
     );
+    assert_eq!(status, SyncStatus::LocalOnly);
+    // The seed's metadata keys are derived from the typed columns.
     assert_eq!(metadata["sync_status"], "local_only");
     assert_eq!(metadata["databricks_enabled"], false);
+    assert_eq!(metadata["bronze_table"], serde_json::Value::Null);
     // The consumed upload is removed in the background, right after the answer.
     let tmp = app.data_dir.path().join("tmp");
-    let scratch_left = || {
+    eventually(Duration::from_secs(5), "the scratch file to go", || async {
         app.stored_files()
-            .into_iter()
-            .filter(|p| p.starts_with(&tmp))
-            .collect::<Vec<_>>()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !scratch_left().is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert_eq!(scratch_left(), Vec::<std::path::PathBuf>::new());
+            .iter()
+            .all(|p| !p.starts_with(&tmp))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

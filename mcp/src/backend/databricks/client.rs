@@ -1,6 +1,7 @@
-//! Databricks Unity Catalog through its REST APIs: the Files API stages the
-//! Parquet file in a volume, the SQL Statement Execution API runs every
-//! statement, and the Unity Catalog tables API answers status questions.
+//! The Databricks REST client: authentication (PAT or OAuth M2M with a
+//! cached token), retries, error mapping, the SQL Statement Execution API,
+//! the Files API and the Unity Catalog tables API. It knows nothing about
+//! bronze or silver; [`super::lakehouse`] does.
 //!
 //! Statements are submitted with a `wait_timeout`, then polled to a terminal
 //! state; a statement that fails in the warehouse still answers HTTP 200 with
@@ -8,15 +9,9 @@
 //! `Retry-After`), other 5xx retry with backoff, and our own deadline cancels
 //! the statement.
 
-use super::{
-    layer_of, silver_name_for, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus, LakeResult,
-    Lakehouse, QueryRequest, QueryResult, SilverColumn, SilverResult, TableDescription, TableList,
-    TableStatus, TableSummary,
-};
-use crate::config::{DatabricksAuth, DatabricksSettings};
-use crate::domain::{DatasetId, Ident, TableName, TenantId};
-use crate::error::{BackendError, ToolError};
-use crate::plan::{self, Dialect, SilverPlan, SourceColumn, BRONZE_LINEAGE};
+use crate::backend::ColumnInfo;
+use crate::config::DatabricksAuth;
+use crate::domain::{Ident, TableName};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -24,7 +19,6 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-const D: Dialect = Dialect::Databricks;
 const MAX_ATTEMPTS: u32 = 5;
 /// Refresh OAuth tokens this long before they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(120);
@@ -51,6 +45,40 @@ pub enum DatabricksError {
     Protocol(String),
     #[error("OAuth token request failed: {0}")]
     OAuth(String),
+}
+
+impl DatabricksError {
+    /// What an MCP caller may be told: our sentence for the service's error
+    /// code, never the warehouse's own text (it can quote SQL and paths).
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Api { code, status, .. } => {
+                format!("Databricks: {} (HTTP {status}, {code})", explain(code))
+            }
+            Self::Statement { state, code, .. } => {
+                format!(
+                    "Databricks: the statement ended {state}: {} ({code})",
+                    explain(code)
+                )
+            }
+            Self::Timeout(secs) => {
+                format!(
+                    "Databricks: the statement did not finish within {secs} s and was cancelled"
+                )
+            }
+            Self::Transport(_) => "Databricks could not be reached".to_owned(),
+            Self::Protocol(_) => "Databricks answered in an unexpected form".to_owned(),
+            Self::OAuth(_) => "Databricks refused the OAuth token request".to_owned(),
+        }
+    }
+
+    /// Whether the same call may succeed later. Every failure counts as
+    /// passing: the client has already retried what the SDKs retry, and what
+    /// is left (a warehouse still starting, a token being rotated, a missing
+    /// grant being added) may be fixed by the next sync attempt.
+    pub fn retryable(&self) -> bool {
+        true
+    }
 }
 
 /// A clear sentence for the error codes callers actually meet.
@@ -446,7 +474,14 @@ pub struct UcColumn {
 }
 
 impl UcColumn {
-    fn data_type(&self) -> String {
+    pub fn info(&self) -> ColumnInfo {
+        ColumnInfo {
+            name: self.name.clone(),
+            data_type: self.data_type(),
+        }
+    }
+
+    pub fn data_type(&self) -> String {
         self.type_text
             .clone()
             .or_else(|| self.type_name.clone())
@@ -455,7 +490,7 @@ impl UcColumn {
     }
 }
 
-fn millis_to_rfc3339(ms: i64) -> Option<String> {
+pub fn millis_to_rfc3339(ms: i64) -> Option<String> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()?
         .format(&time::format_description::well_known::Rfc3339)
@@ -505,7 +540,7 @@ impl StatementResult {
         Self { columns, rows }
     }
 
-    fn numbers(&self) -> Vec<u64> {
+    pub fn numbers(&self) -> Vec<u64> {
         self.rows
             .first()
             .map(|r| {
@@ -514,406 +549,5 @@ impl StatementResult {
                     .collect()
             })
             .unwrap_or_default()
-    }
-}
-
-pub struct DatabricksLakehouse {
-    client: DatabricksClient,
-    settings: DatabricksSettings,
-}
-
-fn backend(e: DatabricksError) -> ToolError {
-    ToolError::Backend(BackendError::Databricks(e))
-}
-
-impl DatabricksLakehouse {
-    pub fn new(settings: DatabricksSettings) -> Result<Self, DatabricksError> {
-        Ok(Self {
-            client: DatabricksClient::new(&settings.host, settings.auth.clone())?,
-            settings,
-        })
-    }
-
-    /// For tests: shorter backoff against the contract double.
-    pub fn with_backoff(mut self, backoff: Duration) -> Self {
-        self.client.backoff = backoff;
-        self
-    }
-
-    async fn run(&self, sql: &str) -> Result<StatementResult, ToolError> {
-        let deadline = Duration::from_secs(self.settings.statement_timeout_secs);
-        self.client
-            .execute(&self.settings.warehouse_id, sql, deadline)
-            .await
-            .map_err(backend)
-    }
-
-    fn volume_path(&self, tenant: &TenantId, dataset: &DatasetId, version: u32) -> String {
-        format!(
-            "/Volumes/{}/{}/{}/{}/v{version}/data.parquet",
-            self.settings.catalog,
-            tenant.bronze_schema(),
-            self.settings.volume,
-            dataset.as_str()
-        )
-    }
-
-    /// The bronze CTAS. Unity Catalog forbids tables defined on /Volumes
-    /// paths, so bronze copies the staged file with `read_files`; with an
-    /// external location it is an EXTERNAL table there instead.
-    pub fn bronze_sql(&self, table: &TableName, dataset_id: &str, volume_path: &str) -> String {
-        let location = self
-            .settings
-            .external_location
-            .as_ref()
-            .map(|base| {
-                format!(
-                    " LOCATION {}",
-                    D.literal(&format!("{base}/{}/{}", table.schema, table.table))
-                )
-            })
-            .unwrap_or_default();
-        format!(
-            "CREATE OR REPLACE TABLE {}{location} AS SELECT *, {} AS {}, _metadata.file_path AS {} FROM read_files({}, format => 'parquet')",
-            D.table(table),
-            D.literal(dataset_id),
-            D.ident(plan::DATASET_ID_COLUMN),
-            D.ident(plan::SOURCE_FILE_COLUMN),
-            D.literal(volume_path)
-        )
-    }
-
-    async fn create_bronze_impl(&self, req: BronzeRequest) -> Result<BronzeResult, ToolError> {
-        let catalog = &self.settings.catalog;
-        for schema in [req.tenant.bronze_schema(), req.tenant.silver_schema()] {
-            self.run(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {}.{}",
-                D.ident(catalog.as_str()),
-                D.ident(schema.as_str())
-            ))
-            .await?;
-        }
-        self.run(&format!(
-            "CREATE VOLUME IF NOT EXISTS {}.{}.{}",
-            D.ident(catalog.as_str()),
-            D.ident(req.tenant.bronze_schema().as_str()),
-            D.ident(self.settings.volume.as_str())
-        ))
-        .await?;
-        let volume_path = self.volume_path(&req.tenant, &req.dataset, req.version.get());
-        self.client
-            .upload(&volume_path, &req.download)
-            .await
-            .map_err(backend)?;
-        let table = TableName::new(
-            catalog.clone(),
-            req.tenant.bronze_schema(),
-            req.table.clone(),
-        );
-        self.run(&self.bronze_sql(&table, req.dataset.as_str(), &volume_path))
-            .await?;
-        let row_count = self
-            .run(&format!("SELECT count(*) FROM {}", D.table(&table)))
-            .await?
-            .numbers()
-            .first()
-            .copied()
-            .unwrap_or(0);
-        let columns = self
-            .client
-            .get_table(&table)
-            .await
-            .map_err(backend)?
-            .map(|t| {
-                t.columns
-                    .iter()
-                    .map(|c| ColumnInfo {
-                        name: c.name.clone(),
-                        data_type: c.data_type(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(BronzeResult {
-            bronze_table: table.to_string(),
-            volume_path,
-            row_count,
-            columns,
-        })
-    }
-
-    async fn silver_impl(
-        &self,
-        tenant: TenantId,
-        bronze: TableName,
-    ) -> Result<SilverResult, ToolError> {
-        let silver = silver_name_for(&self.settings.catalog, &tenant, &bronze)?;
-        let source = self
-            .client
-            .get_table(&bronze)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| ToolError::NotFound(bronze.to_string()))?;
-        let strings: Vec<String> = source
-            .columns
-            .iter()
-            .filter(|c| {
-                D.is_string_type(&c.data_type()) && !BRONZE_LINEAGE.contains(&c.name.as_str())
-            })
-            .map(|c| c.name.clone())
-            .collect();
-        let values = self
-            .run(&plan::stats_sql(D, &bronze, &strings))
-            .await?
-            .numbers();
-        let stats = plan::stats_from_row(&values, strings.len()).ok_or_else(|| {
-            ToolError::Backend(BackendError::Unexpected(
-                "statistics row has the wrong width".into(),
-            ))
-        })?;
-        let mut stats: std::collections::HashMap<_, _> =
-            strings.iter().cloned().zip(stats).collect();
-        let source_columns: Vec<SourceColumn> = source
-            .columns
-            .iter()
-            .map(|c| SourceColumn {
-                name: c.name.clone(),
-                data_type: c.data_type(),
-                stats: stats.remove(&c.name),
-            })
-            .collect();
-        let ingested_at = OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
-            ))
-            .unwrap_or_default();
-        let plan = SilverPlan::new(bronze, silver.clone(), ingested_at, &source_columns);
-        self.run(&plan.create_sql(D)).await?;
-        let counts = self.run(&plan.null_counts_sql(D)).await?.numbers();
-        let typed = self.client.get_table(&silver).await.map_err(backend)?;
-        let type_of = |name: &str| {
-            typed
-                .as_ref()
-                .and_then(|t| t.columns.iter().find(|c| c.name == name))
-                .map(UcColumn::data_type)
-                .unwrap_or_default()
-        };
-        let row_count = counts.first().copied().unwrap_or(0);
-        let mut columns: Vec<SilverColumn> = plan
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| SilverColumn {
-                name: c.target.to_string(),
-                data_type: type_of(c.target.as_str()),
-                source_column: Some(c.source.clone()),
-                null_count: counts.get(i + 1).copied().unwrap_or(0),
-            })
-            .collect();
-        columns.extend(plan::LINEAGE_COLUMNS.iter().map(|l| SilverColumn {
-            name: (*l).to_owned(),
-            data_type: type_of(l),
-            source_column: None,
-            null_count: 0,
-        }));
-        Ok(SilverResult {
-            silver_table: silver.to_string(),
-            row_count,
-            columns,
-            duplicates_removed: values
-                .first()
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(row_count),
-        })
-    }
-
-    async fn status_impl(
-        &self,
-        tenant: TenantId,
-        dataset: DatasetId,
-    ) -> Result<DatasetStatus, ToolError> {
-        let suffix = format!("_{}", dataset.short_id());
-        let mut status = DatasetStatus {
-            dataset_id: dataset.to_string(),
-            bronze: TableStatus::default(),
-            silver: TableStatus::default(),
-        };
-        for (schema, slot) in [
-            (tenant.bronze_schema(), &mut status.bronze),
-            (tenant.silver_schema(), &mut status.silver),
-        ] {
-            let tables = self
-                .client
-                .list_tables(&self.settings.catalog, &schema)
-                .await
-                .map_err(backend)?;
-            let Some(found) = tables.into_iter().find(|t| t.name.ends_with(&suffix)) else {
-                continue;
-            };
-            let name = TableName::new(
-                self.settings.catalog.clone(),
-                schema,
-                Ident::parse(&found.name)?,
-            );
-            let detail = self.client.get_table(&name).await.map_err(backend)?;
-            let rows = self
-                .run(&format!("SELECT count(*) FROM {}", D.table(&name)))
-                .await?
-                .numbers();
-            *slot = TableStatus {
-                exists: true,
-                full_name: Some(name.to_string()),
-                row_count: rows.first().copied(),
-                updated_at: detail
-                    .and_then(|d| d.updated_at)
-                    .and_then(millis_to_rfc3339),
-            };
-        }
-        Ok(status)
-    }
-
-    async fn list_impl(&self, tenant: TenantId) -> Result<TableList, ToolError> {
-        let mut tables = Vec::new();
-        for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
-            let layer = layer_of(&tenant, &schema).unwrap_or("");
-            for t in self
-                .client
-                .list_tables(&self.settings.catalog, &schema)
-                .await
-                .map_err(backend)?
-            {
-                let Ok(table) = Ident::parse(&t.name) else {
-                    continue;
-                };
-                tables.push(TableSummary {
-                    full_name: TableName::new(self.settings.catalog.clone(), schema.clone(), table)
-                        .to_string(),
-                    layer: layer.to_owned(),
-                    table_type: t.table_type.unwrap_or_default(),
-                });
-            }
-        }
-        Ok(TableList { tables })
-    }
-
-    async fn describe_impl(&self, table: TableName) -> Result<TableDescription, ToolError> {
-        let found = self
-            .client
-            .get_table(&table)
-            .await
-            .map_err(backend)?
-            .ok_or_else(|| ToolError::NotFound(table.to_string()))?;
-        Ok(TableDescription {
-            full_name: table.to_string(),
-            table_type: found.table_type.clone().unwrap_or_default(),
-            columns: found
-                .columns
-                .iter()
-                .map(|c| ColumnInfo {
-                    name: c.name.clone(),
-                    data_type: c.data_type(),
-                })
-                .collect(),
-            row_count: None,
-            storage_location: found.storage_location.clone(),
-            updated_at: found.updated_at.and_then(millis_to_rfc3339),
-        })
-    }
-
-    async fn query_impl(&self, request: QueryRequest) -> Result<QueryResult, ToolError> {
-        let catalog = self.settings.catalog.clone();
-        let tenant = request.tenant.clone();
-        let raw = request.sql.clone();
-        // The guard parses with DuckDB; Spark's backticks become DuckDB quotes
-        // for the check only. Anything DuckDB cannot parse is refused.
-        let sql = tokio::task::spawn_blocking(move || {
-            let conn =
-                duckdb::Connection::open_in_memory().map_err(|e| ToolError::Backend(e.into()))?;
-            crate::query_guard::check(&conn, &catalog, &tenant, &raw.replace('`', "\""))
-                .map_err(|e| ToolError::QueryRejected(e.to_string()))?;
-            Ok::<_, ToolError>(
-                raw.trim()
-                    .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
-                    .to_owned(),
-            )
-        })
-        .await
-        .map_err(|_| ToolError::Backend(BackendError::Join))??;
-        let limit = request.limit;
-        let wrapped = format!(
-            "SELECT * FROM (\n{sql}\n) AS q LIMIT {}",
-            u64::from(limit) + 1
-        );
-        let result = self
-            .client
-            .execute(&self.settings.warehouse_id, &wrapped, request.timeout)
-            .await
-            .map_err(|e| match e {
-                DatabricksError::Timeout(s) => ToolError::Timeout(s),
-                e => backend(e),
-            })?;
-        let truncated = result.rows.len() > limit as usize;
-        let rows: Vec<Value> = result
-            .rows
-            .iter()
-            .take(limit as usize)
-            .map(|row| {
-                Value::Object(
-                    result
-                        .columns
-                        .iter()
-                        .zip(row)
-                        .map(|(c, v)| {
-                            (c.name.clone(), v.clone().map_or(Value::Null, Value::String))
-                        })
-                        .collect(),
-                )
-            })
-            .collect();
-        Ok(QueryResult {
-            columns: result.columns,
-            row_count: rows.len() as u64,
-            rows,
-            truncated,
-        })
-    }
-}
-
-impl Lakehouse for DatabricksLakehouse {
-    fn catalog(&self) -> &Ident {
-        &self.settings.catalog
-    }
-
-    fn create_bronze(&self, request: BronzeRequest) -> LakeResult<'_, BronzeResult> {
-        Box::pin(self.create_bronze_impl(request))
-    }
-
-    fn transform_to_silver(
-        &self,
-        tenant: TenantId,
-        bronze: TableName,
-    ) -> LakeResult<'_, SilverResult> {
-        Box::pin(self.silver_impl(tenant, bronze))
-    }
-
-    fn dataset_status(
-        &self,
-        tenant: TenantId,
-        dataset: DatasetId,
-    ) -> LakeResult<'_, DatasetStatus> {
-        Box::pin(self.status_impl(tenant, dataset))
-    }
-
-    fn list_tables(&self, tenant: TenantId) -> LakeResult<'_, TableList> {
-        Box::pin(self.list_impl(tenant))
-    }
-
-    fn describe_table(&self, table: TableName) -> LakeResult<'_, TableDescription> {
-        Box::pin(self.describe_impl(table))
-    }
-
-    fn query(&self, request: QueryRequest) -> LakeResult<'_, QueryResult> {
-        Box::pin(self.query_impl(request))
     }
 }

@@ -1,6 +1,8 @@
-//! Local dataset storage: `DATA_STORAGE_PATH/datasets/{id}.parquet`, a scratch
-//! directory on the same filesystem (so renames are atomic), and one embedded
-//! DuckDB instance shared by every request.
+//! Reading the local dataset files (`DATA_STORAGE_PATH/datasets/{id}.parquet`)
+//! for pages: previews and column statistics, through an embedded DuckDB
+//! instance of its own. Uploads convert through another instance (the
+//! server's), so a heavy page read and an upload never compete for one
+//! memory budget.
 
 use super::sql::{quote_ident, quote_literal};
 use crate::model::{ColumnSchema, ColumnStats, Preview};
@@ -12,75 +14,61 @@ use std::{
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub enum ReadError {
     #[error("the Parquet file of dataset {0} is missing")]
     Missing(Uuid),
     #[error("DuckDB failed")]
     DuckDb(#[from] duckdb::Error),
-    #[error("storage I/O failed")]
-    Io(#[from] std::io::Error),
 }
 
-/// DuckDB resource limits. Uploads run beside page views, so the engine is
-/// capped rather than allowed to take the machine.
+/// DuckDB resource limits of one embedded instance.
 #[derive(Debug, Clone)]
 pub struct EngineLimits {
     pub threads: usize,
     pub memory_limit: String,
 }
 
+/// Opens an in-memory DuckDB instance within `limits`, spilling to `spill_dir`.
+pub fn open_engine(limits: &EngineLimits, spill_dir: &Path) -> Result<Connection, duckdb::Error> {
+    let conn = Connection::open_in_memory()?;
+    conn.execute_batch(&format!(
+        "SET threads = {}; SET memory_limit = {}; SET temp_directory = {}; \
+         SET enable_progress_bar = false;",
+        limits.threads.max(1),
+        quote_literal(&limits.memory_limit),
+        quote_literal(&spill_dir.to_string_lossy()),
+    ))?;
+    Ok(conn)
+}
+
+/// The page-side reader of the dataset files. Cheap to clone.
 #[derive(Clone)]
-pub struct Storage {
+pub struct DatasetReader {
     datasets_dir: PathBuf,
-    tmp_dir: PathBuf,
-    /// The instance's first connection; every operation works on its own clone
+    /// The instance's first connection; every read works on its own clone
     /// (`try_clone` shares the database, not the connection state).
     engine: Arc<Mutex<Connection>>,
 }
 
-impl Storage {
-    /// Creates the directories if needed, empties the scratch directory (what
-    /// is there belongs to uploads that died with an earlier process) and
-    /// starts DuckDB.
-    pub fn open(root: &Path, limits: &EngineLimits) -> Result<Self, StorageError> {
-        let datasets_dir = root.join("datasets");
-        let tmp_dir = root.join("tmp");
-        std::fs::create_dir_all(&datasets_dir)?;
-        if tmp_dir.exists() {
-            std::fs::remove_dir_all(&tmp_dir)?;
-        }
-        std::fs::create_dir_all(&tmp_dir)?;
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch(&format!(
-            "SET threads = {}; SET memory_limit = {}; SET temp_directory = {}; \
-             SET enable_progress_bar = false;",
-            limits.threads.max(1),
-            quote_literal(&limits.memory_limit),
-            quote_literal(&tmp_dir.join("duckdb-spill").to_string_lossy()),
-        ))?;
+impl DatasetReader {
+    /// Reads files in `datasets_dir`, with its own DuckDB instance.
+    pub fn open(
+        datasets_dir: PathBuf,
+        limits: &EngineLimits,
+        spill_dir: &Path,
+    ) -> Result<Self, duckdb::Error> {
         Ok(Self {
             datasets_dir,
-            tmp_dir,
-            engine: Arc::new(Mutex::new(conn)),
+            engine: Arc::new(Mutex::new(open_engine(limits, spill_dir)?)),
         })
     }
 
-    pub fn datasets_dir(&self) -> &Path {
-        &self.datasets_dir
-    }
-
-    pub fn tmp_dir(&self) -> &Path {
-        &self.tmp_dir
-    }
-
-    /// Where the dataset's Parquet file lives once committed.
+    /// Where a dataset's Parquet file lives.
     pub fn parquet_path(&self, id: Uuid) -> PathBuf {
         self.datasets_dir.join(format!("{id}.parquet"))
     }
 
-    /// A new connection to the shared DuckDB instance. Blocking: call it from
-    /// `spawn_blocking`.
-    pub fn connection(&self) -> Result<Connection, StorageError> {
+    fn connection(&self) -> Result<Connection, ReadError> {
         let base = self
             .engine
             .lock()
@@ -88,10 +76,10 @@ impl Storage {
         Ok(base.try_clone()?)
     }
 
-    fn existing_parquet(&self, id: Uuid) -> Result<String, StorageError> {
+    fn existing_parquet(&self, id: Uuid) -> Result<String, ReadError> {
         let path = self.parquet_path(id);
         if !path.is_file() {
-            return Err(StorageError::Missing(id));
+            return Err(ReadError::Missing(id));
         }
         Ok(quote_literal(&path.to_string_lossy()))
     }
@@ -102,7 +90,7 @@ impl Storage {
         id: Uuid,
         columns: &[ColumnSchema],
         limit: usize,
-    ) -> Result<Preview, StorageError> {
+    ) -> Result<Preview, ReadError> {
         let file = self.existing_parquet(id)?;
         let conn = self.connection()?;
         let mut rows = Vec::new();
@@ -131,7 +119,7 @@ impl Storage {
         &self,
         id: Uuid,
         columns: &[ColumnSchema],
-    ) -> Result<Vec<ColumnStats>, StorageError> {
+    ) -> Result<Vec<ColumnStats>, ReadError> {
         let file = self.existing_parquet(id)?;
         if columns.is_empty() {
             return Ok(Vec::new());
@@ -177,7 +165,7 @@ impl Storage {
         file: &str,
         columns: &[ColumnSchema],
         stats: &mut [ColumnStats],
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), ReadError> {
         let bins = HISTOGRAM_BINS as f64;
         let mut numeric = Vec::new();
         let mut exprs = Vec::new();

@@ -1,0 +1,25 @@
+//! The one way to start ServiceTsunami's services outside production: the
+//! Rust integration tests, the benchmarks, the Playwright suite (through the
+//! `stack` CLI), `.ci/serve` and the MCP client check all use it.
+//!
+//! A tour, one line per module:
+//! - [`locate`]: where the binaries are (restate-server's own binary, never
+//!   npm's Node wrapper, so a kill really kills it; ours next to the caller).
+//! - [`wait`]: free ports and condition polling with a deadline.
+//! - [`restate`]: restate-server with its own data dir and ports, and the `restate` CLI.
+//! - [`mcp`]: the MCP server, as a process or in-process (a library with
+//!   `Application::build`), stoppable and restartable on the same port.
+//! - [`app`]: the `servicetsunami` binary as a process.
+//! - [`db`]: test databases cloned from one migrated template, dropped after use.
+
+pub mod app;
+pub mod db;
+pub mod locate;
+pub mod mcp;
+pub mod restate;
+pub mod wait;
+
+pub use app::AppProcess;
+pub use db::TestDb;
+pub use mcp::Mcp;
+pub use restate::Restate;

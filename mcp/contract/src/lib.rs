@@ -1,0 +1,23 @@
+//! The contract between the ServiceTsunami server and its MCP server, and the
+//! small pieces both binaries share. The core is serde-only and compiles for
+//! the browser too (the upload page shows [`names`]' output).
+//!
+//! A tour, one line per module:
+//! - [`tools`]: the MCP tools' names, typed arguments and typed results.
+//! - [`names`]: THE column-name normaliser (dlt's snake_case, letters kept).
+//! - [`error`]: the `{code, message}` error envelope and the retryable marker.
+//! - [`env`]: typed settings from the environment (`Env`, `ConfigError`, byte sizes).
+//! - `process` (feature `server`): `shutdown_signal` and the constant-time bearer check.
+//! - `client` (feature `client`): the typed MCP client with deadlines.
+
+pub mod env;
+pub mod error;
+pub mod names;
+pub mod tools;
+
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "server")]
+pub mod process;
+
+pub use error::{ErrorBody, RETRYABLE_META_KEY};

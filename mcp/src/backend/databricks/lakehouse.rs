@@ -1,0 +1,327 @@
+//! Bronze and silver on Unity Catalog: the volume file, the bronze CTAS over
+//! `read_files`, the silver plan rendered as Databricks SQL, and the
+//! read-only tools, all through [`super::client`].
+
+use super::client::{
+    millis_to_rfc3339, DatabricksClient, DatabricksError, StatementResult, UcColumn,
+};
+use crate::backend::{
+    layer_of, silver_name_for, Backend, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus,
+    QueryRequest, QueryResult, SilverResult, TableDescription, TableList, TableStatus,
+    TableSummary,
+};
+use crate::config::DatabricksSettings;
+use crate::domain::{DatasetId, Ident, TableName, TenantId};
+use crate::error::{BackendError, ToolError};
+use crate::plan::{self, Dialect, SilverPlan};
+use serde_json::Value;
+use std::time::Duration;
+
+const D: Dialect = Dialect::Databricks;
+
+pub struct DatabricksLakehouse {
+    client: DatabricksClient,
+    settings: DatabricksSettings,
+}
+
+fn backend(e: DatabricksError) -> ToolError {
+    ToolError::Backend(BackendError::Databricks(e))
+}
+
+impl DatabricksLakehouse {
+    pub fn new(settings: DatabricksSettings) -> Result<Self, DatabricksError> {
+        Ok(Self {
+            client: DatabricksClient::new(&settings.host, settings.auth.clone())?,
+            settings,
+        })
+    }
+
+    /// For tests: shorter backoff against the contract double.
+    pub fn with_backoff(mut self, backoff: Duration) -> Self {
+        self.client.backoff = backoff;
+        self
+    }
+
+    async fn run(&self, sql: &str) -> Result<StatementResult, ToolError> {
+        let deadline = Duration::from_secs(self.settings.statement_timeout_secs);
+        self.client
+            .execute(&self.settings.warehouse_id, sql, deadline)
+            .await
+            .map_err(backend)
+    }
+
+    fn volume_path(&self, tenant: &TenantId, dataset: &DatasetId, version: u32) -> String {
+        format!(
+            "/Volumes/{}/{}/{}/{}/v{version}/data.parquet",
+            self.settings.catalog,
+            tenant.bronze_schema(),
+            self.settings.volume,
+            dataset.as_str()
+        )
+    }
+
+    /// The bronze CTAS. Unity Catalog forbids tables defined on /Volumes
+    /// paths, so bronze copies the staged file with `read_files`; with an
+    /// external location it is an EXTERNAL table there instead.
+    pub fn bronze_sql(&self, table: &TableName, dataset_id: &str, volume_path: &str) -> String {
+        let location = self
+            .settings
+            .external_location
+            .as_ref()
+            .map(|base| {
+                format!(
+                    " LOCATION {}",
+                    D.literal(&format!("{base}/{}/{}", table.schema, table.table))
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "CREATE OR REPLACE TABLE {}{location} AS SELECT *, {} AS {}, _metadata.file_path AS {} FROM read_files({}, format => 'parquet')",
+            D.table(table),
+            D.literal(dataset_id),
+            D.ident(plan::DATASET_ID_COLUMN),
+            D.ident(plan::SOURCE_FILE_COLUMN),
+            D.literal(volume_path)
+        )
+    }
+}
+
+impl Backend for DatabricksLakehouse {
+    fn catalog(&self) -> &Ident {
+        &self.settings.catalog
+    }
+
+    async fn create_bronze(&self, req: BronzeRequest) -> Result<BronzeResult, ToolError> {
+        let catalog = &self.settings.catalog;
+        for schema in [req.tenant.bronze_schema(), req.tenant.silver_schema()] {
+            self.run(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}.{}",
+                D.ident(catalog.as_str()),
+                D.ident(schema.as_str())
+            ))
+            .await?;
+        }
+        self.run(&format!(
+            "CREATE VOLUME IF NOT EXISTS {}.{}.{}",
+            D.ident(catalog.as_str()),
+            D.ident(req.tenant.bronze_schema().as_str()),
+            D.ident(self.settings.volume.as_str())
+        ))
+        .await?;
+        let volume_path = self.volume_path(&req.tenant, &req.dataset, req.version.get());
+        self.client
+            .upload(&volume_path, &req.download)
+            .await
+            .map_err(backend)?;
+        let table = TableName::new(
+            catalog.clone(),
+            req.tenant.bronze_schema(),
+            req.table.clone(),
+        );
+        self.run(&self.bronze_sql(&table, req.dataset.as_str(), &volume_path))
+            .await?;
+        let row_count = self
+            .run(&format!("SELECT count(*) FROM {}", D.table(&table)))
+            .await?
+            .numbers()
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let columns = self
+            .client
+            .get_table(&table)
+            .await
+            .map_err(backend)?
+            .map(|t| t.columns.iter().map(UcColumn::info).collect())
+            .unwrap_or_default();
+        Ok(BronzeResult {
+            bronze_table: table.to_string(),
+            volume_path,
+            row_count,
+            columns,
+        })
+    }
+
+    async fn transform_to_silver(
+        &self,
+        tenant: TenantId,
+        bronze: TableName,
+    ) -> Result<SilverResult, ToolError> {
+        let silver = silver_name_for(&self.settings.catalog, &tenant, &bronze)?;
+        let source = self
+            .client
+            .get_table(&bronze)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| ToolError::NotFound(bronze.to_string()))?;
+        let columns: Vec<ColumnInfo> = source.columns.iter().map(UcColumn::info).collect();
+        let strings = plan::string_columns(D, &columns);
+        let values = self
+            .run(&plan::stats_sql(D, &bronze, &strings))
+            .await?
+            .numbers();
+        let source_columns =
+            plan::source_columns(&columns, &strings, &values).ok_or(ToolError::Backend(
+                BackendError::Invariant("the statistics row has the wrong width"),
+            ))?;
+        let plan = SilverPlan::new(
+            bronze,
+            silver.clone(),
+            plan::now_timestamp(),
+            &source_columns,
+        );
+        self.run(&plan.create_sql(D)).await?;
+        let counts = self.run(&plan.null_counts_sql(D)).await?.numbers();
+        let typed: Vec<ColumnInfo> = self
+            .client
+            .get_table(&silver)
+            .await
+            .map_err(backend)?
+            .map(|t| t.columns.iter().map(UcColumn::info).collect())
+            .unwrap_or_default();
+        Ok(plan.result(&counts, &typed, values.first().copied().unwrap_or(0)))
+    }
+
+    async fn dataset_status(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> Result<DatasetStatus, ToolError> {
+        let suffix = format!("_{}", dataset.short_id());
+        let mut status = DatasetStatus {
+            dataset_id: dataset.to_string(),
+            bronze: TableStatus::default(),
+            silver: TableStatus::default(),
+        };
+        for (schema, slot) in [
+            (tenant.bronze_schema(), &mut status.bronze),
+            (tenant.silver_schema(), &mut status.silver),
+        ] {
+            let tables = self
+                .client
+                .list_tables(&self.settings.catalog, &schema)
+                .await
+                .map_err(backend)?;
+            let Some(found) = tables.into_iter().find(|t| t.name.ends_with(&suffix)) else {
+                continue;
+            };
+            let name = TableName::new(
+                self.settings.catalog.clone(),
+                schema,
+                Ident::parse(&found.name)?,
+            );
+            let detail = self.client.get_table(&name).await.map_err(backend)?;
+            let rows = self
+                .run(&format!("SELECT count(*) FROM {}", D.table(&name)))
+                .await?
+                .numbers();
+            *slot = TableStatus {
+                exists: true,
+                full_name: Some(name.to_string()),
+                row_count: rows.first().copied(),
+                updated_at: detail
+                    .and_then(|d| d.updated_at)
+                    .and_then(millis_to_rfc3339),
+            };
+        }
+        Ok(status)
+    }
+
+    async fn list_tables(&self, tenant: TenantId) -> Result<TableList, ToolError> {
+        let mut tables = Vec::new();
+        for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
+            let layer = layer_of(&tenant, &schema).unwrap_or("");
+            for t in self
+                .client
+                .list_tables(&self.settings.catalog, &schema)
+                .await
+                .map_err(backend)?
+            {
+                let Ok(table) = Ident::parse(&t.name) else {
+                    continue;
+                };
+                tables.push(TableSummary {
+                    full_name: TableName::new(self.settings.catalog.clone(), schema.clone(), table)
+                        .to_string(),
+                    layer: layer.to_owned(),
+                    table_type: t.table_type.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(TableList { tables })
+    }
+
+    async fn describe_table(&self, table: TableName) -> Result<TableDescription, ToolError> {
+        let found = self
+            .client
+            .get_table(&table)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| ToolError::NotFound(table.to_string()))?;
+        Ok(TableDescription {
+            full_name: table.to_string(),
+            table_type: found.table_type.clone().unwrap_or_default(),
+            columns: found.columns.iter().map(UcColumn::info).collect(),
+            row_count: None,
+            storage_location: found.storage_location.clone(),
+            updated_at: found.updated_at.and_then(millis_to_rfc3339),
+        })
+    }
+
+    async fn query(&self, request: QueryRequest) -> Result<QueryResult, ToolError> {
+        let catalog = self.settings.catalog.clone();
+        let tenant = request.tenant.clone();
+        let raw = request.sql.clone();
+        // The guard parses with DuckDB; Spark's backticks become DuckDB quotes
+        // for the check only. Anything DuckDB cannot parse is refused.
+        let sql = tokio::task::spawn_blocking(move || {
+            let conn =
+                duckdb::Connection::open_in_memory().map_err(|e| ToolError::Backend(e.into()))?;
+            crate::query_guard::check(&conn, &catalog, &tenant, &raw.replace('`', "\""))?;
+            Ok::<_, ToolError>(
+                raw.trim()
+                    .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
+                    .to_owned(),
+            )
+        })
+        .await
+        .map_err(|_| ToolError::Backend(BackendError::Join))??;
+        let limit = request.limit;
+        let wrapped = format!(
+            "SELECT * FROM (\n{sql}\n) AS q LIMIT {}",
+            u64::from(limit) + 1
+        );
+        let result = self
+            .client
+            .execute(&self.settings.warehouse_id, &wrapped, request.timeout)
+            .await
+            .map_err(|e| match e {
+                DatabricksError::Timeout(s) => ToolError::Timeout(s),
+                e => backend(e),
+            })?;
+        let truncated = result.rows.len() > limit as usize;
+        let rows: Vec<Value> = result
+            .rows
+            .iter()
+            .take(limit as usize)
+            .map(|row| {
+                Value::Object(
+                    result
+                        .columns
+                        .iter()
+                        .zip(row)
+                        .map(|(c, v)| {
+                            (c.name.clone(), v.clone().map_or(Value::Null, Value::String))
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        Ok(QueryResult {
+            columns: result.columns,
+            row_count: rows.len() as u64,
+            rows,
+            truncated,
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! Receiving an upload's file field: every chunk goes through the
+//! [`Inspector`] and, by a bounded queue, to a writer thread that appends it
+//! to a scratch file, so receiving and writing overlap and bad input fails
+//! while it streams. The byte cap is counted as the bytes arrive.
+
+use super::{Detected, IngestError, Inspector};
+use axum::extract::multipart::{Field, MultipartError};
+use std::path::{Path, PathBuf};
+
+/// Why a file field could not be received.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    #[error("the file is larger than the upload limit")]
+    TooLarge { max: u64 },
+    #[error("the upload was interrupted or malformed")]
+    Body(#[from] MultipartError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error("writing the scratch file failed")]
+    Io(#[from] std::io::Error),
+    #[error("the scratch writer stopped unexpectedly")]
+    WriterGone,
+}
+
+/// A file under the scratch directory that is deleted when dropped.
+pub struct ScratchFile(PathBuf);
+
+impl ScratchFile {
+    pub fn new(path: PathBuf) -> Self {
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Removes the file on a blocking thread, without waiting. Deleting a large
+    /// upload also drops its cached pages (about 60 ms for 1 GB), and nothing
+    /// in the response depends on it. Should the process die first, start-up
+    /// empties the scratch directory.
+    pub fn remove_in_background(self) {
+        tokio::task::spawn_blocking(move || drop(self));
+    }
+}
+
+impl Drop for ScratchFile {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %self.0.display(), error = %e, "could not remove scratch file");
+            }
+        }
+    }
+}
+
+/// Writes the upload to its scratch file on a blocking thread of its own, fed
+/// the received chunks as they are (no copy), so receiving and writing run
+/// side by side. A bounded queue keeps memory flat: when the disk is slower
+/// than the network, receiving waits.
+struct ScratchWriter {
+    chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    task: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+}
+
+impl ScratchWriter {
+    /// Chunks queued at most (hyper and multer yield up to ~400 KiB each).
+    const QUEUE: usize = 16;
+
+    /// Creates the file here, so that it exists before anything can try to
+    /// remove it again (the scratch guard, on an early error).
+    async fn create(path: &Path) -> Result<Self, ReceiveError> {
+        let file = tokio::fs::File::create(path).await?.into_std().await;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(Self::QUEUE);
+        let task = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            // Chunks are large (tens to hundreds of KiB): written as they
+            // come, without another copy through a buffer.
+            let mut out = file;
+            while let Some(chunk) = rx.blocking_recv() {
+                out.write_all(&chunk)?;
+            }
+            out.flush()
+        });
+        Ok(Self {
+            chunks: Some(tx),
+            task,
+        })
+    }
+
+    async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), ReceiveError> {
+        if let Some(tx) = &self.chunks {
+            if tx.send(chunk).await.is_ok() {
+                return Ok(());
+            }
+        }
+        // The writer stopped: its outcome says why.
+        self.finish().await?;
+        Err(ReceiveError::WriterGone)
+    }
+
+    /// Waits until everything is written and the file closed.
+    async fn finish(&mut self) -> Result<(), ReceiveError> {
+        self.chunks = None;
+        match (&mut self.task).await {
+            Ok(written) => Ok(written?),
+            Err(_) => Err(ReceiveError::WriterGone),
+        }
+    }
+}
+
+/// A file field, received in full and inspected.
+pub struct ReceivedFile {
+    pub file: ScratchFile,
+    pub size: u64,
+    pub detected: Detected,
+}
+
+/// Streams `field` into `scratch` (which is removed again on any error),
+/// refusing more than `max` bytes.
+pub async fn receive_file(
+    field: &mut Field<'_>,
+    scratch: ScratchFile,
+    max: u64,
+) -> Result<ReceivedFile, ReceiveError> {
+    let mut out = ScratchWriter::create(scratch.path()).await?;
+    let mut inspector = Inspector::new();
+    let mut chunks = 0u64;
+    while let Some(chunk) = field.chunk().await? {
+        if inspector.total() + chunk.len() as u64 > max {
+            return Err(ReceiveError::TooLarge { max });
+        }
+        inspector.feed(&chunk)?;
+        chunks += 1;
+        out.write(chunk).await?;
+    }
+    out.finish().await?;
+    let size = inspector.total();
+    let detected = inspector.finish()?;
+    tracing::debug!(chunks, bytes = size, "file field received");
+    Ok(ReceivedFile {
+        file: scratch,
+        size,
+        detected,
+    })
+}

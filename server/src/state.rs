@@ -1,0 +1,69 @@
+//! `ServerState`: the one state of every route outside Leptos. Extractors
+//! take the part they need through `FromRef`; server functions get the
+//! app's part, [`AppState`], as context.
+
+use crate::{
+    live::LiveHub,
+    storage::Storage,
+    sync::{ledger::SyncMode, metrics::SyncMetrics},
+};
+use app::ssr::AppState;
+use axum::extract::FromRef;
+use leptos::prelude::LeptosOptions;
+use secrecy::SecretString;
+use sqlx::PgPool;
+use std::{ops::Deref, sync::Arc};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct ServerState(Arc<ServerStateInner>);
+
+pub struct ServerStateInner {
+    /// What pages and server functions use: the pool, the file reader, the
+    /// tenant, the site options and the sync port.
+    pub app: AppState,
+    /// Where uploads are written and converted.
+    pub storage: Storage,
+    /// Largest upload accepted, in bytes, counted while streaming.
+    pub upload_max_bytes: u64,
+    /// Whether sync is available, and whether uploads queue one by themselves.
+    pub sync_mode: SyncMode,
+    /// Live sync states fanned out to `GET /api/events`.
+    pub hub: LiveHub,
+    /// Cancelled at shutdown; ends every event stream so draining does not wait on them.
+    pub stop: CancellationToken,
+    /// Sync counters and step durations for `GET /metrics`.
+    pub metrics: Arc<SyncMetrics>,
+    /// `MCP_API_KEY`: the bearer the MCP server downloads Parquet files with.
+    /// `None` refuses every download.
+    pub internal_key: Option<SecretString>,
+}
+
+impl ServerState {
+    pub fn new(inner: ServerStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn db(&self) -> &PgPool {
+        &self.app.db
+    }
+}
+
+impl Deref for ServerState {
+    type Target = ServerStateInner;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl FromRef<ServerState> for AppState {
+    fn from_ref(state: &ServerState) -> Self {
+        state.app.clone()
+    }
+}
+
+impl FromRef<ServerState> for LeptosOptions {
+    fn from_ref(state: &ServerState) -> Self {
+        state.app.leptos_options.clone()
+    }
+}

@@ -1,0 +1,418 @@
+//! THE owner of a dataset's sync status. Every transition is written here and
+//! nowhere else: `pending` (a request stored, at upload, retry or bulk sync),
+//! `queued` (Restate accepted it), `syncing` (a step runs), `retrying`,
+//! `failed` and `synced`, each with its timeline row in `sync_events`. The
+//! seed's `metadata` keys follow from these columns by a trigger.
+//!
+//! Every write is idempotent: run twice (a replayed `ctx.run`, a resent
+//! request) it leaves the same rows. Timeline rows are keyed by (request,
+//! step, attempt); closing one only touches it while it is open; `queued`
+//! only replaces `pending`, so it never sets back a sync that already started.
+
+use app::{
+    domain::{StepOutcome, SyncStatus, SyncStep},
+    ssr::{
+        sync::{BoxFuture, ResyncOutcome},
+        SyncControl,
+    },
+};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Postgres, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Why a sync was requested (`sync_requests.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "sync_reason", rename_all = "snake_case")]
+pub enum SyncReason {
+    Upload,
+    Retry,
+    Bulk,
+}
+
+/// Whether the deployment syncs at all, and whether uploads sync by themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncMode {
+    /// Sync is enabled and an MCP server is configured: retry and bulk sync work.
+    pub available: bool,
+    /// New uploads are queued for sync (`DATABRICKS_AUTO_SYNC`).
+    pub auto: bool,
+}
+
+impl SyncMode {
+    /// The status a new upload starts in.
+    pub fn initial_status(self) -> SyncStatus {
+        if self.auto {
+            SyncStatus::Pending
+        } else {
+            SyncStatus::LocalOnly
+        }
+    }
+}
+
+/// Identifies one attempt of one step of one sync request.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Attempt {
+    pub tenant_id: Uuid,
+    pub dataset_id: Uuid,
+    pub request_id: Uuid,
+    pub step: SyncStep,
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+impl Attempt {
+    fn attempt(&self) -> i32 {
+        i32::try_from(self.attempt).unwrap_or(i32::MAX)
+    }
+
+    fn max_attempts(&self) -> i32 {
+        i32::try_from(self.max_attempts).unwrap_or(i32::MAX)
+    }
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    db: PgPool,
+}
+
+impl Ledger {
+    pub fn new(db: PgPool) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &PgPool {
+        &self.db
+    }
+
+    /// What a sync needs to know about its dataset, if it still exists.
+    pub async fn load_dataset(
+        &self,
+        dataset_id: Uuid,
+    ) -> Result<Option<super::service::DatasetRef>, sqlx::Error> {
+        let row = sqlx::query!(
+            "SELECT tenant_id, name, schema FROM datasets WHERE id = $1",
+            dataset_id,
+        )
+        .fetch_optional(&self.db)
+        .await?;
+        Ok(row.map(|r| super::service::DatasetRef {
+            tenant_id: r.tenant_id,
+            name: r.name,
+            schema: r.schema,
+        }))
+    }
+
+    /// The upload's sync request, inside the transaction that inserts the
+    /// dataset (already `pending`): both commit or neither. Returns the
+    /// request id, which is also the Restate idempotency key.
+    pub async fn request_upload_sync(
+        tx: &mut Transaction<'_, Postgres>,
+        tenant_id: Uuid,
+        dataset_id: Uuid,
+    ) -> Result<Uuid, sqlx::Error> {
+        let id = Uuid::new_v4();
+        sqlx::query!(
+            "INSERT INTO sync_requests (id, tenant_id, dataset_id, reason) VALUES ($1, $2, $3, $4)",
+            id,
+            tenant_id,
+            dataset_id,
+            SyncReason::Upload as SyncReason,
+        )
+        .execute(&mut **tx)
+        .await?;
+        Ok(id)
+    }
+
+    /// A manual retry or re-sync of one dataset: `pending` and a new request,
+    /// unless a sync is already on its way.
+    pub async fn request_resync(
+        &self,
+        tenant_id: Uuid,
+        dataset_id: Uuid,
+    ) -> Result<ResyncOutcome, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let status = sqlx::query_scalar!(
+            r#"SELECT sync_status AS "status: SyncStatus" FROM datasets
+               WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
+            tenant_id,
+            dataset_id,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(status) = status else {
+            return Ok(ResyncOutcome::NotFound);
+        };
+        if status.in_progress() {
+            return Ok(ResyncOutcome::AlreadyInProgress);
+        }
+        let requested = Self::request(&mut tx, tenant_id, &[dataset_id], SyncReason::Retry).await?;
+        tx.commit().await?;
+        Ok(requested
+            .first()
+            .map_or(ResyncOutcome::NotFound, |id| ResyncOutcome::Requested(*id)))
+    }
+
+    /// A sync of every dataset of the tenant that is `local_only` or
+    /// `failed`; returns how many were requested.
+    pub async fn request_bulk_sync(&self, tenant_id: Uuid) -> Result<u64, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let ids = sqlx::query_scalar!(
+            "SELECT id FROM datasets
+             WHERE tenant_id = $1 AND sync_status IN ('local_only', 'failed')
+             ORDER BY created_at
+             FOR UPDATE",
+            tenant_id,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let requested = Self::request(&mut tx, tenant_id, &ids, SyncReason::Bulk).await?;
+        tx.commit().await?;
+        Ok(requested.len() as u64)
+    }
+
+    /// `pending` with a clean slate, and one request per dataset.
+    async fn request(
+        tx: &mut Transaction<'_, Postgres>,
+        tenant_id: Uuid,
+        ids: &[Uuid],
+        reason: SyncReason,
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        sqlx::query!(
+            "UPDATE datasets SET
+               sync_status = 'pending', sync_step = NULL, sync_attempt = NULL,
+               sync_max_attempts = NULL, sync_next_retry_at = NULL, sync_error = NULL
+             WHERE tenant_id = $1 AND id = ANY($2)",
+            tenant_id,
+            ids,
+        )
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query_scalar!(
+            "INSERT INTO sync_requests (id, tenant_id, dataset_id, reason)
+             SELECT gen_random_uuid(), $1::uuid, d, $3::sync_reason FROM unnest($2::uuid[]) AS d
+             RETURNING id",
+            tenant_id,
+            ids,
+            reason as SyncReason,
+        )
+        .fetch_all(&mut **tx)
+        .await
+    }
+
+    /// Restate accepted the request: `queued` (only from `pending`), and the
+    /// timeline's `queued` row from the request to its acceptance.
+    pub async fn mark_queued(
+        &self,
+        request_id: Uuid,
+        invocation_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query!(
+            "UPDATE sync_requests SET dispatched_at = COALESCE(dispatched_at, now()),
+               invocation_id = $2, last_dispatch_error = NULL
+             WHERE id = $1 RETURNING tenant_id, dataset_id, created_at",
+            request_id,
+            invocation_id,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(request) = row else {
+            // The dataset (and so its request) was deleted meanwhile.
+            return tx.commit().await;
+        };
+        sqlx::query!(
+            "UPDATE datasets SET sync_status = 'queued' WHERE id = $1 AND sync_status = 'pending'",
+            request.dataset_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        // The sync may already be running, so this row can be written after
+        // the first step's; the timeline orders by start time.
+        sqlx::query!(
+            "INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts,
+               outcome, started_at, finished_at, detail)
+             VALUES ($1, $2, $3, 'queued', 1, 1, 'succeeded', $4, now(),
+               jsonb_build_object('invocation_id', $5::text))
+             ON CONFLICT (request_id, step, attempt) DO NOTHING",
+            request.tenant_id,
+            request.dataset_id,
+            request_id,
+            request.created_at,
+            invocation_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// A step attempt starts: `syncing` (step, attempt n of N) and an open
+    /// timeline row.
+    pub async fn step_started(&self, a: Attempt) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query!(
+            "UPDATE datasets SET sync_status = 'syncing', sync_step = $2, sync_attempt = $3,
+               sync_max_attempts = $4, sync_next_retry_at = NULL
+             WHERE id = $1",
+            a.dataset_id,
+            a.step as SyncStep,
+            a.attempt(),
+            a.max_attempts(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts, outcome)
+             VALUES ($1, $2, $3, $4, $5, $6, 'running')
+             ON CONFLICT (request_id, step, attempt) DO NOTHING",
+            a.tenant_id,
+            a.dataset_id,
+            a.request_id,
+            a.step as SyncStep,
+            a.attempt(),
+            a.max_attempts(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Closes a step attempt's timeline row (first write wins).
+    async fn close_event(
+        conn: &mut sqlx::PgConnection,
+        a: Attempt,
+        outcome: StepOutcome,
+        error: Option<&str>,
+        next_retry_at: Option<OffsetDateTime>,
+        detail: Option<&serde_json::Value>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE sync_events SET outcome = $4, finished_at = now(), error = $5,
+               next_retry_at = $6, detail = $7
+             WHERE request_id = $1 AND step = $2 AND attempt = $3 AND finished_at IS NULL",
+            a.request_id,
+            a.step as SyncStep,
+            a.attempt(),
+            outcome as StepOutcome,
+            error,
+            next_retry_at,
+            detail,
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// A step attempt succeeded (the dataset stays `syncing` until the next
+    /// step starts or the sync ends).
+    pub async fn step_succeeded(
+        &self,
+        a: Attempt,
+        detail: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        let mut conn = self.db.acquire().await?;
+        Self::close_event(
+            &mut conn,
+            a,
+            StepOutcome::Succeeded,
+            None,
+            None,
+            Some(detail),
+        )
+        .await
+    }
+
+    /// A step attempt failed and another is scheduled at `next_retry_at`:
+    /// `retrying`, written before the wait begins so the UI shows it at once.
+    pub async fn step_retrying(
+        &self,
+        a: Attempt,
+        error: &str,
+        next_retry_at: OffsetDateTime,
+    ) -> Result<(), sqlx::Error> {
+        self.attempt_failed(a, error, Some(next_retry_at)).await
+    }
+
+    /// The sync gave up (retries exhausted, a terminal error, or an operator
+    /// cancel): `failed` with the error.
+    pub async fn step_failed(&self, a: Attempt, error: &str) -> Result<(), sqlx::Error> {
+        self.attempt_failed(a, error, None).await
+    }
+
+    async fn attempt_failed(
+        &self,
+        a: Attempt,
+        error: &str,
+        next_retry_at: Option<OffsetDateTime>,
+    ) -> Result<(), sqlx::Error> {
+        let (status, outcome) = match next_retry_at {
+            Some(_) => (SyncStatus::Retrying, StepOutcome::Retrying),
+            None => (SyncStatus::Failed, StepOutcome::Failed),
+        };
+        let mut tx = self.db.begin().await?;
+        sqlx::query!(
+            "UPDATE datasets SET sync_status = $2, sync_step = $3, sync_attempt = $4,
+               sync_max_attempts = $5, sync_next_retry_at = $6, sync_error = $7
+             WHERE id = $1",
+            a.dataset_id,
+            status as SyncStatus,
+            a.step as SyncStep,
+            a.attempt(),
+            a.max_attempts(),
+            next_retry_at,
+            error,
+        )
+        .execute(&mut *tx)
+        .await?;
+        Self::close_event(&mut tx, a, outcome, Some(error), next_retry_at, None).await?;
+        tx.commit().await
+    }
+
+    /// The seed's `update_dataset_metadata`: both table names, `synced`, and
+    /// when. Also closes the metadata step's timeline row.
+    pub async fn mark_synced(
+        &self,
+        a: Attempt,
+        bronze_table: &str,
+        silver_table: &str,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        sqlx::query!(
+            "UPDATE datasets SET sync_status = 'synced', sync_step = NULL, sync_attempt = NULL,
+               sync_max_attempts = NULL, sync_next_retry_at = NULL, sync_error = NULL,
+               bronze_table = $2, silver_table = $3, last_sync_at = now()
+             WHERE id = $1",
+            a.dataset_id,
+            bronze_table,
+            silver_table,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let detail =
+            serde_json::json!({"bronze_table": bronze_table, "silver_table": silver_table});
+        Self::close_event(
+            &mut tx,
+            a,
+            StepOutcome::Succeeded,
+            None,
+            None,
+            Some(&detail),
+        )
+        .await?;
+        tx.commit().await
+    }
+}
+
+impl SyncControl for Ledger {
+    fn request_resync(
+        &self,
+        tenant_id: Uuid,
+        dataset_id: Uuid,
+    ) -> BoxFuture<'_, Result<ResyncOutcome, sqlx::Error>> {
+        Box::pin(Ledger::request_resync(self, tenant_id, dataset_id))
+    }
+
+    fn request_bulk_sync(&self, tenant_id: Uuid) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+        Box::pin(Ledger::request_bulk_sync(self, tenant_id))
+    }
+}
