@@ -5,7 +5,8 @@ use crate::config::LogFormat;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter};
 
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests build many apps in one process) is harmless.
     let _ = match format {
