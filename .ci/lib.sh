@@ -28,7 +28,7 @@ STACK="$CARGO_TARGET_DIR/debug/stack"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+log() { printf '\033[1;34m==>\033[0m [%ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
 apt_install() {
@@ -104,7 +104,7 @@ build_front() {
 }
 
 # The gzipped size of the served wasm, checked against the budget.
-WASM_BUDGET_BYTES=$((400 * 1024))
+WASM_BUDGET_BYTES=$((350 * 1024))
 check_wasm_size() {
   local wasm="$ROOT/target/site/pkg/servicetsunami.wasm" gz
   [ -f "$wasm" ] || wasm="$ROOT/target/site/pkg/servicetsunami_bg.wasm"

@@ -25,17 +25,10 @@ pub mod ssr;
 
 pub use pages::{shell, App};
 
-/// Entry point of the browser bundle: hydrates the server-rendered page.
+/// Entry point of the browser bundle. The pages are islands: the server
+/// renders everything, and only the interactive islands hydrate (see
+/// `pages/mod.rs`); the last one, `HydrationDone`, marks the page ready.
 #[cfg(feature = "hydrate")]
 pub fn hydrate() {
-    leptos::mount::hydrate_body(App);
-    // A marker for the end-to-end tests: interaction before this point would
-    // hit the plain HTML form.
-    if let Some(window) = web_sys::window() {
-        let _ = js_sys::Reflect::set(
-            &window,
-            &wasm_bindgen::JsValue::from_str("__servicetsunami_hydrated"),
-            &wasm_bindgen::JsValue::TRUE,
-        );
-    }
+    leptos::mount::hydrate_islands();
 }

@@ -27,6 +27,12 @@ pub fn SyncBadge(state: SyncState) -> impl IntoView {
     }
 }
 
+/// A live badge on a server-rendered page: the same badge as an island.
+#[island]
+pub fn LiveBadge(state: SyncState) -> impl IntoView {
+    view! { <SyncBadge state /> }
+}
+
 /// "syncing · silver", "retrying · attempt 2 of 3", "failed", …
 pub fn badge_text(s: &SyncState) -> String {
     let label = s.status.label();

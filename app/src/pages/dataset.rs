@@ -1,6 +1,9 @@
 //! `/datasets/:id`: schema, preview and column statistics of one dataset.
 
-use super::{components::SyncBadge, live::use_live_sync};
+use super::{
+    components::{LiveBadge, SyncBadge},
+    live::use_live_sync,
+};
 use crate::{
     api::{get_dataset, get_sync_detail, RetrySync, SyncAll, PREVIEW_ROWS},
     error::AppError,
@@ -98,7 +101,7 @@ fn DatasetFacts(summary: DatasetSummary) -> impl IntoView {
                     <time datetime=summary.created_at.clone()>{short_timestamp(&summary.created_at)}</time>
                 </Fact>
                 <Fact label="Sync">
-                    <SyncBadge state=summary.sync.clone() />
+                    <LiveBadge state=summary.sync.clone() />
                 </Fact>
             </dl>
         </section>
@@ -255,8 +258,10 @@ fn Sparkline(counts: Vec<i64>, column: String) -> impl IntoView {
     }
 }
 
-/// The Sync section: live state, table names, actions and the timeline.
-#[component]
+/// The Sync section: live state, table names, actions and the timeline. An
+/// island: it fetches the timeline again when a live event about the dataset
+/// arrives, and its buttons work in place.
+#[island]
 fn SyncSection(id: Uuid) -> impl IntoView {
     let live = use_live_sync();
     let retry = ServerAction::<RetrySync>::new();

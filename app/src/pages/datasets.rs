@@ -1,6 +1,6 @@
 //! `/`: the upload form and the tenant's datasets.
 
-use super::components::SyncBadge;
+use super::{components::SyncBadge, live::use_live_sync};
 use crate::{
     api::{list_datasets, SyncAll},
     format::{human_bytes, short_timestamp, thousands},
@@ -8,21 +8,32 @@ use crate::{
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::{components::A, hooks::use_query_map};
+use leptos_router::hooks::use_query_map;
 
 #[component]
 pub fn DatasetsPage() -> impl IntoView {
-    // Bumped after each successful upload so the list is fetched again.
-    let (version, set_version) = signal(0u32);
+    let query = use_query_map();
+    // Set by the server's redirect after a failed upload without JavaScript.
+    let redirected_error = query.read_untracked().get("upload_error");
+    view! {
+        <Title text="Datasets" />
+        <UploadForm redirected_error />
+        <DatasetsPanel />
+    }
+}
+
+/// The tenant's datasets with live badges, fetched again after each upload
+/// from this page and after "Sync all unsynced".
+#[island]
+fn DatasetsPanel() -> impl IntoView {
+    let live = use_live_sync();
     let sync_all = ServerAction::<SyncAll>::new();
     let datasets = Resource::new(
-        move || (version.get(), sync_all.version().get()),
+        move || (live.uploads(), sync_all.version().get()),
         |_| list_datasets(),
     );
 
     view! {
-        <Title text="Datasets" />
-        <UploadForm on_uploaded=Callback::new(move |()| set_version.update(|v| *v += 1)) />
         <section class="card">
             <div class="card-head">
                 <h1>"Datasets"</h1>
@@ -83,7 +94,7 @@ fn DatasetsTable(datasets: Vec<DatasetSummary>) -> impl IntoView {
                             view! {
                                 <tr data-dataset-id=d.id.to_string()>
                                     <td>
-                                        <A href=format!("/datasets/{}", d.id)>{d.name.clone()}</A>
+                                        <a href=format!("/datasets/{}", d.id)>{d.name.clone()}</a>
                                         <div class="muted small">{d.file_name.clone()}</div>
                                     </td>
                                     <td>{d.source_format.clone()}</td>
@@ -107,13 +118,13 @@ fn DatasetsTable(datasets: Vec<DatasetSummary>) -> impl IntoView {
 }
 
 /// The upload form. Without JavaScript it is a plain multipart form whose
-/// answer redirects back here; once hydrated it uploads through XHR so it can
-/// show progress, and reports errors inline.
-#[component]
-fn UploadForm(on_uploaded: Callback<()>) -> impl IntoView {
-    let query = use_query_map();
-    // Set by the server's redirect after a failed upload without JavaScript.
-    let redirected_error = move || query.read().get("upload_error");
+/// answer redirects back here (with `redirected_error` on failure); once
+/// hydrated it uploads through XHR so it can show progress, and reports
+/// errors inline.
+#[island]
+fn UploadForm(redirected_error: Option<String>) -> impl IntoView {
+    let live = use_live_sync();
+    let on_uploaded = Callback::new(move |()| live.uploaded());
     let (error, set_error) = signal(None::<String>);
     let (notice, set_notice) = signal(None::<String>);
     let (progress, set_progress) = signal(None::<f64>);
@@ -183,7 +194,7 @@ fn UploadForm(on_uploaded: Callback<()>) -> impl IntoView {
                 </Show>
             </form>
             <UploadMessages
-                error=Signal::derive(move || error.get().or_else(redirected_error))
+                error=Signal::derive(move || error.get().or_else(|| redirected_error.clone()))
                 notice=notice.into()
             />
         </section>

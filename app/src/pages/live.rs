@@ -1,8 +1,11 @@
 //! Live sync states in the browser: one `EventSource` on `/api/events` per
-//! page, feeding a map of dataset id → latest [`SyncState`] that badges and
-//! the dataset page read. On the server (and before the first event) the map is
-//! empty, so components render the state they were given and hydration
-//! matches the server's HTML.
+//! page, feeding a map of dataset id → latest [`SyncState`] that every island
+//! on the page reads (badges, the dataset page's sync section). The pages are
+//! islands (see `pages/mod.rs`), so this is page-global state rather than
+//! context. It starts (the event stream and the clock) only once every island
+//! has hydrated ([`super::HydrationDone`] is the last island on the page): until
+//! then the map is empty and the clock unset, so every island renders the
+//! state the server gave it and hydration matches the server's HTML.
 
 use crate::model::{LiveEvent, SyncState};
 use leptos::prelude::*;
@@ -17,9 +20,19 @@ pub struct LiveSync {
     /// Milliseconds since the epoch, ticking once a second in the browser
     /// (`None` on the server): for "next retry in …" and "… ago".
     now_ms: RwSignal<Option<f64>>,
+    /// Bumped after each upload from this page, so the list fetches again.
+    uploads: RwSignal<u64>,
 }
 
 impl LiveSync {
+    fn new() -> Self {
+        Self {
+            states: RwSignal::new(HashMap::new()),
+            now_ms: RwSignal::new(None),
+            uploads: RwSignal::new(0),
+        }
+    }
+
     pub fn state_of(&self, id: Uuid) -> Option<SyncState> {
         self.states.with(|m| m.get(&id).map(|(_, s)| s.clone()))
     }
@@ -32,24 +45,16 @@ impl LiveSync {
     pub fn now_ms(&self) -> Option<f64> {
         self.now_ms.get()
     }
-}
 
-/// Creates the live map for the app (call once, in `App`).
-pub fn provide_live_sync() {
-    let live = LiveSync {
-        states: RwSignal::new(HashMap::new()),
-        now_ms: RwSignal::new(None),
-    };
-    provide_context(live);
-    #[cfg(feature = "hydrate")]
-    Effect::new(move |_| browser::connect(live));
-}
+    /// Changes after every upload made from this page.
+    pub fn uploads(&self) -> u64 {
+        self.uploads.get()
+    }
 
-pub fn use_live_sync() -> LiveSync {
-    use_context::<LiveSync>().expect("provide_live_sync() runs in App")
-}
+    pub fn uploaded(&self) {
+        self.uploads.update(|n| *n += 1);
+    }
 
-impl LiveSync {
     #[cfg_attr(not(feature = "hydrate"), expect(dead_code))]
     fn apply(&self, event: LiveEvent) {
         match event {
@@ -63,6 +68,33 @@ impl LiveSync {
             }),
         }
     }
+}
+
+/// The page's live map: in the browser one per page, on the server a fresh
+/// empty one.
+pub fn use_live_sync() -> LiveSync {
+    #[cfg(feature = "hydrate")]
+    {
+        thread_local! {
+            static LIVE: LiveSync = {
+                // Owned by a root of its own that lives as long as the page,
+                // not by whichever island asked first.
+                let owner = Owner::new_root(None);
+                let live = owner.with(LiveSync::new);
+                std::mem::forget(owner);
+                live
+            };
+        }
+        LIVE.with(|live| *live)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    LiveSync::new()
+}
+
+/// Connects the event stream and starts the clock (once every island has hydrated).
+#[cfg(feature = "hydrate")]
+pub fn start() {
+    browser::connect(use_live_sync());
 }
 
 #[cfg(feature = "hydrate")]

@@ -1,4 +1,11 @@
 //! The pages, the router and the HTML shell.
+//!
+//! **Islands.** Every page renders on the server; only the interactive parts
+//! are `#[island]`s that hydrate in the browser (the upload form, the
+//! datasets list, live badges, the dataset page's sync section). Static parts
+//! (a dataset's schema, statistics and preview) ship no code to the browser,
+//! which keeps the bundle small. Islands share page-global state through
+//! [`live`], not context, and navigate with plain links.
 
 mod components;
 mod dataset;
@@ -23,7 +30,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <AutoReload options=options.clone() />
-                <HydrationScripts options />
+                <HydrationScripts options islands=true />
                 <MetaTags />
             </head>
             <body>
@@ -36,7 +43,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    live::provide_live_sync();
     view! {
         <Stylesheet id="leptos" href="/pkg/servicetsunami.css" />
         <Title formatter=|text| format!("{text} · ServiceTsunami") />
@@ -58,6 +64,25 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
+        <HydrationDone />
+    }
+}
+
+/// The last island on every page: when it hydrates, every island before it
+/// has, so the live status starts (without disturbing hydration) and the page
+/// is marked ready for the end-to-end tests.
+#[island]
+fn HydrationDone() -> impl IntoView {
+    #[cfg(feature = "hydrate")]
+    {
+        live::start();
+        if let Some(window) = web_sys::window() {
+            let _ = js_sys::Reflect::set(
+                &window,
+                &wasm_bindgen::JsValue::from_str("__servicetsunami_hydrated"),
+                &wasm_bindgen::JsValue::TRUE,
+            );
+        }
     }
 }
 
