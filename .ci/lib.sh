@@ -184,14 +184,23 @@ ensure_postgres() {
 }
 
 # `cargo sqlx prepare --check` against a scratch database with every
-# migration: the committed .sqlx/ must match the queries exactly.
+# migration: the committed .sqlx/ must match the queries exactly. sqlx-cli
+# touches the crates' sources to make the macros run again; their times are
+# put back afterwards, so the build that follows does not recompile them.
 check_sqlx_data() {
-  local db="st_sqlx_check_$$" url
+  local db="st_sqlx_check_$$" url stamps status=0
   url="${TEST_DATABASE_URL%/*}/$db"
+  stamps="$(mktemp)"
+  find "$ROOT/app" "$ROOT/server" "$ROOT/mcp" "$ROOT/end2end/stack" -name '*.rs' \
+    -not -path '*/node_modules/*' -printf '%T@ %p\n' >"$stamps"
   psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
-  # shellcheck disable=SC2064
-  trap "psql '$TEST_DATABASE_URL' -qc 'DROP DATABASE IF EXISTS $db WITH (FORCE)' >/dev/null" RETURN
-  DATABASE_URL="$url" cargo sqlx migrate run --source "$ROOT/migrations" >/dev/null
-  DATABASE_URL="$url" SQLX_OFFLINE=false cargo sqlx prepare --workspace --check -- \
-    "${CARGO_PACKAGES[@]}" --all-targets
+  DATABASE_URL="$url" cargo sqlx migrate run --source "$ROOT/migrations" >/dev/null || status=$?
+  if [ "$status" -eq 0 ]; then
+    DATABASE_URL="$url" SQLX_OFFLINE=false cargo sqlx prepare --workspace --check -- \
+      "${CARGO_PACKAGES[@]}" --all-targets || status=$?
+  fi
+  while read -r stamp path; do touch -m -d "@$stamp" "$path"; done <"$stamps"
+  rm -f "$stamps"
+  psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  return "$status"
 }
