@@ -67,8 +67,9 @@ fn ident<F: Fn(&str) -> Option<String>>(
     name: &'static str,
     default: &str,
 ) -> Result<Ident, ConfigError> {
-    let value = env.raw(name).unwrap_or_else(|| default.to_owned());
-    Ident::parse(&value).map_err(|e| ConfigError::invalid(name, value, e.reason))
+    env.checked(name, default, |v| {
+        Ident::parse(v).map_err(|e| e.reason.to_owned())
+    })
 }
 
 impl Settings {

@@ -3,7 +3,7 @@
 //! error that names it.
 
 use crate::sync::ledger::SyncMode;
-pub use contract::env::{ConfigError, Env};
+pub use contract::env::{parse_byte_size, ConfigError, Env};
 use leptos::prelude::LeptosOptions;
 use secrecy::SecretString;
 use std::{net::SocketAddr, path::PathBuf};
@@ -83,18 +83,6 @@ pub struct Settings {
     pub sync: SyncSettings,
 }
 
-/// A DuckDB memory setting: checked to be a byte size, kept as written.
-fn duckdb_size<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
-    name: &'static str,
-    default: &str,
-) -> Result<String, ConfigError> {
-    let value = env.raw(name).unwrap_or_else(|| default.to_owned());
-    contract::env::parse_byte_size(&value)
-        .map_err(|reason| ConfigError::invalid(name, value.clone(), reason))?;
-    Ok(value)
-}
-
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -117,8 +105,11 @@ impl Settings {
         let upload_max_bytes = env.byte_size("UPLOAD_MAX_BYTES", 2 << 30)?;
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         let duckdb_threads = env.parse_at_least("DUCKDB_THREADS", cpus, 1)?;
-        let duckdb_memory_limit = duckdb_size(&env, "DUCKDB_MEMORY_LIMIT", "192MB")?;
-        let duckdb_read_memory_limit = duckdb_size(&env, "DUCKDB_READ_MEMORY_LIMIT", "128MB")?;
+        // DuckDB reads these itself: checked to be byte sizes, kept as written.
+        let byte_size = |v: &str| parse_byte_size(v).map(|_| v.to_owned());
+        let duckdb_memory_limit = env.checked("DUCKDB_MEMORY_LIMIT", "192MB", byte_size)?;
+        let duckdb_read_memory_limit =
+            env.checked("DUCKDB_READ_MEMORY_LIMIT", "128MB", byte_size)?;
 
         let log_format = match env.raw("LOG_FORMAT").as_deref() {
             None | Some("pretty") => LogFormat::Pretty,

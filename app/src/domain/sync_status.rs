@@ -4,45 +4,59 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a dataset stands in its sync to the lakehouse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "ssr", derive(sqlx::Type))]
-#[cfg_attr(
-    feature = "ssr",
-    sqlx(type_name = "sync_status", rename_all = "snake_case")
-)]
-pub enum SyncStatus {
-    /// Sync is disabled; the dataset lives only in local Parquet.
-    LocalOnly,
-    /// A sync request is stored but the workflow engine has not accepted it yet.
-    Pending,
-    /// Accepted by the workflow engine, waiting to run.
-    Queued,
-    /// A sync step is running.
-    Syncing,
-    /// An attempt failed and another one is scheduled.
-    Retrying,
-    /// Bronze and silver tables exist and are current.
-    Synced,
-    /// Retries are exhausted or the error cannot be fixed by retrying.
-    Failed,
+/// Declares an enum stored as the Postgres enum `$sql` (and serialised with
+/// the same snake_case names), with `ALL` and `as_str`.
+macro_rules! db_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident as $sql:literal {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        #[cfg_attr(feature = "ssr", derive(sqlx::Type))]
+        #[cfg_attr(feature = "ssr", sqlx(type_name = $sql, rename_all = "snake_case"))]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The snake_case name stored in Postgres and sent as JSON.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+db_enum! {
+    /// Where a dataset stands in its sync to the lakehouse.
+    pub enum SyncStatus as "sync_status" {
+        /// Sync is disabled; the dataset lives only in local Parquet.
+        LocalOnly = "local_only",
+        /// A sync request is stored but the workflow engine has not accepted it yet.
+        Pending = "pending",
+        /// Accepted by the workflow engine, waiting to run.
+        Queued = "queued",
+        /// A sync step is running.
+        Syncing = "syncing",
+        /// An attempt failed and another one is scheduled.
+        Retrying = "retrying",
+        /// Bronze and silver tables exist and are current.
+        Synced = "synced",
+        /// Retries are exhausted or the error cannot be fixed by retrying.
+        Failed = "failed",
+    }
 }
 
 impl SyncStatus {
-    /// The snake_case name stored in Postgres and in `metadata.sync_status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LocalOnly => "local_only",
-            Self::Pending => "pending",
-            Self::Queued => "queued",
-            Self::Syncing => "syncing",
-            Self::Retrying => "retrying",
-            Self::Synced => "synced",
-            Self::Failed => "failed",
-        }
-    }
-
     /// Human label for badges: the name, with spaces.
     pub fn label(self) -> &'static str {
         match self {
@@ -60,65 +74,35 @@ impl SyncStatus {
     }
 }
 
-/// A row of the sync timeline: the request's acceptance (`queued`) or one of
-/// the sync's three journaled steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "ssr", derive(sqlx::Type))]
-#[cfg_attr(
-    feature = "ssr",
-    sqlx(type_name = "sync_step", rename_all = "snake_case")
-)]
-pub enum SyncStep {
-    /// Restate accepted the sync request.
-    Queued,
-    /// MCP `create_dataset`: the file staged and the bronze table created.
-    Bronze,
-    /// MCP `transform_to_silver`.
-    Silver,
-    /// The catalogue records the tables and `synced`.
-    Metadata,
+db_enum! {
+    /// A row of the sync timeline: the request's acceptance (`queued`) or one
+    /// of the sync's three journaled steps.
+    pub enum SyncStep as "sync_step" {
+        /// Restate accepted the sync request.
+        Queued = "queued",
+        /// MCP `create_dataset`: the file staged and the bronze table created.
+        Bronze = "bronze",
+        /// MCP `transform_to_silver`.
+        Silver = "silver",
+        /// The catalogue records the tables and `synced`.
+        Metadata = "metadata",
+    }
 }
 
 impl SyncStep {
     /// The three steps a sync runs, in order.
     pub const RUN: [SyncStep; 3] = [Self::Bronze, Self::Silver, Self::Metadata];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Bronze => "bronze",
-            Self::Silver => "silver",
-            Self::Metadata => "metadata",
-        }
-    }
 }
 
-/// How a step attempt ended (or that it still runs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[cfg_attr(feature = "ssr", derive(sqlx::Type))]
-#[cfg_attr(
-    feature = "ssr",
-    sqlx(type_name = "step_outcome", rename_all = "snake_case")
-)]
-pub enum StepOutcome {
-    Running,
-    Succeeded,
-    /// Failed, and another attempt is scheduled.
-    Retrying,
-    /// Failed for good.
-    Failed,
-}
-
-impl StepOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Retrying => "retrying",
-            Self::Failed => "failed",
-        }
+db_enum! {
+    /// How a step attempt ended (or that it still runs).
+    pub enum StepOutcome as "step_outcome" {
+        Running = "running",
+        Succeeded = "succeeded",
+        /// Failed, and another attempt is scheduled.
+        Retrying = "retrying",
+        /// Failed for good.
+        Failed = "failed",
     }
 }
 
@@ -126,42 +110,19 @@ impl StepOutcome {
 mod tests {
     use super::*;
 
+    fn serde_names_match<T: Serialize + Copy>(all: &[T], name: impl Fn(T) -> &'static str) {
+        for &value in all {
+            let json = serde_json::to_string(&value).unwrap();
+            assert_eq!(json, format!("\"{}\"", name(value)));
+        }
+    }
+
     #[test]
     fn serde_names_match_database_names() {
-        for s in [
-            SyncStatus::LocalOnly,
-            SyncStatus::Pending,
-            SyncStatus::Queued,
-            SyncStatus::Syncing,
-            SyncStatus::Retrying,
-            SyncStatus::Synced,
-            SyncStatus::Failed,
-        ] {
-            let json = serde_json::to_string(&s).unwrap();
-            assert_eq!(json, format!("\"{}\"", s.as_str()));
-        }
-        for s in [
-            SyncStep::Queued,
-            SyncStep::Bronze,
-            SyncStep::Silver,
-            SyncStep::Metadata,
-        ] {
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                format!("\"{}\"", s.as_str())
-            );
-        }
-        for o in [
-            StepOutcome::Running,
-            StepOutcome::Succeeded,
-            StepOutcome::Retrying,
-            StepOutcome::Failed,
-        ] {
-            assert_eq!(
-                serde_json::to_string(&o).unwrap(),
-                format!("\"{}\"", o.as_str())
-            );
-        }
+        serde_names_match(SyncStatus::ALL, SyncStatus::as_str);
+        serde_names_match(SyncStep::ALL, SyncStep::as_str);
+        serde_names_match(StepOutcome::ALL, StepOutcome::as_str);
+        assert_eq!(SyncStatus::ALL.len(), 7);
     }
 
     #[test]

@@ -82,6 +82,18 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(value)
     }
 
+    /// The value (or `default`) as `check` reads it; `check` says why a value
+    /// is invalid.
+    pub fn checked<T>(
+        &self,
+        name: &'static str,
+        default: &str,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let value = self.raw(name).unwrap_or_else(|| default.to_owned());
+        check(&value).map_err(|reason| ConfigError::invalid(name, value, reason))
+    }
+
     pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.raw(name) {
             None => Ok(default),

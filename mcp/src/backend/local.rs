@@ -182,12 +182,12 @@ impl Backend for LocalLakehouse {
                 ))
             })
             .await?;
-        Ok(BronzeResult {
-            bronze_table: name.to_string(),
+        Ok(BronzeRequest::result(
+            &name,
             volume_path,
             row_count,
             columns,
-        })
+        ))
     }
 
     async fn transform_to_silver(

@@ -121,6 +121,23 @@ impl<B: Backend> Lakehouse for B {
     }
 }
 
+impl BronzeRequest {
+    /// What `create_dataset` reports once `table` exists.
+    pub fn result(
+        table: &TableName,
+        volume_path: String,
+        row_count: u64,
+        columns: Vec<ColumnInfo>,
+    ) -> BronzeResult {
+        BronzeResult {
+            bronze_table: table.to_string(),
+            volume_path,
+            row_count,
+            columns,
+        }
+    }
+}
+
 /// Which schema layer a table belongs to, checked against the tenant.
 pub fn layer_of(tenant: &TenantId, schema: &Ident) -> Option<&'static str> {
     if *schema == tenant.bronze_schema() {

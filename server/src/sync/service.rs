@@ -19,7 +19,10 @@ use super::{
     ledger::{Attempt, Ledger},
     metrics::SyncMetrics,
 };
-use app::domain::{SyncStatus, SyncStep};
+use app::{
+    domain::{SyncStatus, SyncStep},
+    model::SyncState,
+};
 use contract::{
     client::{CallError, McpClient},
     tools::{CreateDataset, CreateDatasetArgs, TransformArgs, TransformToSilver},
@@ -50,18 +53,14 @@ pub struct SyncInput {
 }
 
 /// The object's record of its last (or current) sync, kept in Restate's K/V
-/// store for operators, and the handler's result. The catalogue in Postgres
-/// is the source of truth for the UI; this is what Restate itself knows.
+/// store for operators, and the handler's result: the same [`SyncState`] the
+/// UI shows, plus the request it serves. The catalogue in Postgres is the
+/// source of truth for the UI; this is what Restate itself knows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncRecord {
     pub request_id: Uuid,
-    pub status: SyncStatus,
-    pub step: Option<SyncStep>,
-    pub attempt: Option<u32>,
-    pub max_attempts: Option<u32>,
-    pub bronze_table: Option<String>,
-    pub silver_table: Option<String>,
-    pub error: Option<String>,
+    #[serde(flatten)]
+    pub state: SyncState,
 }
 
 /// Why a step attempt did not succeed, and whether trying again later may help.
@@ -171,13 +170,18 @@ impl DatasetSync {
             plan,
             record: SyncRecord {
                 request_id,
-                status: SyncStatus::Syncing,
-                step: None,
-                attempt: None,
-                max_attempts: None,
-                bronze_table: None,
-                silver_table: None,
-                error: None,
+                state: SyncState {
+                    dataset_id,
+                    status: SyncStatus::Syncing,
+                    step: None,
+                    attempt: None,
+                    max_attempts: None,
+                    next_retry_at: None,
+                    error: None,
+                    bronze_table: None,
+                    silver_table: None,
+                    last_sync_at: None,
+                },
             },
         };
 
@@ -200,7 +204,7 @@ impl DatasetSync {
                 async move { Ok(deps.mcp.call::<CreateDataset>(&args).await?) }
             })
             .await?;
-        job.record.bronze_table = Some(bronze.bronze_table.clone());
+        job.record.state.bronze_table = Some(bronze.bronze_table.clone());
 
         let silver_args = TransformArgs {
             tenant_id: dataset.tenant_id.to_string(),
@@ -212,7 +216,7 @@ impl DatasetSync {
                 async move { Ok(deps.mcp.call::<TransformToSilver>(&args).await?) }
             })
             .await?;
-        job.record.silver_table = Some(silver.silver_table.clone());
+        job.record.state.silver_table = Some(silver.silver_table.clone());
 
         let tables = (bronze.bronze_table, silver.silver_table);
         self.run_step(&mut job, SyncStep::Metadata, move |deps, a| {
@@ -232,10 +236,10 @@ impl DatasetSync {
         .await?;
 
         let mut record = job.record;
-        record.status = SyncStatus::Synced;
-        record.step = None;
-        record.attempt = None;
-        record.max_attempts = None;
+        record.state.status = SyncStatus::Synced;
+        record.state.step = None;
+        record.state.attempt = None;
+        record.state.max_attempts = None;
         ctx.set(RECORD_KEY, Json(record.clone()));
         Ok(Json(record))
     }
@@ -262,9 +266,9 @@ struct Job<'a, 'ctx> {
 
 impl Job<'_, '_> {
     fn save(&mut self, status: SyncStatus, error: Option<String>) {
-        self.record.status = status;
+        self.record.state.status = status;
         if error.is_some() {
-            self.record.error = error;
+            self.record.state.error = error;
         }
         self.ctx.set(RECORD_KEY, Json(self.record.clone()));
     }
@@ -296,9 +300,9 @@ impl DatasetSync {
                 attempt,
                 max_attempts,
             };
-            job.record.step = Some(step);
-            job.record.attempt = Some(attempt);
-            job.record.max_attempts = Some(max_attempts);
+            job.record.state.step = Some(step);
+            job.record.state.attempt = i32::try_from(attempt).ok();
+            job.record.state.max_attempts = i32::try_from(max_attempts).ok();
             job.save(SyncStatus::Syncing, None);
 
             // One journaled action per attempt: the ledger's writes around

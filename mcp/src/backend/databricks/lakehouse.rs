@@ -134,12 +134,12 @@ impl Backend for DatabricksLakehouse {
             .map_err(backend)?
             .map(|t| t.columns.iter().map(UcColumn::info).collect())
             .unwrap_or_default();
-        Ok(BronzeResult {
-            bronze_table: table.to_string(),
+        Ok(BronzeRequest::result(
+            &table,
             volume_path,
             row_count,
             columns,
-        })
+        ))
     }
 
     async fn transform_to_silver(
