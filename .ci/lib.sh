@@ -10,6 +10,9 @@ export SQLX_OFFLINE_DIR="$ROOT/.sqlx"
 # leptos reads this at compile time; cargo-leptos sets it, so plain cargo
 # commands set it too, or each would rebuild what the other built.
 export LEPTOS_OUTPUT_NAME=servicetsunami
+# Incremental artifacts of our crates grow without bound across many builds
+# (tens of GB seen); the dependencies are never incremental anyway.
+export CARGO_INCREMENTAL=0
 
 # One package selection for every cargo command (tests, clippy, the server
 # binary, benchmarks). Cargo unifies the features of build-time dependencies

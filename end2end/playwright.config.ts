@@ -29,6 +29,17 @@ export default defineConfig({
       ],
     },
   },
+  projects: [
+    // Signs in as the first admin (.ci/e2e-server sets ADMIN_EMAIL) once and
+    // keeps the session for every other test.
+    { name: "sign-in", testMatch: /auth\.setup\.ts/ },
+    {
+      name: "app",
+      testMatch: /.*\.spec\.ts/,
+      dependencies: ["sign-in"],
+      use: { storageState: ".auth/admin.json" },
+    },
+  ],
   webServer: {
     // Starts the built server against a fresh database and data directory.
     command: `bash ../.ci/e2e-server ${port}`,

@@ -1,8 +1,10 @@
-//! Server functions. Each acts for the request's tenant, taken from `AppState`.
+//! Server functions. Each acts for the request's principal (its tenant and
+//! user, [`crate::ssr::auth::principal`]): another tenant's dataset is not
+//! found. Errors answer with their own HTTP status ([`AppError::status`]).
 
 use crate::{
     error::AppError,
-    model::{DatasetDetail, DatasetSummary, SyncDetail},
+    model::{DatasetDetail, DatasetSummary, Me, SyncDetail, TeamPage, TokensPage},
 };
 use leptos::prelude::*;
 use uuid::Uuid;
@@ -14,21 +16,33 @@ pub const PREVIEW_ROWS: usize = 100;
 #[server(endpoint = "list_datasets")]
 pub async fn list_datasets() -> Result<Vec<DatasetSummary>, AppError> {
     use crate::{error::ResultExt, ssr::catalog};
-    let state = expect_context::<crate::ssr::AppState>();
-    catalog::list_datasets(&state.db, state.tenant_id)
-        .await
-        .context("listing datasets")
+    crate::error::answer(
+        async {
+            let who = crate::ssr::auth::principal()?;
+            let state = expect_context::<crate::ssr::AppState>();
+            catalog::list_datasets(&state.db, who.tenant_id)
+                .await
+                .context("listing datasets")
+        }
+        .await,
+    )
 }
 
 /// One dataset with its schema, a preview of its first rows and column statistics.
 #[server(endpoint = "get_dataset")]
 pub async fn get_dataset(id: Uuid) -> Result<DatasetDetail, AppError> {
+    crate::error::answer(dataset_detail(id).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn dataset_detail(id: Uuid) -> Result<DatasetDetail, AppError> {
     use crate::{
         error::ResultExt,
         ssr::{catalog, ReadError},
     };
+    let who = crate::ssr::auth::principal()?;
     let state = expect_context::<crate::ssr::AppState>();
-    let (summary, schema) = catalog::find_dataset(&state.db, state.tenant_id, id)
+    let (summary, schema) = catalog::find_dataset(&state.db, who.tenant_id, id)
         .await
         .context("loading a dataset")?
         .ok_or(AppError::NotFound)?;
@@ -58,11 +72,25 @@ pub async fn get_dataset(id: Uuid) -> Result<DatasetDetail, AppError> {
 /// Syncs one dataset again (after `failed`, or to refresh a synced one).
 #[server(endpoint = "retry_sync")]
 pub async fn retry_sync(id: Uuid) -> Result<(), AppError> {
-    use crate::{error::ResultExt, ssr::ResyncOutcome};
+    crate::error::answer(resync(id).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn resync(id: Uuid) -> Result<(), AppError> {
+    use crate::{
+        error::ResultExt,
+        ssr::{catalog, ResyncOutcome},
+    };
+    let who = crate::ssr::auth::principal()?;
     let state = expect_context::<crate::ssr::AppState>();
+    // Another tenant's dataset is not found, whether or not sync is on.
+    catalog::find_dataset(&state.db, who.tenant_id, id)
+        .await
+        .context("loading a dataset")?
+        .ok_or(AppError::NotFound)?;
     let sync = state.sync.as_ref().ok_or(AppError::SyncUnavailable)?;
     match sync
-        .request_resync(state.tenant_id, id)
+        .request_resync(who.tenant_id, id)
         .await
         .context("requesting a sync")?
     {
@@ -79,26 +107,38 @@ pub async fn retry_sync(id: Uuid) -> Result<(), AppError> {
 #[server(endpoint = "sync_all")]
 pub async fn sync_all() -> Result<u64, AppError> {
     use crate::error::ResultExt;
-    let state = expect_context::<crate::ssr::AppState>();
-    let sync = state.sync.as_ref().ok_or(AppError::SyncUnavailable)?;
-    let count = sync
-        .request_bulk_sync(state.tenant_id)
-        .await
-        .context("requesting a bulk sync")?;
-    tracing::info!(count, "bulk sync requested");
-    Ok(count)
+    crate::error::answer(
+        async {
+            let who = crate::ssr::auth::principal()?;
+            let state = expect_context::<crate::ssr::AppState>();
+            let sync = state.sync.as_ref().ok_or(AppError::SyncUnavailable)?;
+            let count = sync
+                .request_bulk_sync(who.tenant_id)
+                .await
+                .context("requesting a bulk sync")?;
+            tracing::info!(count, tenant = %who.tenant_id, "bulk sync requested");
+            Ok(count)
+        }
+        .await,
+    )
 }
 
 /// The dataset page's Sync section: current state and the timeline.
 #[server(endpoint = "get_sync_detail")]
 pub async fn get_sync_detail(id: Uuid) -> Result<SyncDetail, AppError> {
+    crate::error::answer(sync_detail(id).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn sync_detail(id: Uuid) -> Result<SyncDetail, AppError> {
     use crate::{error::ResultExt, ssr::catalog};
+    let who = crate::ssr::auth::principal()?;
     let state = expect_context::<crate::ssr::AppState>();
-    let (summary, _) = catalog::find_dataset(&state.db, state.tenant_id, id)
+    let (summary, _) = catalog::find_dataset(&state.db, who.tenant_id, id)
         .await
         .context("loading a dataset")?
         .ok_or(AppError::NotFound)?;
-    let events = catalog::sync_events(&state.db, state.tenant_id, id)
+    let events = catalog::sync_events(&state.db, who.tenant_id, id)
         .await
         .context("loading the sync timeline")?;
     let catalog_explorer_url = match (&state.databricks_host, &summary.sync.silver_table) {
@@ -114,5 +154,89 @@ pub async fn get_sync_detail(id: Uuid) -> Result<SyncDetail, AppError> {
         events,
         available: state.sync.is_some(),
         catalog_explorer_url,
+    })
+}
+
+/// The signed-in user (the header's menu); `None` when nobody is.
+#[server(endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<Me>, AppError> {
+    use crate::{error::ResultExt, ssr::account};
+    // The 404 fallback renders the shell outside the app's routes, without
+    // the app's state: then the menu is simply not shown.
+    let (Ok(who), Some(state)) = (
+        crate::ssr::auth::principal(),
+        use_context::<crate::ssr::AppState>(),
+    ) else {
+        return Ok(None);
+    };
+    crate::error::answer(
+        account::me(&state.db, who.user_id)
+            .await
+            .context("loading the user"),
+    )
+}
+
+/// The Settings page: the user's personal access tokens, and the secret of
+/// the one just created.
+#[server(endpoint = "personal_tokens")]
+pub async fn personal_tokens() -> Result<TokensPage, AppError> {
+    crate::error::answer(tokens_page(crate::domain::TokenKind::Personal).await)
+}
+
+/// The Connect-an-assistant page: the user's MCP tokens, the secret of the
+/// one just created, and the MCP server's URL.
+#[server(endpoint = "assistant_tokens")]
+pub async fn assistant_tokens() -> Result<TokensPage, AppError> {
+    crate::error::answer(tokens_page(crate::domain::TokenKind::Mcp).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn tokens_page(kind: crate::domain::TokenKind) -> Result<TokensPage, AppError> {
+    use crate::{
+        domain::TokenKind,
+        error::ResultExt,
+        ssr::{account, auth},
+    };
+    let who = auth::principal()?;
+    let state = expect_context::<crate::ssr::AppState>();
+    let tokens = account::tokens(&state.db, who.user_id, kind)
+        .await
+        .context("listing tokens")?;
+    Ok(TokensPage {
+        tokens,
+        new_secret: auth::take_flash(kind.as_str()).await,
+        mcp_url: (kind == TokenKind::Mcp)
+            .then(|| state.mcp_public_url.clone())
+            .flatten(),
+    })
+}
+
+/// The Team page (admins): members, invitations, and the link just created.
+#[server(endpoint = "team")]
+pub async fn team() -> Result<TeamPage, AppError> {
+    crate::error::answer(team_page().await)
+}
+
+#[cfg(feature = "ssr")]
+async fn team_page() -> Result<TeamPage, AppError> {
+    use crate::{
+        error::ResultExt,
+        ssr::{account, auth},
+    };
+    let who = auth::admin()?;
+    let state = expect_context::<crate::ssr::AppState>();
+    let me = account::me(&state.db, who.user_id)
+        .await
+        .context("loading the user")?
+        .ok_or(AppError::Unauthorized)?;
+    Ok(TeamPage {
+        team: me.team,
+        members: account::members(&state.db, who.tenant_id)
+            .await
+            .context("listing members")?,
+        invitations: account::invitations(&state.db, who.tenant_id)
+            .await
+            .context("listing invitations")?,
+        new_link: auth::take_flash("invitation").await,
     })
 }

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 pub enum AppError {
     #[error("dataset not found")]
     NotFound,
+    #[error("sign in first: your session has ended or was never started")]
+    Unauthorized,
+    #[error("only an admin of your team can do that")]
+    Forbidden,
     #[error("the dataset's data file is missing; it may have been removed from storage")]
     DataFileMissing,
     #[error("lakehouse sync is not configured on this server (DATABRICKS_SYNC_ENABLED and MCP_SERVER_URL)")]
@@ -29,6 +33,36 @@ impl FromServerFnError for AppError {
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         AppError::ServerFn(value)
     }
+}
+
+impl AppError {
+    /// The HTTP status a server function answers with this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NotFound => 404,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::DataFileMissing => 410,
+            Self::SyncUnavailable => 503,
+            Self::SyncInProgress => 409,
+            Self::Internal => 500,
+            Self::ServerFn(_) => 400,
+        }
+    }
+}
+
+/// Ends a server function: on error, sets the response status to the
+/// error's ([`AppError::status`]) so scripts see 404/401/403…, not 500.
+#[cfg(feature = "ssr")]
+pub fn answer<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(e) = &result {
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            if let Ok(status) = axum::http::StatusCode::from_u16(e.status()) {
+                response.set_status(status);
+            }
+        }
+    }
+    result
 }
 
 /// `.context("loading a dataset")` on any server-side failure: logs the cause

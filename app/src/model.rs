@@ -131,3 +131,62 @@ pub struct UploadResponse {
     pub dataset: DatasetSummary,
     pub schema: Vec<ColumnSchema>,
 }
+
+/// The signed-in user, for the header and the account pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub email: String,
+    pub role: crate::domain::Role,
+    pub team: String,
+}
+
+/// A personal access token or an assistant's token, as listed (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: crate::domain::TokenKind,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked: bool,
+    pub expired: bool,
+}
+
+/// The Settings or the Connect-an-assistant page: the user's tokens of one
+/// kind, and the secret of the one just created (shown once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokensPage {
+    pub tokens: Vec<TokenInfo>,
+    pub new_secret: Option<String>,
+    /// The MCP server's URL as assistants reach it (the assistant page).
+    pub mcp_url: Option<String>,
+}
+
+/// A member of the team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub email: String,
+    pub role: crate::domain::Role,
+    pub created_at: String,
+}
+
+/// An invitation link, as listed (never the code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationInfo {
+    pub role: crate::domain::Role,
+    pub created_at: String,
+    pub expires_at: String,
+    pub used: bool,
+}
+
+/// The Team page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamPage {
+    pub team: String,
+    pub members: Vec<Member>,
+    pub invitations: Vec<InvitationInfo>,
+    /// The sign-up link just created (shown once).
+    pub new_link: Option<String>,
+}

@@ -8,6 +8,10 @@ import { execFileSync } from "node:child_process";
 import { homedir } from "node:os";
 import { join } from "node:path";
 
+/** The first admin's signed-in browser state (written by auth.setup.ts). */
+export const adminState = join(__dirname, "..", ".auth", "admin.json");
+export const admin = { email: "admin@e2e.example.org", password: "e2e admin password" };
+
 const stateDir = process.env.E2E_STATE_DIR ?? join(__dirname, "..", ".state");
 const targetDir = process.env.CARGO_TARGET_DIR ?? join(homedir(), ".cache", "servicetsunami", "target");
 const stackBin = join(targetDir, "debug", "stack");
@@ -57,3 +61,23 @@ export async function uploadCsv(page: Page, name: string, csv: string) {
 }
 
 export const smallCsv = "city,country,population\nOslo,Norway,709037\nBergen,Norway,291940\nLyon,France,522250\n";
+
+/** Signs up a new team through the form (open sign-up) and lands signed in. */
+export async function signUp(page: Page, email: string, password: string, team: string) {
+  await page.goto("/signup");
+  await page.locator('input[name="team"]').fill(team);
+  await page.locator('input[name="email"]').fill(email);
+  await page.locator('input[name="password"]').fill(password);
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.locator("#signed-in-as")).toHaveText(email);
+}
+
+/** Logs in through the form. */
+export async function logIn(page: Page, email: string, password: string) {
+  await page.goto("/login");
+  await page.locator('input[name="email"]').fill(email);
+  await page.locator('input[name="password"]').fill(password);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expect(page.locator("#signed-in-as")).toHaveText(email);
+}

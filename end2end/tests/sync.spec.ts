@@ -1,5 +1,5 @@
 import { test, expect } from "@playwright/test";
-import { hydrated, smallCsv, startMcp, stopMcp, uploadCsv, watchConsole } from "./stack";
+import { adminState, hydrated, smallCsv, startMcp, stopMcp, uploadCsv, watchConsole } from "./stack";
 
 // The stack (.ci/e2e-server) runs with DATABRICKS_RETRY_ATTEMPTS=3 and
 // DATABRICKS_RETRY_INTERVAL=3 s.
@@ -72,8 +72,8 @@ test("the dataset page shows the preview, the schema and the timeline with every
 });
 
 test("two browser contexts both see one change live", async ({ browser }) => {
-  const first = await browser.newContext();
-  const second = await browser.newContext();
+  const first = await browser.newContext({ storageState: adminState });
+  const second = await browser.newContext({ storageState: adminState });
   const a = await first.newPage();
   const b = await second.newPage();
   await stopMcp();
@@ -97,7 +97,11 @@ test("two browser contexts both see one change live", async ({ browser }) => {
 });
 
 test("at a phone's width the pages fit", async ({ browser }, testInfo) => {
-  const context = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
+  const context = await browser.newContext({
+    viewport: { width: 375, height: 740 },
+    isMobile: true,
+    storageState: adminState,
+  });
   const page = await context.newPage();
   await page.goto("/");
   await hydrated(page);

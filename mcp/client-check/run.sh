@@ -25,8 +25,10 @@ trap cleanup EXIT
 
 key="check-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
-# The file server: writes a small Parquet file, then serves it only to
-# requests bearing the MCP key (as ServiceTsunami's storage endpoint does).
+# The file server: writes a small Parquet file, then serves it where the app's
+# internal listener serves datasets (/internal/storage/datasets/…); the MCP
+# server downloads only from there (MCP_INTERNAL_BASE_URL) and sends no
+# credential, which the server checks.
 read -r -d '' files_js <<'JS' || true
 import http from 'node:http'
 import { parquetWriteFile } from 'hyparquet-writer'
@@ -42,8 +44,12 @@ parquetWriteFile({
 const { readFileSync, writeFileSync } = await import('node:fs')
 const body = readFileSync(file)
 const server = http.createServer((req, res) => {
-  if (req.headers.authorization !== `Bearer ${key}`) {
-    res.writeHead(401).end('unauthorized')
+  if (req.headers.authorization !== undefined) {
+    res.writeHead(400).end('the MCP server must send no credential here')
+    return
+  }
+  if (req.url !== '/internal/storage/datasets/data.parquet') {
+    res.writeHead(404).end('not found')
     return
   }
   res.writeHead(200, { 'Content-Type': 'application/vnd.apache.parquet', 'Content-Length': body.length }).end(body)
@@ -54,17 +60,23 @@ JS
 (cd "$here" && exec node --input-type=module -e "$files_js" "$work/data.parquet" "$key" "$work/files.port") &
 pids+=($!)
 
-MCP_API_KEY="$key" RUST_LOG="${RUST_LOG:-warn}" "$stack" up --services mcp --state "$work/stack" &
-pids+=($!)
-
 for _ in $(seq 1 150); do
-  if [[ -s "$work/files.port" && -s "$work/stack/stack.json" ]]; then break; fi
+  if [[ -s "$work/files.port" ]]; then break; fi
   sleep 0.1
 done
 [[ -s "$work/files.port" ]] || { echo "file server did not start" >&2; exit 1; }
+files="http://127.0.0.1:$(cat "$work/files.port")"
+
+MCP_API_KEY="$key" MCP_INTERNAL_BASE_URL="$files" RUST_LOG="${RUST_LOG:-warn}" \
+  "$stack" up --services mcp --state "$work/stack" &
+pids+=($!)
+for _ in $(seq 1 150); do
+  if [[ -s "$work/stack/stack.json" ]]; then break; fi
+  sleep 0.1
+done
 [[ -s "$work/stack/stack.json" ]] || { echo "servicetsunami-mcp did not start" >&2; exit 1; }
 mcp_url="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1])).mcp.url)' "$work/stack/stack.json")"
 
 cd "$here"
-MCP_URL="$mcp_url" MCP_API_KEY="$key" PARQUET_URL="http://127.0.0.1:$(cat "$work/files.port")/data.parquet" \
+MCP_URL="$mcp_url" MCP_API_KEY="$key" PARQUET_URL="$files/internal/storage/datasets/data.parquet" \
   node check.mjs

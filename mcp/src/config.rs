@@ -45,9 +45,18 @@ pub enum BackendSettings {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `MCP_API_KEY` (required): the bearer token clients send, and the one we
-    /// send when downloading Parquet from ServiceTsunami.
+    /// `MCP_API_KEY` (required): the service credential. The ServiceTsunami
+    /// server calls with it (it alone may create tables for any tenant), and
+    /// this server sends it to the app's internal listener to introspect
+    /// assistants' tokens. It is never sent anywhere else.
     pub api_key: SecretString,
+    /// `MCP_INTERNAL_BASE_URL` (default http://127.0.0.1:3010): the app's
+    /// internal listener. Parquet downloads come only from here, and
+    /// assistants' tokens are checked here.
+    pub internal_base_url: String,
+    /// `MCP_TOKEN_CACHE_SECS` (default 30; 0 = no cache): how long an
+    /// assistant token's tenant is remembered (a revoked token stops within it).
+    pub token_cache_secs: u64,
     /// `MCP_BIND_ADDR` (default 127.0.0.1:8765).
     pub bind_addr: SocketAddr,
     /// `MCP_ALLOWED_HOSTS` (default localhost,127.0.0.1,::1): accepted `Host` headers.
@@ -121,6 +130,8 @@ impl Settings {
         };
         Ok(Self {
             api_key: SecretString::from(api_key),
+            internal_base_url: env.http_url("MCP_INTERNAL_BASE_URL", "http://127.0.0.1:3010")?,
+            token_cache_secs: env.parse("MCP_TOKEN_CACHE_SECS", 30u64)?,
             bind_addr: env.parse("MCP_BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8765)))?,
             allowed_hosts,
             max_download_bytes,

@@ -1,9 +1,10 @@
-//! Fetches the dataset's Parquet file: streamed to a temporary file with a
-//! size cap, authenticated with the MCP key (the ServiceTsunami server checks
-//! it), and checked to be Parquet before anything trusts it.
+//! Fetches the dataset's Parquet file: only from the app's internal listener
+//! (`MCP_INTERNAL_BASE_URL`), with the link the sync signed for that one
+//! dataset, without any credential of ours and without following
+//! redirects; streamed to a temporary file with a size cap, and checked to
+//! be Parquet before anything trusts it.
 
 use futures::StreamExt;
-use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -13,10 +14,12 @@ const MAGIC: &[u8; 4] = b"PAR1";
 pub enum DownloadError {
     #[error("parquet_url must be an http:// or https:// URL")]
     BadUrl,
-    #[error("could not reach {url}: {reason}")]
-    Unreachable { url: String, reason: String },
-    #[error("the file server answered {status} for {url}")]
-    Status { url: String, status: u16 },
+    #[error("parquet_url must be a ServiceTsunami download link (under MCP_INTERNAL_BASE_URL)")]
+    NotAllowed,
+    #[error("could not reach the file server: {reason}")]
+    Unreachable { reason: String },
+    #[error("the file server answered {status}")]
+    Status { status: u16 },
     #[error("the file is larger than the {limit}-byte limit (MCP_MAX_DOWNLOAD_BYTES)")]
     TooLarge { limit: u64 },
     #[error("the downloaded file is not Parquet (no PAR1 header and footer)")]
@@ -26,10 +29,30 @@ pub enum DownloadError {
 }
 
 /// Downloads `url` into `dest`, returning the byte count.
+/// Whether `url` is a download link under `base`: same scheme, host and
+/// port, and a path under `{base path}/internal/storage/datasets/`.
+pub fn allowed(url: &reqwest::Url, base: &str) -> bool {
+    let Ok(base) = reqwest::Url::parse(base) else {
+        return false;
+    };
+    let prefix = format!(
+        "{}/internal/storage/datasets/",
+        base.path().trim_end_matches('/')
+    );
+    url.scheme() == base.scheme()
+        && url.host_str() == base.host_str()
+        && url.port_or_known_default() == base.port_or_known_default()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path().starts_with(&prefix)
+        && !url.path()[prefix.len()..].contains('/')
+}
+
+/// Downloads `url` (which must be under `base`) into `dest`, returning the byte count.
 pub async fn fetch_parquet(
     client: &reqwest::Client,
     url: &str,
-    api_key: &SecretString,
+    base: &str,
     limit: u64,
     dest: &Path,
 ) -> Result<u64, DownloadError> {
@@ -37,25 +60,15 @@ pub async fn fetch_parquet(
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(DownloadError::BadUrl);
     }
-    let shown = format!(
-        "{}://{}{}",
-        parsed.scheme(),
-        parsed.host_str().unwrap_or(""),
-        parsed.path()
-    );
+    if !allowed(&parsed, base) {
+        return Err(DownloadError::NotAllowed);
+    }
     let unreachable = |e: reqwest::Error| DownloadError::Unreachable {
-        url: shown.clone(),
         reason: without_url(&e),
     };
-    let response = client
-        .get(parsed.clone())
-        .bearer_auth(api_key.expose_secret())
-        .send()
-        .await
-        .map_err(unreachable)?;
+    let response = client.get(parsed).send().await.map_err(unreachable)?;
     if !response.status().is_success() {
         return Err(DownloadError::Status {
-            url: shown.clone(),
             status: response.status().as_u16(),
         });
     }
@@ -122,6 +135,30 @@ fn without_url(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_links_under_the_internal_base_are_fetched() {
+        let base = "http://127.0.0.1:3010";
+        let ok = |u: &str| allowed(&reqwest::Url::parse(u).unwrap(), base);
+        assert!(ok("http://127.0.0.1:3010/internal/storage/datasets/x.parquet?tenant=a&expires=1&signature=00"));
+        for bad in [
+            "http://127.0.0.1:3000/internal/storage/datasets/x.parquet",
+            "http://localhost:3010/internal/storage/datasets/x.parquet",
+            "https://127.0.0.1:3010/internal/storage/datasets/x.parquet",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://127.0.0.1:3010/metrics",
+            "http://127.0.0.1:3010/internal/storage/datasets/../../metrics",
+            "http://user:pw@127.0.0.1:3010/internal/storage/datasets/x.parquet",
+            "http://127.0.0.1:3010/internal/storage/datasets/a/b.parquet",
+        ] {
+            assert!(!ok(bad), "{bad}");
+        }
+        assert!(allowed(
+            &reqwest::Url::parse("https://app.internal/st/internal/storage/datasets/x.parquet")
+                .unwrap(),
+            "https://app.internal/st/"
+        ));
+    }
 
     #[tokio::test]
     async fn magic_bytes_decide() {

@@ -26,6 +26,8 @@ pub enum ToolError {
     Download(#[from] crate::download::DownloadError),
     #[error("table {0} does not exist")]
     NotFound(String),
+    #[error("not allowed: {0}")]
+    Forbidden(&'static str),
     #[error("query rejected: {0}")]
     QueryRejected(#[from] Rejected),
     #[error("query timed out after {0} s")]
@@ -82,8 +84,11 @@ impl ToolError {
             | ToolError::ReservedColumn { .. }
             | ToolError::NotTenantsBronze { .. }
             | ToolError::NotFound(_)
+            | ToolError::Forbidden(_)
             | ToolError::QueryRejected(_) => false,
-            ToolError::Download(D::BadUrl | D::TooLarge { .. } | D::NotParquet) => false,
+            ToolError::Download(D::BadUrl | D::NotAllowed | D::TooLarge { .. } | D::NotParquet) => {
+                false
+            }
             // 408, 429 and 5xx are the file server's passing trouble; any other
             // answer (401, 404, …) will not change by asking again.
             ToolError::Download(D::Status { status, .. }) => {

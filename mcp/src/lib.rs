@@ -3,16 +3,19 @@
 //! A tour, one line per module:
 //! - [`config`]: typed settings from the environment (`MCP_*`, `LAKEHOUSE_*`, `DATABRICKS_*`).
 //! - [`startup`]: the axum app: `/mcp` behind the bearer check, `/healthz`, graceful shutdown.
+//! - [`access`]: who is calling: the service key, or an assistant's token bound to one tenant.
 //! - [`tools`]: the MCP tools (`create_dataset`, `transform_to_silver`, `dataset_status`,
 //!   `list_tables`, `describe_table`, `query`).
 //! - [`domain`]: parsed names (`TenantId`, `DatasetId`, `Ident`, `TableName`); nothing reaches SQL unparsed.
-//! - [`download`]: streams the Parquet file with a size cap and checks it really is Parquet.
+//! - [`download`]: streams the Parquet file (only from the app's internal listener) with a size
+//!   cap and checks it really is Parquet.
 //! - [`plan`]: the silver plan, computed once from column statistics and rendered per SQL dialect.
 //! - [`query_guard`]: proves a `query` is one read-only statement over the tenant's schemas.
 //! - [`backend`]: the `Lakehouse` trait and its two implementations, `local` (DuckDB) and `databricks`.
 //! - [`error`]: the tool-boundary error enum.
 //! - [`telemetry`]: tracing setup.
 
+pub mod access;
 pub mod backend;
 pub mod config;
 pub mod domain;

@@ -1,24 +1,16 @@
 //! Wires the HTTP server: `/mcp` (rmcp Streamable HTTP, behind the bearer
-//! check), `GET /healthz`, graceful shutdown. `Application::build` binds
+//! check of [`crate::access`]), `GET /healthz`, graceful shutdown. `Application::build` binds
 //! first and records the real port, so tests can ask for port 0.
 
+use crate::access::{require_bearer, Authenticator};
 use crate::backend::{databricks::DatabricksLakehouse, local::LocalLakehouse, Lakehouse};
 use crate::config::{BackendSettings, Settings};
 use crate::tools::{Context, LakehouseTools};
 use anyhow::Context as _;
-use axum::{
-    extract::{Request, State},
-    http::{header, StatusCode},
-    middleware::{self, Next},
-    response::{IntoResponse, Response},
-    routing::get,
-    Json, Router,
-};
-use contract::{process::bearer_matches, ErrorBody};
+use axum::{middleware, routing::get, Router};
 use rmcp::transport::streamable_http_server::{
     session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
 };
-use secrecy::SecretString;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,15 +52,17 @@ fn scratch_dir(settings: &Settings) -> std::path::PathBuf {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let lakehouse = build_lakehouse(&settings)?;
+        // Downloads follow no redirect: a link must be fetched where it points.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(120))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("Failed to build the HTTP client")?;
         let ctx = Arc::new(Context {
             lakehouse,
             http,
-            api_key: settings.api_key.clone(),
+            internal_base_url: settings.internal_base_url.clone(),
             max_download_bytes: settings.max_download_bytes,
             scratch_dir: scratch_dir(&settings),
             query_timeout: Duration::from_secs(settings.query_timeout_secs),
@@ -85,7 +79,11 @@ impl Application {
         let router = Router::new()
             .nest_service("/mcp", mcp)
             .layer(middleware::from_fn_with_state(
-                Arc::new(settings.api_key.clone()),
+                Arc::new(Authenticator::new(
+                    settings.api_key.clone(),
+                    &settings.internal_base_url,
+                    Duration::from_secs(settings.token_cache_secs),
+                )),
                 require_bearer,
             ))
             .route("/healthz", get(|| async { "ok" }));
@@ -117,27 +115,5 @@ impl Application {
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await
             .context("server error")
-    }
-}
-
-/// Every request under `/mcp` must carry `Authorization: Bearer <MCP_API_KEY>`
-/// (compared in constant time); anything else gets 401 with the error envelope.
-async fn require_bearer(
-    State(key): State<Arc<SecretString>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if bearer_matches(request.headers(), &key) {
-        next.run(request).await
-    } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(ErrorBody::new(
-                "unauthorized",
-                "a valid bearer token is required (Authorization: Bearer <MCP_API_KEY>)",
-            )),
-        )
-            .into_response()
     }
 }

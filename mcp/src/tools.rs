@@ -4,17 +4,18 @@
 //! in an object). Failures the caller can fix are tool errors, not protocol
 //! errors.
 
+use crate::access::principal_of;
 use crate::backend::{BronzeRequest, Lakehouse, QueryRequest};
 use crate::domain::{table_ident, DatasetId, DatasetVersion, TableName, TenantId};
 use crate::download;
 use crate::error::ToolError;
+use axum::http::request::Parts;
 use contract::tools::{
     BronzeResult, CreateDatasetArgs, DatasetStatus, DescribeArgs, QueryArgs, QueryResult,
     SilverResult, StatusArgs, TableDescription, TableList, TenantArgs, TransformArgs,
 };
-use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
+use rmcp::handler::server::{router::tool::ToolRouter, tool::Extension, wrapper::Parameters};
 use rmcp::{tool, tool_handler, tool_router, Json};
-use secrecy::SecretString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +26,8 @@ pub struct Context {
     pub lakehouse: Arc<dyn Lakehouse>,
     /// For Parquet downloads (connection pool shared by all calls).
     pub http: reqwest::Client,
-    /// Sent as the bearer token when downloading.
-    pub api_key: SecretString,
+    /// The app's internal listener: the only place downloads come from.
+    pub internal_base_url: String,
     pub max_download_bytes: u64,
     /// Where downloads land before staging.
     pub scratch_dir: PathBuf,
@@ -63,8 +64,10 @@ impl LakehouseTools {
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, dataset_id = %args.dataset_id))]
     async fn create_dataset(
         &self,
+        Extension(http): Extension<Parts>,
         Parameters(args): Parameters<CreateDatasetArgs>,
     ) -> Result<Json<BronzeResult>, ToolError> {
+        principal_of(&http)?.require_service()?;
         let tenant = TenantId::parse(&args.tenant_id)?;
         let dataset = DatasetId::parse(&args.dataset_id)?;
         let version = DatasetVersion::parse(args.version)?;
@@ -81,7 +84,7 @@ impl LakehouseTools {
         download::fetch_parquet(
             &self.ctx.http,
             &args.parquet_url,
-            &self.ctx.api_key,
+            &self.ctx.internal_base_url,
             self.ctx.max_download_bytes,
             &download,
         )
@@ -120,8 +123,10 @@ impl LakehouseTools {
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, bronze = %args.bronze_table))]
     async fn transform_to_silver(
         &self,
+        Extension(http): Extension<Parts>,
         Parameters(args): Parameters<TransformArgs>,
     ) -> Result<Json<SilverResult>, ToolError> {
+        principal_of(&http)?.require_service()?;
         let tenant = TenantId::parse(&args.tenant_id)?;
         let bronze = TableName::parse(&args.bronze_table)?;
         let result = self
@@ -146,9 +151,10 @@ impl LakehouseTools {
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, dataset_id = %args.dataset_id))]
     async fn dataset_status(
         &self,
+        Extension(http): Extension<Parts>,
         Parameters(args): Parameters<StatusArgs>,
     ) -> Result<Json<DatasetStatus>, ToolError> {
-        let tenant = TenantId::parse(&args.tenant_id)?;
+        let tenant = principal_of(&http)?.tenant(&args.tenant_id)?;
         let dataset = DatasetId::parse(&args.dataset_id)?;
         Ok(Json(
             self.ctx.lakehouse.dataset_status(tenant, dataset).await?,
@@ -168,14 +174,17 @@ impl LakehouseTools {
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id))]
     async fn list_tables(
         &self,
+        Extension(http): Extension<Parts>,
         Parameters(args): Parameters<TenantArgs>,
     ) -> Result<Json<TableList>, ToolError> {
-        let tenant = TenantId::parse(&args.tenant_id)?;
+        let tenant = principal_of(&http)?.tenant(&args.tenant_id)?;
         Ok(Json(self.ctx.lakehouse.list_tables(tenant).await?))
     }
 
     #[tool(
-        description = "Columns, types, row count and storage of one table (catalog.schema.table).",
+        description = "Columns, types, row count and storage of one of the tenant's tables (catalog.schema.table). \
+                       An assistant's token sees only its own tenant's tables; pass tenant_id to say which tenant \
+                       (it must be the token's).",
         annotations(
             title = "Describe table",
             read_only_hint = true,
@@ -187,9 +196,23 @@ impl LakehouseTools {
     #[tracing::instrument(skip_all, fields(table = %args.full_name))]
     async fn describe_table(
         &self,
+        Extension(http): Extension<Parts>,
         Parameters(args): Parameters<DescribeArgs>,
     ) -> Result<Json<TableDescription>, ToolError> {
+        let principal = principal_of(&http)?;
         let table = TableName::parse(&args.full_name)?;
+        // The tenant asked for (a token's own by default): a table outside
+        // its schemas is not found, exactly as a missing one.
+        let tenant = match (&principal, args.tenant_id.as_deref()) {
+            (_, Some(asked)) => Some(principal.tenant(asked)?),
+            (crate::access::Principal::Tenant { tenant, .. }, None) => Some(tenant.clone()),
+            (crate::access::Principal::Service, None) => None,
+        };
+        if let Some(tenant) = tenant {
+            if !tenant.owns_schema(table.schema.as_str()) {
+                return Err(ToolError::NotFound(args.full_name));
+            }
+        }
         Ok(Json(self.ctx.lakehouse.describe_table(table).await?))
     }
 
@@ -207,9 +230,12 @@ impl LakehouseTools {
     #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id))]
     async fn query(
         &self,
+        Extension(http): Extension<Parts>,
         Parameters(args): Parameters<QueryArgs>,
     ) -> Result<Json<QueryResult>, ToolError> {
-        let tenant = TenantId::parse(&args.tenant_id)?;
+        let principal = principal_of(&http)?;
+        let tenant = principal.tenant(&args.tenant_id)?;
+        tracing::info!(token = principal.token_id().unwrap_or("service"), "query");
         let limit = args
             .limit
             .unwrap_or(self.ctx.query_max_rows)

@@ -151,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let (pid, port) = (server.pid, server.port);
-    let http = reqwest::Client::builder().http1_only().build()?;
+    let http = common::authed_client(&server.token, true)?;
 
     // One dataset to change the status of.
     let db = sqlx::PgPool::connect(&server.database.url).await?;

@@ -52,6 +52,11 @@ fn csv_1kb(i: usize) -> String {
 async fn app(restate: &Restate, mcp: &Mcp, auto_sync: bool) -> TestApp {
     spawn_app_with(Options {
         env: vec![
+            (
+                "INTERNAL_ADDR",
+                format!("127.0.0.1:{}", mcp.app_internal_port),
+            ),
+            ("RESTATE_IDENTITY_KEY", restate.identity_key.clone()),
             ("DATABRICKS_SYNC_ENABLED", "true".to_owned()),
             ("DATABRICKS_AUTO_SYNC", auto_sync.to_string()),
             ("MCP_SERVER_URL", mcp.url()),

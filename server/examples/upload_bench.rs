@@ -151,8 +151,14 @@ fn file_body(path: &Path) -> reqwest::Body {
 
 /// The upload as curl sends it (a client that streams the file in large
 /// pieces, as browsers do). Returns the status and the response body.
-async fn upload_with_curl(url: &str, csv: &Path) -> anyhow::Result<(u16, serde_json::Value)> {
+async fn upload_with_curl(
+    url: &str,
+    token: &str,
+    csv: &Path,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     let out = tokio::process::Command::new("curl")
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {token}"))
         .args([
             "-sS",
             "-H",
@@ -253,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let (pid, port) = (server.pid, server.port);
-    let client = reqwest::Client::new();
+    let client = common::authed_client(&server.token, false)?;
     let idle_rss = peak_rss_kib(pid).unwrap_or(0);
 
     let url = format!("http://127.0.0.1:{port}/api/datasets");
@@ -280,7 +286,7 @@ async fn main() -> anyhow::Result<()> {
         settle()?;
         let started = Instant::now();
         let (status, body) = if use_curl {
-            upload_with_curl(&url, &csv).await?
+            upload_with_curl(&url, &server.token, &csv).await?
         } else {
             upload_with_reqwest(&client, &url, &csv, bytes).await?
         };

@@ -37,9 +37,17 @@ pub struct SyncSettings {
     /// `RESTATE_ENDPOINT_URL` (default `http://` + the endpoint address): the
     /// URL Restate calls the endpoint at, when that differs from the bind address.
     pub restate_endpoint_url: Option<String>,
-    /// `INTERNAL_BASE_URL` (default `http://` + `LEPTOS_SITE_ADDR`): how the MCP
-    /// server reaches this server's `/internal/storage/datasets/…` endpoint.
+    /// `INTERNAL_BASE_URL` (default `http://` + `INTERNAL_ADDR`): how the MCP
+    /// server reaches this server's internal listener (signed downloads,
+    /// token introspection).
     pub internal_base_url: Option<String>,
+    /// `RESTATE_IDENTITY_KEY` (`publickeyv1_…`): restate-server's request
+    /// identity public key. When set, the DatasetSync endpoint refuses
+    /// requests Restate did not sign.
+    pub restate_identity_key: Option<String>,
+    /// `MCP_PUBLIC_URL` (default `MCP_SERVER_URL`): the MCP server's URL as
+    /// assistants reach it, shown on the Connect-an-assistant page.
+    pub mcp_public_url: Option<String>,
     /// `DATABRICKS_HOST`, when `LAKEHOUSE_BACKEND=databricks` (the MCP
     /// server's setting too): the UI links tables to Catalog Explorer.
     pub databricks_host: Option<String>,
@@ -81,6 +89,29 @@ pub struct Settings {
     /// Leptos site options; `LEPTOS_SITE_ADDR` (default 127.0.0.1:3000) is the listen address.
     pub leptos: LeptosOptions,
     pub sync: SyncSettings,
+    pub accounts: AccountSettings,
+}
+
+/// Accounts and the edge.
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    /// `PUBLIC_URL` (default `http://` + `LEPTOS_SITE_ADDR`): the origin
+    /// browsers use. CSRF checks compare against it; `https://` makes
+    /// cookies Secure.
+    pub public_url: String,
+    /// `ALLOWED_HOSTS` (comma-separated `host[:port]`): more names the app
+    /// answers for, besides `PUBLIC_URL`'s (and loopback names when it
+    /// listens on loopback).
+    pub allowed_hosts: Vec<String>,
+    /// `SIGNUP_OPEN` (default false): anyone may sign up (and gets a team of
+    /// their own); otherwise sign-up is by invitation link only.
+    pub signup_open: bool,
+    /// `ADMIN_EMAIL` and `ADMIN_PASSWORD`: the first admin, created at the
+    /// first start. Without them, start-up logs a one-time sign-up link.
+    pub first_admin: Option<(String, SecretString)>,
+    /// `INTERNAL_ADDR` (default 127.0.0.1:3010): the internal listener
+    /// (signed downloads, token introspection, `/metrics`).
+    pub internal_addr: SocketAddr,
 }
 
 impl Settings {
@@ -170,6 +201,11 @@ impl Settings {
             )?,
             restate_endpoint_url: env.optional_http_url("RESTATE_ENDPOINT_URL")?,
             internal_base_url: env.optional_http_url("INTERNAL_BASE_URL")?,
+            restate_identity_key: env.raw("RESTATE_IDENTITY_KEY"),
+            mcp_public_url: match env.optional_http_url("MCP_PUBLIC_URL")? {
+                Some(url) => Some(url),
+                None => env.optional_http_url("MCP_SERVER_URL")?,
+            },
             databricks_host: match env.raw("LAKEHOUSE_BACKEND").as_deref() {
                 Some("databricks") => env.optional_http_url("DATABRICKS_HOST")?,
                 _ => None,
@@ -185,7 +221,61 @@ impl Settings {
             });
         }
 
+        let public_url = match env.optional_http_url("PUBLIC_URL")? {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{site_addr}"),
+        };
+        let first_admin = match (env.raw("ADMIN_EMAIL"), env.raw("ADMIN_PASSWORD")) {
+            (Some(email), Some(password)) => {
+                app::domain::Email::parse(&email).map_err(|reason| ConfigError::Invalid {
+                    name: "ADMIN_EMAIL",
+                    value: email.clone(),
+                    reason: reason.to_owned(),
+                })?;
+                if password.chars().count() < app::domain::MIN_PASSWORD_CHARS {
+                    return Err(ConfigError::Invalid {
+                        name: "ADMIN_PASSWORD",
+                        value: "<hidden>".to_owned(),
+                        reason: format!(
+                            "must be at least {} characters",
+                            app::domain::MIN_PASSWORD_CHARS
+                        ),
+                    });
+                }
+                Some((email, SecretString::from(password)))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    name: "ADMIN_PASSWORD",
+                    hint: "set it together with ADMIN_EMAIL (at least 10 characters)",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Missing {
+                    name: "ADMIN_EMAIL",
+                    hint: "set it together with ADMIN_PASSWORD",
+                })
+            }
+        };
+        let accounts = AccountSettings {
+            public_url,
+            allowed_hosts: env
+                .raw("ALLOWED_HOSTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_owned())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            signup_open: env.flag("SIGNUP_OPEN", false)?,
+            first_admin,
+            internal_addr: env.parse("INTERNAL_ADDR", SocketAddr::from(([127, 0, 0, 1], 3010)))?,
+        };
+
         Ok(Self {
+            accounts,
             database_url: SecretString::from(database_url),
             database_max_connections: env.parse("DATABASE_MAX_CONNECTIONS", 10u32)?,
             data_storage_path: PathBuf::from(
@@ -244,10 +334,40 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("DUCKDB_THREADS", "0"),
             ("MCP_SERVER_URL", "ftp://x"),
+            ("PUBLIC_URL", "example.org"),
+            ("INTERNAL_ADDR", "nowhere"),
+            ("SIGNUP_OPEN", "perhaps"),
         ] {
             let err = settings(&[DB, (name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn the_first_admin_comes_whole_or_not_at_all() {
+        let err = |vars: &[(&str, &str)]| settings(vars).unwrap_err().to_string();
+        assert!(err(&[DB, ("ADMIN_EMAIL", "a@b.org")]).starts_with("ADMIN_PASSWORD"));
+        assert!(err(&[DB, ("ADMIN_PASSWORD", "long enough pw")]).starts_with("ADMIN_EMAIL"));
+        assert!(err(&[
+            DB,
+            ("ADMIN_EMAIL", "nope"),
+            ("ADMIN_PASSWORD", "long enough pw")
+        ])
+        .starts_with("ADMIN_EMAIL"));
+        assert!(
+            err(&[DB, ("ADMIN_EMAIL", "a@b.org"), ("ADMIN_PASSWORD", "short")])
+                .starts_with("ADMIN_PASSWORD")
+        );
+        let s = settings(&[
+            DB,
+            ("ADMIN_EMAIL", "a@b.org"),
+            ("ADMIN_PASSWORD", "long enough pw"),
+        ])
+        .unwrap();
+        assert_eq!(s.accounts.first_admin.unwrap().0, "a@b.org");
+        assert_eq!(s.accounts.public_url, "http://127.0.0.1:3000");
+        assert_eq!(s.accounts.internal_addr.to_string(), "127.0.0.1:3010");
+        assert!(!s.accounts.signup_open);
     }
 
     #[test]

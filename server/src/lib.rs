@@ -3,18 +3,22 @@
 //!
 //! A tour, one line per module:
 //! - [`config`]: typed settings from the environment; errors name the variable.
+//! - [`auth`]: accounts, sessions, tokens, signed download links, and the edge middleware
+//!   (Host allow-list, CSRF, security headers, the request's principal).
 //! - [`telemetry`]: tracing subscriber (pretty or JSON logs).
 //! - [`startup`]: builds the application (pool, migrations, storage, state, router) and runs it.
 //! - [`state`]: `ServerState`, the one state of the routes outside Leptos.
 //! - [`http`]: the routes outside Leptos, one module per resource: `POST /api/datasets`,
-//!   `GET /api/events`, `GET /internal/storage/datasets/{id}.parquet`, `GET /metrics`,
-//!   `GET /healthz`, `GET /readyz`.
+//!   `GET /api/events`, the account forms (`/auth/…`, `/account/…`), `GET /healthz`,
+//!   `GET /readyz`; and the internal listener's signed downloads, token introspection
+//!   and `GET /metrics`.
 //! - [`ingest`]: receiving an upload (format detection while it streams), then DuckDB → Parquet.
 //! - [`storage`]: where uploads are written, and the DuckDB instance that converts them.
 //! - [`catalog`]: the write side of the catalogue (tenants, new dataset rows).
 //! - [`live`]: one Postgres listener fanning sync-state changes out to SSE streams.
 //! - [`sync`]: the durable lakehouse sync on Restate (ledger, service, outbox dispatcher).
 
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod http;

@@ -1,6 +1,12 @@
 //! Assembles the application: database, migrations, storage, state, router.
 
 use crate::{
+    auth::{
+        accounts::{self, FirstAdmin},
+        edge::{self, EdgePolicy},
+        limiter::LoginLimiter,
+        signed_url::UrlSigner,
+    },
     catalog,
     config::Settings,
     http,
@@ -21,9 +27,16 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
+use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::PostgresStore;
+
+/// A session ends after this many days without a request.
+pub const SESSION_IDLE_DAYS: i64 = 14;
 
 pub struct Application {
     listener: TcpListener,
+    /// The internal listener (`INTERNAL_ADDR`) and its routes.
+    internal: (TcpListener, Router),
     router: Router,
     state: ServerState,
     /// Present when sync is available: the Restate endpoint and the outbox dispatcher.
@@ -35,9 +48,26 @@ impl Application {
     /// picks a free port; [`Application::local_addr`] tells which).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = connect_and_migrate(&settings).await?;
-        let tenant_id = catalog::ensure_default_tenant(&db)
+        let default_tenant = catalog::ensure_default_tenant(&db)
             .await
             .context("Failed to create the default tenant")?;
+        let first_admin = settings
+            .accounts
+            .first_admin
+            .as_ref()
+            .map(|(email, password)| (email.as_str(), password.expose_secret()));
+        match accounts::ensure_first_admin(&db, default_tenant, first_admin)
+            .await
+            .context("Failed to set up the first admin")?
+        {
+            FirstAdmin::Exists => {}
+            FirstAdmin::Created => tracing::info!("created the first admin from ADMIN_EMAIL"),
+            FirstAdmin::Invitation(code) => tracing::warn!(
+                link = %format!("{}/signup?invite={code}", settings.accounts.public_url),
+                "no account exists yet: open this one-time link (valid 24 h) to create the first admin, \
+                 or set ADMIN_EMAIL and ADMIN_PASSWORD"
+            ),
+        }
         let limits = |memory_limit: &str| EngineLimits {
             threads: settings.duckdb_threads,
             memory_limit: memory_limit.to_owned(),
@@ -66,18 +96,20 @@ impl Application {
             })?;
         let mut leptos_options = settings.leptos.clone();
         leptos_options.site_addr = listener.local_addr()?;
+        let internal_listener = TcpListener::bind(settings.accounts.internal_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "Failed to bind INTERNAL_ADDR {}",
+                    settings.accounts.internal_addr
+                )
+            })?;
 
         let metrics = Arc::new(SyncMetrics::default());
         let ledger = Ledger::new(db.clone());
         let sync_mode = settings.sync.mode();
         let sync = if sync_mode.available {
-            let endpoint = SyncEndpoint::bind(
-                &settings,
-                db.clone(),
-                leptos_options.site_addr,
-                metrics.clone(),
-            )
-            .await?;
+            let endpoint = SyncEndpoint::bind(&settings, db.clone(), metrics.clone()).await?;
             let dispatcher = Dispatcher {
                 ledger: ledger.clone(),
                 http: crate::sync::http_client(),
@@ -92,12 +124,17 @@ impl Application {
         let app = AppState::new(AppStateInner {
             db,
             reader,
-            tenant_id,
-            leptos_options,
+            leptos_options: leptos_options.clone(),
             sync: sync_mode
                 .available
                 .then(|| Arc::new(ledger) as Arc<dyn SyncControl>),
             databricks_host: settings.sync.databricks_host.clone(),
+            mcp_public_url: settings.sync.mcp_public_url.clone(),
+        });
+        // Without MCP_API_KEY nothing is synced, so nothing is signed: a
+        // random key then verifies no link at all.
+        let signing_secret = settings.sync.mcp_api_key.clone().unwrap_or_else(|| {
+            secrecy::SecretString::from(crate::auth::secrets::random_secret(""))
         });
         let state = ServerState::new(ServerStateInner {
             app,
@@ -108,9 +145,22 @@ impl Application {
             stop: CancellationToken::new(),
             metrics,
             internal_key: settings.sync.mcp_api_key.clone(),
+            signer: UrlSigner::new(&signing_secret),
+            edge: EdgePolicy::new(
+                &settings.accounts.public_url,
+                leptos_options.site_addr,
+                &settings.accounts.allowed_hosts,
+            ),
+            login_limiter: LoginLimiter::default(),
+            signup_open: settings.accounts.signup_open,
+            public_url: settings.accounts.public_url.clone(),
         });
         let router = router(state.clone());
+        let internal = http::internal::router()
+            .layer(TraceLayer::new_for_http())
+            .with_state(state.clone());
         Ok(Self {
+            internal: (internal_listener, internal),
             listener,
             router,
             state,
@@ -134,6 +184,14 @@ impl Application {
         self.state.app.leptos_options.site_addr
     }
 
+    /// The internal listener's address (`INTERNAL_ADDR`; port 0 picks one).
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal
+            .0
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
     pub fn state(&self) -> &ServerState {
         &self.state
     }
@@ -142,26 +200,46 @@ impl Application {
     /// in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = self.state.stop.clone();
-        let mut background = vec![tokio::spawn(
-            self.state
-                .hub
-                .clone()
-                .run(self.state.db().clone(), stop.clone()),
-        )];
+        let mut background = vec![
+            tokio::spawn(
+                self.state
+                    .hub
+                    .clone()
+                    .run(self.state.db().clone(), stop.clone()),
+            ),
+            tokio::spawn(delete_expired_sessions(
+                self.state.db().clone(),
+                stop.clone(),
+            )),
+        ];
         if let Some((endpoint, dispatcher)) = self.sync {
             background.push(tokio::spawn(endpoint.serve(stop.clone())));
             background.push(tokio::spawn(dispatcher.run(stop.clone())));
         }
+        let (internal_listener, internal_router) = self.internal;
+        let internal_stop = stop.clone();
+        background.push(tokio::spawn(async move {
+            let served = axum::serve(internal_listener, internal_router)
+                .with_graceful_shutdown(internal_stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the internal listener failed");
+            }
+        }));
         let signalled = stop.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    () = shutdown_signal() => {},
-                    () = signalled.cancelled() => {},
-                }
-                signalled.cancel();
-            })
-            .await?;
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown_signal() => {},
+                () = signalled.cancelled() => {},
+            }
+            signalled.cancel();
+        })
+        .await?;
         stop.cancel();
         for task in background {
             let _ = task.await;
@@ -169,6 +247,22 @@ impl Application {
         self.state.db().close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Hourly: removes sessions past their expiry (they are refused anyway;
+/// this keeps the table small).
+async fn delete_expired_sessions(db: PgPool, stop: CancellationToken) {
+    use tower_sessions::ExpiredDeletion;
+    let store = PostgresStore::new(db);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+        if let Err(e) = store.delete_expired().await {
+            tracing::warn!(error = %e, "deleting expired sessions failed");
+        }
     }
 }
 
@@ -201,13 +295,8 @@ impl Worker {
             "the worker needs DATABRICKS_SYNC_ENABLED=true and MCP_SERVER_URL"
         );
         let db = connect_and_migrate(&settings).await?;
-        let endpoint = SyncEndpoint::bind(
-            &settings,
-            db.clone(),
-            settings.leptos.site_addr,
-            Arc::new(SyncMetrics::default()),
-        )
-        .await?;
+        let endpoint =
+            SyncEndpoint::bind(&settings, db.clone(), Arc::new(SyncMetrics::default())).await?;
         Ok(Self {
             endpoint,
             db,
@@ -235,17 +324,27 @@ impl Worker {
     }
 }
 
-/// The whole HTTP surface: API and operational routes, then the Leptos pages
-/// and server functions (which get [`AppState`] as context), then static files.
+/// The public HTTP surface: API and account routes, then the Leptos pages
+/// and server functions (which get [`AppState`] as context), then static
+/// files; all behind the edge (Host, CSRF, principal, headers) and the
+/// session layer.
 pub fn router(state: ServerState) -> Router {
     let routes = generate_route_list(app::App);
     let leptos_options = state.app.leptos_options.clone();
     let app_state = state.app.clone();
+    let sessions = SessionManagerLayer::new(PostgresStore::new(state.db().clone()))
+        .with_name("st_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.edge.https)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::days(
+            SESSION_IDLE_DAYS,
+        )));
     Router::new()
         .merge(http::datasets::router())
         .merge(http::events::router())
-        .merge(http::internal::router())
-        .merge(http::metrics::router())
+        .merge(http::account::router())
         .merge(http::health::router())
         .leptos_routes_with_context(
             &state,
@@ -256,6 +355,11 @@ pub fn router(state: ServerState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<ServerState, _>(
             app::shell,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::edge,
+        ))
+        .layer(sessions)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

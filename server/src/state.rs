@@ -3,6 +3,7 @@
 //! app's part, [`AppState`], as context.
 
 use crate::{
+    auth::{edge::EdgePolicy, limiter::LoginLimiter, signed_url::UrlSigner},
     live::LiveHub,
     storage::Storage,
     sync::{ledger::SyncMode, metrics::SyncMetrics},
@@ -34,9 +35,18 @@ pub struct ServerStateInner {
     pub stop: CancellationToken,
     /// Sync counters and step durations for `GET /metrics`.
     pub metrics: Arc<SyncMetrics>,
-    /// `MCP_API_KEY`: the bearer the MCP server downloads Parquet files with.
-    /// `None` refuses every download.
+    /// `MCP_API_KEY`: the MCP server's bearer on the internal listener
+    /// (token introspection). `None` refuses every introspection.
     pub internal_key: Option<SecretString>,
+    /// Verifies the download links the sync signs.
+    pub signer: UrlSigner,
+    /// Host allow-list, CSRF origins, HTTPS.
+    pub edge: EdgePolicy,
+    pub login_limiter: LoginLimiter,
+    /// `SIGNUP_OPEN`.
+    pub signup_open: bool,
+    /// `PUBLIC_URL`, for links the app hands out (invitations).
+    pub public_url: String,
 }
 
 impl ServerState {
@@ -46,6 +56,11 @@ impl ServerState {
 
     pub fn db(&self) -> &PgPool {
         &self.app.db
+    }
+
+    /// The sign-up link of an invitation code.
+    pub fn signup_link(&self, code: &str) -> String {
+        format!("{}/signup?invite={code}", self.public_url)
     }
 }
 

@@ -35,6 +35,7 @@ macro_rules! db_enum {
         }
     };
 }
+pub(crate) use db_enum;
 
 db_enum! {
     /// Where a dataset stands in its sync to the lakehouse.

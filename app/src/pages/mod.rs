@@ -7,6 +7,7 @@
 //! which keeps the bundle small. Islands share page-global state through
 //! [`live`], not context, and navigate with plain links.
 
+mod account;
 mod components;
 mod dataset;
 mod datasets;
@@ -23,6 +24,10 @@ use leptos_router::{
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // Every page gets a fresh CSP nonce: the hydration scripts carry it, and
+    // the Content-Security-Policy header allows only scripts that do.
+    #[cfg(feature = "ssr")]
+    crate::ssr::auth::set_page_csp();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -52,6 +57,7 @@ pub fn App() -> impl IntoView {
                     "ServiceTsunami"
                 </A>
                 <span class="tagline">"datasets → lakehouse"</span>
+                <account::UserMenu />
             </header>
             <main>
                 <Routes fallback=|| view! { <NotFound /> }>
@@ -61,6 +67,11 @@ pub fn App() -> impl IntoView {
                     // missing dataset can still answer 404.
                     <Route path=path!("/") view=datasets::DatasetsPage ssr=SsrMode::Async />
                     <Route path=path!("/datasets/:id") view=dataset::DatasetPage ssr=SsrMode::Async />
+                    <Route path=path!("/login") view=account::LoginPage ssr=SsrMode::Async />
+                    <Route path=path!("/signup") view=account::SignupPage ssr=SsrMode::Async />
+                    <Route path=path!("/settings") view=account::SettingsPage ssr=SsrMode::Async />
+                    <Route path=path!("/assistant") view=account::AssistantPage ssr=SsrMode::Async />
+                    <Route path=path!("/team") view=account::TeamPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>
@@ -69,21 +80,32 @@ pub fn App() -> impl IntoView {
 }
 
 /// The last island on every page: when it hydrates, every island before it
-/// has, so the live status starts (without disturbing hydration) and the page
-/// is marked ready for the end-to-end tests.
+/// has. Then, once hydration has returned (a zero timeout, so no live
+/// update lands mid-hydration), the live status starts for a signed-in user
+/// and the page is marked ready for the end-to-end tests.
 #[island]
 fn HydrationDone() -> impl IntoView {
     #[cfg(feature = "hydrate")]
-    {
-        live::start();
-        if let Some(window) = web_sys::window() {
+    set_timeout(
+        || {
+            let Some(window) = web_sys::window() else {
+                return;
+            };
+            let signed_in = window
+                .document()
+                .and_then(|d| d.get_element_by_id("signed-in-as"))
+                .is_some();
+            if signed_in {
+                live::start();
+            }
             let _ = js_sys::Reflect::set(
                 &window,
                 &wasm_bindgen::JsValue::from_str("__servicetsunami_hydrated"),
                 &wasm_bindgen::JsValue::TRUE,
             );
-        }
-    }
+        },
+        std::time::Duration::ZERO,
+    );
 }
 
 #[component]

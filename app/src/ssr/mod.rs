@@ -3,6 +3,8 @@
 //! which pages ask for syncs. Writes (uploads, sync transitions) live in the
 //! server crate.
 
+pub mod account;
+pub mod auth;
 pub mod catalog;
 pub mod reader;
 pub mod sql;

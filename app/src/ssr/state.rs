@@ -2,7 +2,6 @@ use super::{DatasetReader, SyncControl};
 use leptos::prelude::LeptosOptions;
 use sqlx::PgPool;
 use std::{ops::Deref, sync::Arc};
-use uuid::Uuid;
 
 /// What server functions and pages need, cheap to clone. The server provides
 /// it as context to every Leptos request.
@@ -14,14 +13,15 @@ pub struct AppStateInner {
     pub db: PgPool,
     /// Reads the local dataset files (previews, statistics).
     pub reader: DatasetReader,
-    /// The tenant every request acts for (created on first start).
-    pub tenant_id: Uuid,
     /// Site options for SSR.
     pub leptos_options: LeptosOptions,
     /// Sync requests, when sync is available on this server.
     pub sync: Option<Arc<dyn SyncControl>>,
     /// `DATABRICKS_HOST` when `LAKEHOUSE_BACKEND=databricks`: links to Catalog Explorer.
     pub databricks_host: Option<String>,
+    /// The MCP server's URL as assistants reach it (`MCP_PUBLIC_URL`, default
+    /// `MCP_SERVER_URL`), for the Connect-an-assistant page.
+    pub mcp_public_url: Option<String>,
 }
 
 impl AppState {

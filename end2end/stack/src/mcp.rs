@@ -29,6 +29,10 @@ enum Running {
 
 pub struct Mcp {
     pub port: u16,
+    /// The app's internal listener the server downloads from and checks
+    /// assistants' tokens at (`MCP_INTERNAL_BASE_URL`); give the app
+    /// `INTERNAL_ADDR=127.0.0.1:<this>`.
+    pub app_internal_port: u16,
     key: String,
     pub lakehouse: DataDir,
     in_process: bool,
@@ -41,6 +45,7 @@ impl Mcp {
     fn new(in_process: bool) -> Self {
         Self {
             port: wait::free_port(),
+            app_internal_port: wait::free_port(),
             key: TEST_KEY.to_owned(),
             lakehouse: DataDir::temp(),
             in_process,
@@ -66,6 +71,11 @@ impl Mcp {
 
     pub fn with_port(mut self, port: u16) -> Self {
         self.port = port;
+        self
+    }
+
+    pub fn with_app_internal_port(mut self, port: u16) -> Self {
+        self.app_internal_port = port;
         self
     }
 
@@ -104,6 +114,10 @@ impl Mcp {
             (
                 "LAKEHOUSE_PATH".to_owned(),
                 self.lakehouse.path().display().to_string(),
+            ),
+            (
+                "MCP_INTERNAL_BASE_URL".to_owned(),
+                format!("http://127.0.0.1:{}", self.app_internal_port),
             ),
         ]);
         vars.extend(self.env.clone());

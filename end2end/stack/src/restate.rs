@@ -1,6 +1,9 @@
 //! restate-server with its own data directory and ports, restartable on the
 //! same ones (a restart keeps its journal), and the `restate` CLI against it.
 //! Every port, the cluster-internal node port included, is bound to loopback.
+//! It signs its requests to service endpoints with an ed25519 key of its data
+//! directory ([`Restate::identity_key`] is the public half, for the app's
+//! `RESTATE_IDENTITY_KEY`).
 
 use crate::{locate, wait};
 use anyhow::Context;
@@ -36,6 +39,54 @@ pub struct Restate {
     node_port: u16,
     pub data: DataDir,
     child: Option<Child>,
+    /// `publickeyv1_…`: what the DatasetSync endpoint verifies requests with.
+    pub identity_key: String,
+}
+
+/// The PKCS#8 DER prefix of an ed25519 private key (RFC 8410); the 32-byte
+/// seed follows.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The request-identity key pair in `dir` (created once, as `identity.pem`);
+/// returns the public key in Restate's `publickeyv1_<base58>` form.
+pub fn ensure_identity_key(dir: &Path) -> anyhow::Result<String> {
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
+    let pem_path = identity_pem(dir);
+    let seed: [u8; 32] = if pem_path.exists() {
+        let pem = std::fs::read_to_string(&pem_path)?;
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = STANDARD
+            .decode(body.trim())
+            .context("identity.pem is not base64")?;
+        der.get(16..48)
+            .and_then(|s| s.try_into().ok())
+            .context("identity.pem is not an ed25519 key")?
+    } else {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let mut der = ED25519_PKCS8_PREFIX.to_vec();
+        der.extend_from_slice(&seed);
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(
+            &pem_path,
+            format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                STANDARD.encode(der)
+            ),
+        )?;
+        seed
+    };
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+    Ok(format!(
+        "publickeyv1_{}",
+        bs58::encode(public.to_bytes()).into_string()
+    ))
+}
+
+fn identity_pem(dir: &Path) -> PathBuf {
+    dir.join("identity.pem")
 }
 
 impl Default for Restate {
@@ -57,12 +108,15 @@ impl Restate {
 
     /// Given ports and data directory, not started yet.
     pub fn at(ingress_port: u16, admin_port: u16, node_port: u16, data: DataDir) -> Self {
+        let identity_key =
+            ensure_identity_key(data.path()).expect("the identity key in the data directory");
         Self {
             ingress_port,
             admin_port,
             node_port,
             data,
             child: None,
+            identity_key,
         }
     }
 
@@ -113,6 +167,11 @@ impl Restate {
             .env(
                 "RESTATE_BIND_ADDRESS",
                 format!("127.0.0.1:{}", self.node_port),
+            )
+            // Every request to a service endpoint is signed with this key.
+            .env(
+                "RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE",
+                identity_pem(self.data.path()),
             )
             .env(
                 "RESTATE_LOG_FILTER",

@@ -7,11 +7,20 @@ use std::{
 };
 
 /// A port nobody listens on right now.
+///
+/// Picked at random from 20000–31999, below Linux's ephemeral range
+/// (32768–60999): a port the kernel hands out to outgoing connections could
+/// be taken by one between this check and the service binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
+    for _ in 0..1000 {
+        let mut bytes = [0u8; 2];
+        getrandom::fill(&mut bytes).expect("the OS has randomness");
+        let port = 20_000 + u16::from_le_bytes(bytes) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000–31999")
 }
 
 /// Polls `check` every 20 ms until it yields `Some`, or fails after `within`

@@ -3,6 +3,7 @@
 //! the browser too (the upload page shows [`names`]' output).
 //!
 //! A tour, one line per module:
+//! - [`access`]: token introspection (which tenant an assistant's token acts for).
 //! - [`tools`]: the MCP tools' names, typed arguments and typed results.
 //! - [`names`]: THE column-name normaliser (dlt's snake_case, letters kept).
 //! - [`error`]: the `{code, message}` error envelope and the retryable marker.
@@ -10,6 +11,7 @@
 //! - `process` (feature `server`): `shutdown_signal` and the constant-time bearer check.
 //! - `client` (feature `client`): the typed MCP client with deadlines.
 
+pub mod access;
 pub mod env;
 pub mod error;
 pub mod names;

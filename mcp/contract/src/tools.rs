@@ -92,6 +92,10 @@ pub struct TenantArgs {
 pub struct DescribeArgs {
     /// catalog.schema.table
     pub full_name: String,
+    /// The tenant whose table it is. An assistant's token may name only its
+    /// own tenant (the default); the service may omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

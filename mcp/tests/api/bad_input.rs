@@ -3,14 +3,15 @@ use serde_json::json;
 
 #[tokio::test]
 async fn unreachable_url_is_a_tool_error() {
-    let app = spawn_app().await;
-    let client = app.client().await;
     // A port that was free a moment ago: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let app = spawn_app_with(&[("MCP_INTERNAL_BASE_URL", &base)]).await;
+    let client = app.client().await;
     let err = call(
         &client,
         "create_dataset",
@@ -18,12 +19,13 @@ async fn unreachable_url_is_a_tool_error() {
             "acme",
             "d1",
             "x",
-            &format!("http://127.0.0.1:{port}/f.parquet"),
+            &format!("{base}/internal/storage/datasets/f.parquet"),
         ),
     )
     .await
     .unwrap_err();
     assert!(err.contains("could not reach"), "{err}");
+    assert!(!err.contains(&base), "no URL in: {err}");
     assert!(!err.contains(API_KEY));
     let err = call(
         &client,
@@ -36,33 +38,79 @@ async fn unreachable_url_is_a_tool_error() {
 }
 
 #[tokio::test]
-async fn file_server_401_and_404_are_reported() {
+async fn file_server_404_is_reported() {
     let app = spawn_app().await;
     let client = app.client().await;
-    app.files.parquet("ok.parquet", "SELECT 1 AS a");
-    // The file server only accepts our key; a different server key means 401.
-    let wrong_path = format!("{}/files/missing.parquet", app.files.url);
     let err = call(
         &client,
         "create_dataset",
-        create_args("acme", "d1", "x", &wrong_path),
+        create_args("acme", "d1", "x", &app.files.url_of("missing.parquet")),
     )
     .await
     .unwrap_err();
     assert!(err.contains("404"), "{err}");
-    let other = spawn_app_with(&[("MCP_API_KEY", "another-key-0123456789")]).await;
-    let other_client = other
-        .client_with_key("another-key-0123456789")
+    assert!(
+        !err.contains("127.0.0.1") && !err.contains("http"),
+        "no URL in: {err}"
+    );
+}
+
+#[tokio::test]
+async fn downloads_come_only_from_the_internal_base_without_a_key_or_redirects() {
+    let app = spawn_app().await;
+    let client = app.client().await;
+    app.files.parquet("messy.parquet", "SELECT 1 AS a");
+    // Another server that records whatever reaches it.
+    let elsewhere = crate::helpers::FileServer::start().await;
+    elsewhere.parquet("messy.parquet", "SELECT 1 AS a");
+    let outside = [
+        elsewhere.url_of("messy.parquet"),
+        format!("{}/elsewhere/messy.parquet", app.files.url),
+        format!(
+            "{}/internal/storage/datasets/../../elsewhere/messy.parquet",
+            app.files.url
+        ),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        app.files
+            .url_of("messy.parquet")
+            .replace("127.0.0.1", "localhost"),
+    ];
+    for url in outside {
+        let err = call(
+            &client,
+            "create_dataset",
+            create_args("acme", "d1", "x", &url),
+        )
         .await
-        .unwrap();
+        .unwrap_err();
+        assert!(err.contains("MCP_INTERNAL_BASE_URL"), "{url}: {err}");
+    }
+    assert!(
+        elsewhere.authorizations.lock().unwrap().is_empty(),
+        "nothing reached another server"
+    );
+    // Under the base, a redirect is not followed.
     let err = call(
-        &other_client,
+        &client,
         "create_dataset",
-        create_args("acme", "d1", "x", &app.files.url_of("ok.parquet")),
+        create_args("acme", "d1", "x", &app.files.url_of("redirect.parquet")),
     )
     .await
     .unwrap_err();
-    assert!(err.contains("401"), "{err}");
+    assert!(err.contains("302"), "{err}");
+    // The real download carries no credential of ours.
+    call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d1", "x", &app.files.url_of("messy.parquet")),
+    )
+    .await
+    .expect("the download under the base works");
+    assert!(
+        app.files.authorizations.lock().unwrap().is_empty(),
+        "no Authorization header was sent: {:?}",
+        app.files.authorizations.lock().unwrap()
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! Test harness: the real server on port 0 with its own temporary lakehouse,
-//! a bearer-checking file server for Parquet downloads, and an rmcp client.
+//! a file server standing in for the app's internal listener (its
+//! `MCP_INTERNAL_BASE_URL`; the app's own signed links are tested in the
+//! server's suite), and an rmcp client.
 
 use axum::{
     extract::{Path, State},
@@ -51,6 +53,8 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
             lakehouse.path().to_string_lossy().into_owned(),
         ),
     ]);
+    let files = FileServer::start().await;
+    vars.insert("MCP_INTERNAL_BASE_URL".into(), files.url.clone());
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
     }
@@ -62,7 +66,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     TestApp {
         mcp_url: format!("http://{addr}/mcp"),
         base_url: format!("http://{addr}"),
-        files: FileServer::start().await,
+        files,
         lakehouse,
         stop,
     }
@@ -99,22 +103,40 @@ pub async fn call(
     }
 }
 
-/// Serves generated files at `/files/{name}`, only to requests bearing the API key.
+/// Serves generated files where the app serves datasets
+/// (`/internal/storage/datasets/{name}`), and records every request's
+/// `Authorization` header (the MCP server must send none).
 pub struct FileServer {
     pub url: String,
     dir: Arc<tempfile::TempDir>,
+    pub authorizations: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct Served {
+    dir: Arc<tempfile::TempDir>,
+    authorizations: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FileServer {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let dir = Arc::new(tempfile::tempdir().unwrap());
+        let authorizations = Arc::new(std::sync::Mutex::new(Vec::new()));
         let router = Router::new()
-            .route("/files/{name}", get(serve_file))
-            .with_state(dir.clone());
+            .route("/internal/storage/datasets/{name}", get(serve_file))
+            .route("/elsewhere/{name}", get(serve_file))
+            .with_state(Served {
+                dir: dir.clone(),
+                authorizations: authorizations.clone(),
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { url, dir }
+        Self {
+            url,
+            dir,
+            authorizations,
+        }
     }
 
     pub fn path(&self, name: &str) -> std::path::PathBuf {
@@ -122,7 +144,7 @@ impl FileServer {
     }
 
     pub fn url_of(&self, name: &str) -> String {
-        format!("{}/files/{name}", self.url)
+        format!("{}/internal/storage/datasets/{name}", self.url)
     }
 
     /// Writes a Parquet file produced by a DuckDB query.
@@ -139,20 +161,28 @@ impl FileServer {
 }
 
 async fn serve_file(
-    State(dir): State<Arc<tempfile::TempDir>>,
+    State(served): State<Served>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> impl IntoResponse {
-    let authorized = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        == Some(format!("Bearer {API_KEY}").as_str());
-    if !authorized {
-        return (StatusCode::UNAUTHORIZED, Vec::new());
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        served
+            .authorizations
+            .lock()
+            .unwrap()
+            .push(value.to_str().unwrap_or("?").to_owned());
     }
-    match std::fs::read(dir.path().join(&name)) {
-        Ok(bytes) => (StatusCode::OK, bytes),
-        Err(_) => (StatusCode::NOT_FOUND, Vec::new()),
+    if name == "redirect.parquet" {
+        return (
+            StatusCode::FOUND,
+            [(header::LOCATION, "/elsewhere/messy.parquet")],
+            Vec::new(),
+        )
+            .into_response();
+    }
+    match std::fs::read(served.dir.path().join(&name)) {
+        Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, Vec::new()).into_response(),
     }
 }
 

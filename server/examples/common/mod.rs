@@ -1,6 +1,7 @@
 //! What the benchmarks share: a `servicetsunami` server process started fresh
 //! through the stack harness, with a database of its own (cloned from the
-//! migrated template), and stopped (database dropped) at the end.
+//! migrated template) and a personal access token of its first admin, and
+//! stopped (database dropped) at the end.
 
 use stack::{AppProcess, TestDb};
 use std::{collections::HashMap, path::Path, process::Stdio, time::Duration};
@@ -11,6 +12,54 @@ pub struct BenchServer {
     pub port: u16,
     /// The server's own database (`database.url`, e.g. to seed rows).
     pub database: TestDb,
+    /// A personal access token of the first admin (default tenant).
+    pub token: String,
+}
+
+const ADMIN_EMAIL: &str = "bench@example.org";
+const ADMIN_PASSWORD: &str = "bench admin password";
+
+/// Signs in through the log-in form and makes a personal access token.
+async fn make_token(base: &str) -> anyhow::Result<String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("origin", base.parse()?);
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    browser
+        .post(format!("{base}/auth/login"))
+        .form(&[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await?;
+    browser
+        .post(format!("{base}/account/tokens"))
+        .form(&[("name", "bench"), ("expires_in_days", "1")])
+        .send()
+        .await?;
+    let html = browser
+        .get(format!("{base}/settings"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let start = html
+        .find("id=\"new-secret\">")
+        .ok_or_else(|| anyhow::anyhow!("no token on the settings page"))?;
+    let rest = &html[start + "id=\"new-secret\">".len()..];
+    Ok(rest[..rest.find('<').unwrap_or(rest.len())].to_owned())
+}
+
+/// A client that sends the token on every request.
+pub fn authed_client(token: &str, http1_only: bool) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse()?);
+    let mut builder = reqwest::Client::builder().default_headers(headers);
+    if http1_only {
+        builder = builder.http1_only();
+    }
+    Ok(builder.build()?)
 }
 
 impl BenchServer {
@@ -24,13 +73,21 @@ impl BenchServer {
             .collect();
         vars.insert("DATABASE_URL".into(), database.url.clone());
         vars.insert("DATA_STORAGE_PATH".into(), data.display().to_string());
+        vars.insert("ADMIN_EMAIL".into(), ADMIN_EMAIL.into());
+        vars.insert("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into());
+        vars.insert(
+            "INTERNAL_ADDR".into(),
+            format!("127.0.0.1:{}", stack::wait::free_port()),
+        );
         let port = stack::wait::free_port();
         let app = AppProcess::start(port, &vars, stdout, Duration::from_secs(30)).await?;
+        let token = make_token(&format!("http://127.0.0.1:{port}")).await?;
         Ok(Self {
             pid: app.pid(),
             port,
             app,
             database,
+            token,
         })
     }
 

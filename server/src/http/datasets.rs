@@ -8,6 +8,7 @@
 //! redirect: to the dataset page, or back to `/` with the error in the query.
 
 use crate::{
+    auth::edge::percent_encode,
     catalog::{self, NewDataset},
     ingest::{self, ConvertJob, Converted, IngestError, ReceiveError, ReceivedFile, ScratchFile},
     state::ServerState,
@@ -16,6 +17,7 @@ use crate::{
 use app::{
     domain::{name_from_file_name, DatasetName, NameError},
     model::{ErrorBody, UploadResponse},
+    ssr::auth::Principal,
 };
 use axum::{
     extract::{
@@ -24,7 +26,7 @@ use axum::{
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
     routing::post,
-    Json, Router,
+    Extension, Json, Router,
 };
 use std::path::Path;
 use uuid::Uuid;
@@ -153,9 +155,13 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 #[tracing::instrument(skip_all, fields(dataset_id))]
-async fn upload(State(state): State<ServerState>, request: Request) -> Response {
+async fn upload(
+    State(state): State<ServerState>,
+    Extension(who): Extension<Principal>,
+    request: Request,
+) -> Response {
     let json = wants_json(request.headers());
-    let outcome = receive_and_store(&state, request).await;
+    let outcome = receive_and_store(&state, who.tenant_id, request).await;
     match (outcome, json) {
         (Ok(done), true) => (StatusCode::CREATED, Json(done)).into_response(),
         (Ok(done), false) => {
@@ -183,6 +189,7 @@ struct Received {
 
 async fn receive_and_store(
     state: &ServerState,
+    tenant_id: Uuid,
     request: Request,
 ) -> Result<UploadResponse, UploadError> {
     let max = state.upload_max_bytes;
@@ -213,7 +220,7 @@ async fn receive_and_store(
     // goes away now, the work still finishes (or cleans up) instead of being
     // dropped halfway.
     let state = state.clone();
-    tokio::spawn(async move { store(&state, id, received).await })
+    tokio::spawn(async move { store(&state, tenant_id, id, received).await })
         .await
         .map_err(|e| UploadError::Internal(e.into()))?
 }
@@ -277,6 +284,7 @@ async fn receive(
 
 async fn store(
     state: &ServerState,
+    tenant_id: Uuid,
     id: Uuid,
     received: Received,
 ) -> Result<UploadResponse, UploadError> {
@@ -320,7 +328,16 @@ async fn store(
     drop(scratch_parquet);
 
     // The Parquet file is in place; from here a failure must remove it again.
-    let committed = insert(state, id, &name, &received.file_name, size, &converted).await;
+    let committed = insert(
+        state,
+        tenant_id,
+        id,
+        &name,
+        &received.file_name,
+        size,
+        &converted,
+    )
+    .await;
     if committed.is_err() {
         remove_quietly(&dest).await;
     }
@@ -329,6 +346,7 @@ async fn store(
 
 async fn insert(
     state: &ServerState,
+    tenant_id: Uuid,
     id: Uuid,
     name: &DatasetName,
     file_name: &str,
@@ -336,7 +354,6 @@ async fn insert(
     converted: &Converted,
 ) -> Result<UploadResponse, UploadError> {
     let internal = |e: sqlx::Error| UploadError::Internal(e.into());
-    let tenant_id = state.app.tenant_id;
     let mut tx = state.db().begin().await.map_err(internal)?;
     let dataset = catalog::insert_dataset(
         &mut tx,
@@ -375,18 +392,6 @@ async fn remove_quietly(path: &Path) {
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

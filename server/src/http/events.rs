@@ -11,7 +11,10 @@
 
 use super::error_response;
 use crate::state::ServerState;
-use app::{model::LiveEvent, ssr::catalog};
+use app::{
+    model::LiveEvent,
+    ssr::{auth::Principal, catalog},
+};
 use axum::{
     extract::State,
     http::StatusCode,
@@ -20,7 +23,7 @@ use axum::{
         IntoResponse, Response,
     },
     routing::get,
-    Router,
+    Extension, Router,
 };
 use futures::{stream, StreamExt};
 use std::{convert::Infallible, time::Duration};
@@ -30,8 +33,11 @@ pub fn router() -> Router<ServerState> {
     Router::new().route("/api/events", get(events))
 }
 
-async fn events(State(state): State<ServerState>) -> Response {
-    let tenant_id = state.app.tenant_id;
+async fn events(
+    State(state): State<ServerState>,
+    Extension(who): Extension<Principal>,
+) -> Response {
+    let tenant_id = who.tenant_id;
     let rx = state.hub.subscribe();
     let seq = state.hub.current_seq();
     let datasets = match catalog::list_datasets(state.db(), tenant_id).await {

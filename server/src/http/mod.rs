@@ -1,6 +1,7 @@
 //! Routes outside Leptos, grouped by resource; each module exposes `router()`.
 //! Every error they answer is the contract's envelope, `{code, message}`.
 
+pub mod account;
 pub mod datasets;
 pub mod events;
 pub mod health;

@@ -9,6 +9,7 @@
 //! - [`metrics`]: counters and step durations for `GET /metrics`.
 
 pub mod dispatcher;
+pub mod failure;
 pub mod ledger;
 pub mod metrics;
 pub mod registration;
@@ -38,15 +39,16 @@ pub struct SyncEndpoint {
     /// The URL Restate calls the endpoint at.
     pub endpoint_url: String,
     admin_url: String,
+    /// restate-server's request identity key (`RESTATE_IDENTITY_KEY`).
+    identity_key: Option<String>,
 }
 
 impl SyncEndpoint {
-    /// Binds `RESTATE_ENDPOINT_ADDR`. `site_addr` is this server's web
-    /// address, the default base of the internal file URLs MCP downloads.
+    /// Binds `RESTATE_ENDPOINT_ADDR`. The MCP server downloads files from
+    /// `INTERNAL_BASE_URL` (default: the internal listener, `INTERNAL_ADDR`).
     pub async fn bind(
         settings: &Settings,
         db: PgPool,
-        site_addr: SocketAddr,
         metrics: Arc<metrics::SyncMetrics>,
     ) -> anyhow::Result<Self> {
         let sync = &settings.sync;
@@ -67,9 +69,22 @@ impl SyncEndpoint {
         let internal_base_url = sync
             .internal_base_url
             .clone()
-            .unwrap_or_else(|| format!("http://{site_addr}"));
+            .unwrap_or_else(|| format!("http://{}", settings.accounts.internal_addr));
+        let identity_key = sync.restate_identity_key.clone();
+        if let Some(k) = &identity_key {
+            // Checked now, so a bad key stops start-up with its name.
+            Endpoint::builder()
+                .identity_key(k)
+                .map_err(|e| anyhow::anyhow!("RESTATE_IDENTITY_KEY is invalid: {e}"))?;
+        } else {
+            tracing::warn!(
+                "RESTATE_IDENTITY_KEY is not set: the DatasetSync endpoint accepts unsigned requests; \
+                 keep RESTATE_ENDPOINT_ADDR on loopback or set the key"
+            );
+        }
         let deps = Arc::new(service::SyncDeps {
             ledger: ledger::Ledger::new(db),
+            signer: crate::auth::signed_url::UrlSigner::new(&key),
             mcp: contract::client::McpClient::new(url, key, MCP_CALL_TIMEOUT),
             internal_base_url,
             retry_attempts: sync.retry_attempts,
@@ -81,6 +96,7 @@ impl SyncEndpoint {
             deps,
             endpoint_url,
             admin_url: sync.restate_admin_url.clone(),
+            identity_key,
         })
     }
 
@@ -98,7 +114,11 @@ impl SyncEndpoint {
             .abort_timeout(Duration::from_secs(60))
             // Operators can read a finished sync's steps (`restate invocations describe`).
             .journal_retention(Duration::from_secs(7 * 24 * 3600));
-        let endpoint = Endpoint::builder()
+        let mut builder = Endpoint::builder();
+        if let Some(key) = &self.identity_key {
+            builder = builder.identity_key(key).expect("checked in bind");
+        }
+        let endpoint = builder
             .bind(
                 service::DatasetSync::new(self.deps)
                     .into_service_definition()

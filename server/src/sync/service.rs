@@ -39,8 +39,10 @@ pub const RECORD_KEY: &str = "sync";
 pub struct SyncDeps {
     pub ledger: Ledger,
     pub mcp: McpClient,
-    /// Base URL of this server as the MCP server reaches it.
+    /// Base URL of this server's internal listener as the MCP server reaches it.
     pub internal_base_url: String,
+    /// Signs each attempt's download URL for the dataset's tenant.
+    pub signer: crate::auth::signed_url::UrlSigner,
     pub retry_attempts: u32,
     pub retry_interval: Duration,
     pub metrics: Arc<SyncMetrics>,
@@ -74,7 +76,7 @@ impl From<CallError> for StepFailure {
     fn from(e: CallError) -> Self {
         Self {
             retryable: e.retryable(),
-            message: e.to_string(),
+            message: super::failure::call_failure(&e),
         }
     }
 }
@@ -185,14 +187,13 @@ impl DatasetSync {
             },
         };
 
+        let tenant_id = dataset.tenant_id;
         let bronze_args = CreateDatasetArgs {
-            tenant_id: dataset.tenant_id.to_string(),
+            tenant_id: tenant_id.to_string(),
             dataset_id: dataset_id.to_string(),
             dataset_name: dataset.name,
-            parquet_url: format!(
-                "{}/internal/storage/datasets/{dataset_id}.parquet",
-                self.deps.internal_base_url
-            ),
+            // Signed afresh by each attempt (the link expires).
+            parquet_url: String::new(),
             schema: dataset.schema,
             // The Parquet file never changes after upload, so a re-sync is
             // the same version: same table, no duplicated rows.
@@ -200,7 +201,10 @@ impl DatasetSync {
         };
         let bronze = self
             .run_step(&mut job, SyncStep::Bronze, move |deps, _| {
-                let args = bronze_args.clone();
+                let mut args = bronze_args.clone();
+                args.parquet_url = deps
+                    .signer
+                    .sign(&deps.internal_base_url, tenant_id, dataset_id);
                 async move { Ok(deps.mcp.call::<CreateDataset>(&args).await?) }
             })
             .await?;
@@ -227,7 +231,7 @@ impl DatasetSync {
                     .await
                     .map_err(|e| StepFailure {
                         retryable: true,
-                        message: format!("updating the dataset failed: {e}"),
+                        message: super::failure::internal_failure("updating the dataset", &e),
                     })?;
                 SyncMetrics::inc(&deps.metrics.syncs_succeeded);
                 Ok(())
@@ -375,7 +379,10 @@ impl DatasetSync {
         a: Attempt,
         error: TerminalError,
     ) -> HandlerError {
-        let message = format!("the sync was stopped: {}", error.message());
+        let message = format!(
+            "the sync was stopped: {}",
+            super::failure::scrub(error.message())
+        );
         let (deps, text) = (self.deps.clone(), message.clone());
         let recorded = job
             .ctx

@@ -8,15 +8,19 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Reads SSE frames as (event name, JSON data).
-struct Events {
+pub struct Events {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
 }
 
 impl Events {
     async fn open(app: &TestApp) -> Self {
-        let response = app
-            .client
+        Self::open_as(app, &app.client).await
+    }
+
+    /// The stream as `client` (another tenant's browser, say) sees it.
+    pub async fn open_as(app: &TestApp, client: &reqwest::Client) -> Self {
+        let response = client
             .get(app.url("/api/events"))
             .header("Accept", "text/event-stream")
             .send()
@@ -31,7 +35,7 @@ impl Events {
     }
 
     /// The next event (keep-alive comments skipped), or `None` after `within`.
-    async fn next(&mut self, within: Duration) -> Option<(String, Value)> {
+    pub async fn next(&mut self, within: Duration) -> Option<(String, Value)> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
@@ -59,7 +63,7 @@ impl Events {
     }
 
     /// Skips events until one about `id` with `status` arrives.
-    async fn until_status(&mut self, id: Uuid, status: &str) -> Value {
+    pub async fn until_status(&mut self, id: Uuid, status: &str) -> Value {
         loop {
             let (name, data) = self
                 .next(Duration::from_secs(10))
@@ -75,7 +79,7 @@ impl Events {
     }
 }
 
-async fn set_status(app: &TestApp, id: Uuid, status: &str, error: Option<&str>) {
+pub async fn set_status(app: &TestApp, id: Uuid, status: &str, error: Option<&str>) {
     sqlx::query("UPDATE datasets SET sync_status = $2::sync_status, sync_error = $3 WHERE id = $1")
         .bind(id)
         .bind(status)

@@ -1,6 +1,8 @@
 //! `spawn_app()`: a server on port 0 with its own database (cloned from the
 //! migrated template) and data directory, both removed when the `TestApp` is
-//! dropped.
+//! dropped. Its first admin is created from `ADMIN_EMAIL`/`ADMIN_PASSWORD`,
+//! and `TestApp::client` is signed in as them through the real log-in form
+//! (a cookie jar, and the app's `Origin` on every request, as a browser).
 
 use app::model::{ErrorBody, UploadResponse};
 use servicetsunami_server::{config::Settings, startup::Application};
@@ -9,8 +11,17 @@ use stack::TestDb;
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 use uuid::Uuid;
 
+/// The first admin every test app has.
+pub const ADMIN_EMAIL: &str = "admin@test.example.org";
+pub const ADMIN_PASSWORD: &str = "admin test password";
+
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The internal listener (signed downloads, introspection, metrics).
+    pub internal_addr: SocketAddr,
+    /// The DatasetSync endpoint, when sync is on.
+    pub sync_addr: Option<SocketAddr>,
+    /// Signed in as the first admin (tenant A in the tenancy tests).
     pub client: reqwest::Client,
     pub db: PgPool,
     pub data_dir: tempfile::TempDir,
@@ -24,6 +35,8 @@ pub struct Options {
     pub upload_max_bytes: u64,
     /// More settings, e.g. the sync's (`DATABRICKS_SYNC_ENABLED`, `MCP_SERVER_URL`, …).
     pub env: Vec<(&'static str, String)>,
+    /// Whether `client` signs in (false: it stays signed out).
+    pub sign_in: bool,
 }
 
 impl Default for Options {
@@ -31,6 +44,7 @@ impl Default for Options {
         Self {
             upload_max_bytes: 64 << 20,
             env: Vec::new(),
+            sign_in: true,
         }
     }
 }
@@ -53,28 +67,60 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("UPLOAD_MAX_BYTES", options.upload_max_bytes.to_string()),
         ("DUCKDB_THREADS", "2".to_owned()),
         ("RESTATE_ENDPOINT_ADDR", "127.0.0.1:0".to_owned()),
+        ("INTERNAL_ADDR", "127.0.0.1:0".to_owned()),
+        ("ADMIN_EMAIL", ADMIN_EMAIL.to_owned()),
+        ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+        ("SIGNUP_OPEN", "true".to_owned()),
     ]);
     vars.extend(options.env);
+    // An empty value unsets a default (e.g. `ADMIN_EMAIL` for a first start
+    // without an admin).
+    vars.retain(|_, v| !v.is_empty());
     let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
     let app = Application::build(settings)
         .await
         .expect("application starts");
     let addr = app.local_addr();
+    let internal_addr = app.internal_addr();
+    let sync_addr = app.sync_endpoint_addr();
     let stop = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
 
     let db = PgPool::connect(&database_url).await.expect("test pool");
-    TestApp {
+    let mut app = TestApp {
         addr,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
+        internal_addr,
+        sync_addr,
+        client: bare_client(),
         db,
         data_dir,
         stop,
         _database: database,
-    }
+    };
+    app.client = if options.sign_in {
+        app.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    } else {
+        app.browser()
+    };
+    app
+}
+
+/// No cookies, no default headers, no redirects followed.
+pub fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// The value between `id="{id}">` and the next `<` in a page.
+pub fn element_text(html: &str, id: &str) -> Option<String> {
+    let start = html.find(&format!("id=\"{id}\""))?;
+    let rest = &html[start..];
+    let open = rest.find('>')? + 1;
+    let close = rest[open..].find('<')?;
+    Some(rest[open..open + close].to_owned())
 }
 
 impl Drop for TestApp {
@@ -114,6 +160,94 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    pub fn internal_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.internal_addr)
+    }
+
+    /// A browser: its own cookie jar, and this app's `Origin` on every request.
+    pub fn browser(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "origin",
+            self.url("").parse().expect("an origin is a header value"),
+        );
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client")
+    }
+
+    /// A browser signed in through the log-in form.
+    pub async fn sign_in(&self, email: &str, password: &str) -> reqwest::Client {
+        let browser = self.browser();
+        let response = browser
+            .post(self.url("/auth/login"))
+            .form(&[("email", email), ("password", password), ("next", "/")])
+            .send()
+            .await
+            .expect("log-in sent");
+        assert_eq!(response.status(), 303, "log-in answers with a redirect");
+        assert_eq!(
+            response.headers()["location"],
+            "/",
+            "log-in as {email} succeeded"
+        );
+        browser
+    }
+
+    /// A new team (tenant) of its own, through open sign-up; its admin's browser.
+    pub async fn new_tenant(&self, email: &str) -> reqwest::Client {
+        let browser = self.browser();
+        let response = browser
+            .post(self.url("/auth/signup"))
+            .form(&[
+                ("email", email),
+                ("password", "another long password"),
+                ("team", "Team B"),
+            ])
+            .send()
+            .await
+            .expect("sign-up sent");
+        assert_eq!(response.status(), 303);
+        assert_eq!(response.headers()["location"], "/", "signed up as {email}");
+        browser
+    }
+
+    /// A personal access token (`kind` "tokens") or an assistant token
+    /// ("assistant-tokens") made by `browser`'s user through the real form.
+    pub async fn token(&self, browser: &reqwest::Client, kind: &str) -> String {
+        let response = browser
+            .post(self.url(&format!("/account/{kind}")))
+            .form(&[("name", "test token"), ("expires_in_days", "30")])
+            .send()
+            .await
+            .expect("token form sent");
+        assert_eq!(response.status(), 303);
+        let page = response.headers()["location"].to_str().unwrap().to_owned();
+        assert!(!page.contains("error"), "{page}");
+        let html = browser
+            .get(self.url(&page))
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("body");
+        element_text(&html, "new-secret").expect("the new token is shown once")
+    }
+
+    /// The tenant of the user with this e-mail address.
+    pub async fn tenant_of_user(&self, email: &str) -> Uuid {
+        sqlx::query_scalar::<_, Uuid>("SELECT tenant_id FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(&self.db)
+            .await
+            .expect("the user exists")
+    }
+
     /// GETs `path` and returns the body as text.
     pub async fn get_text(&self, path: &str) -> String {
         let response = self
@@ -123,6 +257,18 @@ impl TestApp {
             .await
             .expect("request sent");
         response.text().await.expect("body")
+    }
+
+    /// GETs `path` on the internal listener and returns the body as text.
+    pub async fn internal_text(&self, path: &str) -> String {
+        bare_client()
+            .get(self.internal_url(path))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("body")
     }
 
     /// Uploads `bytes` as `file_name` the way the browser's XHR does.

@@ -1,10 +1,12 @@
 //! Integration tests: the real router on a real port, against a real Postgres
 //! (one database per test) and real DuckDB.
 
+mod accounts;
 mod events;
 mod helpers;
 mod internal;
 mod pages;
 mod sync;
+mod tenancy;
 mod upload;
 mod upload_rejects;

@@ -11,9 +11,9 @@ use uuid::Uuid;
 
 const CSV: &str = "id,name,amount\n1, Ada ,10.5\n2,Grace,N/A\n2,Grace,N/A\n3,Linus,7\n";
 
-struct Sync {
-    attempts: u32,
-    interval_secs: u64,
+pub struct Sync {
+    pub attempts: u32,
+    pub interval_secs: u64,
 }
 
 impl Default for Sync {
@@ -25,9 +25,16 @@ impl Default for Sync {
     }
 }
 
-async fn spawn_synced_app(restate: &Restate, mcp: &Mcp, sync: Sync) -> TestApp {
+/// The app with sync through `restate` and `mcp`: its internal listener where
+/// the MCP server downloads from, and Restate's request identity checked.
+pub async fn spawn_synced_app(restate: &Restate, mcp: &Mcp, sync: Sync) -> TestApp {
     spawn_app_with(Options {
         env: vec![
+            (
+                "INTERNAL_ADDR",
+                format!("127.0.0.1:{}", mcp.app_internal_port),
+            ),
+            ("RESTATE_IDENTITY_KEY", restate.identity_key.clone()),
             ("DATABRICKS_SYNC_ENABLED", "true".to_owned()),
             ("DATABRICKS_AUTO_SYNC", "true".to_owned()),
             ("MCP_SERVER_URL", mcp.url()),
@@ -42,7 +49,7 @@ async fn spawn_synced_app(restate: &Restate, mcp: &Mcp, sync: Sync) -> TestApp {
     .await
 }
 
-async fn started_mcp() -> Mcp {
+pub async fn started_mcp() -> Mcp {
     let mut mcp = Mcp::in_process();
     mcp.start().await.expect("the MCP server starts");
     mcp
@@ -50,16 +57,16 @@ async fn started_mcp() -> Mcp {
 
 /// A dataset's typed sync columns.
 #[derive(Debug, sqlx::FromRow)]
-struct Row {
-    sync_status: SyncStatus,
-    sync_step: Option<SyncStep>,
-    sync_attempt: Option<i32>,
-    sync_next_retry_at: Option<time::OffsetDateTime>,
-    sync_error: Option<String>,
-    bronze_table: Option<String>,
-    silver_table: Option<String>,
-    last_sync_at: Option<time::OffsetDateTime>,
-    metadata: Value,
+pub struct Row {
+    pub sync_status: SyncStatus,
+    pub sync_step: Option<SyncStep>,
+    pub sync_attempt: Option<i32>,
+    pub sync_next_retry_at: Option<time::OffsetDateTime>,
+    pub sync_error: Option<String>,
+    pub bronze_table: Option<String>,
+    pub silver_table: Option<String>,
+    pub last_sync_at: Option<time::OffsetDateTime>,
+    pub metadata: Value,
 }
 
 async fn row(app: &TestApp, id: Uuid) -> Row {
@@ -76,7 +83,7 @@ async fn row(app: &TestApp, id: Uuid) -> Row {
 
 /// Polls until the dataset's status is `want` (panics after `within`,
 /// showing where it stands and its timeline).
-async fn wait_for(app: &TestApp, id: Uuid, want: SyncStatus, within: Duration) -> Row {
+pub async fn wait_for(app: &TestApp, id: Uuid, want: SyncStatus, within: Duration) -> Row {
     let found = stack::wait::until(within, "", || async {
         let r = row(app, id).await;
         (r.sync_status == want).then_some(r)
@@ -121,7 +128,7 @@ async fn invocation_of(app: &TestApp, id: Uuid) -> String {
 }
 
 /// `a.b.c` → `"a"."b"."c"` (tenant schemas may start with a digit).
-fn quoted(table: &str) -> String {
+pub fn quoted(table: &str) -> String {
     table
         .split('.')
         .map(|part| format!("\"{part}\""))
@@ -222,7 +229,7 @@ async fn an_upload_ends_synced_and_its_tables_are_queryable() {
     )
     .await;
 
-    let metrics = app.get_text("/metrics").await;
+    let metrics = app.internal_text("/metrics").await;
     assert!(
         metrics.contains("servicetsunami_syncs_succeeded_total 1\n"),
         "{metrics}"
@@ -275,7 +282,7 @@ async fn mcp_down_at_first_is_retried_until_synced() {
         "{bronze:?}"
     );
     assert_eq!(bronze.last().unwrap().1, StepOutcome::Succeeded);
-    let metrics = app.get_text("/metrics").await;
+    let metrics = app.internal_text("/metrics").await;
     assert!(
         !metrics.contains("servicetsunami_sync_step_retries_total 0\n"),
         "{metrics}"
@@ -438,7 +445,7 @@ async fn restate_killed_mid_sync_completes_with_each_table_created_once() {
     assert_eq!(succeeded(SyncStep::Bronze), 1, "{timeline:?}");
     assert_eq!(succeeded(SyncStep::Silver), 1, "{timeline:?}");
     // The bronze step is journaled: replay did not call MCP again.
-    let metrics = app.get_text("/metrics").await;
+    let metrics = app.internal_text("/metrics").await;
     assert!(
         metrics.contains("servicetsunami_sync_step_duration_seconds_count{step=\"bronze\"} 1\n"),
         "{metrics}"

@@ -248,17 +248,21 @@ async fn up(options: Options) -> anyhow::Result<()> {
 
     let mut mcp = None;
     let key = mcp_key(options.mcp_key_file.as_deref())?;
+    // The app's internal listener: the MCP server downloads from it.
+    let internal_port = port(fixed, "INTERNAL_ADDR", 3010)?;
     if options.mcp {
         let lakehouse = data.path().join("lakehouse");
         std::fs::create_dir_all(&lakehouse)?;
         let mut m = Mcp::process()
             .with_key(&key)
             .with_port(port(fixed, "MCP_BIND_ADDR", 8765)?)
+            .with_app_internal_port(internal_port)
             .with_lakehouse(DataDir::Kept(lakehouse.clone()));
         for name in [
             "LAKEHOUSE_BACKEND",
             "LAKEHOUSE_CATALOG",
             "MCP_ALLOWED_HOSTS",
+            "MCP_INTERNAL_BASE_URL",
         ] {
             if let Some(v) = env(name) {
                 m.env.insert(name.to_owned(), v);
@@ -315,6 +319,14 @@ async fn up(options: Options) -> anyhow::Result<()> {
             "RESTATE_ENDPOINT_ADDR",
             format!("127.0.0.1:{}", port(fixed, "RESTATE_ENDPOINT_ADDR", 9080)?),
         );
+        set_default(
+            &mut vars,
+            "INTERNAL_ADDR",
+            format!("127.0.0.1:{internal_port}"),
+        );
+        if let Some(r) = &restate {
+            set_default(&mut vars, "RESTATE_IDENTITY_KEY", r.identity_key.clone());
+        }
         if let Some(info) = &stack_file.mcp {
             set_default(&mut vars, "MCP_SERVER_URL", info.url.clone());
             set_default(&mut vars, "DATABRICKS_SYNC_ENABLED", "true".into());
