@@ -75,6 +75,12 @@ pub struct Settings {
     pub data_storage_path: PathBuf,
     /// `UPLOAD_MAX_BYTES` (default 2 GiB): the cap enforced while streaming an upload.
     pub upload_max_bytes: u64,
+    /// `UPLOAD_MAX_DECOMPRESSED_BYTES` (default 16 GiB): what a gzip upload
+    /// may decompress to (a gzip bomb is refused as it streams).
+    pub upload_max_decompressed_bytes: u64,
+    /// `UPLOAD_MAX_CONCURRENT` (default twice the CPUs, at least 2): uploads
+    /// at once; more get 503 with `Retry-After`.
+    pub upload_max_concurrent: usize,
     /// `DUCKDB_THREADS` (default: the number of CPUs).
     pub duckdb_threads: usize,
     /// `DUCKDB_MEMORY_LIMIT` (default `192MB`): the upload conversion's DuckDB
@@ -134,7 +140,11 @@ impl Settings {
         }
 
         let upload_max_bytes = env.byte_size("UPLOAD_MAX_BYTES", 2 << 30)?;
+        let upload_max_decompressed_bytes =
+            env.byte_size("UPLOAD_MAX_DECOMPRESSED_BYTES", 16 << 30)?;
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        let upload_max_concurrent =
+            env.parse_at_least("UPLOAD_MAX_CONCURRENT", (2 * cpus).max(2), 1)?;
         let duckdb_threads = env.parse_at_least("DUCKDB_THREADS", cpus, 1)?;
         // DuckDB reads these itself: checked to be byte sizes, kept as written.
         let byte_size = |v: &str| parse_byte_size(v).map(|_| v.to_owned());
@@ -283,6 +293,8 @@ impl Settings {
                     .unwrap_or_else(|| "./data".to_owned()),
             ),
             upload_max_bytes,
+            upload_max_decompressed_bytes,
+            upload_max_concurrent,
             duckdb_threads,
             duckdb_memory_limit,
             duckdb_read_memory_limit,

@@ -27,6 +27,11 @@ pub struct ServerStateInner {
     pub storage: Storage,
     /// Largest upload accepted, in bytes, counted while streaming.
     pub upload_max_bytes: u64,
+    /// Most bytes a gzip upload may decompress to, counted while streaming.
+    pub upload_max_decompressed_bytes: u64,
+    /// Uploads running at once (`UPLOAD_MAX_CONCURRENT` permits).
+    pub uploads: Arc<tokio::sync::Semaphore>,
+    pub upload_max_concurrent: usize,
     /// Whether sync is available, and whether uploads queue one by themselves.
     pub sync_mode: SyncMode,
     /// Live sync states fanned out to `GET /api/events`.

@@ -35,6 +35,10 @@ use uuid::Uuid;
 pub const MAX_FILE_NAME_CHARS: usize = 255;
 /// Multipart framing and the small `name` field on top of the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// The `name` field, in bytes (200 characters of up to 4 bytes, and room).
+const MAX_NAME_FIELD_BYTES: usize = 4 * 1024;
+/// Any other field (ignored), in bytes.
+const MAX_OTHER_FIELD_BYTES: usize = 64 * 1024;
 
 pub fn router() -> Router<ServerState> {
     Router::new().route(
@@ -61,6 +65,8 @@ pub enum UploadError {
     Body(String),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error("the server is busy with {0} other uploads; try again in a few seconds")]
+    Busy(usize),
     #[error("something went wrong on our side; it has been logged")]
     Internal(#[source] anyhow::Error),
 }
@@ -75,6 +81,7 @@ impl UploadError {
             | Self::InvalidName(_)
             | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::Ingest(e) => ingest_status(e),
+            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +95,7 @@ impl UploadError {
             Self::InvalidName(_) => "invalid_name",
             Self::Body(_) => "bad_body",
             Self::Ingest(e) => e.code(),
+            Self::Busy(_) => "busy",
             Self::Internal(_) => "internal",
         }
     }
@@ -122,6 +130,7 @@ fn ingest_status(e: &IngestError) -> StatusCode {
         IngestError::UnsupportedCompression { .. } | IngestError::GzippedParquet => {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         }
+        IngestError::DecompressedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -135,7 +144,15 @@ impl IntoResponse for UploadError {
             }
             other => tracing::info!(code = other.code(), error = %other, "upload rejected"),
         }
-        (self.status(), Json(self.body())).into_response()
+        let busy = matches!(self, Self::Busy(_));
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if busy {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
+        response
     }
 }
 
@@ -161,7 +178,12 @@ async fn upload(
     request: Request,
 ) -> Response {
     let json = wants_json(request.headers());
-    let outcome = receive_and_store(&state, who.tenant_id, request).await;
+    // At most UPLOAD_MAX_CONCURRENT at once; beyond it, 503 with Retry-After
+    // rather than every upload slowing to a crawl (or the disk filling).
+    let outcome = match state.uploads.clone().try_acquire_owned() {
+        Ok(_permit) => receive_and_store(&state, who.tenant_id, request).await,
+        Err(_) => Err(UploadError::Busy(state.upload_max_concurrent)),
+    };
     match (outcome, json) {
         (Ok(done), true) => (StatusCode::CREATED, Json(done)).into_response(),
         (Ok(done), false) => {
@@ -240,14 +262,22 @@ async fn receive(
         let field_name = field.name().map(str::to_owned);
         match field_name.as_deref() {
             Some("name") => {
-                let text = field.text().await.map_err(multipart_err)?;
-                if text.len() > 4 * 1024 {
-                    return Err(NameError::TooLong {
-                        len: text.chars().count(),
-                        max: app::domain::MAX_DATASET_NAME_CHARS,
+                // Bounded while it streams: a huge `name` is refused at its
+                // first bytes over the cap, never buffered whole.
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(multipart_err)? {
+                    if bytes.len() + chunk.len() > MAX_NAME_FIELD_BYTES {
+                        return Err(NameError::TooLong {
+                            len: (bytes.len() + chunk.len()).max(MAX_NAME_FIELD_BYTES + 1),
+                            max: app::domain::MAX_DATASET_NAME_CHARS,
+                        }
+                        .into());
                     }
-                    .into());
+                    bytes.extend_from_slice(&chunk);
                 }
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    UploadError::Body("the name field is not UTF-8 text".to_owned())
+                })?;
                 name = Some(text);
             }
             Some("file") if file.is_none() => {
@@ -265,13 +295,31 @@ async fn receive(
                 }
                 let scratch =
                     ScratchFile::new(state.storage.tmp_dir().join(format!("{id}.upload")));
-                let received = ingest::receive_file(&mut field, scratch, max)
-                    .await
-                    .map_err(|e| UploadError::from_receive(e, max))?;
+                let received = ingest::receive_file(
+                    &mut field,
+                    scratch,
+                    max,
+                    state.upload_max_decompressed_bytes,
+                )
+                .await
+                .map_err(|e| UploadError::from_receive(e, max))?;
                 file = Some((received, file_name));
             }
-            // Unknown fields (and a second file) are drained and ignored.
-            _ => while field.chunk().await.map_err(multipart_err)?.is_some() {},
+            // Unknown fields (and a second file) are drained and ignored, up
+            // to a small cap each: nobody sends megabytes we do not read.
+            other => {
+                let mut drained = 0usize;
+                while let Some(chunk) = field.chunk().await.map_err(multipart_err)? {
+                    drained += chunk.len();
+                    if drained > MAX_OTHER_FIELD_BYTES {
+                        return Err(UploadError::Body(format!(
+                            "the form field {:?} is larger than {} KiB; send only `file` and `name`",
+                            other.unwrap_or(""),
+                            MAX_OTHER_FIELD_BYTES / 1024
+                        )));
+                    }
+                }
+            }
         }
     }
     let (file, file_name) = file.ok_or(UploadError::MissingFile)?;

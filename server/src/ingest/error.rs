@@ -34,6 +34,10 @@ pub enum IngestError {
     NoColumns,
     #[error("the file has {count} columns; the limit is {max}")]
     TooManyColumns { count: usize, max: usize },
+    #[error("the header has more than {seen} columns; the limit is {max}")]
+    HeaderTooWide { seen: usize, max: usize },
+    #[error("the gzip data decompresses to more than {max} bytes (UPLOAD_MAX_DECOMPRESSED_BYTES)")]
+    DecompressedTooLarge { max: u64 },
     #[error("column {position} has a name of {len} characters; the limit is {max}")]
     ColumnNameTooLong {
         position: usize,
@@ -60,7 +64,8 @@ impl IngestError {
             Self::InvalidParquet { .. } => "invalid_parquet",
             Self::Unreadable { .. } => "unreadable",
             Self::NoColumns => "no_columns",
-            Self::TooManyColumns { .. } => "too_many_columns",
+            Self::TooManyColumns { .. } | Self::HeaderTooWide { .. } => "too_many_columns",
+            Self::DecompressedTooLarge { .. } => "decompressed_too_large",
             Self::ColumnNameTooLong { .. } => "column_name_too_long",
             Self::UnsupportedType { .. } => "unsupported_type",
             Self::Internal(_) => "internal",

@@ -41,10 +41,70 @@ struct TextScan {
     lines: u64,
     bytes: u64,
     failure: Option<IngestError>,
+    /// Most bytes accepted (the decompressed size of a gzip upload); 0 = no cap.
+    limit: u64,
+    /// The first line is over (or the text is JSON): its width is known.
+    header_done: bool,
+    /// Candidate delimiters (`,` `\t` `;` `|`) seen on the first line so far.
+    header_separators: [usize; 4],
 }
 
+/// The candidate delimiters a header is counted by, before DuckDB's sniffer
+/// sees the file (a header of 300,000 columns would exhaust its memory).
+const SEPARATORS: [u8; 4] = [b',', b'\t', b';', b'|'];
+/// Separators on the first line beyond which the header is refused unread.
+const HEADER_SEPARATORS_MAX: usize = 4 * super::convert::MAX_COLUMNS;
+
 impl TextScan {
+    fn with_limit(limit: u64) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// Counts the first line's separators; refuses a header wider than the
+    /// column limit as soon as it is seen.
+    fn check_header(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        if self.header_done {
+            return Ok(());
+        }
+        let text = self
+            .sample
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(&self.sample);
+        if matches!(
+            text.iter().find(|b| !b.is_ascii_whitespace()),
+            Some(b'[' | b'{')
+        ) {
+            self.header_done = true;
+            return Ok(());
+        }
+        let line = match memchr::memchr(b'\n', chunk) {
+            Some(end) => {
+                self.header_done = true;
+                &chunk[..end]
+            }
+            None => chunk,
+        };
+        for (count, sep) in self.header_separators.iter_mut().zip(SEPARATORS) {
+            *count += memchr::memchr_iter(sep, line).count();
+            // Generous (quoted names may hold separators): anything near the
+            // limit goes on to the sniffer, which counts exactly.
+            if *count >= HEADER_SEPARATORS_MAX {
+                return Err(IngestError::HeaderTooWide {
+                    seen: HEADER_SEPARATORS_MAX,
+                    max: super::convert::MAX_COLUMNS,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn scan(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        if self.limit > 0 && self.bytes + chunk.len() as u64 > self.limit {
+            return Err(IngestError::DecompressedTooLarge { max: self.limit });
+        }
         if self.sample.len() < SAMPLE_BYTES {
             let take = (SAMPLE_BYTES - self.sample.len()).min(chunk.len());
             self.sample.extend_from_slice(&chunk[..take]);
@@ -55,6 +115,7 @@ impl TextScan {
                 detail: format!("a NUL byte on line {line}"),
             });
         }
+        self.check_header(chunk)?;
         let owned;
         let data: &[u8] = if self.carry.is_empty() {
             chunk
@@ -164,6 +225,8 @@ enum State {
 pub struct Inspector {
     state: State,
     total: u64,
+    /// Most decompressed bytes a gzip upload may hold (0 = no cap).
+    max_decompressed: u64,
 }
 
 impl Default for Inspector {
@@ -179,9 +242,16 @@ const MAGIC_BYTES: usize = 6;
 
 impl Inspector {
     pub fn new() -> Self {
+        Self::with_decompressed_limit(0)
+    }
+
+    /// An inspector that refuses gzip data decompressing to more than
+    /// `max` bytes (`UPLOAD_MAX_DECOMPRESSED_BYTES`), counted as it streams.
+    pub fn with_decompressed_limit(max: u64) -> Self {
         Self {
             state: State::Start(Vec::with_capacity(MAGIC_BYTES)),
             total: 0,
+            max_decompressed: max,
         }
     }
 
@@ -226,7 +296,9 @@ impl Inspector {
             return self.feed_tail(&head);
         }
         if head.starts_with(GZIP_MAGIC) {
-            let mut decoder = Box::new(MultiGzDecoder::new(TextScan::default()));
+            let mut decoder = Box::new(MultiGzDecoder::new(TextScan::with_limit(
+                self.max_decompressed,
+            )));
             let fed = feed_gzip(&mut decoder, &head);
             self.state = State::Gzip(decoder);
             return fed;

@@ -116,14 +116,16 @@ pub struct ReceivedFile {
 }
 
 /// Streams `field` into `scratch` (which is removed again on any error),
-/// refusing more than `max` bytes.
+/// refusing more than `max` bytes, or gzip data that decompresses to more
+/// than `max_decompressed`.
 pub async fn receive_file(
     field: &mut Field<'_>,
     scratch: ScratchFile,
     max: u64,
+    max_decompressed: u64,
 ) -> Result<ReceivedFile, ReceiveError> {
     let mut out = ScratchWriter::create(scratch.path()).await?;
-    let mut inspector = Inspector::new();
+    let mut inspector = Inspector::with_decompressed_limit(max_decompressed);
     let mut chunks = 0u64;
     while let Some(chunk) = field.chunk().await? {
         if inspector.total() + chunk.len() as u64 > max {

@@ -1,6 +1,7 @@
 //! Integration tests: the real router on a real port, against a real Postgres
 //! (one database per test) and real DuckDB.
 
+mod abuse;
 mod accounts;
 mod events;
 mod helpers;

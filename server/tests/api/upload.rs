@@ -1,6 +1,8 @@
 //! Uploads that must succeed: every format, odd headers, concurrency.
 
-use crate::helpers::{eventually, gzip, parquet_from_sql, read_parquet, spawn_app};
+use crate::helpers::{
+    eventually, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with, Options,
+};
 use app::{domain::SyncStatus, model::ColumnSchema};
 use std::{collections::HashSet, time::Duration};
 
@@ -176,7 +178,12 @@ async fn duplicate_and_empty_headers_still_ingest_with_unique_normalised_names()
 
 #[tokio::test]
 async fn twenty_concurrent_uploads_do_not_mix() {
-    let app = spawn_app().await;
+    // All twenty at once: the cap (tested in abuse.rs) is raised for it.
+    let app = spawn_app_with(Options {
+        env: vec![("UPLOAD_MAX_CONCURRENT", "20".to_owned())],
+        ..Options::default()
+    })
+    .await;
     let uploads = (0..20).map(|i| {
         let app = &app;
         async move {

@@ -1,0 +1,179 @@
+//! Uploads meant to exhaust the server: a huge `name` field, large unknown
+//! fields, a gzip bomb, a header of 300,000 columns, more uploads at once
+//! than allowed. Each is refused early with a 4xx/503 that names the problem,
+//! and leaves nothing behind.
+
+use crate::helpers::{gzip, spawn_app, spawn_app_with, Options, TestApp};
+use std::time::Duration;
+
+/// A multipart form whose `field` streams `total` bytes of `byte`, then a file.
+fn streamed_field(field: &str, total: usize, byte: u8) -> reqwest::multipart::Form {
+    let chunk = bytes::Bytes::from(vec![byte; 64 * 1024]);
+    let chunks = total / chunk.len();
+    let stream =
+        futures::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    reqwest::multipart::Form::new()
+        .part(
+            field.to_owned(),
+            reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stream)),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"a\n1\n".to_vec()).file_name("a.csv"),
+        )
+}
+
+async fn post(app: &TestApp, form: reqwest::multipart::Form) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/datasets"))
+        .header("Accept", "application/json")
+        .multipart(form)
+        .send()
+        .await
+        .expect("request sent")
+}
+
+async fn code_of(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let body: app::model::ErrorBody = response.json().await.expect("the error envelope");
+    (status, body.code, body.message)
+}
+
+#[tokio::test]
+async fn a_huge_name_field_is_refused_at_its_first_bytes_over_the_cap() {
+    let app = spawn_app().await;
+    // 256 MiB announced by streaming; refused after 4 KiB.
+    let (status, code, message) =
+        code_of(post(&app, streamed_field("name", 256 << 20, b'a')).await).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_name"), "{message}");
+    app.assert_nothing_persisted().await;
+}
+
+#[tokio::test]
+async fn a_large_unknown_field_is_refused() {
+    let app = spawn_app().await;
+    let (status, code, message) =
+        code_of(post(&app, streamed_field("comment", 8 << 20, b'x')).await).await;
+    assert_eq!((status, code.as_str()), (400, "bad_body"), "{message}");
+    assert!(message.contains("\"comment\""), "{message}");
+    app.assert_nothing_persisted().await;
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_is_refused_by_its_decompressed_size() {
+    let app = spawn_app_with(Options {
+        env: vec![("UPLOAD_MAX_DECOMPRESSED_BYTES", "8MiB".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    // 64 MiB of one-column CSV: about 64 KiB compressed (1000:1).
+    let mut csv = b"n\n".to_vec();
+    csv.extend(std::iter::repeat_n(*b"1\n", 32 << 20).flatten());
+    let bomb = gzip(&csv);
+    assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
+    let (status, body) = app
+        .upload("bomb.csv.gz", bomb, None)
+        .await
+        .expect_rejected();
+    assert_eq!(
+        (status, body.code.as_str()),
+        (413, "decompressed_too_large"),
+        "{}",
+        body.message
+    );
+    assert!(body.message.contains("UPLOAD_MAX_DECOMPRESSED_BYTES"));
+    app.assert_nothing_persisted().await;
+    // Under the cap, the same kind of file is fine.
+    let small = gzip(b"n\n1\n2\n");
+    app.upload("ok.csv.gz", small, None).await.expect_ok();
+}
+
+#[tokio::test]
+async fn a_header_of_300_000_columns_is_refused_before_the_sniffer() {
+    let app = spawn_app().await;
+    let header: Vec<String> = (0..300_000).map(|i| format!("c{i}")).collect();
+    let csv = format!("{}\n{}\n", header.join(","), vec!["1"; 300_000].join(","));
+    let (status, body) = app.upload("wide.csv", csv, None).await.expect_rejected();
+    assert_eq!(
+        (status, body.code.as_str()),
+        (422, "too_many_columns"),
+        "{}",
+        body.message
+    );
+    assert!(body.message.contains("1000"), "{}", body.message);
+    app.assert_nothing_persisted().await;
+    // The same width in tabs, gzip-compressed, too.
+    let tsv = format!("{}\n", header.join("\t"));
+    let (status, body) = app
+        .upload("wide.tsv.gz", gzip(tsv.as_bytes()), None)
+        .await
+        .expect_rejected();
+    assert_eq!((status, body.code.as_str()), (422, "too_many_columns"));
+    // JSON on one long line is not a header: it is not counted this way.
+    let json = format!("[{}]", vec![r#"{"a":1}"#; 5_000].join(","));
+    app.upload("rows.json", json, None).await.expect_ok();
+}
+
+#[tokio::test]
+async fn uploads_beyond_the_concurrency_cap_get_503_with_retry_after() {
+    let app = spawn_app_with(Options {
+        env: vec![("UPLOAD_MAX_CONCURRENT", "1".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    // The first upload holds its permit while its body trickles in.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::stream(body).file_name("slow.csv"),
+    );
+    let client = app.client.clone();
+    let url = app.url("/api/datasets");
+    let first = tokio::spawn(async move {
+        client
+            .post(url)
+            .header("Accept", "application/json")
+            .multipart(form)
+            .send()
+            .await
+            .expect("sent")
+            .status()
+            .as_u16()
+    });
+    tx.send(Ok(bytes::Bytes::from_static(b"a,b\n1,2\n")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let second = app.upload("b.csv", "x\n1\n", None).await;
+    let response_status = match second {
+        crate::helpers::Uploaded::Rejected { status, body } => {
+            assert_eq!(body.code, "busy", "{}", body.message);
+            status
+        }
+        crate::helpers::Uploaded::Ok(_) => panic!("the second upload was let in"),
+    };
+    assert_eq!(response_status, 503);
+    let retry = app
+        .client
+        .post(app.url("/api/datasets"))
+        .header("Accept", "application/json")
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"x\n1\n".to_vec()).file_name("c.csv"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 503);
+    assert_eq!(retry.headers()["retry-after"], "5");
+
+    tx.send(Ok(bytes::Bytes::from_static(b"3,4\n")))
+        .await
+        .unwrap();
+    drop(tx);
+    assert_eq!(first.await.unwrap(), 201);
+    // The permit is back.
+    app.upload("d.csv", "x\n1\n", None).await.expect_ok();
+}
