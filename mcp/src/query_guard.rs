@@ -20,6 +20,10 @@ pub enum Rejected {
     ForeignTable(String),
     #[error("table functions such as {0}() are not allowed")]
     TableFunction(String),
+    #[error("SHOW, DESCRIBE and SUMMARIZE are not allowed in a query; use list_tables and describe_table")]
+    Show,
+    #[error("data-modifying statements (INSERT, UPDATE, DELETE, MERGE) are not allowed, in a CTE or anywhere")]
+    Modifying,
     #[error("the query is empty")]
     Empty,
 }
@@ -64,9 +68,7 @@ pub fn check(
     if statements > 1 {
         return Err(Rejected::MultipleStatements);
     }
-    let mut ctes = HashSet::new();
-    collect_ctes(&tree, &mut ctes);
-    check_refs(&tree, catalog, tenant, &ctes)?;
+    check_refs(&tree, catalog, tenant, &mut Vec::new())?;
     Ok(sql)
 }
 
@@ -94,32 +96,28 @@ fn first_keyword(sql: &str) -> &str {
     &rest[..end]
 }
 
-fn collect_ctes(node: &Value, names: &mut HashSet<String>) {
-    match node {
-        Value::Object(map) => {
-            if let Some(entries) = map
-                .get("cte_map")
-                .and_then(|m| m.get("map"))
-                .and_then(Value::as_array)
-            {
-                for entry in entries {
-                    if let Some(key) = entry.get("key").and_then(Value::as_str) {
-                        names.insert(key.to_ascii_lowercase());
-                    }
-                }
-            }
-            map.values().for_each(|v| collect_ctes(v, names));
-        }
-        Value::Array(items) => items.iter().for_each(|v| collect_ctes(v, names)),
-        _ => {}
-    }
+/// The CTE names a query node defines (its own `WITH`, not nested ones).
+fn own_ctes(map: &serde_json::Map<String, Value>) -> Option<HashSet<String>> {
+    let entries = map.get("cte_map")?.get("map")?.as_array()?;
+    Some(
+        entries
+            .iter()
+            .filter_map(|e| e.get("key").and_then(Value::as_str))
+            .map(str::to_ascii_lowercase)
+            .collect(),
+    )
 }
 
+/// Walks the tree with the CTE names in scope: a node's `WITH` names are
+/// visible inside that node only (its FROM, its subqueries, its CTE bodies),
+/// never to a sibling or an enclosing query. So an outer reference that bears
+/// the name of a CTE defined in some subquery is checked as the table (or
+/// file, or view) it really names.
 fn check_refs(
     node: &Value,
     catalog: &Ident,
     tenant: &TenantId,
-    ctes: &HashSet<String>,
+    scopes: &mut Vec<HashSet<String>>,
 ) -> Result<(), Rejected> {
     match node {
         Value::Object(map) => {
@@ -134,7 +132,9 @@ fn check_refs(
                     );
                     let is_cte = cat.is_empty()
                         && schema.is_empty()
-                        && ctes.contains(&table.to_ascii_lowercase());
+                        && scopes
+                            .iter()
+                            .any(|scope| scope.contains(&table.to_ascii_lowercase()));
                     let catalog_ok = cat.is_empty() || cat.eq_ignore_ascii_case(catalog.as_str());
                     let allowed = is_cte || (catalog_ok && tenant.owns_schema(&schema));
                     if !allowed {
@@ -154,14 +154,44 @@ fn check_refs(
                         .unwrap_or("a table function");
                     return Err(Rejected::TableFunction(name.to_owned()));
                 }
+                // SHOW / DESCRIBE / SUMMARIZE in any position, and the
+                // internal table references a user query never needs.
+                Some("SHOW_REF") => return Err(Rejected::Show),
+                // Query nodes: only reading ones (a CTE may hold a DELETE …
+                // RETURNING, which DuckDB serialises as a node of its own).
+                Some(kind)
+                    if kind.ends_with("_NODE")
+                        && !matches!(
+                            kind,
+                            "SELECT_NODE"
+                                | "SET_OPERATION_NODE"
+                                | "RECURSIVE_CTE_NODE"
+                                | "CTE_NODE"
+                        ) =>
+                {
+                    return Err(Rejected::Modifying)
+                }
+                Some("COLUMN_DATA" | "DELIM_GET") => {
+                    return Err(Rejected::TableFunction("an internal table".to_owned()))
+                }
                 _ => {}
             }
-            map.values()
-                .try_for_each(|v| check_refs(v, catalog, tenant, ctes))
+            let scoped = own_ctes(map);
+            let pushed = scoped.is_some();
+            if let Some(names) = scoped {
+                scopes.push(names);
+            }
+            let result = map
+                .values()
+                .try_for_each(|v| check_refs(v, catalog, tenant, scopes));
+            if pushed {
+                scopes.pop();
+            }
+            result
         }
         Value::Array(items) => items
             .iter()
-            .try_for_each(|v| check_refs(v, catalog, tenant, ctes)),
+            .try_for_each(|v| check_refs(v, catalog, tenant, scopes)),
         _ => Ok(()),
     }
 }
@@ -248,5 +278,60 @@ mod tests {
             guard("SELECT * FROM duckdb_tables()"),
             Err(Rejected::TableFunction(_))
         ));
+    }
+
+    #[test]
+    fn a_cte_name_is_in_scope_only_where_it_is_defined() {
+        // Outer references bearing a name a subquery's WITH defines.
+        for sql in [
+            "SELECT * FROM duckdb_views, (WITH duckdb_views AS (SELECT 1) SELECT 1) z",
+            "SELECT * FROM '/tmp/lake/volumes/x.parquet', (WITH \"/tmp/lake/volumes/x.parquet\" AS (SELECT 1) SELECT 1) z",
+            "SELECT * FROM t WHERE EXISTS (WITH t AS (SELECT 1) SELECT * FROM t)",
+            "SELECT (WITH secrets AS (SELECT 1) SELECT 1), * FROM secrets",
+            "WITH a AS (SELECT 1) SELECT * FROM a, (WITH b AS (SELECT 2) SELECT 2) y, b",
+        ] {
+            assert!(matches!(guard(sql), Err(Rejected::ForeignTable(_))), "{sql}: {:?}", guard(sql));
+        }
+        // Where they are defined, CTEs work, nested and chained.
+        for sql in [
+            "WITH a AS (SELECT * FROM acme_silver.t), b AS (SELECT * FROM a) SELECT * FROM b",
+            "SELECT * FROM (WITH a AS (SELECT * FROM acme_silver.t) SELECT * FROM a) z",
+            "WITH a AS (SELECT 1 AS x) SELECT * FROM acme_silver.t WHERE id IN (SELECT x FROM a)",
+        ] {
+            assert!(guard(sql).is_ok(), "{sql}: {:?}", guard(sql));
+        }
+    }
+
+    #[test]
+    fn show_describe_and_data_modifying_ctes_are_refused_anywhere() {
+        for sql in [
+            "SELECT * FROM (SHOW ALL TABLES)",
+            "SELECT * FROM (DESCRIBE acme_silver.t)",
+            "SELECT * FROM (SUMMARIZE acme_silver.t)",
+            "SELECT * FROM (SHOW TABLES)",
+        ] {
+            let got = guard(sql);
+            assert!(
+                matches!(
+                    got,
+                    Err(Rejected::Show | Rejected::NotSelect | Rejected::Parse(_))
+                ),
+                "{sql}: {got:?}"
+            );
+        }
+        for sql in [
+            "WITH d AS (DELETE FROM acme_silver.t RETURNING *) SELECT * FROM d",
+            "WITH d AS (UPDATE acme_silver.t SET x = 1 RETURNING *) SELECT * FROM d",
+            "WITH d AS (INSERT INTO acme_silver.t VALUES (1) RETURNING *) SELECT * FROM d",
+        ] {
+            assert_eq!(guard(sql), Err(Rejected::Modifying), "{sql}");
+        }
+        // Reading set operations and recursive CTEs still pass.
+        for sql in [
+            "SELECT id FROM acme_silver.t UNION ALL SELECT id FROM acme_bronze.t",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM r",
+        ] {
+            assert!(guard(sql).is_ok(), "{sql}: {:?}", guard(sql));
+        }
     }
 }

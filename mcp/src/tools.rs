@@ -234,20 +234,45 @@ impl LakehouseTools {
         Parameters(args): Parameters<QueryArgs>,
     ) -> Result<Json<QueryResult>, ToolError> {
         let principal = principal_of(&http)?;
-        let tenant = principal.tenant(&args.tenant_id)?;
-        tracing::info!(token = principal.token_id().unwrap_or("service"), "query");
+        // The audit line: who asked (tenant, token), what (the SQL's
+        // SHA-256, not the text), and how it ended.
+        let sql_sha256 = {
+            use sha2::Digest;
+            hex_digest(&sha2::Sha256::digest(args.sql.as_bytes()))
+        };
+        let token = principal.token_id().unwrap_or("service").to_owned();
+        let tenant = match principal.tenant(&args.tenant_id) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(target: "audit", tenant = %args.tenant_id, %token, %sql_sha256, outcome = "refused", "query");
+                return Err(e);
+            }
+        };
         let limit = args
             .limit
             .unwrap_or(self.ctx.query_max_rows)
             .clamp(1, self.ctx.query_max_rows);
         let request = QueryRequest {
-            tenant,
+            tenant: tenant.clone(),
             sql: args.sql,
             limit,
             timeout: self.ctx.query_timeout,
         };
-        Ok(Json(self.ctx.lakehouse.query(request).await?))
+        let result = self.ctx.lakehouse.query(request).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(ToolError::QueryRejected(_)) => "rejected",
+            Err(ToolError::Timeout(_)) => "timeout",
+            Err(_) => "error",
+        };
+        let rows = result.as_ref().map_or(0, |r| r.rows.len());
+        tracing::info!(target: "audit", tenant = %tenant, %token, %sql_sha256, outcome, rows, "query");
+        Ok(Json(result?))
     }
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // The router is built once per session (in `new`), not on every call.
