@@ -30,6 +30,8 @@ pub enum IngestError {
     InvalidParquet { detail: String },
     #[error("the data could not be read as a table: {detail}")]
     Unreadable { detail: String },
+    #[error("the file is {what}, not a dataset; upload CSV, TSV, JSON, NDJSON or Parquet (a failed download saved as .csv looks like this)")]
+    Markup { what: &'static str },
     #[error("the file has no columns")]
     NoColumns,
     #[error("the file has {count} columns; the limit is {max}")]
@@ -63,6 +65,7 @@ impl IngestError {
             Self::MalformedJson { .. } => "malformed_json",
             Self::InvalidParquet { .. } => "invalid_parquet",
             Self::Unreadable { .. } => "unreadable",
+            Self::Markup { .. } => "markup_file",
             Self::NoColumns => "no_columns",
             Self::TooManyColumns { .. } | Self::HeaderTooWide { .. } => "too_many_columns",
             Self::DecompressedTooLarge { .. } => "decompressed_too_large",

@@ -168,6 +168,9 @@ impl TextScan {
             .sample
             .strip_prefix(b"\xEF\xBB\xBF")
             .unwrap_or(&self.sample);
+        if let Some(what) = markup_kind(text) {
+            return Err(IngestError::Markup { what });
+        }
         match text.iter().find(|b| !b.is_ascii_whitespace()) {
             None if self.sample.len() as u64 == self.bytes => Err(IngestError::OnlyWhitespace),
             Some(b'[') => Ok(SourceKind::JsonArray),
@@ -193,6 +196,25 @@ impl Write for TextScan {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// An HTML page or XML document (a failed download saved as `.csv`, say):
+/// what it is, from how it starts.
+fn markup_kind(text: &[u8]) -> Option<&'static str> {
+    let start = text.iter().position(|b| !b.is_ascii_whitespace())?;
+    let head: Vec<u8> = text[start..]
+        .iter()
+        .take(64)
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    let starts = |prefix: &str| head.starts_with(prefix.as_bytes());
+    if starts("<!doctype html") || starts("<html") || starts("<head") || starts("<body") {
+        Some("an HTML page")
+    } else if starts("<?xml") || starts("<!doctype") || starts("<rss") || starts("<svg") {
+        Some("an XML document")
+    } else {
+        None
     }
 }
 

@@ -109,6 +109,16 @@ async fn a_header_of_300_000_columns_is_refused_before_the_sniffer() {
         .await
         .expect_rejected();
     assert_eq!((status, body.code.as_str()), (422, "too_many_columns"));
+    // 20,000 columns: the README's 422, not a 500.
+    let twenty: Vec<String> = (0..20_000).map(|i| format!("col_{i}")).collect();
+    let csv = format!("{}\n{}\n", twenty.join(","), vec!["7"; 20_000].join(","));
+    let (status, body) = app.upload("twenty.csv", csv, None).await.expect_rejected();
+    assert_eq!(
+        (status, body.code.as_str()),
+        (422, "too_many_columns"),
+        "{}",
+        body.message
+    );
     // JSON on one long line is not a header: it is not counted this way.
     let json = format!("[{}]", vec![r#"{"a":1}"#; 5_000].join(","));
     app.upload("rows.json", json, None).await.expect_ok();
@@ -176,4 +186,40 @@ async fn uploads_beyond_the_concurrency_cap_get_503_with_retry_after() {
     assert_eq!(first.await.unwrap(), 201);
     // The permit is back.
     app.upload("d.csv", "x\n1\n", None).await.expect_ok();
+}
+
+#[tokio::test]
+async fn an_html_page_or_xml_saved_as_csv_is_named_and_refused() {
+    let app = spawn_app().await;
+    for (name, text, what) in [
+        (
+            "page.csv",
+            "<!DOCTYPE html>\n<html><head><title>404</title></head><body>Not found</body></html>\n",
+            "an HTML page",
+        ),
+        (
+            "page.csv",
+            "\n  <html lang=\"en\">\n<body>x,y</body></html>",
+            "an HTML page",
+        ),
+        (
+            "feed.csv",
+            "<?xml version=\"1.0\"?>\n<rss><channel/></rss>\n",
+            "an XML document",
+        ),
+    ] {
+        let (status, body) = app.upload(name, text, None).await.expect_rejected();
+        assert_eq!((status, body.code.as_str()), (422, "markup_file"), "{text}");
+        assert!(body.message.contains(what), "{}", body.message);
+    }
+    let (status, body) = app
+        .upload("page.csv.gz", gzip(b"<!doctype html><p>hi</p>"), None)
+        .await
+        .expect_rejected();
+    assert_eq!((status, body.code.as_str()), (422, "markup_file"));
+    app.assert_nothing_persisted().await;
+    // A CSV whose values hold markup is still a CSV.
+    app.upload("ok.csv", "html,n\n<b>bold</b>,1\n", None)
+        .await
+        .expect_ok();
 }
