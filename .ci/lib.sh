@@ -125,6 +125,32 @@ ensure_sqlx_cli() {
   fi
 }
 
+# cargo-fuzz (nightly, like cargo-leptos), for the fuzz smoke run.
+ensure_cargo_fuzz() {
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz (once)"
+    cargo +nightly install cargo-fuzz --locked
+  fi
+}
+
+# Each fuzz target for a few seconds, in a target directory of its own
+# (nightly, sanitizer flags). A longer run: mcp/contract/fuzz/README.md.
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+fuzz_smoke() {
+  local target
+  local out="$HOME/.cache/servicetsunami/fuzz.log"
+  mkdir -p "$(dirname "$out")"
+  for target in column_names; do
+    if ! CARGO_TARGET_DIR="$HOME/.cache/servicetsunami/fuzz-target" \
+      cargo +nightly fuzz run "$target" --fuzz-dir "$ROOT/mcp/contract/fuzz" \
+      -- -max_total_time="$FUZZ_SECONDS" >"$out" 2>&1; then
+      tail -n 40 "$out" >&2
+      die "fuzz target $target failed (its crash input is under mcp/contract/fuzz/artifacts/)"
+    fi
+    tail -n 1 "$out" >&2
+  done
+}
+
 ensure_chromium() {
   if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 }

@@ -4,7 +4,7 @@
 
 use crate::{
     error::AppError,
-    model::{DatasetDetail, DatasetSummary, Me, SyncDetail, TeamPage, TokensPage},
+    model::{DatasetDetail, DatasetList, Me, SyncDetail, TeamPage, TokensPage},
 };
 use leptos::prelude::*;
 use uuid::Uuid;
@@ -12,17 +12,27 @@ use uuid::Uuid;
 /// Rows shown in a dataset's preview.
 pub const PREVIEW_ROWS: usize = 100;
 
-/// The tenant's datasets, newest first.
+/// Datasets per page of the list.
+pub const DATASETS_PER_PAGE: u32 = 50;
+
+/// One page of the tenant's datasets, newest first: the first page, or the
+/// one after the `after` token an earlier page gave (an unknown token starts
+/// from the newest).
 #[server(endpoint = "list_datasets")]
-pub async fn list_datasets() -> Result<Vec<DatasetSummary>, AppError> {
+pub async fn list_datasets(after: Option<String>) -> Result<DatasetList, AppError> {
     use crate::{error::ResultExt, ssr::catalog};
     crate::error::answer(
         async {
             let who = crate::ssr::auth::principal()?;
             let state = expect_context::<crate::ssr::AppState>();
-            catalog::list_datasets(&state.db, who.tenant_id)
+            let after = after.as_deref().and_then(catalog::DatasetCursor::parse);
+            let page = catalog::list_datasets(&state.db, who.tenant_id, after, DATASETS_PER_PAGE)
                 .await
-                .context("listing datasets")
+                .context("listing datasets")?;
+            Ok(DatasetList {
+                datasets: page.datasets,
+                next: page.next.map(|c| c.token()),
+            })
         }
         .await,
     )

@@ -125,6 +125,15 @@ pub struct ColumnStats {
     pub histogram: Option<Vec<i64>>,
 }
 
+/// One page of the tenant's datasets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetList {
+    /// Newest first.
+    pub datasets: Vec<DatasetSummary>,
+    /// The token of the next (older) page, if there is one: `?after=<token>`.
+    pub next: Option<String>,
+}
+
 /// The JSON answer of `POST /api/datasets` for script and XHR clients.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadResponse {

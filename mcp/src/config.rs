@@ -37,9 +37,31 @@ pub struct DatabricksSettings {
     pub statement_timeout_secs: u64,
 }
 
+/// What one `query` may use in the embedded lakehouse's sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// `MCP_QUERY_MEMORY_LIMIT` (default 512MiB): DuckDB's `memory_limit` for one query.
+    pub memory_bytes: u64,
+    /// `MCP_QUERY_THREADS` (default 1): DuckDB's `threads` for one query.
+    pub threads: u32,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 512 << 20,
+            threads: 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum BackendSettings {
-    Local { path: PathBuf, catalog: Ident },
+    Local {
+        path: PathBuf,
+        catalog: Ident,
+        sandbox: SandboxLimits,
+    },
     Databricks(DatabricksSettings),
 }
 
@@ -59,6 +81,9 @@ pub struct Settings {
     pub token_cache_secs: u64,
     /// `MCP_BIND_ADDR` (default 127.0.0.1:8765).
     pub bind_addr: SocketAddr,
+    /// `MCP_MAX_CONNECTIONS` (default 1024): connections open at once (a
+    /// request's headers must arrive within 30 s).
+    pub max_connections: usize,
     /// `MCP_ALLOWED_HOSTS` (default localhost,127.0.0.1,::1): accepted `Host` headers.
     pub allowed_hosts: Vec<String>,
     /// `MCP_MAX_DOWNLOAD_BYTES` (default 4GiB).
@@ -66,6 +91,9 @@ pub struct Settings {
     /// `MCP_QUERY_TIMEOUT_SECS` (default 30) and `MCP_QUERY_MAX_ROWS` (default 1000).
     pub query_timeout_secs: u64,
     pub query_max_rows: u32,
+    /// `MCP_QUERY_MAX_CONCURRENT` (default 4): queries running at once; one
+    /// more is refused as busy (retryable) rather than queued.
+    pub query_max_concurrent: u32,
     /// `LAKEHOUSE_BACKEND` (local | databricks) and its settings.
     pub backend: BackendSettings,
 }
@@ -118,6 +146,23 @@ impl Settings {
                         .unwrap_or_else(|| "./data/lakehouse".to_owned()),
                 ),
                 catalog: ident(&env, "LAKEHOUSE_CATALOG", "servicetsunami")?,
+                sandbox: SandboxLimits {
+                    memory_bytes: {
+                        let bytes = env.byte_size(
+                            "MCP_QUERY_MEMORY_LIMIT",
+                            SandboxLimits::default().memory_bytes,
+                        )?;
+                        if bytes < 16 << 20 {
+                            return Err(ConfigError::Invalid {
+                                name: "MCP_QUERY_MEMORY_LIMIT",
+                                value: bytes.to_string(),
+                                reason: "use at least 16MiB".into(),
+                            });
+                        }
+                        bytes
+                    },
+                    threads: env.parse_at_least("MCP_QUERY_THREADS", 1u32, 1)?,
+                },
             },
             Some("databricks") => BackendSettings::Databricks(databricks(&env)?),
             Some(other) => {
@@ -134,9 +179,11 @@ impl Settings {
             token_cache_secs: env.parse("MCP_TOKEN_CACHE_SECS", 30u64)?,
             bind_addr: env.parse("MCP_BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8765)))?,
             allowed_hosts,
+            max_connections: env.parse_at_least("MCP_MAX_CONNECTIONS", 1024usize, 1)?,
             max_download_bytes,
             query_timeout_secs: env.parse_at_least("MCP_QUERY_TIMEOUT_SECS", 30u64, 1)?,
             query_max_rows: env.parse_at_least("MCP_QUERY_MAX_ROWS", 1000u32, 1)?,
+            query_max_concurrent: env.parse_at_least("MCP_QUERY_MAX_CONCURRENT", 4u32, 1)?,
             backend,
         })
     }
@@ -214,9 +261,16 @@ mod tests {
         let s = settings(&[KEY]).unwrap();
         assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8765");
         assert_eq!(s.allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
-        let BackendSettings::Local { path, catalog } = s.backend else {
+        let BackendSettings::Local {
+            path,
+            catalog,
+            sandbox,
+        } = s.backend
+        else {
             panic!("expected local")
         };
+        assert_eq!(sandbox, SandboxLimits::default());
+        assert_eq!(s.query_max_concurrent, 4);
         assert_eq!(path, PathBuf::from("./data/lakehouse"));
         assert_eq!(catalog.as_str(), "servicetsunami");
         assert!(!format!("{:?}", s.api_key).contains("0123456789"));
@@ -232,6 +286,10 @@ mod tests {
             ("MCP_QUERY_MAX_ROWS", "-1"),
             ("MCP_QUERY_MAX_ROWS", "0"),
             ("MCP_QUERY_TIMEOUT_SECS", "0"),
+            ("MCP_QUERY_MAX_CONCURRENT", "0"),
+            ("MCP_QUERY_THREADS", "0"),
+            ("MCP_QUERY_MEMORY_LIMIT", "1MiB"),
+            ("MCP_QUERY_MEMORY_LIMIT", "much"),
         ] {
             let err = settings(&[KEY, (name, value)]).unwrap_err().to_string();
             assert!(err.starts_with(name), "{name}: {err}");

@@ -32,6 +32,10 @@ pub enum ToolError {
     QueryRejected(#[from] Rejected),
     #[error("query timed out after {0} s")]
     Timeout(u64),
+    #[error("the lakehouse is busy with other queries (MCP_QUERY_MAX_CONCURRENT); retry in a few seconds")]
+    Busy,
+    #[error("the query needs more memory than a query may use (MCP_QUERY_MEMORY_LIMIT); filter or aggregate more")]
+    OutOfMemory,
     #[error("lakehouse error: {}", .0.summary())]
     Backend(#[from] BackendError),
 }
@@ -95,7 +99,8 @@ impl ToolError {
                 matches!(status, 408 | 429) || *status >= 500
             }
             ToolError::Download(D::Unreachable { .. } | D::Io(_)) => true,
-            ToolError::Timeout(_) => true,
+            ToolError::Timeout(_) | ToolError::Busy => true,
+            ToolError::OutOfMemory => false,
             ToolError::Backend(BackendError::Databricks(e)) => e.retryable(),
             ToolError::Backend(_) => true,
         }

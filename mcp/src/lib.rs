@@ -11,6 +11,8 @@
 //!   cap and checks it really is Parquet.
 //! - [`plan`]: the silver plan, computed once from column statistics and rendered per SQL dialect.
 //! - [`query_guard`]: proves a `query` is one read-only statement over the tenant's schemas.
+//! - [`sandbox`]: where the embedded lakehouse runs a `query`: a locked DuckDB instance that
+//!   holds only the tenant's views the query names and may open only their files.
 //! - [`backend`]: the `Lakehouse` trait and its two implementations, `local` (DuckDB) and `databricks`.
 //! - [`error`]: the tool-boundary error enum.
 //! - [`telemetry`]: tracing setup.
@@ -23,6 +25,7 @@ pub mod download;
 pub mod error;
 pub mod plan;
 pub mod query_guard;
+pub mod sandbox;
 pub mod startup;
 pub mod telemetry;
 pub mod tools;

@@ -8,7 +8,7 @@ use contract::tools::{ColumnInfo, SilverColumn, SilverResult};
 use serde::Serialize;
 
 /// Values that mean "no value" once trimmed.
-pub const NULL_TOKENS: [&str; 8] = ["", "NULL", "null", "N/A", "NA", "n/a", "-", "NaN"];
+pub use contract::NULL_TOKENS;
 /// The bronze column holding the staged file's path.
 pub const SOURCE_FILE_COLUMN: &str = "_source_file";
 /// The bronze column holding the caller's dataset id.

@@ -28,14 +28,23 @@ pub enum Rejected {
     Empty,
 }
 
-/// The statement with trailing semicolons and whitespace removed, ready to be
-/// wrapped in `SELECT … FROM (<sql>)`.
+/// A statement the guard let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The statement with trailing semicolons and whitespace removed, ready
+    /// to be wrapped in `SELECT … FROM (<sql>)`.
+    pub sql: String,
+    /// The tenant's tables it names, as lower-case `(schema, table)`: the
+    /// only tables the sandbox needs to hold.
+    pub tables: HashSet<(String, String)>,
+}
+
 pub fn check(
     conn: &duckdb::Connection,
     catalog: &Ident,
     tenant: &TenantId,
     sql: &str,
-) -> Result<String, Rejected> {
+) -> Result<Checked, Rejected> {
     let sql = sql
         .trim()
         .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
@@ -68,8 +77,9 @@ pub fn check(
     if statements > 1 {
         return Err(Rejected::MultipleStatements);
     }
-    check_refs(&tree, catalog, tenant, &mut Vec::new())?;
-    Ok(sql)
+    let mut tables = HashSet::new();
+    check_refs(&tree, catalog, tenant, &mut Vec::new(), &mut tables)?;
+    Ok(Checked { sql, tables })
 }
 
 /// The first word after any leading comments or parentheses.
@@ -118,6 +128,7 @@ fn check_refs(
     catalog: &Ident,
     tenant: &TenantId,
     scopes: &mut Vec<HashSet<String>>,
+    found: &mut HashSet<(String, String)>,
 ) -> Result<(), Rejected> {
     match node {
         Value::Object(map) => {
@@ -144,6 +155,9 @@ fn check_refs(
                             .collect::<Vec<_>>()
                             .join(".");
                         return Err(Rejected::ForeignTable(shown));
+                    }
+                    if !is_cte {
+                        found.insert((schema.to_lowercase(), table.to_lowercase()));
                     }
                 }
                 Some("TABLE_FUNCTION") => {
@@ -183,7 +197,7 @@ fn check_refs(
             }
             let result = map
                 .values()
-                .try_for_each(|v| check_refs(v, catalog, tenant, scopes));
+                .try_for_each(|v| check_refs(v, catalog, tenant, scopes, found));
             if pushed {
                 scopes.pop();
             }
@@ -191,7 +205,7 @@ fn check_refs(
         }
         Value::Array(items) => items
             .iter()
-            .try_for_each(|v| check_refs(v, catalog, tenant, scopes)),
+            .try_for_each(|v| check_refs(v, catalog, tenant, scopes, found)),
         _ => Ok(()),
     }
 }
@@ -208,6 +222,28 @@ mod tests {
             &TenantId::parse("acme").unwrap(),
             sql,
         )
+        .map(|c| c.sql)
+    }
+
+    #[test]
+    fn names_the_tables_a_query_reads() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let checked = check(
+            &conn,
+            &Ident::parse("lh").unwrap(),
+            &TenantId::parse("acme").unwrap(),
+            "WITH a AS (SELECT * FROM \"ACME_silver\".\"Orders\") SELECT * FROM a JOIN lh.acme_bronze.t USING (id)",
+        )
+        .unwrap();
+        let mut tables: Vec<_> = checked.tables.into_iter().collect();
+        tables.sort();
+        assert_eq!(
+            tables,
+            [
+                ("acme_bronze".to_owned(), "t".to_owned()),
+                ("acme_silver".to_owned(), "orders".to_owned())
+            ]
+        );
     }
 
     #[test]

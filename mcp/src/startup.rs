@@ -16,7 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// How long open connections may finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 pub struct Application {
+    limits: contract::serve::ConnectionLimits,
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: CancellationToken,
@@ -26,8 +30,12 @@ pub struct Application {
 /// Builds the configured lakehouse.
 pub fn build_lakehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Lakehouse>> {
     Ok(match &settings.backend {
-        BackendSettings::Local { path, catalog } => Arc::new(
-            LocalLakehouse::open(path, catalog.clone()).with_context(|| {
+        BackendSettings::Local {
+            path,
+            catalog,
+            sandbox,
+        } => Arc::new(
+            LocalLakehouse::open(path, catalog.clone(), *sandbox).with_context(|| {
                 format!(
                     "Failed to open the local lakehouse at {} (LAKEHOUSE_PATH)",
                     path.display()
@@ -49,9 +57,45 @@ fn scratch_dir(settings: &Settings) -> std::path::PathBuf {
     }
 }
 
+/// Downloads a killed process left behind (each call removes its own on
+/// every path). The local lakehouse holds its DuckDB file's lock by now, so
+/// no other process downloads into its `tmp/`: all of it goes. Databricks'
+/// scratch directory may be shared, so there only files older than an hour.
+fn clean_scratch(settings: &Settings, dir: &std::path::Path) -> usize {
+    let min_age = match settings.backend {
+        BackendSettings::Local { .. } => Duration::ZERO,
+        BackendSettings::Databricks(_) => Duration::from_secs(3600),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let old_enough = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= min_age);
+        let is_ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("download-"));
+        if is_ours && old_enough && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let lakehouse = build_lakehouse(&settings)?;
+        let scratch = scratch_dir(&settings);
+        let removed = clean_scratch(&settings, &scratch);
+        if removed > 0 {
+            tracing::info!(removed, dir = %scratch.display(), "removed downloads left by an earlier process");
+        }
         // Downloads follow no redirect: a link must be fetched where it points.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -64,9 +108,12 @@ impl Application {
             http,
             internal_base_url: settings.internal_base_url.clone(),
             max_download_bytes: settings.max_download_bytes,
-            scratch_dir: scratch_dir(&settings),
+            scratch_dir: scratch,
             query_timeout: Duration::from_secs(settings.query_timeout_secs),
             query_max_rows: settings.query_max_rows,
+            query_slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.query_max_concurrent as usize,
+            )),
         });
         let shutdown = CancellationToken::new();
         let mcp = StreamableHttpService::new(
@@ -92,6 +139,10 @@ impl Application {
             .with_context(|| format!("Failed to bind {} (MCP_BIND_ADDR)", settings.bind_addr))?;
         let addr = listener.local_addr()?;
         Ok(Self {
+            limits: contract::serve::ConnectionLimits {
+                max_connections: settings.max_connections,
+                ..Default::default()
+            },
             listener,
             router,
             shutdown,
@@ -111,9 +162,18 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "MCP server listening on /mcp");
         let token = self.shutdown.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
-            .context("server error")
+        let drained = self.shutdown.clone();
+        let served = contract::serve::serve(self.listener, self.router, self.limits, async move {
+            token.cancelled().await
+        });
+        // Open connections get a while to finish, not forever.
+        tokio::select! {
+            () = served => {}
+            () = async move {
+                drained.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => tracing::warn!("connections still open after the shutdown grace; closing them"),
+        }
+        Ok(())
     }
 }

@@ -33,6 +33,8 @@ pub struct Context {
     pub scratch_dir: PathBuf,
     pub query_timeout: Duration,
     pub query_max_rows: u32,
+    /// One permit per query that may run at once (`MCP_QUERY_MAX_CONCURRENT`).
+    pub query_slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Clone)]
@@ -258,11 +260,17 @@ impl LakehouseTools {
             limit,
             timeout: self.ctx.query_timeout,
         };
-        let result = self.ctx.lakehouse.query(request).await;
+        // Beyond the cap the caller is told to come back, not queued behind
+        // queries that may each run to the timeout.
+        let result = match self.ctx.query_slots.clone().try_acquire_owned() {
+            Ok(_permit) => self.ctx.lakehouse.query(request).await,
+            Err(_) => Err(ToolError::Busy),
+        };
         let outcome = match &result {
             Ok(_) => "ok",
             Err(ToolError::QueryRejected(_)) => "rejected",
             Err(ToolError::Timeout(_)) => "timeout",
+            Err(ToolError::Busy) => "busy",
             Err(_) => "error",
         };
         let rows = result.as_ref().map_or(0, |r| r.rows.len());

@@ -7,7 +7,7 @@
 //!
 //! ```sh
 //! source .ci/lib.sh && cargo build "${CARGO_PACKAGES[@]}" --lib --tests --examples && \
-//!   "$CARGO_TARGET_DIR/debug/examples/upload_bench" [--size 1GB] [--rounds 3] [--dir /tmp/x]
+//!   "$CARGO_TARGET_DIR/debug/examples/upload_bench" [--size 1GB] [--rounds 3] [--shape simple|real] [--dir /tmp/x]
 //! ```
 //! Needs Postgres at `TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres)
 //! and the `servicetsunami` binary built (it is looked up in the target directory).
@@ -25,7 +25,18 @@ use std::{
 const THREADS: usize = 2;
 const MEMORY_LIMIT: &str = "192MB";
 
+/// What the generated CSV looks like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Six tidy columns.
+    Simple,
+    /// A real-world export: 19 columns, nulls written as `NA`, timestamps
+    /// with time zones, negative numbers, free text with quotes.
+    Real,
+}
+
 struct Args {
+    shape: Shape,
     size: u64,
     dir: PathBuf,
     rounds: usize,
@@ -35,6 +46,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut size: u64 = 1_000_000_000;
     let mut dir = std::env::temp_dir().join("servicetsunami-upload-bench");
     let mut rounds = 3;
+    let mut shape = Shape::Simple;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -48,11 +60,23 @@ fn parse_args() -> anyhow::Result<Args> {
                 rounds = v.parse().with_context(|| format!("bad --rounds {v}"))?;
                 anyhow::ensure!(rounds > 0, "--rounds must be at least 1");
             }
+            "--shape" => {
+                shape = match args.next().as_deref() {
+                    Some("simple") => Shape::Simple,
+                    Some("real") => Shape::Real,
+                    other => bail!("--shape takes simple or real, not {other:?}"),
+                }
+            }
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown argument {other}"),
         }
     }
-    Ok(Args { size, dir, rounds })
+    Ok(Args {
+        shape,
+        size,
+        dir,
+        rounds,
+    })
 }
 
 fn parse_size(v: &str) -> anyhow::Result<u64> {
@@ -67,6 +91,57 @@ fn parse_size(v: &str) -> anyhow::Result<u64> {
         (v.as_str(), 1)
     };
     Ok(num.trim().parse::<u64>()? * mult)
+}
+
+/// A real-world export of `size` bytes: 19 columns, a quarter of some of
+/// them `NA`, timestamps with time zones, negative amounts, quoted text.
+fn generate_real_csv(path: &Path, size: u64) -> anyhow::Result<u64> {
+    let file = std::fs::File::create(path)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let header = b"trip_id,vendor,pickup_at,dropoff_at,passengers,distance_km,rate_code,store_flag,pickup_zone,dropoff_zone,payment,fare,extra,tax,tip,tolls,surcharge,total,notes\n";
+    out.write_all(header)?;
+    let mut written = header.len() as u64;
+    let zones = ["Midtown", "JFK Airport", "Harlem", "SoHo", "Astoria", "NA"];
+    let notes = ["", "NA", "\"left bag, \"\"blue\"\"\"", "cash only", "N/A"];
+    let mut i: u64 = 0;
+    let mut line = String::with_capacity(256);
+    while written < size {
+        line.clear();
+        use std::fmt::Write as _;
+        let minute = i % 60;
+        let hour = (i / 60) % 24;
+        let day = 1 + (i / 1440) % 28;
+        let na = |k: u64| i.wrapping_mul(2654435761).wrapping_add(k).is_multiple_of(4);
+        let num = |k: u64, v: String| if na(k) { "NA".to_owned() } else { v };
+        let fare = (i * 37) % 9_000;
+        writeln!(
+            line,
+            "{i},{},2024-03-{day:02}T{hour:02}:{minute:02}:00+01:00,2024-03-{day:02}T{hour:02}:{:02}:30-05:00,{},{},{},{},{},{},{},{}.{:02},{},{},{},{},{},{},{}",
+            1 + i % 2,
+            (minute + 7) % 60,
+            num(1, (1 + i % 5).to_string()),
+            num(2, format!("{}.{}", (i * 13) % 40, i % 10)),
+            1 + i % 6,
+            if i.is_multiple_of(7) { "Y" } else { "N" },
+            zones[(i % 6) as usize],
+            zones[((i / 6) % 6) as usize],
+            ["card", "cash", "NA"][(i % 3) as usize],
+            fare / 100,
+            fare % 100,
+            num(3, "0.5".to_owned()),
+            num(4, "-0.5".to_owned()),
+            num(5, format!("{}.{:02}", (i * 3) % 20, i % 100)),
+            num(6, "6.55".to_owned()),
+            num(7, "-2.5".to_owned()),
+            num(8, format!("{}.{:02}", fare / 100 + 3, fare % 100)),
+            notes[(i % 5) as usize]
+        )?;
+        out.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+        i += 1;
+    }
+    out.flush()?;
+    Ok(i)
 }
 
 /// A realistic mixed-type CSV: ids, names, amounts, dates, flags, free text.
@@ -235,7 +310,10 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)?;
     let csv = args.dir.join("bench.csv");
     eprintln!("generating {} bytes of CSV at {}", args.size, csv.display());
-    let rows = generate_csv(&csv, args.size)?;
+    let rows = match args.shape {
+        Shape::Simple => generate_csv(&csv, args.size)?,
+        Shape::Real => generate_real_csv(&csv, args.size)?,
+    };
     let bytes = std::fs::metadata(&csv)?.len();
     let mb = bytes as f64 / 1e6;
 

@@ -81,6 +81,23 @@ pub struct Settings {
     /// `UPLOAD_MAX_CONCURRENT` (default twice the CPUs, at least 2): uploads
     /// at once; more get 503 with `Retry-After`.
     pub upload_max_concurrent: usize,
+    /// `UPLOAD_MIN_FREE_DISK` (default 1GiB): an upload that would leave less
+    /// free space than this on `DATA_STORAGE_PATH`'s file system is refused
+    /// (507) and nothing of it kept.
+    pub upload_min_free_disk: u64,
+    /// `UPLOAD_IDLE_TIMEOUT_SECS` (default 30): an upload whose body sends
+    /// nothing for this long is ended (408); a trickling client cannot hold
+    /// an upload slot, a scratch file and a connection forever.
+    pub upload_idle_timeout: std::time::Duration,
+    /// `HTTP_MAX_CONNECTIONS` (default 1024): connections open at once on the
+    /// public port (a request's headers must arrive within 30 s).
+    pub http_max_connections: usize,
+    /// `SHUTDOWN_GRACE_SECS` (default 30): on SIGTERM, how long in-flight
+    /// requests may finish before their connections are closed anyway.
+    pub shutdown_grace: std::time::Duration,
+    /// `STORAGE_ORPHAN_GRACE_SECS` (default 900): at start-up, dataset files
+    /// no catalogue row names are removed once older than this.
+    pub storage_orphan_grace: std::time::Duration,
     /// `DUCKDB_THREADS` (default: the number of CPUs).
     pub duckdb_threads: usize,
     /// `DUCKDB_MEMORY_LIMIT` (default `192MB`): the upload conversion's DuckDB
@@ -146,6 +163,16 @@ impl Settings {
         let upload_max_concurrent =
             env.parse_at_least("UPLOAD_MAX_CONCURRENT", (2 * cpus).max(2), 1)?;
         let duckdb_threads = env.parse_at_least("DUCKDB_THREADS", cpus, 1)?;
+        let upload_min_free_disk = env.byte_size("UPLOAD_MIN_FREE_DISK", 1 << 30)?;
+        let upload_idle_timeout = std::time::Duration::from_secs(env.parse_at_least(
+            "UPLOAD_IDLE_TIMEOUT_SECS",
+            30u64,
+            1,
+        )?);
+        let shutdown_grace =
+            std::time::Duration::from_secs(env.parse("SHUTDOWN_GRACE_SECS", 30u64)?);
+        let storage_orphan_grace =
+            std::time::Duration::from_secs(env.parse("STORAGE_ORPHAN_GRACE_SECS", 900u64)?);
         // DuckDB reads these itself: checked to be byte sizes, kept as written.
         let byte_size = |v: &str| parse_byte_size(v).map(|_| v.to_owned());
         let duckdb_memory_limit = env.checked("DUCKDB_MEMORY_LIMIT", "192MB", byte_size)?;
@@ -295,6 +322,11 @@ impl Settings {
             upload_max_bytes,
             upload_max_decompressed_bytes,
             upload_max_concurrent,
+            upload_min_free_disk,
+            upload_idle_timeout,
+            http_max_connections: env.parse_at_least("HTTP_MAX_CONNECTIONS", 1024usize, 1)?,
+            shutdown_grace,
+            storage_orphan_grace,
             duckdb_threads,
             duckdb_memory_limit,
             duckdb_read_memory_limit,

@@ -41,6 +41,10 @@ pub struct Application {
     state: ServerState,
     /// Present when sync is available: the Restate endpoint and the outbox dispatcher.
     sync: Option<(SyncEndpoint, Dispatcher)>,
+    /// `SHUTDOWN_GRACE_SECS`.
+    shutdown_grace: Duration,
+    /// `HTTP_MAX_CONNECTIONS`, and the header deadline.
+    limits: contract::serve::ConnectionLimits,
 }
 
 impl Application {
@@ -106,6 +110,22 @@ impl Application {
             })?;
 
         let metrics = Arc::new(SyncMetrics::default());
+        // Storage and catalogue agree before anything is served.
+        let grace = settings.storage_orphan_grace;
+        match crate::storage::reconcile(&db, &storage, grace).await {
+            Ok(found) => {
+                let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+                metrics.storage_orphans_removed.store(
+                    count(found.orphans_removed.len()),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                metrics.storage_missing_files.store(
+                    count(found.missing.len()),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "could not reconcile storage with the catalogue"),
+        }
         let ledger = Ledger::new(db.clone());
         let sync_mode = settings.sync.mode();
         let sync = if sync_mode.available {
@@ -141,6 +161,8 @@ impl Application {
             storage,
             upload_max_bytes: settings.upload_max_bytes,
             upload_max_decompressed_bytes: settings.upload_max_decompressed_bytes,
+            upload_min_free_disk: settings.upload_min_free_disk,
+            upload_idle_timeout: settings.upload_idle_timeout,
             uploads: Arc::new(tokio::sync::Semaphore::new(settings.upload_max_concurrent)),
             upload_max_concurrent: settings.upload_max_concurrent,
             sync_mode,
@@ -168,6 +190,11 @@ impl Application {
             router,
             state,
             sync,
+            shutdown_grace: settings.shutdown_grace,
+            limits: contract::serve::ConnectionLimits {
+                max_connections: settings.http_max_connections,
+                ..Default::default()
+            },
         })
     }
 
@@ -221,28 +248,35 @@ impl Application {
         }
         let (internal_listener, internal_router) = self.internal;
         let internal_stop = stop.clone();
+        let internal_limits = self.limits;
         background.push(tokio::spawn(async move {
-            let served = axum::serve(internal_listener, internal_router)
-                .with_graceful_shutdown(internal_stop.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the internal listener failed");
-            }
+            contract::serve::serve(
+                internal_listener,
+                internal_router,
+                internal_limits,
+                internal_stop.cancelled_owned(),
+            )
+            .await;
         }));
         let signalled = stop.clone();
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let serve = contract::serve::serve(self.listener, self.router, self.limits, async move {
             tokio::select! {
                 () = shutdown_signal() => {},
                 () = signalled.cancelled() => {},
             }
             signalled.cancel();
-        })
-        .await?;
+        });
+        // Draining waits for every open connection; a client trickling a
+        // body would hold shutdown forever, so it gets SHUTDOWN_GRACE_SECS.
+        let grace = self.shutdown_grace;
+        let drained = stop.clone();
+        tokio::select! {
+            () = serve => {}
+            () = async move {
+                drained.cancelled().await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(grace_secs = grace.as_secs(), "connections still open after the shutdown grace; closing them"),
+        }
         stop.cancel();
         for task in background {
             let _ = task.await;

@@ -29,6 +29,10 @@ pub struct ServerStateInner {
     pub upload_max_bytes: u64,
     /// Most bytes a gzip upload may decompress to, counted while streaming.
     pub upload_max_decompressed_bytes: u64,
+    /// Free space an upload must leave on the storage's file system.
+    pub upload_min_free_disk: u64,
+    /// Longest silence inside an upload's body.
+    pub upload_idle_timeout: std::time::Duration,
     /// Uploads running at once (`UPLOAD_MAX_CONCURRENT` permits).
     pub uploads: Arc<tokio::sync::Semaphore>,
     pub upload_max_concurrent: usize,

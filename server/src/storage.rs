@@ -58,6 +58,17 @@ impl Storage {
         &self.tmp_dir
     }
 
+    /// Bytes free (for unprivileged writers) on the storage's file system.
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        let stat = rustix::fs::statvfs(&self.datasets_dir)?;
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// Whether writing `more` bytes would leave less than `floor` free.
+    pub fn would_breach(&self, more: u64, floor: u64) -> std::io::Result<bool> {
+        Ok(self.free_bytes()? < floor.saturating_add(more))
+    }
+
     /// Where the dataset's Parquet file lives once committed.
     pub fn parquet_path(&self, id: Uuid) -> PathBuf {
         self.datasets_dir.join(format!("{id}.parquet"))
@@ -72,4 +83,79 @@ impl Storage {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         base.try_clone()
     }
+}
+
+/// What start-up reconciliation found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Files of datasets no row names (an upload that died between its file
+    /// and its commit, or a commit that did not happen): removed.
+    pub orphans_removed: Vec<Uuid>,
+    /// Datasets whose file is gone: reported, never invented.
+    pub missing: Vec<Uuid>,
+}
+
+/// A file younger than this may belong to an upload still committing (in
+/// this process or another one sharing the storage): it is left alone.
+pub const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Compares the files in `datasets/` with the catalogue: removes (and logs)
+/// orphan files older than `grace`, and reports (logs) datasets without a
+/// file. Files that are not `<uuid>.parquet` are not ours to judge.
+pub async fn reconcile(
+    db: &sqlx::PgPool,
+    storage: &Storage,
+    grace: std::time::Duration,
+) -> anyhow::Result<Reconciled> {
+    let ids: std::collections::HashSet<Uuid> = sqlx::query_scalar!("SELECT id FROM datasets")
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let mut on_disk = std::collections::HashSet::new();
+    let mut report = Reconciled::default();
+    let mut entries = tokio::fs::read_dir(storage.datasets_dir()).await?;
+    while let Some(entry) = entries.next_entry().await? {
+        let path = entry.path();
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .and_then(|stem| Uuid::parse_str(stem).ok())
+        else {
+            continue;
+        };
+        on_disk.insert(id);
+        if ids.contains(&id) {
+            continue;
+        }
+        let age = entry
+            .metadata()
+            .await?
+            .modified()?
+            .elapsed()
+            .unwrap_or_default();
+        if age < grace {
+            continue;
+        }
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {
+                tracing::warn!(dataset = %id, "removed a dataset file no catalogue row names");
+                report.orphans_removed.push(id);
+            }
+            Err(e) => {
+                tracing::warn!(dataset = %id, error = %e, "could not remove an orphan dataset file")
+            }
+        }
+    }
+    report.missing = ids.difference(&on_disk).copied().collect();
+    report.missing.sort();
+    if !report.missing.is_empty() {
+        tracing::error!(
+            count = report.missing.len(),
+            datasets = ?report.missing.iter().take(20).collect::<Vec<_>>(),
+            "datasets in the catalogue have no Parquet file in DATA_STORAGE_PATH"
+        );
+    }
+    Ok(report)
 }

@@ -15,22 +15,26 @@ pub fn DatasetsPage() -> impl IntoView {
     let query = use_query_map();
     // Set by the server's redirect after a failed upload without JavaScript.
     let redirected_error = query.read_untracked().get("upload_error");
+    // `?after=<token>`: an older page of the list (plain links, so paging
+    // works without JavaScript too).
+    let after = query.read_untracked().get("after");
     view! {
         <Title text="Datasets" />
         <UploadForm redirected_error />
-        <DatasetsPanel />
+        <DatasetsPanel after />
     }
 }
 
 /// The tenant's datasets with live badges, fetched again after each upload
 /// from this page and after "Sync all unsynced".
 #[island]
-fn DatasetsPanel() -> impl IntoView {
+fn DatasetsPanel(after: Option<String>) -> impl IntoView {
     let live = use_live_sync();
     let sync_all = ServerAction::<SyncAll>::new();
+    let older_page = after.is_some();
     let datasets = Resource::new(
         move || (live.uploads(), sync_all.version().get()),
-        |_| list_datasets(),
+        move |_| list_datasets(after.clone()),
     );
 
     view! {
@@ -54,7 +58,7 @@ fn DatasetsPanel() -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading datasets…"</p> }>
                 {move || Suspend::new(async move {
                     match datasets.await {
-                        Ok(list) if list.is_empty() => {
+                        Ok(list) if list.datasets.is_empty() && !older_page => {
                             view! {
                                 <p class="muted" id="no-datasets">
                                     "No datasets yet. Upload a CSV, TSV, JSON, NDJSON or Parquet file (gzip is fine too)."
@@ -62,7 +66,18 @@ fn DatasetsPanel() -> impl IntoView {
                             }
                                 .into_any()
                         }
-                        Ok(list) => view! { <DatasetsTable datasets=list /> }.into_any(),
+                        Ok(list) => {
+                            view! {
+                                <DatasetsTable datasets=list.datasets />
+                                <nav class="pager" aria-label="More datasets">
+                                    {older_page.then(|| view! { <a href="/" id="newest-page">"← Newest"</a> })}
+                                    {list.next.map(|token| view! {
+                                        <a href=format!("/?after={token}") id="older-page">"Older datasets →"</a>
+                                    })}
+                                </nav>
+                            }
+                                .into_any()
+                        }
                         Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
                     }
                 })}

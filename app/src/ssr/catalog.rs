@@ -80,20 +80,79 @@ impl From<SummaryRecord> for DatasetSummary {
     }
 }
 
-/// The tenant's datasets, newest first.
+/// Where a page of the dataset list goes on: the datasets older than this
+/// one, in the list's order (newest first, then by id). Written as
+/// `<microseconds since the epoch>_<id>`, an opaque token to its users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatasetCursor {
+    pub created_at: OffsetDateTime,
+    pub id: Uuid,
+}
+
+impl DatasetCursor {
+    pub fn parse(token: &str) -> Option<Self> {
+        let (micros, id) = token.split_once('_')?;
+        let micros: i64 = micros.parse().ok()?;
+        let created_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).ok()?;
+        Some(Self {
+            created_at,
+            id: Uuid::parse_str(id).ok()?,
+        })
+    }
+
+    pub fn token(&self) -> String {
+        format!(
+            "{}_{}",
+            self.created_at.unix_timestamp_nanos() / 1_000,
+            self.id
+        )
+    }
+}
+
+/// One page of the tenant's datasets, newest first.
+pub struct DatasetPage {
+    pub datasets: Vec<DatasetSummary>,
+    /// Where the next (older) page starts, if there is one.
+    pub next: Option<DatasetCursor>,
+}
+
+/// At most `limit` of the tenant's datasets older than `after` (from the
+/// newest when `None`): keyset pagination on the (tenant, created_at, id)
+/// index, so every page costs the same however deep it is.
 pub async fn list_datasets(
     db: &PgPool,
     tenant_id: Uuid,
-) -> Result<Vec<DatasetSummary>, sqlx::Error> {
+    after: Option<DatasetCursor>,
+    limit: u32,
+) -> Result<DatasetPage, sqlx::Error> {
     let rows = sqlx::query_scalar!(
         r#"SELECT s AS "s!: SummaryRecord" FROM dataset_summaries s
            WHERE s.tenant_id = $1
-           ORDER BY s.created_at DESC, s.id DESC"#,
+             AND ($2::timestamptz IS NULL OR (s.created_at, s.id) < ($2::timestamptz, $3::uuid))
+           ORDER BY s.created_at DESC, s.id DESC
+           LIMIT $4"#,
         tenant_id,
+        after.map(|c| c.created_at),
+        after.map(|c| c.id),
+        i64::from(limit) + 1,
     )
     .fetch_all(db)
     .await?;
-    Ok(rows.into_iter().map(Into::into).collect())
+    let more = rows.len() > limit as usize;
+    let mut datasets = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut next = None;
+    for record in rows.into_iter().take(limit as usize) {
+        next = Some(DatasetCursor {
+            created_at: record.created_at,
+            id: record.id,
+        });
+        datasets.push(record.into());
+    }
+    Ok(DatasetPage {
+        datasets,
+        next: if more { next } else { None },
+    })
 }
 
 /// One dataset of the tenant with its schema, if it exists.

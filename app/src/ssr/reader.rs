@@ -21,6 +21,16 @@ pub enum ReadError {
     DuckDb(#[from] duckdb::Error),
 }
 
+/// Longest preview cell shown, in characters; longer ones end in `…`.
+pub const MAX_CELL_CHARS: usize = 1_000;
+/// Longest min/max shown in the column statistics.
+pub const MAX_STAT_CHARS: usize = 200;
+
+/// `expr` (text) cut to `max` characters in SQL, marked with `…` when cut.
+fn bounded_text(expr: &str, max: usize) -> String {
+    format!("CASE WHEN length({expr}) > {max} THEN left({expr}, {max}) || '…' ELSE {expr} END")
+}
+
 /// DuckDB resource limits of one embedded instance.
 #[derive(Debug, Clone)]
 pub struct EngineLimits {
@@ -84,7 +94,9 @@ impl DatasetReader {
         Ok(quote_literal(&path.to_string_lossy()))
     }
 
-    /// The first `limit` rows, every value cast to text. Blocking.
+    /// The first `limit` rows, every value cast to text and cut to
+    /// [`MAX_CELL_CHARS`] in SQL (so a file of huge strings cannot make a
+    /// preview cost more than its page shows). Blocking.
     pub fn preview(
         &self,
         id: Uuid,
@@ -96,7 +108,11 @@ impl DatasetReader {
         let mut rows = Vec::new();
         if !columns.is_empty() {
             let mut stmt = conn.prepare(&format!(
-                "SELECT COLUMNS(*)::VARCHAR FROM read_parquet({file}) LIMIT {limit}"
+                // `OFFSET 0` keeps the cut below the LIMIT: otherwise DuckDB
+                // reads the first rows whole first (late materialisation),
+                // and a few 20 MB strings exhaust the read instance.
+                "SELECT * FROM (SELECT {} FROM read_parquet({file}) OFFSET 0) LIMIT {limit}",
+                bounded_text("COLUMNS(*)::VARCHAR", MAX_CELL_CHARS)
             ))?;
             let mut result = stmt.query([])?;
             while let Some(row) = result.next()? {
@@ -128,9 +144,22 @@ impl DatasetReader {
             .iter()
             .map(|c| {
                 let col = quote_ident(&c.name);
+                // Text is compared by its first characters (the order of
+                // prefixes is the order of the strings), so min and max
+                // never hold a whole huge value.
+                let (min, max) = if c.data_type == "VARCHAR" {
+                    let prefix = format!("left({col}, {})", MAX_STAT_CHARS + 1);
+                    (format!("min({prefix})"), format!("max({prefix})"))
+                } else {
+                    (
+                        format!("min({col})::VARCHAR"),
+                        format!("max({col})::VARCHAR"),
+                    )
+                };
                 format!(
-                    "count(*) - count({col}), approx_count_distinct({col}), \
-                     min({col})::VARCHAR, max({col})::VARCHAR"
+                    "count(*) - count({col}), approx_count_distinct({col}), {}, {}",
+                    bounded_text(&min, MAX_STAT_CHARS),
+                    bounded_text(&max, MAX_STAT_CHARS)
                 )
             })
             .collect();

@@ -17,6 +17,7 @@ pub mod db;
 pub mod locate;
 pub mod mcp;
 pub mod restate;
+pub mod slow;
 pub mod wait;
 
 pub use app::AppProcess;

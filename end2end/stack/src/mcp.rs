@@ -183,7 +183,7 @@ impl Mcp {
         McpClient::new(
             self.url(),
             SecretString::from(self.key.clone()),
-            Duration::from_secs(600),
+            contract::client::Deadlines::default(),
         )
     }
 

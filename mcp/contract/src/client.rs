@@ -2,8 +2,17 @@
 //! `BronzeResult` or a [`CallError`] that says whether trying again may help.
 //! Each call is one short MCP session (initialize, call, close), so a
 //! restarted MCP server never leaves a caller with a stale session.
+//!
+//! **Every phase has a deadline** ([`Deadlines`]): connecting, the
+//! handshake, and the tool call, which is sized to the tool (a silver
+//! transform may take many minutes; a status read may not). A connection
+//! that drops mid-call fails the call at once (the transport does not
+//! reconnect to a response stream a restarted server no longer has), and a
+//! peer that goes silent fails it once no byte, not even the server's 15 s
+//! keep-alive, has come for [`Deadlines::idle`]. Both are retryable.
 
 use crate::{tools::Tool, RETRYABLE_META_KEY};
+use rmcp::transport::common::client_side_sse::NeverRetry;
 use rmcp::{
     model::{CallToolRequestParams, CallToolResult},
     service::RunningService,
@@ -49,21 +58,76 @@ impl CallError {
     }
 }
 
+/// How long each phase of a tool call may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Opening the TCP connection.
+    pub connect: Duration,
+    /// `initialize` and its answer.
+    pub handshake: Duration,
+    /// Silence on a connection (the MCP server sends a keep-alive every 15 s
+    /// while a tool runs, so a live server is never this quiet).
+    pub idle: Duration,
+    /// `create_dataset`: a download and a bronze table.
+    pub create_dataset: Duration,
+    /// `transform_to_silver`: statistics and a full rewrite.
+    pub transform: Duration,
+    /// Every other tool: catalogue reads.
+    pub read: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            handshake: Duration::from_secs(15),
+            idle: Duration::from_secs(45),
+            create_dataset: Duration::from_secs(30 * 60),
+            transform: Duration::from_secs(60 * 60),
+            read: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Deadlines {
+    /// The deadline for one call of `tool`, handshake excluded.
+    pub fn for_tool(&self, tool: &str) -> Duration {
+        use crate::tools::{CreateDataset, TransformToSilver};
+        if tool == CreateDataset::NAME {
+            self.create_dataset
+        } else if tool == TransformToSilver::NAME {
+            self.transform
+        } else {
+            self.read
+        }
+    }
+
+    /// The longest any one call may take, handshake included.
+    pub fn longest(&self) -> Duration {
+        self.handshake + self.create_dataset.max(self.transform).max(self.read)
+    }
+}
+
 #[derive(Clone)]
 pub struct McpClient {
     url: String,
     api_key: SecretString,
-    /// Upper bound for one tool call, handshake included.
-    call_timeout: Duration,
+    deadlines: Deadlines,
+    http: reqwest_mcp::Client,
 }
 
 impl McpClient {
-    pub fn new(url: String, api_key: SecretString, call_timeout: Duration) -> Self {
+    pub fn new(url: String, api_key: SecretString, deadlines: Deadlines) -> Self {
         Self {
             url,
             api_key,
-            call_timeout,
+            deadlines,
+            http: http_client(&deadlines),
         }
+    }
+
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 
     pub fn url(&self) -> &str {
@@ -89,31 +153,72 @@ impl McpClient {
         tool: &'static str,
         arguments: Value,
     ) -> Result<Value, CallError> {
-        let work = async {
-            let session = connect(&self.url, &self.api_key).await?;
-            let result = call_on(&session, tool, arguments).await;
-            // Ends the MCP session; failing to do so only leaves it to expire.
-            let _ = session.cancel().await;
-            result
+        let handshake = self.deadlines.handshake;
+        let session = match tokio::time::timeout(
+            handshake,
+            connect_with(self.http.clone(), &self.url, &self.api_key),
+        )
+        .await
+        {
+            Ok(session) => session?,
+            Err(_) => {
+                return Err(CallError::Unreachable {
+                    url: self.url.clone(),
+                    reason: format!(
+                        "no answer to the handshake within {} s",
+                        handshake.as_secs()
+                    ),
+                })
+            }
         };
-        match tokio::time::timeout(self.call_timeout, work).await {
+        let deadline = self.deadlines.for_tool(tool);
+        let result = match tokio::time::timeout(deadline, call_on(&session, tool, arguments)).await
+        {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout {
                 tool,
-                secs: self.call_timeout.as_secs(),
+                secs: deadline.as_secs(),
             }),
-        }
+        };
+        // Ends the MCP session (bounded: a dead server must not hold us
+        // here); failing to do so only leaves it to expire.
+        let _ = tokio::time::timeout(Duration::from_secs(5), session.cancel()).await;
+        result
     }
 }
 
-/// Opens an MCP session at `url` with `key` as the bearer token.
+/// The HTTP client under the MCP transport: a connect deadline, and a read
+/// deadline that ends a connection gone silent.
+fn http_client(deadlines: &Deadlines) -> reqwest_mcp::Client {
+    reqwest_mcp::Client::builder()
+        .connect_timeout(deadlines.connect)
+        .read_timeout(deadlines.idle)
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest_mcp::redirect::Policy::none())
+        .build()
+        .expect("a client without TLS settings always builds")
+}
+
+/// Opens an MCP session at `url` with `key` as the bearer token, with the
+/// default deadlines.
 pub async fn connect(
     url: &str,
     key: &SecretString,
 ) -> Result<RunningService<RoleClient, ()>, CallError> {
-    let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned())
+    connect_with(http_client(&Deadlines::default()), url, key).await
+}
+
+async fn connect_with(
+    http: reqwest_mcp::Client,
+    url: &str,
+    key: &SecretString,
+) -> Result<RunningService<RoleClient, ()>, CallError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned())
         .auth_header(key.expose_secret());
-    ().serve(StreamableHttpClientTransport::from_config(config))
+    // A response stream that drops is not resumed: the call fails at once,
+    // and the caller's retry starts over with a new session.
+    config.retry_config = std::sync::Arc::new(NeverRetry::default());
+    ().serve(StreamableHttpClientTransport::with_client(http, config))
         .await
         .map_err(|e| CallError::Unreachable {
             url: url.to_owned(),

@@ -15,11 +15,17 @@ pub mod access;
 pub mod env;
 pub mod error;
 pub mod names;
+/// THE null tokens: cells (after trimming) that mean "no value". The
+/// upload reads CSV with them as NULL and silver cleans with them, so the
+/// preview, the column statistics and silver agree.
+pub const NULL_TOKENS: [&str; 8] = ["", "NULL", "null", "N/A", "NA", "n/a", "-", "NaN"];
 pub mod tools;
 
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "server")]
 pub mod process;
+#[cfg(feature = "server")]
+pub mod serve;
 
 pub use error::{ErrorBody, RETRYABLE_META_KEY};

@@ -83,16 +83,24 @@ pub fn normalize_identifier(raw: &str) -> String {
         split.push(c);
     }
 
-    // Steps 5–6.
-    let mut out = split.to_lowercase();
+    // Steps 5–6. Lowercasing can yield a mark that is not a letter (`İ` →
+    // `i` + U+0307): it becomes `_` like any other non-word character.
+    let mut out: String = split
+        .to_lowercase()
+        .chars()
+        .map(|c| if is_word(c) { c } else { '_' })
+        .collect();
     if out.starts_with(|c: char| c.is_numeric()) {
         out.insert(0, '_');
     }
-    // Step 7.
+    // Step 7 (a name with nothing in it is one `x`, as `_` alone becomes).
     let kept = out.trim_end_matches('_').len();
     let trailing = out.len() - kept;
     out.truncate(kept);
     out.extend(std::iter::repeat_n('x', trailing));
+    if out.is_empty() {
+        out.push('x');
+    }
     // Step 8.
     let mut collapsed = String::with_capacity(out.len());
     for c in out.chars() {
@@ -156,7 +164,16 @@ pub fn normalize_column_names<S: AsRef<str>>(names: &[S]) -> Vec<String> {
         }
         let mut n = 2;
         loop {
-            let candidate = format!("{base}_{n}");
+            // The suffix fits within the length limit: a long base is cut
+            // (and a `_` the cut leaves at its end dropped) to make room.
+            let suffix = format!("_{n}");
+            let room = MAX_IDENTIFIER_CHARS - suffix.len();
+            let candidate = if base.chars().count() > room {
+                let stem: String = base.chars().take(room).collect();
+                format!("{}{suffix}", stem.trim_end_matches('_'))
+            } else {
+                format!("{base}{suffix}")
+            };
             if taken.insert(candidate.clone()) {
                 out.push(candidate);
                 break;
@@ -170,6 +187,37 @@ pub fn normalize_column_names<S: AsRef<str>>(names: &[S]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What every normalised header satisfies (the fuzz target checks the
+    /// same on arbitrary input: mcp/contract/fuzz).
+    fn assert_sql_safe(raw: &[&str]) {
+        let out = normalize_column_names(raw);
+        assert_eq!(out.len(), raw.len());
+        let unique: HashSet<&String> = out.iter().collect();
+        assert_eq!(unique.len(), out.len(), "{out:?}");
+        for name in &out {
+            assert!(!name.is_empty());
+            assert!(name.chars().count() <= MAX_IDENTIFIER_CHARS, "{name}");
+            assert!(name.chars().all(is_word), "{name:?}");
+            assert!(!LINEAGE_COLUMNS.contains(&name.as_str()));
+        }
+    }
+
+    #[test]
+    fn the_fuzz_properties_hold_on_known_edge_cases() {
+        // A letter whose lowercase carries a combining mark.
+        assert_eq!(normalize_identifier("İd"), "i_d");
+        assert_sql_safe(&["İ", "i"]);
+        // Nothing but space, and nothing at all.
+        assert_eq!(normalize_identifier(""), "x");
+        // Duplicates of a name at the length limit stay within it.
+        let long = "a".repeat(300);
+        assert_sql_safe(&[long.as_str(), long.as_str(), long.as_str()]);
+        let exact = "b".repeat(MAX_IDENTIFIER_CHARS);
+        assert_sql_safe(&[exact.as_str(), exact.as_str()]);
+        let underscored = format!("{}_c", "d".repeat(MAX_IDENTIFIER_CHARS - 3));
+        assert_sql_safe(&[underscored.as_str(), underscored.as_str()]);
+    }
 
     #[test]
     fn the_issue_examples() {

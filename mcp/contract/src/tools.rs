@@ -151,6 +151,10 @@ pub struct SilverResult {
 pub struct TableStatus {
     pub exists: bool,
     pub full_name: Option<String>,
+    /// `full_name` quoted for `query`, ready to paste (a schema may start
+    /// with a digit, which SQL does not take unquoted).
+    #[serde(default)]
+    pub sql_name: Option<String>,
     pub row_count: Option<u64>,
     /// RFC 3339.
     pub updated_at: Option<String>,
@@ -168,6 +172,9 @@ pub struct DatasetStatus {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct TableSummary {
     pub full_name: String,
+    /// `full_name` quoted for `query`, ready to paste.
+    #[serde(default)]
+    pub sql_name: String,
     /// `bronze` or `silver`.
     pub layer: String,
     /// `VIEW`/`EXTERNAL` for bronze, `MANAGED` for silver.
@@ -184,6 +191,9 @@ pub struct TableList {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 pub struct TableDescription {
     pub full_name: String,
+    /// `full_name` quoted for `query`, ready to paste.
+    #[serde(default)]
+    pub sql_name: String,
     pub table_type: String,
     pub columns: Vec<ColumnInfo>,
     pub row_count: Option<u64>,

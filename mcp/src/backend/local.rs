@@ -6,15 +6,27 @@
 //! through `writer` (an async mutex, held across the blocking call); reads
 //! use their own connections cloned from the same database instance and run
 //! alongside writes under DuckDB's MVCC.
+//!
+//! **Every table is Parquet files in the tenant's own directories.** Bronze
+//! is a view over the staged file (`volumes/<catalog>/<tenant>_bronze/raw/…`),
+//! silver a view over the file the transform wrote
+//! (`volumes/<catalog>/<tenant>_silver/tables/<table>/<stamp>.parquet`),
+//! reported as MANAGED as Unity Catalog's managed tables are. The DuckDB file
+//! holds the catalog (names, views, notes), not tenants' rows. That is what
+//! lets `query` run in a [`crate::sandbox`]: a fresh DuckDB instance that
+//! holds only the views the query names, may open only their files, and
+//! cannot change that.
 
 use super::{
     layer_of, silver_name_for, Backend, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus,
     QueryRequest, QueryResult, SilverResult, TableDescription, TableList, TableStatus,
     TableSummary,
 };
+use crate::config::SandboxLimits;
 use crate::domain::{DatasetId, Ident, TableName, TenantId};
 use crate::error::{BackendError, ToolError};
 use crate::plan::{self, Dialect, SilverPlan, BRONZE_LINEAGE};
+use crate::sandbox::{Sandbox, SandboxView};
 use duckdb::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,6 +44,8 @@ pub struct LocalLakehouse {
     writer: Arc<tokio::sync::Mutex<Connection>>,
     /// Template for read connections (cloning is cheap and shares the database).
     readers: Mutex<Connection>,
+    /// What one `query` may use.
+    sandbox: SandboxLimits,
 }
 
 fn blocking_err(_: tokio::task::JoinError) -> ToolError {
@@ -60,18 +74,109 @@ struct TableNote {
 }
 
 impl LocalLakehouse {
-    /// Opens (or creates) the lakehouse under `root`.
-    pub fn open(root: &Path, catalog: Ident) -> Result<Self, BackendError> {
+    /// Opens (or creates) the lakehouse under `root`. The instance may read
+    /// and write files only under `root`, loads no extension it was not
+    /// built with, and cannot be reconfigured afterwards.
+    pub fn open(root: &Path, catalog: Ident, sandbox: SandboxLimits) -> Result<Self, BackendError> {
         std::fs::create_dir_all(root.join("volumes"))?;
         let root = root.canonicalize()?;
-        let conn = Connection::open(root.join(format!("{}.duckdb", catalog.as_str())))?;
+        let config = duckdb::Config::default()
+            .enable_autoload_extension(false)?
+            .with("autoinstall_known_extensions", "false")?;
+        let conn =
+            Connection::open_with_flags(root.join(format!("{}.duckdb", catalog.as_str())), config)?;
+        conn.execute_batch(&format!(
+            "SET allowed_directories = [{}]; SET enable_external_access = false; SET lock_configuration = true;",
+            D.literal(&format!("{}/", root.to_string_lossy()))
+        ))?;
         let readers = conn.try_clone()?;
-        Ok(Self {
+        let lake = Self {
             root,
             catalog,
             writer: Arc::new(tokio::sync::Mutex::new(conn)),
             readers: Mutex::new(readers),
-        })
+            sandbox,
+        };
+        lake.upgrade_silver_tables()?;
+        Ok(lake)
+    }
+
+    /// Lakehouses made before silver moved to files kept silver rows in
+    /// DuckDB tables: write each to its file and make it a view, once.
+    fn upgrade_silver_tables(&self) -> Result<(), BackendError> {
+        let conn = self.writer.try_lock().map_err(|_| {
+            BackendError::Invariant("the writer is taken while the lakehouse opens")
+        })?;
+        let mut stmt = conn.prepare(
+            "SELECT schema_name, table_name, comment FROM duckdb_tables()
+             WHERE database_name = ? AND ends_with(schema_name, '_silver')",
+        )?;
+        let tables = stmt
+            .query_map([self.catalog.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (schema, table, comment) in tables {
+            let (Ok(schema), Ok(table)) = (Ident::parse(&schema), Ident::parse(&table)) else {
+                continue;
+            };
+            let name = TableName::new(self.catalog.clone(), schema, table);
+            let file = self.silver_file(&name);
+            std::fs::create_dir_all(file.parent().unwrap_or(&self.root))?;
+            conn.execute_batch(&format!(
+                "COPY (SELECT * FROM {}) TO {} (FORMAT parquet)",
+                D.table(&name),
+                D.literal(&file.to_string_lossy())
+            ))?;
+            conn.execute_batch("BEGIN TRANSACTION")?;
+            let swapped = conn.execute_batch(&format!(
+                "DROP TABLE {table}; {view}{note}",
+                table = D.table(&name),
+                view = silver_view_sql(&name, &file.to_string_lossy()),
+                note = comment.map_or(String::new(), |c| format!(
+                    "; COMMENT ON VIEW {} IS {}",
+                    D.table(&name),
+                    D.literal(&c)
+                ))
+            ));
+            match swapped {
+                Ok(()) => conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = std::fs::remove_file(&file);
+                    return Err(e.into());
+                }
+            }
+            tracing::info!(table = %name, "silver table moved to its Parquet file");
+        }
+        Ok(())
+    }
+
+    /// A new file for `silver`'s rows: one per transform, named by time so
+    /// the newest sorts last.
+    fn silver_file(&self, silver: &TableName) -> PathBuf {
+        let stamp = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        self.root
+            .join("volumes")
+            .join(self.catalog.as_str())
+            .join(silver.schema.as_str())
+            .join("tables")
+            .join(silver.table.as_str())
+            .join(format!("{stamp}.parquet"))
+    }
+
+    /// The directories a tenant's files live in: the only places its
+    /// queries may read.
+    fn tenant_dirs(&self, tenant: &TenantId) -> [PathBuf; 2] {
+        let base = self.root.join("volumes").join(self.catalog.as_str());
+        [
+            base.join(tenant.bronze_schema().as_str()),
+            base.join(tenant.silver_schema().as_str()),
+        ]
     }
 
     fn reader(&self) -> Result<Connection, ToolError> {
@@ -238,15 +343,45 @@ impl Backend for LocalLakehouse {
             plan::now_timestamp(),
             &source_columns,
         );
-        let create = plan.create_sql(D);
+        // The rows go to a new file (a read: it runs beside other syncs'
+        // writes), then one short write points the view at it.
+        let file = self.silver_file(&silver);
+        let dir = file
+            .parent()
+            .ok_or(ToolError::Backend(BackendError::Invariant(
+                "a silver file has no directory",
+            )))?
+            .to_path_buf();
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let partial = file.with_extension("parquet.partial");
+        let copy = format!(
+            "COPY ({}) TO {} (FORMAT parquet)",
+            plan.select_sql(D),
+            D.literal(&partial.to_string_lossy())
+        );
+        let written = self
+            .read(move |conn| conn.execute_batch(&copy).map_err(db))
+            .await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+        tokio::fs::rename(&partial, &file).await.map_err(io)?;
         let target = silver.clone();
-        self.write(move |conn| {
-            in_transaction(conn, |conn| {
-                conn.execute_batch(&create).map_err(db)?;
-                set_note(conn, "TABLE", &target, &dataset_id)
+        let view = silver_view_sql(&silver, &file.to_string_lossy());
+        let swapped = self
+            .write(move |conn| {
+                in_transaction(conn, |conn| {
+                    conn.execute_batch(&view).map_err(db)?;
+                    set_note(conn, "VIEW", &target, &dataset_id)
+                })
             })
-        })
-        .await?;
+            .await;
+        if let Err(e) = swapped {
+            let _ = tokio::fs::remove_file(&file).await;
+            return Err(e);
+        }
+        remove_older_files(&dir, &file).await;
         let null_sql = plan.null_counts_sql(D);
         let width = plan.columns.len() + 1;
         let typed_table = silver.clone();
@@ -303,6 +438,7 @@ impl Backend for LocalLakehouse {
                     *slot = TableStatus {
                         exists: true,
                         full_name: Some(name.to_string()),
+                        sql_name: Some(D.table(&name)),
                         row_count: Some(count(conn, &name)?),
                         updated_at: comment
                             .and_then(|c| serde_json::from_str::<TableNote>(&c).ok())
@@ -320,9 +456,9 @@ impl Backend for LocalLakehouse {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT schema_name, table_name, 'MANAGED' FROM duckdb_tables() WHERE database_name = ? AND schema_name IN (?, ?)
+                    "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name IN (?, ?)
                      UNION ALL
-                     SELECT schema_name, view_name, 'EXTERNAL' FROM duckdb_views() WHERE database_name = ? AND schema_name IN (?, ?)
+                     SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ? AND schema_name IN (?, ?)
                      ORDER BY 1, 2",
                 )
                 .map_err(db)?;
@@ -330,21 +466,22 @@ impl Backend for LocalLakehouse {
             let rows = stmt
                 .query_map(
                     duckdb::params![catalog.as_str(), b.as_str(), s.as_str(), catalog.as_str(), b.as_str(), s.as_str()],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
                 )
                 .map_err(db)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db)?;
             let tables = rows
                 .into_iter()
-                .filter_map(|(schema, table, table_type)| {
+                .filter_map(|(schema, table)| {
                     let schema = Ident::parse(&schema).ok()?;
                     let layer = layer_of(&tenant, &schema)?;
                     let name = TableName::new(catalog.clone(), schema, Ident::parse(&table).ok()?);
                     Some(TableSummary {
                         full_name: name.to_string(),
+                        sql_name: D.table(&name),
                         layer: layer.to_owned(),
-                        table_type,
+                        table_type: table_type(&name).to_owned(),
                     })
                 })
                 .collect();
@@ -362,11 +499,11 @@ impl Backend for LocalLakehouse {
             if columns.is_empty() {
                 return Err(ToolError::NotFound(table.to_string()));
             }
-            let (kind, comment, sql): (String, Option<String>, Option<String>) = conn
+            let (comment, sql): (Option<String>, Option<String>) = conn
                 .query_row(
-                    "SELECT 'MANAGED', comment, NULL FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?
+                    "SELECT comment, NULL FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?
                      UNION ALL
-                     SELECT 'EXTERNAL', comment, sql FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?",
+                     SELECT comment, sql FROM duckdb_views() WHERE database_name = ? AND schema_name = ? AND view_name = ?",
                     duckdb::params![
                         table.catalog.as_str(),
                         table.schema.as_str(),
@@ -375,17 +512,14 @@ impl Backend for LocalLakehouse {
                         table.schema.as_str(),
                         table.table.as_str()
                     ],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(db)?;
-            let storage_location = sql.and_then(|s| {
-                let start = s.find("read_parquet('")? + "read_parquet('".len();
-                let end = s[start..].find("')")?;
-                Some(s[start..start + end].replace("''", "'"))
-            });
+            let storage_location = sql.and_then(|s| parquet_paths(&s).into_iter().next());
             Ok(TableDescription {
                 full_name: table.to_string(),
-                table_type: kind,
+                sql_name: D.table(&table),
+                table_type: table_type(&table).to_owned(),
                 row_count: Some(count(conn, &table)?),
                 columns,
                 storage_location,
@@ -398,41 +532,40 @@ impl Backend for LocalLakehouse {
     }
 
     async fn query(&self, request: QueryRequest) -> Result<QueryResult, ToolError> {
-        let catalog = self.catalog.clone();
-        let conn = self.reader()?;
-        let interrupt = conn.interrupt_handle();
+        // What the sandbox may hold: the tenant's views, each with the files
+        // it reads, and only files inside the tenant's own directories.
+        let (catalog, tenant) = (self.catalog.clone(), request.tenant.clone());
+        let dirs = self.tenant_dirs(&tenant);
+        let views = self
+            .read(move |conn| tenant_views(conn, &catalog, &tenant, &dirs))
+            .await?;
+        let (limits, catalog) = (self.sandbox, self.catalog.clone());
+        let sandbox = tokio::task::spawn_blocking(move || Sandbox::open(limits))
+            .await
+            .map_err(blocking_err)??;
+        let interrupt = sandbox.interrupt_handle();
         let seconds = request.timeout.as_secs();
         let work = tokio::task::spawn_blocking(move || {
-            conn.execute_batch(&format!("USE {}", D.ident(catalog.as_str())))
-                .map_err(db)?;
-            let sql = crate::query_guard::check(&conn, &catalog, &request.tenant, &request.sql)?;
-            let columns = describe(&conn, &format!("SELECT * FROM (\n{sql}\n) AS q"))?;
-            let limit = u64::from(request.limit);
-            let wrapped = format!(
-                "SELECT to_json(q)::VARCHAR FROM (\n{sql}\n) AS q LIMIT {}",
-                limit + 1
-            );
-            let mut stmt = conn.prepare(&wrapped).map_err(db)?;
-            let mut rows = Vec::new();
-            let mut truncated = false;
-            let mut cursor = stmt.query([]).map_err(db)?;
-            while let Some(row) = cursor.next().map_err(db)? {
-                if rows.len() as u64 == limit {
-                    truncated = true;
-                    break;
-                }
-                let json: String = row.get(0).map_err(db)?;
-                rows.push(
-                    serde_json::from_str(&json)
-                        .map_err(|e| ToolError::Backend(BackendError::Json(e)))?,
-                );
+            let checked = crate::query_guard::check(
+                sandbox.connection(),
+                &catalog,
+                &request.tenant,
+                &request.sql,
+            )?;
+            let named: Vec<SandboxView> = views
+                .into_iter()
+                .filter(|v| checked.tables.contains(&v.key()))
+                .collect();
+            // A name the tenant has no table for: say so, in its words.
+            if let Some((schema, table)) = checked
+                .tables
+                .iter()
+                .find(|t| !named.iter().any(|v| v.key() == **t))
+            {
+                return Err(ToolError::NotFound(format!("{schema}.{table}")));
             }
-            Ok(QueryResult {
-                columns,
-                row_count: rows.len() as u64,
-                rows,
-                truncated,
-            })
+            let conn = sandbox.admit(&catalog, &request.tenant, &named)?;
+            run_query(conn, &checked.sql, request.limit)
         });
         match tokio::time::timeout(request.timeout, work).await {
             Ok(joined) => joined.map_err(blocking_err)?,
@@ -441,6 +574,167 @@ impl Backend for LocalLakehouse {
                 // thread stops soon after; nobody waits for it.
                 interrupt.interrupt();
                 Err(ToolError::Timeout(seconds))
+            }
+        }
+    }
+}
+
+/// Runs a checked statement, at most `limit` rows of it, as JSON objects.
+fn run_query(conn: &Connection, sql: &str, limit: u32) -> Result<QueryResult, ToolError> {
+    let columns = describe(conn, &format!("SELECT * FROM (\n{sql}\n) AS q")).map_err(query_err)?;
+    let limit = u64::from(limit);
+    let wrapped = format!(
+        "SELECT to_json(q)::VARCHAR FROM (\n{sql}\n) AS q LIMIT {}",
+        limit + 1
+    );
+    let mut stmt = conn.prepare(&wrapped).map_err(db).map_err(query_err)?;
+    let mut rows = Vec::new();
+    let mut truncated = false;
+    let mut cursor = stmt.query([]).map_err(db).map_err(query_err)?;
+    while let Some(row) = cursor.next().map_err(db).map_err(query_err)? {
+        if rows.len() as u64 == limit {
+            truncated = true;
+            break;
+        }
+        let json: String = row.get(0).map_err(db)?;
+        rows.push(
+            serde_json::from_str(&json).map_err(|e| ToolError::Backend(BackendError::Json(e)))?,
+        );
+    }
+    Ok(QueryResult {
+        columns,
+        row_count: rows.len() as u64,
+        rows,
+        truncated,
+    })
+}
+
+/// A query that ran out of its memory is the caller's to narrow, not ours
+/// to retry.
+fn query_err(e: ToolError) -> ToolError {
+    match e {
+        ToolError::Backend(BackendError::DuckDb(inner))
+            if inner.to_string().contains("Out of Memory Error") =>
+        {
+            ToolError::OutOfMemory
+        }
+        other => other,
+    }
+}
+
+/// Every view in the tenant's two schemas with the files it reads. A view
+/// reading anything outside `dirs` is left out (the lakehouse never makes
+/// one; a hand-made one must not widen what a query can open).
+fn tenant_views(
+    conn: &Connection,
+    catalog: &Ident,
+    tenant: &TenantId,
+    dirs: &[PathBuf; 2],
+) -> Result<Vec<SandboxView>, ToolError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT schema_name, view_name, sql FROM duckdb_views()
+             WHERE database_name = ? AND schema_name IN (?, ?)",
+        )
+        .map_err(db)?;
+    let (b, s) = (tenant.bronze_schema(), tenant.silver_schema());
+    let rows = stmt
+        .query_map(
+            duckdb::params![catalog.as_str(), b.as_str(), s.as_str()],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )
+        .map_err(db)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)?;
+    let inside = |file: &str| {
+        let path = Path::new(file);
+        !file.contains("..") && dirs.iter().any(|d| path.starts_with(d))
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|(schema, name, sql)| {
+            let files = parquet_paths(&sql);
+            (!files.is_empty() && files.iter().all(|f| inside(f))).then_some(SandboxView {
+                schema,
+                name,
+                sql,
+                files,
+            })
+        })
+        .collect())
+}
+
+/// The literal paths inside `read_parquet('…')` calls of a view's SQL.
+pub fn parquet_paths(sql: &str) -> Vec<String> {
+    const OPEN: &str = "read_parquet('";
+    let mut paths = Vec::new();
+    let mut rest = sql;
+    while let Some(start) = rest.find(OPEN) {
+        let body = &rest[start + OPEN.len()..];
+        // The literal ends at a quote not doubled.
+        let bytes = body.as_bytes();
+        let mut i = 0;
+        let mut value = String::new();
+        let mut closed = false;
+        while i < bytes.len() {
+            if bytes[i] == b'\'' {
+                if bytes.get(i + 1) == Some(&b'\'') {
+                    value.push('\'');
+                    i += 2;
+                    continue;
+                }
+                closed = true;
+                break;
+            }
+            let ch = body[i..].chars().next().unwrap_or_default();
+            value.push(ch);
+            i += ch.len_utf8();
+        }
+        if !closed {
+            break;
+        }
+        paths.push(value);
+        rest = &body[i + 1..];
+    }
+    paths
+}
+
+/// `MANAGED` for silver (its files are the lakehouse's to manage), as Unity
+/// Catalog reports it; bronze is an external table over the staged file.
+fn table_type(table: &TableName) -> &'static str {
+    if table.schema.as_str().ends_with("_silver") {
+        "MANAGED"
+    } else {
+        "EXTERNAL"
+    }
+}
+
+/// The silver view over its file.
+fn silver_view_sql(table: &TableName, path: &str) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet({})",
+        D.table(table),
+        D.literal(path)
+    )
+}
+
+/// After a transform: the table's earlier files, no longer read by its view,
+/// and any partial file a killed transform left.
+async fn remove_older_files(dir: &Path, keep: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let path = entry.path();
+        if path != keep {
+            if let Err(e) = tokio::fs::remove_file(&path).await {
+                tracing::warn!(error = %e, file = %path.display(), "could not remove an old silver file");
             }
         }
     }

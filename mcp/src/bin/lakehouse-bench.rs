@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let lake = LocalLakehouse::open(
         &work.path().join("lakehouse"),
         Ident::parse("servicetsunami")?,
+        servicetsunami_mcp::config::SandboxLimits::default(),
     )?;
     let conn = duckdb::Connection::open(work.path().join("direct.duckdb"))?;
     // Several rounds of backend then direct, on fresh tables each time; each
@@ -157,7 +158,16 @@ async fn main() -> anyhow::Result<()> {
             "2026-01-01 00:00:00.000000".into(),
             &source_columns,
         );
-        conn.execute_batch(&plan.create_sql(d))?;
+        // As the backend does: the rows to a Parquet file, a view over it.
+        let silver_file = work.path().join(format!("direct-silver-{round}.parquet"));
+        let silver_file = silver_file.to_string_lossy();
+        conn.execute_batch(&format!(
+            "COPY ({}) TO {} (FORMAT parquet); CREATE OR REPLACE VIEW {} AS SELECT * FROM read_parquet({})",
+            plan.select_sql(d),
+            d.literal(&silver_file),
+            d.table(&plan.silver),
+            d.literal(&silver_file)
+        ))?;
         let direct_rows: i64 = conn.query_row(&plan.null_counts_sql(d), [], |r| r.get(0))?;
         let direct_silver = t.elapsed();
 

@@ -323,3 +323,19 @@ async fn slow_queries_time_out() {
         .unwrap_err();
     assert!(err.contains("timed out"), "{err}");
 }
+
+#[tokio::test]
+async fn downloads_left_by_a_killed_process_are_removed_at_start() {
+    let lakehouse = tempfile::tempdir().unwrap();
+    let tmp = lakehouse.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("download-abc123.parquet"), b"half a file").unwrap();
+    std::fs::write(tmp.join("notes.txt"), b"not ours").unwrap();
+    let app = crate::helpers::spawn_app_at(lakehouse, &[]).await;
+    assert!(!app
+        .lakehouse
+        .path()
+        .join("tmp/download-abc123.parquet")
+        .exists());
+    assert!(app.lakehouse.path().join("tmp/notes.txt").exists());
+}

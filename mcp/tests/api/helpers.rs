@@ -44,7 +44,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
-    let lakehouse = tempfile::tempdir().unwrap();
+    spawn_app_at(tempfile::tempdir().unwrap(), extra).await
+}
+
+/// The server on an existing lakehouse directory.
+pub async fn spawn_app_at(lakehouse: tempfile::TempDir, extra: &[(&str, &str)]) -> TestApp {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("MCP_API_KEY".into(), API_KEY.into()),
         ("MCP_BIND_ADDR".into(), "127.0.0.1:0".into()),

@@ -2,3 +2,4 @@ mod auth;
 mod bad_input;
 mod helpers;
 mod pipeline;
+mod sandbox;

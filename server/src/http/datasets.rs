@@ -67,6 +67,12 @@ pub enum UploadError {
     Ingest(#[from] IngestError),
     #[error("the server is busy with {0} other uploads; try again in a few seconds")]
     Busy(usize),
+    #[error(
+        "the server is short of disk space for this upload; nothing was kept, try again later"
+    )]
+    InsufficientStorage,
+    #[error("the upload sent nothing for {0} s and was ended; nothing was kept")]
+    Stalled(u64),
     #[error("something went wrong on our side; it has been logged")]
     Internal(#[source] anyhow::Error),
 }
@@ -82,6 +88,8 @@ impl UploadError {
             | Self::Body(_) => StatusCode::BAD_REQUEST,
             Self::Ingest(e) => ingest_status(e),
             Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,6 +104,8 @@ impl UploadError {
             Self::Body(_) => "bad_body",
             Self::Ingest(e) => e.code(),
             Self::Busy(_) => "busy",
+            Self::InsufficientStorage => "insufficient_storage",
+            Self::Stalled(_) => "upload_stalled",
             Self::Internal(_) => "internal",
         }
     }
@@ -117,6 +127,8 @@ impl UploadError {
             ReceiveError::TooLarge { max } => Self::TooLarge { max },
             ReceiveError::Body(e) => Self::from_multipart(e, max),
             ReceiveError::Ingest(e) => Self::Ingest(e),
+            ReceiveError::DiskFull => Self::InsufficientStorage,
+            ReceiveError::Stalled(secs) => Self::Stalled(secs),
             e @ (ReceiveError::Io(_) | ReceiveError::WriterGone) => Self::Internal(e.into()),
         }
     }
@@ -231,7 +243,7 @@ async fn receive_and_store(
     let id = Uuid::new_v4();
     tracing::Span::current().record("dataset_id", tracing::field::display(id));
     let started = std::time::Instant::now();
-    let received = receive(state, id, multipart).await?;
+    let received = receive(state, id, multipart, declared.unwrap_or(0)).await?;
     tracing::info!(
         bytes = received.file.size,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -253,19 +265,31 @@ async fn receive(
     state: &ServerState,
     id: Uuid,
     mut multipart: Multipart,
+    expected_bytes: u64,
 ) -> Result<Received, UploadError> {
     let max = state.upload_max_bytes;
     let multipart_err = |e| UploadError::from_multipart(e, max);
     let mut name = None;
     let mut file = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_err)? {
+    let idle = state.upload_idle_timeout;
+    let chunk_err = |e: ReceiveError| UploadError::from_receive(e, max);
+    loop {
+        let next = tokio::time::timeout(idle, multipart.next_field())
+            .await
+            .map_err(|_| UploadError::Stalled(idle.as_secs()))?;
+        let Some(mut field) = next.map_err(multipart_err)? else {
+            break;
+        };
         let field_name = field.name().map(str::to_owned);
         match field_name.as_deref() {
             Some("name") => {
                 // Bounded while it streams: a huge `name` is refused at its
                 // first bytes over the cap, never buffered whole.
                 let mut bytes = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(multipart_err)? {
+                while let Some(chunk) = ingest::next_chunk(&mut field, idle)
+                    .await
+                    .map_err(chunk_err)?
+                {
                     if bytes.len() + chunk.len() > MAX_NAME_FIELD_BYTES {
                         return Err(NameError::TooLong {
                             len: (bytes.len() + chunk.len()).max(MAX_NAME_FIELD_BYTES + 1),
@@ -295,11 +319,18 @@ async fn receive(
                 }
                 let scratch =
                     ScratchFile::new(state.storage.tmp_dir().join(format!("{id}.upload")));
+                let floor = ingest::DiskFloor {
+                    storage: &state.storage,
+                    min_free: state.upload_min_free_disk,
+                    expected: expected_bytes,
+                };
                 let received = ingest::receive_file(
                     &mut field,
                     scratch,
                     max,
                     state.upload_max_decompressed_bytes,
+                    &floor,
+                    state.upload_idle_timeout,
                 )
                 .await
                 .map_err(|e| UploadError::from_receive(e, max))?;
@@ -309,7 +340,10 @@ async fn receive(
             // to a small cap each: nobody sends megabytes we do not read.
             other => {
                 let mut drained = 0usize;
-                while let Some(chunk) = field.chunk().await.map_err(multipart_err)? {
+                while let Some(chunk) = ingest::next_chunk(&mut field, idle)
+                    .await
+                    .map_err(chunk_err)?
+                {
                     drained += chunk.len();
                     if drained > MAX_OTHER_FIELD_BYTES {
                         return Err(UploadError::Body(format!(
@@ -386,10 +420,51 @@ async fn store(
         &converted,
     )
     .await;
-    if committed.is_err() {
-        remove_quietly(&dest).await;
+    match committed {
+        Ok(done) => Ok(done),
+        Err(e) => match settle_ambiguous_commit(state, tenant_id, id).await {
+            // The server committed though the client saw an error: the
+            // dataset exists, so it is the answer and its file stays.
+            Some(Some(done)) => {
+                tracing::warn!(error = %e, dataset = %id, "the commit reported an error but took effect");
+                Ok(done)
+            }
+            Some(None) => {
+                remove_quietly(&dest).await;
+                Err(e)
+            }
+            // Unknown: a row may exist, so the file stays; start-up
+            // reconciliation removes it if no row does.
+            None => {
+                tracing::warn!(dataset = %id, "could not tell whether the dataset was committed; its file is kept");
+                Err(e)
+            }
+        },
     }
-    committed
+}
+
+/// After a failed commit: whether the dataset row exists after all
+/// (`Some(Some(..))`), surely does not (`Some(None)`), or cannot be told
+/// (`None`). A few short tries, each with a deadline.
+async fn settle_ambiguous_commit(
+    state: &ServerState,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Option<Option<UploadResponse>> {
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+        }
+        let found = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            app::ssr::catalog::find_dataset(state.db(), tenant_id, id),
+        )
+        .await;
+        if let Ok(Ok(found)) = found {
+            return Some(found.map(|(dataset, schema)| UploadResponse { dataset, schema }));
+        }
+    }
+    None
 }
 
 async fn insert(

@@ -2,9 +2,12 @@
 //! requesting tenant's datasets.
 //!
 //! Every connection (a reconnect too, whatever its `Last-Event-ID`) starts
-//! with a `snapshot` event holding every dataset's current state, read after
-//! subscribing, so no change between the two is lost. Then one `status` event
-//! per change. Memory per connection is bounded: events are shared `Arc`s in
+//! with `snapshot` events holding every dataset's current state, read after
+//! subscribing, so no change between the two is lost: one event per
+//! [`SNAPSHOT_PAGE`] datasets, each page read by keyset only when the client
+//! has taken the one before (a tenant with 100,000 datasets costs no more
+//! memory per connection than one with 500). Then one `status` event per
+//! change. Memory per connection is bounded: events are shared `Arc`s in
 //! one broadcast channel, and a client that falls `CHANNEL_CAPACITY` events
 //! behind is disconnected (its browser reconnects and gets a new snapshot)
 //! rather than slowing anyone else. Keep-alive comments every 15 s.
@@ -29,6 +32,21 @@ use futures::{stream, StreamExt};
 use std::{convert::Infallible, time::Duration};
 use tokio::sync::broadcast::error::RecvError;
 
+/// Datasets per `snapshot` event.
+pub const SNAPSHOT_PAGE: u32 = 500;
+
+fn snapshot_event(seq: u64, datasets: Vec<app::model::DatasetSummary>) -> Event {
+    let snapshot = LiveEvent::Snapshot {
+        seq,
+        states: datasets.into_iter().map(|d| d.sync).collect(),
+    };
+    Event::default()
+        .event("snapshot")
+        .id(seq.to_string())
+        .json_data(&snapshot)
+        .expect("a snapshot always serialises")
+}
+
 pub fn router() -> Router<ServerState> {
     Router::new().route("/api/events", get(events))
 }
@@ -40,8 +58,10 @@ async fn events(
     let tenant_id = who.tenant_id;
     let rx = state.hub.subscribe();
     let seq = state.hub.current_seq();
-    let datasets = match catalog::list_datasets(state.db(), tenant_id).await {
-        Ok(list) => list,
+    // The first page is read now, so a catalogue that cannot be read is a
+    // 503 the browser retries, not a stream that ends at once.
+    let first = match catalog::list_datasets(state.db(), tenant_id, None, SNAPSHOT_PAGE).await {
+        Ok(page) => page,
         Err(e) => {
             tracing::error!(error = %e, "reading the snapshot for /api/events failed");
             return error_response(
@@ -51,15 +71,28 @@ async fn events(
             );
         }
     };
-    let snapshot = LiveEvent::Snapshot {
-        seq,
-        states: datasets.into_iter().map(|d| d.sync).collect(),
-    };
-    let first = Event::default()
-        .event("snapshot")
-        .id(seq.to_string())
-        .json_data(&snapshot)
-        .expect("a snapshot always serialises");
+    let db = state.db().clone();
+    let snapshot = stream::unfold(Some(Ok(first)), move |page| {
+        let db = db.clone();
+        async move {
+            let page = match page? {
+                Ok(page) => page,
+                Err(e) => {
+                    // The stream ends; the browser reconnects for a new snapshot.
+                    tracing::warn!(error = %e, "reading a snapshot page for /api/events failed");
+                    return None;
+                }
+            };
+            let event = snapshot_event(seq, page.datasets);
+            let next = match page.next {
+                Some(after) => {
+                    Some(catalog::list_datasets(&db, tenant_id, Some(after), SNAPSHOT_PAGE).await)
+                }
+                None => None,
+            };
+            Some((event, next))
+        }
+    });
 
     let changes = stream::unfold(rx, move |mut rx| async move {
         loop {
@@ -80,7 +113,7 @@ async fn events(
             }
         }
     });
-    let stream = stream::once(async move { first })
+    let stream = snapshot
         .chain(changes)
         // Ends with the server, so a graceful shutdown does not wait on it.
         .take_until(state.stop.clone().cancelled_owned())

@@ -1,7 +1,11 @@
 //! DuckDB reads the inspected upload and writes the dataset's Parquet file.
 
 use super::{Compression, Detected, IngestError, SourceKind};
-use app::{domain::normalize_column_names, model::ColumnSchema, ssr::sql::quote_literal};
+use app::{
+    domain::normalize_column_names,
+    model::ColumnSchema,
+    ssr::sql::{quote_ident, quote_literal},
+};
 use duckdb::Connection;
 use std::{collections::HashMap, path::Path};
 
@@ -13,9 +17,88 @@ pub const MAX_COLUMN_NAME_CHARS: usize = 255;
 
 /// Types that neither Delta tables nor Unity Catalog can hold. Everything else
 /// DuckDB produces has a lakehouse equivalent (or widens to one losslessly).
-const UNSUPPORTED_TYPES: &[&str] = &[
-    "INTERVAL", "UNION", "BIT", "TIMETZ", "HUGEINT", "UHUGEINT", "VARINT", "BIGNUM",
-];
+const UNSUPPORTED_TYPES: &[&str] = &["INTERVAL", "UNION", "BIT", "TIMETZ"];
+
+/// Integer types wider than the lakehouse's: DuckDB infers HUGEINT for a
+/// JSON column with a negative number, and for integers past BIGINT in CSV.
+/// They are written as BIGINT when every value fits, otherwise as
+/// DECIMAL(38,0); only values beyond 38 digits are refused.
+const WIDE_INTEGERS: &[&str] = &["HUGEINT", "UHUGEINT", "VARINT", "BIGNUM"];
+
+/// What wide integers are written as, tried in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Narrow {
+    BigInt,
+    Decimal,
+}
+
+/// `data_type`'s type words (outside quoted field names) that `keep` picks.
+fn type_words(data_type: &str) -> Vec<(usize, &str)> {
+    let mut words = Vec::new();
+    let mut quoted = false;
+    let mut start = None;
+    for (i, c) in data_type.char_indices().chain([(data_type.len(), ' ')]) {
+        let word_char = c.is_ascii_alphanumeric() || c == '_';
+        if word_char && !quoted {
+            start.get_or_insert(i);
+            continue;
+        }
+        if let Some(s) = start.take() {
+            words.push((s, &data_type[s..i]));
+        }
+        if c == '"' {
+            quoted = !quoted;
+        }
+    }
+    words
+}
+
+fn is_wide(data_type: &str) -> bool {
+    type_words(data_type)
+        .iter()
+        .any(|(_, w)| WIDE_INTEGERS.contains(w))
+}
+
+/// `data_type` with each wide integer type replaced by `to`.
+fn retype(data_type: &str, to: &str) -> String {
+    let mut out = String::with_capacity(data_type.len());
+    let mut last = 0;
+    for (at, word) in type_words(data_type) {
+        if WIDE_INTEGERS.contains(&word) {
+            out.push_str(&data_type[last..at]);
+            out.push_str(to);
+            last = at + word.len();
+        }
+    }
+    out.push_str(&data_type[last..]);
+    out
+}
+
+/// The select list that writes `columns`, wide integers narrowed.
+fn select_list(columns: &[(String, String)], narrow: Narrow) -> String {
+    let replaced: Vec<String> = columns
+        .iter()
+        .filter(|(_, t)| is_wide(t))
+        .map(|(name, t)| {
+            let col = quote_ident(name);
+            let expr = match narrow {
+                Narrow::BigInt => format!("CAST({col} AS {})", retype(t, "BIGINT")),
+                // DuckDB casts arbitrary-precision integers to DECIMAL only
+                // through text.
+                Narrow::Decimal if matches!(t.as_str(), "VARINT" | "BIGNUM") => {
+                    format!("CAST(CAST({col} AS VARCHAR) AS DECIMAL(38,0))")
+                }
+                Narrow::Decimal => format!("CAST({col} AS {})", retype(t, "DECIMAL(38,0)")),
+            };
+            format!("{expr} AS {col}")
+        })
+        .collect();
+    if replaced.is_empty() {
+        "*".to_owned()
+    } else {
+        format!("* REPLACE ({})", replaced.join(", "))
+    }
+}
 
 /// What the conversion found out.
 #[derive(Debug)]
@@ -82,22 +165,53 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
     lap("sniffed and described");
 
     let out = quote_literal(&scratch.to_string_lossy());
-    let copy = |reader: &str| {
+    let copy = |reader: &str, columns: &[(String, String)], narrow: Narrow| {
         conn.execute(
-            &format!("COPY (SELECT * FROM {reader}) TO {out} (FORMAT parquet, COMPRESSION zstd)"),
+            &format!(
+                "COPY (SELECT {} FROM {reader}) TO {out} (FORMAT parquet, COMPRESSION zstd)",
+                select_list(columns, narrow)
+            ),
             [],
         )
     };
-    let rows = match copy(&reader) {
-        // The sniffer types columns from a sample; a later value that does not
-        // fit means the sample misled it, so read the whole file to decide.
-        Err(e) if detected.kind == SourceKind::Delimited && is_conversion_error(&e) => {
-            reader = reader_sql(detected, &src, compression, true);
-            let columns_full = describe(conn, &reader).map_err(describe_err)?;
-            check_columns(&columns_full)?;
-            copy(&reader).map_err(describe_err)?
+    let mut columns = columns;
+    let mut narrow = Narrow::BigInt;
+    let mut full_scan = false;
+    let rows = loop {
+        match copy(&reader, &columns, narrow) {
+            Ok(rows) => break rows,
+            Err(e) if is_conversion_error(&e) => {
+                // The sniffer types columns from a sample; a later value that
+                // does not fit means the sample misled it, so read the whole
+                // file to decide.
+                if detected.kind == SourceKind::Delimited && !full_scan {
+                    full_scan = true;
+                    reader = reader_sql(detected, &src, compression, true);
+                    columns = describe(conn, &reader).map_err(describe_err)?;
+                    check_columns(&columns)?;
+                    continue;
+                }
+                // Wide integers past BIGINT: DECIMAL(38,0) holds them.
+                let wide = columns.iter().find(|(_, t)| is_wide(t));
+                match (wide, narrow) {
+                    (Some(_), Narrow::BigInt) => narrow = Narrow::Decimal,
+                    (Some((name, data_type)), Narrow::Decimal) => {
+                        let column = columns
+                            .iter()
+                            .find(|(n, t)| {
+                                is_wide(t) && e.to_string().contains(&format!("column {n}"))
+                            })
+                            .map_or(name, |(n, _)| n);
+                        return Err(IngestError::UnsupportedType {
+                            column: column.clone(),
+                            data_type: format!("{data_type} (integers beyond 38 digits)"),
+                        });
+                    }
+                    (None, _) => return Err(describe_err(e)),
+                }
+            }
+            Err(e) => return Err(describe_err(e)),
         }
-        other => other.map_err(describe_err)?,
     };
 
     lap("copied");
@@ -207,9 +321,14 @@ fn sniff_csv(
 /// How delimited text is read: never skipping leading rows, strict about row
 /// widths, typed from a sample of rows or from the whole file.
 fn csv_options(compression: &str, full_scan: bool) -> String {
+    let nulls: Vec<String> = contract::NULL_TOKENS
+        .iter()
+        .map(|t| quote_literal(t))
+        .collect();
     format!(
         "compression = '{compression}', skip = 0, strict_mode = true, null_padding = false, \
-         sample_size = {}",
+         nullstr = [{}], sample_size = {}",
+        nulls.join(", "),
         if full_scan { -1 } else { 20_480 }
     )
 }
@@ -380,11 +499,39 @@ mod tests {
         assert!(check_columns(&cols("INTERVAL")).is_err());
         assert!(check_columns(&cols("STRUCT(a INTEGER, b INTERVAL)")).is_err());
         assert!(check_columns(&cols("TIME WITH TIME ZONE")).is_err());
-        assert!(check_columns(&cols("HUGEINT[]")).is_err());
+        assert!(
+            check_columns(&cols("HUGEINT[]")).is_ok(),
+            "narrowed, not refused"
+        );
         assert!(check_columns(&cols("TIME")).is_ok());
         assert!(check_columns(&cols("TIMESTAMP WITH TIME ZONE")).is_ok());
         assert!(check_columns(&cols("STRUCT(\"interval\" INTEGER)")).is_ok());
         assert!(check_columns(&cols("DECIMAL(18,3)")).is_ok());
+    }
+
+    #[test]
+    fn wide_integers_are_narrowed_by_type_word() {
+        assert_eq!(retype("HUGEINT", "BIGINT"), "BIGINT");
+        assert_eq!(
+            retype("STRUCT(\"HUGEINT\" HUGEINT, b UHUGEINT[])", "DECIMAL(38,0)"),
+            "STRUCT(\"HUGEINT\" DECIMAL(38,0), b DECIMAL(38,0)[])"
+        );
+        assert!(!is_wide("STRUCT(\"HUGEINT\" INTEGER)"));
+        assert!(is_wide("MAP(VARCHAR, VARINT)"));
+        let cols = vec![
+            ("a".to_owned(), "BIGINT".to_owned()),
+            ("b c".to_owned(), "HUGEINT".to_owned()),
+            ("d".to_owned(), "VARINT".to_owned()),
+        ];
+        assert_eq!(select_list(&cols[..1], Narrow::BigInt), "*");
+        assert_eq!(
+            select_list(&cols, Narrow::BigInt),
+            "* REPLACE (CAST(\"b c\" AS BIGINT) AS \"b c\", CAST(\"d\" AS BIGINT) AS \"d\")"
+        );
+        assert_eq!(
+            select_list(&cols, Narrow::Decimal),
+            "* REPLACE (CAST(\"b c\" AS DECIMAL(38,0)) AS \"b c\", CAST(CAST(\"d\" AS VARCHAR) AS DECIMAL(38,0)) AS \"d\")"
+        );
     }
 
     #[test]

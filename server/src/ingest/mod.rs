@@ -18,4 +18,4 @@ mod receive;
 pub use convert::{convert, ConvertJob, Converted, MAX_COLUMNS, MAX_COLUMN_NAME_CHARS};
 pub use error::IngestError;
 pub use inspect::{Compression, Detected, Inspector, SourceKind};
-pub use receive::{receive_file, ReceiveError, ReceivedFile, ScratchFile};
+pub use receive::{next_chunk, receive_file, DiskFloor, ReceiveError, ReceivedFile, ScratchFile};

@@ -1,7 +1,9 @@
-//! Receiving an upload's file field: every chunk goes through the
-//! [`Inspector`] and, by a bounded queue, to a writer thread that appends it
-//! to a scratch file, so receiving and writing overlap and bad input fails
-//! while it streams. The byte cap is counted as the bytes arrive.
+//! Receiving an upload's file field: every chunk goes, by a bounded queue,
+//! to a blocking thread that runs it through the [`Inspector`] (format
+//! detection, UTF-8 checks, gzip decompression: CPU work kept off the async
+//! runtime) and appends it to a scratch file, so receiving and writing
+//! overlap and bad input fails while it streams. The byte cap and the disk
+//! floor are counted as the bytes arrive.
 
 use super::{Detected, IngestError, Inspector};
 use axum::extract::multipart::{Field, MultipartError};
@@ -20,6 +22,48 @@ pub enum ReceiveError {
     Io(#[from] std::io::Error),
     #[error("the scratch writer stopped unexpectedly")]
     WriterGone,
+    #[error("the server is short of disk space")]
+    DiskFull,
+    #[error("the upload sent nothing for {0} s")]
+    Stalled(u64),
+}
+
+/// The next chunk of `field`, or [`ReceiveError::Stalled`] after `idle` of silence.
+pub async fn next_chunk(
+    field: &mut Field<'_>,
+    idle: std::time::Duration,
+) -> Result<Option<bytes::Bytes>, ReceiveError> {
+    match tokio::time::timeout(idle, field.chunk()).await {
+        Ok(chunk) => Ok(chunk?),
+        Err(_) => Err(ReceiveError::Stalled(idle.as_secs())),
+    }
+}
+
+/// The free-space floor an upload must not push the disk under: checked
+/// before the first byte and again every [`DiskFloor::EVERY`] bytes.
+pub struct DiskFloor<'a> {
+    pub storage: &'a crate::storage::Storage,
+    /// `UPLOAD_MIN_FREE_DISK`.
+    pub min_free: u64,
+    /// What the client says it will send (`Content-Length`), if anything.
+    pub expected: u64,
+}
+
+impl DiskFloor<'_> {
+    const EVERY: u64 = 64 << 20;
+
+    /// Refuses when `more` bytes would breach the floor. A file system that
+    /// cannot tell its free space does not stop uploads.
+    fn check(&self, more: u64) -> Result<(), ReceiveError> {
+        match self.storage.would_breach(more, self.min_free) {
+            Ok(true) => Err(ReceiveError::DiskFull),
+            Ok(false) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the free disk space");
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A file under the scratch directory that is deleted when dropped.
@@ -53,13 +97,13 @@ impl Drop for ScratchFile {
     }
 }
 
-/// Writes the upload to its scratch file on a blocking thread of its own, fed
-/// the received chunks as they are (no copy), so receiving and writing run
-/// side by side. A bounded queue keeps memory flat: when the disk is slower
-/// than the network, receiving waits.
+/// Inspects and writes the upload on a blocking thread of its own, fed the
+/// received chunks as they are (no copy), so receiving, inspecting and
+/// writing run side by side. A bounded queue keeps memory flat: when the
+/// disk (or decompression) is slower than the network, receiving waits.
 struct ScratchWriter {
     chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
-    task: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    task: tokio::task::JoinHandle<Result<Detected, ReceiveError>>,
 }
 
 impl ScratchWriter {
@@ -68,7 +112,7 @@ impl ScratchWriter {
 
     /// Creates the file here, so that it exists before anything can try to
     /// remove it again (the scratch guard, on an early error).
-    async fn create(path: &Path) -> Result<Self, ReceiveError> {
+    async fn create(path: &Path, mut inspector: Inspector) -> Result<Self, ReceiveError> {
         let file = tokio::fs::File::create(path).await?.into_std().await;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(Self::QUEUE);
         let task = tokio::task::spawn_blocking(move || {
@@ -77,9 +121,11 @@ impl ScratchWriter {
             // come, without another copy through a buffer.
             let mut out = file;
             while let Some(chunk) = rx.blocking_recv() {
+                inspector.feed(&chunk)?;
                 out.write_all(&chunk)?;
             }
-            out.flush()
+            out.flush()?;
+            Ok(inspector.finish()?)
         });
         Ok(Self {
             chunks: Some(tx),
@@ -98,11 +144,11 @@ impl ScratchWriter {
         Err(ReceiveError::WriterGone)
     }
 
-    /// Waits until everything is written and the file closed.
-    async fn finish(&mut self) -> Result<(), ReceiveError> {
+    /// Waits until everything is inspected, written and the file closed.
+    async fn finish(&mut self) -> Result<Detected, ReceiveError> {
         self.chunks = None;
         match (&mut self.task).await {
-            Ok(written) => Ok(written?),
+            Ok(outcome) => outcome,
             Err(_) => Err(ReceiveError::WriterGone),
         }
     }
@@ -123,21 +169,29 @@ pub async fn receive_file(
     scratch: ScratchFile,
     max: u64,
     max_decompressed: u64,
+    floor: &DiskFloor<'_>,
+    idle: std::time::Duration,
 ) -> Result<ReceivedFile, ReceiveError> {
-    let mut out = ScratchWriter::create(scratch.path()).await?;
-    let mut inspector = Inspector::with_decompressed_limit(max_decompressed);
+    // The upload is stored twice for a moment (as sent, then as Parquet).
+    floor.check(floor.expected.saturating_mul(2))?;
+    let inspector = Inspector::with_decompressed_limit(max_decompressed);
+    let mut out = ScratchWriter::create(scratch.path(), inspector).await?;
     let mut chunks = 0u64;
-    while let Some(chunk) = field.chunk().await? {
-        if inspector.total() + chunk.len() as u64 > max {
+    let mut size = 0u64;
+    let mut next_check = DiskFloor::EVERY;
+    while let Some(chunk) = next_chunk(field, idle).await? {
+        if size + chunk.len() as u64 > max {
             return Err(ReceiveError::TooLarge { max });
         }
-        inspector.feed(&chunk)?;
+        size += chunk.len() as u64;
+        if size >= next_check {
+            next_check += DiskFloor::EVERY;
+            floor.check(DiskFloor::EVERY)?;
+        }
         chunks += 1;
         out.write(chunk).await?;
     }
-    out.finish().await?;
-    let size = inspector.total();
-    let detected = inspector.finish()?;
+    let detected = out.finish().await?;
     tracing::debug!(chunks, bytes = size, "file field received");
     Ok(ReceivedFile {
         file: scratch,

@@ -44,6 +44,9 @@ pub struct SyncMetrics {
     pub step_retries: AtomicU64,
     pub dispatched: AtomicU64,
     pub dispatch_errors: AtomicU64,
+    /// Set by start-up reconciliation of storage with the catalogue.
+    pub storage_orphans_removed: AtomicU64,
+    pub storage_missing_files: AtomicU64,
     steps: [Histogram; 3],
 }
 
@@ -116,6 +119,21 @@ impl SyncMetrics {
             let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
             let _ = writeln!(out, "{name}_sum{{step=\"{step}\"}} {sum}");
             let _ = writeln!(out, "{name}_count{{step=\"{step}\"}} {count}");
+        }
+        for (name, help, value) in [
+            (
+                "servicetsunami_storage_orphan_files_removed",
+                "Dataset files without a catalogue row, removed at start-up.",
+                &self.storage_orphans_removed,
+            ),
+            (
+                "servicetsunami_storage_missing_files",
+                "Datasets in the catalogue whose Parquet file was missing at start-up.",
+                &self.storage_missing_files,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
         if let Some(depth) = outbox_depth {
             let name = "servicetsunami_sync_outbox_depth";

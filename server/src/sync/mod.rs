@@ -28,9 +28,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Longest a single MCP tool call may take (a silver transform of a large
-/// dataset is the slow one).
-const MCP_CALL_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Each phase of an MCP call has its deadline (see
+/// [`contract::client::Deadlines`]): a handshake or a silent connection
+/// fails in seconds, a silver transform may run for an hour.
+fn mcp_deadlines() -> contract::client::Deadlines {
+    contract::client::Deadlines::default()
+}
 
 /// The Restate endpoint of this process, bound but not yet serving.
 pub struct SyncEndpoint {
@@ -85,7 +88,7 @@ impl SyncEndpoint {
         let deps = Arc::new(service::SyncDeps {
             ledger: ledger::Ledger::new(db),
             signer: crate::auth::signed_url::UrlSigner::new(&key),
-            mcp: contract::client::McpClient::new(url, key, MCP_CALL_TIMEOUT),
+            mcp: contract::client::McpClient::new(url, key, mcp_deadlines()),
             internal_base_url,
             retry_attempts: sync.retry_attempts,
             retry_interval: Duration::from_secs(sync.retry_interval_secs),
@@ -110,7 +113,7 @@ impl SyncEndpoint {
         let options = ServiceOptions::default()
             // A step may run long (a large silver transform): let it, rather
             // than have Restate abort and retry it midway.
-            .inactivity_timeout(MCP_CALL_TIMEOUT + Duration::from_secs(60))
+            .inactivity_timeout(mcp_deadlines().longest() + Duration::from_secs(60))
             .abort_timeout(Duration::from_secs(60))
             // Operators can read a finished sync's steps (`restate invocations describe`).
             .journal_retention(Duration::from_secs(7 * 24 * 3600));

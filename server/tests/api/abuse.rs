@@ -4,6 +4,7 @@
 //! and leaves nothing behind.
 
 use crate::helpers::{gzip, spawn_app, spawn_app_with, Options, TestApp};
+use futures::StreamExt;
 use std::time::Duration;
 
 /// A multipart form whose `field` streams `total` bytes of `byte`, then a file.
@@ -222,4 +223,136 @@ async fn an_html_page_or_xml_saved_as_csv_is_named_and_refused() {
     app.upload("ok.csv", "html,n\n<b>bold</b>,1\n", None)
         .await
         .expect_ok();
+}
+
+/// An upload that would leave less than `UPLOAD_MIN_FREE_DISK` free is refused
+/// with 507 before its bytes are kept; the same upload passes with a floor
+/// the disk clears.
+#[tokio::test]
+async fn a_disk_below_the_free_space_floor_refuses_uploads_with_507() {
+    let app = spawn_app_with(Options {
+        env: vec![("UPLOAD_MIN_FREE_DISK", "1000000GiB".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = app
+        .upload("small.csv", "a,b\n1,2\n", None)
+        .await
+        .expect_rejected();
+    assert_eq!((status, body.code.as_str()), (507, "insufficient_storage"));
+    assert!(body.message.contains("disk space"), "{}", body.message);
+    app.assert_nothing_persisted().await;
+
+    let roomy = spawn_app_with(Options {
+        env: vec![("UPLOAD_MIN_FREE_DISK", "1MiB".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    roomy
+        .upload("small.csv", "a,b\n1,2\n", None)
+        .await
+        .expect_ok();
+}
+
+/// Start-up reconciliation: a dataset file no row names (older than the
+/// grace period) is removed, a younger one is left to the upload that may
+/// still be committing it, and a row whose file is gone is reported.
+#[tokio::test]
+async fn storage_is_reconciled_with_the_catalogue() {
+    use servicetsunami_server::storage::{reconcile, Storage};
+    let app = spawn_app().await;
+    let kept = app.upload("kept.csv", "a\n1\n", None).await.expect_ok();
+    let lost = app.upload("lost.csv", "a\n2\n", None).await.expect_ok();
+    std::fs::remove_file(app.parquet_path(lost.dataset.id)).unwrap();
+    let old_orphan = uuid::Uuid::new_v4();
+    let young_orphan = uuid::Uuid::new_v4();
+    for orphan in [old_orphan, young_orphan] {
+        std::fs::write(app.parquet_path(orphan), b"PAR1").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(app.parquet_path(old_orphan))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let limits = app::ssr::EngineLimits {
+        threads: 1,
+        memory_limit: "64MB".to_owned(),
+    };
+    let storage = Storage::open(app.data_dir.path(), &limits).unwrap();
+    let found = reconcile(&app.db, &storage, Duration::from_secs(15 * 60))
+        .await
+        .unwrap();
+    assert_eq!(found.orphans_removed, vec![old_orphan]);
+    assert_eq!(found.missing, vec![lost.dataset.id]);
+    assert!(!app.parquet_path(old_orphan).exists());
+    assert!(
+        app.parquet_path(young_orphan).exists(),
+        "too young to judge"
+    );
+    assert!(app.parquet_path(kept.dataset.id).exists());
+}
+
+/// A body that stops sending (a client trickling or gone quiet) is ended
+/// after `UPLOAD_IDLE_TIMEOUT_SECS` with 408, and nothing of it is kept.
+#[tokio::test]
+async fn an_upload_body_that_goes_quiet_is_ended_with_408() {
+    let app = spawn_app_with(Options {
+        env: vec![("UPLOAD_IDLE_TIMEOUT_SECS", "1".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    // The first rows arrive, then nothing more.
+    let first = bytes::Bytes::from_static(b"id,name\n1,Ada\n");
+    let stream =
+        futures::stream::iter([Ok::<_, std::io::Error>(first)]).chain(futures::stream::pending());
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(stream)).file_name("slow.csv"),
+    );
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(20), post(&app, form))
+        .await
+        .expect("the server answers a quiet upload");
+    let (status, code, message) = code_of(response).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (408, "upload_stalled"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    app.assert_nothing_persisted().await;
+}
+
+/// 200 connections trickling request headers (a byte every 5 s) are closed
+/// by the app and by the MCP server within 40 s, and both keep answering
+/// meanwhile.
+#[tokio::test]
+async fn servers_close_connections_that_trickle_headers() {
+    let app = spawn_app().await;
+    let mut mcp = stack::Mcp::in_process();
+    mcp.start().await.expect("the MCP server starts");
+    let mcp_addr: std::net::SocketAddr = format!("127.0.0.1:{}", mcp.port).parse().unwrap();
+    let within = Duration::from_secs(45);
+    let every = Duration::from_secs(5);
+    let app_slow = tokio::spawn(stack::slow::trickle_headers(app.addr, 200, every, within));
+    let mcp_slow = tokio::spawn(stack::slow::trickle_headers(mcp_addr, 200, every, within));
+    // Both still answer while the slow clients hold their connections.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let healthy = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    let healthy = reqwest::get(format!("http://{mcp_addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(healthy.status(), 200);
+    for (server, slow) in [("app", app_slow), ("MCP", mcp_slow)] {
+        let closed_after = slow
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{server}: {e}"));
+        assert!(
+            closed_after <= Duration::from_secs(40),
+            "{server}: {closed_after:?}"
+        );
+    }
 }

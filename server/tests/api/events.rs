@@ -177,3 +177,48 @@ async fn changes_made_while_the_listener_was_disconnected_are_still_sent() {
     let event = events.until_status(id, "failed").await;
     assert_eq!(event["state"]["error"], "during the gap");
 }
+
+/// A tenant with 1,200 datasets gets its snapshot in pages of 500 (each
+/// read when the one before was taken), every dataset exactly once, then
+/// live changes as usual.
+#[tokio::test]
+async fn a_large_snapshot_comes_in_keyset_pages() {
+    let app = spawn_app().await;
+    let tenant = app.tenant_of_user(crate::helpers::ADMIN_EMAIL).await;
+    sqlx::query(
+        "INSERT INTO datasets (id, tenant_id, name, file_name, source_format, schema, row_count, size_bytes, sync_status, created_at)
+         SELECT gen_random_uuid(), $1, 'd' || i, 'd.csv', 'csv', '[]', 0, 0, 'local_only',
+                timestamptz '2026-01-01' + make_interval(secs => i / 3)
+         FROM generate_series(1, 1200) i",
+    )
+    .bind(tenant)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let mut events = Events::open(&app).await;
+    let mut sizes = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let (name, snapshot) = events
+            .next(Duration::from_secs(5))
+            .await
+            .expect("a snapshot page");
+        assert_eq!(name, "snapshot");
+        let states = snapshot["states"].as_array().unwrap();
+        sizes.push(states.len());
+        ids.extend(
+            states
+                .iter()
+                .map(|s| s["dataset_id"].as_str().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(sizes, vec![500, 500, 200]);
+    assert_eq!(ids.len(), 1200, "each dataset once");
+    let one: Uuid = ids.iter().next().unwrap().parse().unwrap();
+    set_status(&app, one, "failed", Some("changed")).await;
+    let (name, _) = events
+        .next(Duration::from_secs(5))
+        .await
+        .expect("the change");
+    assert_eq!(name, "status");
+}

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     /// Cancelling it stops the server (web, Restate endpoint, dispatcher).
     pub stop: tokio_util::sync::CancellationToken,
+    /// Between the app and Postgres when `Options::cut_commits` asked for it.
+    pub commit_cutter: Option<CommitCutter>,
     /// Dropped last: the database goes once the pool has closed.
     _database: TestDb,
 }
@@ -37,6 +39,8 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// Whether `client` signs in (false: it stays signed out).
     pub sign_in: bool,
+    /// The app reaches Postgres through a [`CommitCutter`].
+    pub cut_commits: bool,
 }
 
 impl Default for Options {
@@ -45,7 +49,67 @@ impl Default for Options {
             upload_max_bytes: 64 << 20,
             env: Vec::new(),
             sign_in: true,
+            cut_commits: false,
         }
+    }
+}
+
+/// A TCP proxy in front of Postgres that, when armed, drops the connection
+/// in place of Postgres's answer to the next COMMIT: the ambiguous commit
+/// (the server committed, the client saw an error).
+#[derive(Clone)]
+pub struct CommitCutter {
+    pub armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CommitCutter {
+    async fn start(upstream: SocketAddr) -> (u16, Self) {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cutter = Self {
+            armed: Default::default(),
+            cuts: Default::default(),
+        };
+        let shared = cutter.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let cutter = shared.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let forth = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    // Postgres's answers, watched for the CommandComplete of a
+                    // COMMIT: when armed, that one is swallowed and the
+                    // connection dropped.
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        let committed = chunk.windows(7).any(|w| w == b"COMMIT\0");
+                        if committed && cutter.armed.swap(false, Ordering::SeqCst) {
+                            cutter.cuts.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if client_write.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    forth.abort();
+                });
+            }
+        });
+        (port, cutter)
     }
 }
 
@@ -57,7 +121,24 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let database = TestDb::create("st_test")
         .await
         .expect("Postgres for tests is reachable");
-    let database_url = database.url.clone();
+    let mut database_url = database.url.clone();
+    let mut commit_cutter = None;
+    if options.cut_commits {
+        let mut url = reqwest::Url::parse(&database_url).expect("a database URL");
+        let upstream: SocketAddr = format!(
+            "{}:{}",
+            url.host_str().expect("a host"),
+            url.port().unwrap_or(5432)
+        )
+        .parse()
+        .expect("a numeric host");
+        let (port, cutter) = CommitCutter::start(upstream).await;
+        url.set_port(Some(port)).expect("a port");
+        // Plain text, so the proxy can see the COMMIT go by.
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        database_url = url.to_string();
+        commit_cutter = Some(cutter);
+    }
     let data_dir = tempfile::tempdir().expect("temp dir");
 
     let mut vars: HashMap<&str, String> = HashMap::from([
@@ -86,7 +167,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let stop = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
 
-    let db = PgPool::connect(&database_url).await.expect("test pool");
+    let db = PgPool::connect(&database.url).await.expect("test pool");
     let mut app = TestApp {
         addr,
         internal_addr,
@@ -95,6 +176,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         db,
         data_dir,
         stop,
+        commit_cutter,
         _database: database,
     };
     app.client = if options.sign_in {

@@ -541,3 +541,54 @@ async fn an_operator_cancel_through_the_cli_marks_the_dataset_failed() {
         "{failed:?}"
     );
 }
+
+/// The MCP server is killed (SIGKILL) while a tool call runs: the step fails
+/// at once as retryable (the badge says `retrying` within seconds, not when
+/// some hour-long deadline passes), and the sync completes once it is back.
+#[tokio::test]
+async fn mcp_killed_mid_call_is_retrying_within_seconds_then_synced() {
+    let restate = Restate::started().await.unwrap();
+    let mut mcp = Mcp::process();
+    mcp.start().await.expect("the MCP server starts");
+    let app = spawn_synced_app(
+        &restate,
+        &mcp,
+        Sync {
+            attempts: 30,
+            interval_secs: 1,
+        },
+    )
+    .await;
+    let mut csv = String::from("id,code,amount,when\n");
+    for i in 0..400_000 {
+        csv.push_str(&format!(
+            "{i},{:05},{}.5,2024-01-{:02}\n",
+            i % 977,
+            i % 1000,
+            i % 28 + 1
+        ));
+    }
+    let id = upload(&app, "killed", &csv).await;
+    eventually(
+        Duration::from_secs(60),
+        "a tool call to be running",
+        || async {
+            let r = row(&app, id).await;
+            assert_ne!(r.sync_status, SyncStatus::Synced, "never saw a step run");
+            (r.sync_status == SyncStatus::Syncing
+                && matches!(r.sync_step, Some(SyncStep::Bronze | SyncStep::Silver)))
+            .then_some(())
+        },
+    )
+    .await;
+    mcp.stop().await.unwrap();
+    let retrying = wait_for(&app, id, SyncStatus::Retrying, Duration::from_secs(10)).await;
+    assert!(retrying.sync_error.is_some(), "{retrying:?}");
+    mcp.start().await.unwrap();
+    let synced = wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(120)).await;
+    let tenant = tenant_of(&app, id).await;
+    assert_eq!(
+        count_rows(&mcp, &tenant, &synced.silver_table.unwrap()).await,
+        json!(400_000)
+    );
+}

@@ -75,8 +75,8 @@ async fn assert_not_found_everywhere(app: &TestApp, who: &B<'_>, id: Uuid) {
     }
     let list = who.post(app, "/api/list_datasets").send().await.unwrap();
     assert_eq!(list.status(), 200);
-    let list: Vec<app::model::DatasetSummary> = list.json().await.unwrap();
-    assert!(list.iter().all(|d| d.id != id), "not listed");
+    let list: app::model::DatasetList = list.json().await.unwrap();
+    assert!(list.datasets.iter().all(|d| d.id != id), "not listed");
     let home = who
         .get(app, "/")
         .send()
@@ -194,7 +194,7 @@ fn mcp_as(mcp: &Mcp, token: &str) -> McpClient {
     McpClient::new(
         mcp.url(),
         SecretString::from(token.to_owned()),
-        Duration::from_secs(60),
+        contract::client::Deadlines::default(),
     )
 }
 

@@ -211,3 +211,144 @@ async fn twenty_concurrent_uploads_do_not_mix() {
     }
     assert_eq!(app.dataset_count().await, 20);
 }
+
+#[tokio::test]
+async fn wide_integers_are_narrowed_not_refused() {
+    let app = spawn_app().await;
+    // DuckDB's JSON reader infers HUGEINT for any integer column with a
+    // negative number, and CSV past BIGINT does too.
+    let ndjson = "{\"id\": 1, \"delta\": -5, \"nested\": {\"n\": -7}, \"list\": [1, -2]}\n{\"id\": 2, \"delta\": 3, \"nested\": {\"n\": 8}, \"list\": [3]}\n";
+    let json_array = r#"[{"id": 1, "big": 18446744073709551615}, {"id": 2, "big": -1}]"#;
+    let csv = "id,big\n1,99999999999999999999999\n2,-4\n";
+    let parquet =
+        parquet_from_sql("SELECT * FROM (VALUES (1, -5::HUGEINT), (2, 7::HUGEINT)) t(id, delta)");
+    /// File name, bytes, the column to look at, the expected types, its first value.
+    type Case<'a> = (&'a str, Vec<u8>, &'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "negatives.ndjson",
+            ndjson.into(),
+            "delta",
+            vec![
+                ("id", "BIGINT"),
+                ("delta", "BIGINT"),
+                ("nested", "STRUCT(n BIGINT)"),
+                ("list", "BIGINT[]"),
+            ],
+            "-5",
+        ),
+        (
+            "negatives.ndjson.gz",
+            gzip(ndjson.as_bytes()),
+            "delta",
+            vec![
+                ("id", "BIGINT"),
+                ("delta", "BIGINT"),
+                ("nested", "STRUCT(n BIGINT)"),
+                ("list", "BIGINT[]"),
+            ],
+            "-5",
+        ),
+        (
+            "unsigned.json",
+            json_array.into(),
+            "big",
+            vec![("id", "BIGINT"), ("big", "DECIMAL(38,0)")],
+            "18446744073709551615",
+        ),
+        (
+            "wide.csv",
+            csv.into(),
+            "big",
+            vec![("id", "BIGINT"), ("big", "DECIMAL(38,0)")],
+            "99999999999999999999999",
+        ),
+        (
+            "negatives.parquet",
+            parquet,
+            "delta",
+            vec![("id", "INTEGER"), ("delta", "DOUBLE")],
+            "-5.0",
+        ),
+    ];
+    for (file_name, bytes, column, expected, first) in cases {
+        let done = app.upload(file_name, bytes, None).await.expect_ok();
+        assert_eq!(types(&done.schema), expected, "{file_name}");
+        let (names, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+        let at = names.iter().position(|n| n == column).unwrap();
+        assert_eq!(rows[0][at].as_deref(), Some(first), "{file_name}");
+    }
+    // Only what no lakehouse type holds is refused: past 38 digits.
+    let (status, body) = app
+        .upload(
+            "huge.csv",
+            "id,big\n1,170141183460469231731687303715884105727\n",
+            None,
+        )
+        .await
+        .expect_rejected();
+    assert_eq!(
+        (status, body.code.as_str()),
+        (422, "unsupported_type"),
+        "{}",
+        body.message
+    );
+    assert!(body.message.contains("\"big\""), "{}", body.message);
+    assert_eq!(app.dataset_count().await, 5);
+}
+
+#[tokio::test]
+async fn null_tokens_are_nulls_locally_as_in_silver() {
+    let app = spawn_app().await;
+    // A quarter of `amount` is 'NA' (R's export), plus the other tokens silver cleans.
+    let csv = "id,amount,qty,code\n1,NA,3,A\n2,2.5,N/A,B\n3,-1.25,-,n/a\n4,4.0,7,NULL\n";
+    let done = app.upload("r_export.csv", csv, None).await.expect_ok();
+    assert_eq!(
+        types(&done.schema),
+        vec![
+            ("id", "BIGINT"),
+            ("amount", "DOUBLE"),
+            ("qty", "BIGINT"),
+            ("code", "VARCHAR")
+        ]
+    );
+    let nullable: Vec<bool> = done.schema.iter().map(|c| c.nullable).collect();
+    assert_eq!(nullable, vec![false, true, true, true]);
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    let amounts: Vec<Option<&str>> = rows.iter().map(|r| r[1].as_deref()).collect();
+    assert_eq!(amounts, vec![None, Some("2.5"), Some("-1.25"), Some("4.0")]);
+    let codes: Vec<Option<&str>> = rows.iter().map(|r| r[3].as_deref()).collect();
+    assert_eq!(codes, vec![Some("A"), Some("B"), None, None]);
+}
+
+/// The server commits the dataset but the connection drops before the app
+/// hears so: the app checks, finds the row, answers 201 and keeps the file
+/// (it used to delete the file of a committed dataset).
+#[tokio::test]
+async fn an_ambiguous_commit_keeps_the_file_of_a_committed_dataset() {
+    let app = spawn_app_with(Options {
+        cut_commits: true,
+        ..Options::default()
+    })
+    .await;
+    let cutter = app.commit_cutter.clone().expect("the proxy");
+    cutter
+        .armed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let done = app
+        .upload("committed.csv", "id,name\n1,Ada\n2,Grace\n", None)
+        .await
+        .expect_ok();
+    assert_eq!(
+        cutter.cuts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the commit's answer was cut"
+    );
+    assert_eq!(app.dataset_count().await, 1);
+    assert!(
+        app.parquet_path(done.dataset.id).is_file(),
+        "the file stays"
+    );
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(rows.len(), 2);
+}

@@ -218,6 +218,7 @@ impl Backend for DatabricksLakehouse {
             *slot = TableStatus {
                 exists: true,
                 full_name: Some(name.to_string()),
+                sql_name: Some(D.table(&name)),
                 row_count: rows.first().copied(),
                 updated_at: detail
                     .and_then(|d| d.updated_at)
@@ -240,9 +241,10 @@ impl Backend for DatabricksLakehouse {
                 let Ok(table) = Ident::parse(&t.name) else {
                     continue;
                 };
+                let name = TableName::new(self.settings.catalog.clone(), schema.clone(), table);
                 tables.push(TableSummary {
-                    full_name: TableName::new(self.settings.catalog.clone(), schema.clone(), table)
-                        .to_string(),
+                    full_name: name.to_string(),
+                    sql_name: D.table(&name),
                     layer: layer.to_owned(),
                     table_type: t.table_type.unwrap_or_default(),
                 });
@@ -260,6 +262,7 @@ impl Backend for DatabricksLakehouse {
             .ok_or_else(|| ToolError::NotFound(table.to_string()))?;
         Ok(TableDescription {
             full_name: table.to_string(),
+            sql_name: D.table(&table),
             table_type: found.table_type.clone().unwrap_or_default(),
             columns: found.columns.iter().map(UcColumn::info).collect(),
             row_count: None,
