@@ -33,21 +33,30 @@ async fn make_token(base: &str) -> anyhow::Result<String> {
         .form(&[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)])
         .send()
         .await?;
-    browser
+    let made = browser
         .post(format!("{base}/account/tokens"))
         .form(&[("name", "bench"), ("expires_in_days", "1")])
         .send()
         .await?;
+    // The form answers with a redirect to the page that shows the token once.
+    let page = made
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or("/settings")
+        .to_owned();
     let html = browser
-        .get(format!("{base}/settings"))
+        .get(format!("{base}{page}"))
         .send()
         .await?
         .text()
         .await?;
     let start = html
-        .find("id=\"new-secret\">")
-        .ok_or_else(|| anyhow::anyhow!("no token on the settings page"))?;
-    let rest = &html[start + "id=\"new-secret\">".len()..];
+        .find("id=\"new-secret\"")
+        .ok_or_else(|| anyhow::anyhow!("no token on {page}"))?;
+    let rest = &html[start..];
+    let open = rest.find('>').map_or(rest.len(), |i| i + 1);
+    let rest = &rest[open..];
     Ok(rest[..rest.find('<').unwrap_or(rest.len())].to_owned())
 }
 
