@@ -196,11 +196,19 @@ fn databricks<F: Fn(&str) -> Option<String>>(
         "DATABRICKS_HOST",
         "the workspace URL, e.g. https://adb-123.4.azuredatabricks.net",
     )?;
-    if !(host.starts_with("https://") || host.starts_with("http://")) {
+    // Plain http:// would send the token in the clear: only a loopback
+    // host (a local test double) may use it.
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|prefix| {
+            host.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        });
+    if !(host.starts_with("https://") || loopback) {
         return Err(ConfigError::Invalid {
             name: "DATABRICKS_HOST",
             value: host,
-            reason: "expected an https:// URL".into(),
+            reason: "expected an https:// URL (http:// only for a loopback test host)".into(),
         });
     }
     let auth = match (env.raw("DATABRICKS_TOKEN"), env.raw("DATABRICKS_CLIENT_ID")) {
@@ -330,5 +338,35 @@ mod tests {
         };
         assert_eq!(d.host, "https://x.cloud.databricks.com");
         assert!(!format!("{d:?}").contains("dapi"));
+    }
+
+    #[test]
+    fn databricks_host_must_be_https_unless_loopback() {
+        let with_host = |host: &str| {
+            settings(&[
+                KEY,
+                ("LAKEHOUSE_BACKEND", "databricks"),
+                ("DATABRICKS_HOST", host),
+                ("DATABRICKS_TOKEN", "dapi"),
+                ("DATABRICKS_WAREHOUSE_ID", "w1"),
+            ])
+        };
+        for refused in [
+            "http://adb-1.azuredatabricks.net",
+            "http://127.0.0.1.evil.example",
+            "http://localhost.evil.example",
+            "ftp://x",
+        ] {
+            let err = with_host(refused).unwrap_err().to_string();
+            assert!(err.starts_with("DATABRICKS_HOST"), "{refused}: {err}");
+        }
+        for accepted in [
+            "https://adb-1.azuredatabricks.net",
+            "http://127.0.0.1:8080",
+            "http://localhost:1234",
+            "http://[::1]:9",
+        ] {
+            assert!(with_host(accepted).is_ok(), "{accepted}");
+        }
     }
 }
