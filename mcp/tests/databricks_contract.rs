@@ -139,6 +139,12 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: String) -> Re
     });
     let request: Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(request["warehouse_id"], WAREHOUSE);
+    // Statement Execution API: `catalog` sets the default catalog, so an
+    // unqualified `schema.table` resolves in ours, not the workspace's.
+    assert_eq!(
+        request["catalog"], "main_cat",
+        "every statement names its catalog"
+    );
     let wait = request["wait_timeout"].as_str().expect("wait_timeout");
     let secs: u32 = wait
         .strip_suffix('s')
@@ -361,7 +367,12 @@ fn client(url: &str, auth: DatabricksAuth) -> DatabricksClient {
 async fn statement_goes_pending_running_succeeded() {
     let (url, double) = start_double(Double::default()).await;
     let result = client(&url, pat())
-        .execute(WAREHOUSE, "SELECT count(*) FROM t", Duration::from_secs(10))
+        .execute(
+            WAREHOUSE,
+            "main_cat",
+            "SELECT count(*) FROM t",
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     assert_eq!(result.rows, vec![vec![Some("6".to_owned())]]);
@@ -387,7 +398,12 @@ async fn statement_goes_pending_running_succeeded() {
 async fn failed_at_http_200_is_an_error_with_a_clear_message() {
     let (url, _) = start_double(Double::default()).await;
     let err = client(&url, pat())
-        .execute(WAREHOUSE, "SELECT FAIL_ME", Duration::from_secs(10))
+        .execute(
+            WAREHOUSE,
+            "main_cat",
+            "SELECT FAIL_ME",
+            Duration::from_secs(10),
+        )
         .await
         .unwrap_err();
     let DatabricksError::Statement {
@@ -417,7 +433,7 @@ async fn throttling_honours_retry_after() {
     .await;
     let started = Instant::now();
     client(&url, pat())
-        .execute(WAREHOUSE, "SELECT 1", Duration::from_secs(10))
+        .execute(WAREHOUSE, "main_cat", "SELECT 1", Duration::from_secs(10))
         .await
         .unwrap();
     assert!(
@@ -443,7 +459,7 @@ async fn a_server_error_then_success_is_retried() {
     })
     .await;
     client(&url, pat())
-        .execute(WAREHOUSE, "SELECT 1", Duration::from_secs(10))
+        .execute(WAREHOUSE, "main_cat", "SELECT 1", Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(
@@ -466,11 +482,11 @@ async fn an_expired_oauth_token_is_refreshed_once() {
     })
     .await;
     let c = client(&url, oauth());
-    c.execute(WAREHOUSE, "SELECT 1", Duration::from_secs(10))
+    c.execute(WAREHOUSE, "main_cat", "SELECT 1", Duration::from_secs(10))
         .await
         .unwrap();
     // The fresh token is cached: a second statement needs no new token.
-    c.execute(WAREHOUSE, "SELECT 2", Duration::from_secs(10))
+    c.execute(WAREHOUSE, "main_cat", "SELECT 2", Duration::from_secs(10))
         .await
         .unwrap();
     let st = double.lock().unwrap();
@@ -486,7 +502,12 @@ async fn an_expired_oauth_token_is_refreshed_once() {
 async fn our_own_timeout_cancels_the_statement() {
     let (url, double) = start_double(Double::default()).await;
     let err = client(&url, pat())
-        .execute(WAREHOUSE, "SELECT SLOW", Duration::from_millis(300))
+        .execute(
+            WAREHOUSE,
+            "main_cat",
+            "SELECT SLOW",
+            Duration::from_millis(300),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, DatabricksError::Timeout(_)), "{err:?}");

@@ -315,15 +315,20 @@ impl DatabricksClient {
     }
 
     /// Runs one statement to completion and returns its rows (as strings).
+    /// `catalog` is the statement's default catalog (the Statement Execution
+    /// API's `catalog` field), so `schema.table` never resolves in the
+    /// workspace's default catalog instead of ours.
     pub async fn execute(
         &self,
         warehouse_id: &str,
+        catalog: &str,
         statement: &str,
         deadline: Duration,
     ) -> Result<StatementResult, DatabricksError> {
         let started = Instant::now();
         let request = json!({
             "warehouse_id": warehouse_id,
+            "catalog": catalog,
             "statement": statement,
             "wait_timeout": "30s",
             "on_wait_timeout": "CONTINUE",

@@ -45,7 +45,12 @@ impl DatabricksLakehouse {
     async fn run(&self, sql: &str) -> Result<StatementResult, ToolError> {
         let deadline = Duration::from_secs(self.settings.statement_timeout_secs);
         self.client
-            .execute(&self.settings.warehouse_id, sql, deadline)
+            .execute(
+                &self.settings.warehouse_id,
+                self.settings.catalog.as_str(),
+                sql,
+                deadline,
+            )
             .await
             .map_err(backend)
     }
@@ -296,7 +301,12 @@ impl Backend for DatabricksLakehouse {
         );
         let result = self
             .client
-            .execute(&self.settings.warehouse_id, &wrapped, request.timeout)
+            .execute(
+                &self.settings.warehouse_id,
+                self.settings.catalog.as_str(),
+                &wrapped,
+                request.timeout,
+            )
             .await
             .map_err(|e| match e {
                 DatabricksError::Timeout(s) => ToolError::Timeout(s),
