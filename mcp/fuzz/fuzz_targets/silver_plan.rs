@@ -1,0 +1,92 @@
+//! For any bronze columns (arbitrary names, types and statistics), the
+//! silver plan's DuckDB SELECT parses, and every column it references is
+//! one of the bronze columns: no name, however hostile, becomes SQL.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use servicetsunami_mcp::{
+    domain::TableName,
+    plan::{self, Dialect, SilverPlan},
+};
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+fn conn() -> &'static Mutex<duckdb::Connection> {
+    static CONN: OnceLock<Mutex<duckdb::Connection>> = OnceLock::new();
+    CONN.get_or_init(|| Mutex::new(duckdb::Connection::open_in_memory().unwrap()))
+}
+
+const TYPES: [&str; 6] = ["VARCHAR", "BIGINT", "DOUBLE", "DATE", "BOOLEAN", "TIMESTAMP"];
+
+/// Every `column_names` entry of the parse tree's column references.
+fn referenced(node: &serde_json::Value, out: &mut Vec<String>) {
+    match node {
+        serde_json::Value::Object(map) => {
+            if map.get("class").and_then(|c| c.as_str()) == Some("COLUMN_REF") {
+                if let Some(names) = map.get("column_names").and_then(|n| n.as_array()) {
+                    if let Some(last) = names.last().and_then(|n| n.as_str()) {
+                        out.push(last.to_owned());
+                    }
+                }
+            }
+            map.values().for_each(|v| referenced(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| referenced(v, out)),
+        _ => {}
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 2 {
+        return;
+    }
+    let text = String::from_utf8_lossy(&data[1..]);
+    let names: Vec<&str> = text.split('\n').take(16).collect();
+    let columns: Vec<(String, String)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let ty = TYPES[(usize::from(data[0]) + i) % TYPES.len()];
+            ((*n).to_owned(), ty.to_owned())
+        })
+        .collect();
+    let infos: Vec<contract::tools::ColumnInfo> = columns
+        .iter()
+        .map(|(name, data_type)| contract::tools::ColumnInfo {
+            name: name.clone(),
+            data_type: data_type.clone(),
+        })
+        .collect();
+    let strings = plan::string_columns(Dialect::DuckDb, &infos);
+    // Statistics from the input's bytes: any mix of what values convert to.
+    let mut values = vec![u64::from(data[0])];
+    for i in 0..strings.len() * 10 {
+        values.push(u64::from(data[(i + 1) % data.len()]) % 8);
+    }
+    let Some(source) = plan::source_columns(&infos, &strings, &values) else {
+        return;
+    };
+    let plan = SilverPlan::new(
+        TableName::parse("lh.acme_bronze.t").unwrap(),
+        TableName::parse("lh.acme_silver.t").unwrap(),
+        "2026-01-01 00:00:00.000000".into(),
+        &source,
+    );
+    let select = plan.select_sql(Dialect::DuckDb);
+    let conn = conn().lock().unwrap();
+    let serialized: String = conn
+        .query_row("SELECT json_serialize_sql(?)::VARCHAR", [&select], |r| r.get(0))
+        .unwrap();
+    let tree: serde_json::Value = serde_json::from_str(&serialized).unwrap();
+    assert_eq!(tree["error"], false, "{select}\n{serialized}");
+    assert_eq!(tree["statements"].as_array().map(Vec::len), Some(1), "{select}");
+    let mut refs = Vec::new();
+    referenced(&tree, &mut refs);
+    let mut allowed: HashSet<String> = columns.iter().map(|(n, _)| n.to_lowercase()).collect();
+    // Bronze's lineage columns, which silver carries on.
+    allowed.insert(plan::DATASET_ID_COLUMN.to_lowercase());
+    allowed.insert(plan::SOURCE_FILE_COLUMN.to_lowercase());
+    for r in refs {
+        assert!(allowed.contains(&r.to_lowercase()), "{r:?} is not a bronze column in {select}");
+    }
+});
