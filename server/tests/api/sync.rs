@@ -147,6 +147,20 @@ async fn count_rows(mcp: &Mcp, tenant: &str, table: &str) -> Value {
     out["rows"][0]["n"].clone()
 }
 
+/// `rows` rows of four columns: big enough that a sync's steps take a moment.
+fn big_csv(rows: usize) -> String {
+    let mut csv = String::from("id,code,amount,when\n");
+    for i in 0..rows {
+        csv.push_str(&format!(
+            "{i},{:05},{}.5,2024-01-{:02}\n",
+            i % 977,
+            i % 1000,
+            i % 28 + 1
+        ));
+    }
+    csv
+}
+
 async fn upload(app: &TestApp, name: &str, csv: &str) -> Uuid {
     app.upload(&format!("{name}.csv"), csv.as_bytes().to_vec(), None)
         .await
@@ -406,15 +420,7 @@ async fn restate_killed_mid_sync_completes_with_each_table_created_once() {
     let app = spawn_synced_app(&restate, &mcp, Sync::default()).await;
 
     // Big enough that the silver transform takes a moment.
-    let mut csv = String::from("id,code,amount,when\n");
-    for i in 0..300_000 {
-        csv.push_str(&format!(
-            "{i},{:05},{}.5,2024-01-{:02}\n",
-            i % 977,
-            i % 1000,
-            i % 28 + 1
-        ));
-    }
+    let csv = big_csv(300_000);
     let id = upload(&app, "big", &csv).await;
     eventually(
         Duration::from_secs(60),
@@ -559,15 +565,7 @@ async fn mcp_killed_mid_call_is_retrying_within_seconds_then_synced() {
         },
     )
     .await;
-    let mut csv = String::from("id,code,amount,when\n");
-    for i in 0..400_000 {
-        csv.push_str(&format!(
-            "{i},{:05},{}.5,2024-01-{:02}\n",
-            i % 977,
-            i % 1000,
-            i % 28 + 1
-        ));
-    }
+    let csv = big_csv(400_000);
     let id = upload(&app, "killed", &csv).await;
     eventually(
         Duration::from_secs(60),
