@@ -20,6 +20,8 @@ pub enum ToolError {
     InvalidInput(#[from] ParseError),
     #[error("the file has a column named {column}, which is reserved for lineage")]
     ReservedColumn { column: String },
+    #[error("bronze table {table} has a column with an empty name (column {position}), which SQL cannot name; give it a name in the file")]
+    EmptyColumnName { table: String, position: usize },
     #[error("bronze_table {table} is not in {schema} (the tenant's bronze schema)")]
     NotTenantsBronze { table: String, schema: String },
     #[error("download failed: {0}")]
@@ -86,6 +88,7 @@ impl ToolError {
         match self {
             ToolError::InvalidInput(_)
             | ToolError::ReservedColumn { .. }
+            | ToolError::EmptyColumnName { .. }
             | ToolError::NotTenantsBronze { .. }
             | ToolError::NotFound(_)
             | ToolError::Forbidden(_)

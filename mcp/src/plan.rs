@@ -306,6 +306,17 @@ pub fn stats_width(strings: &[String]) -> usize {
 
 /// Every bronze column with its statistics (text columns only), from one row
 /// of `stats_sql` over `strings`; `None` if the row has the wrong width.
+/// The 1-based position of the first column silver cannot carry: one with
+/// an empty name, which no SQL dialect can write (DuckDB: "zero-length
+/// delimited identifier"). Uploads never make one (DuckDB reads such Parquet
+/// columns as `C0`, `_1`), but a bronze table made another way can.
+pub fn unnamed_column(columns: &[ColumnInfo]) -> Option<usize> {
+    columns
+        .iter()
+        .position(|c| c.name.is_empty())
+        .map(|i| i + 1)
+}
+
 pub fn source_columns(
     columns: &[ColumnInfo],
     strings: &[String],
@@ -507,6 +518,16 @@ mod tests {
             non_null,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_column_without_a_name_is_found() {
+        let col = |name: &str| ColumnInfo {
+            name: name.to_owned(),
+            data_type: "VARCHAR".to_owned(),
+        };
+        assert_eq!(unnamed_column(&[col("a"), col(" "), col("b")]), None);
+        assert_eq!(unnamed_column(&[col("a"), col(""), col("")]), Some(2));
     }
 
     #[test]

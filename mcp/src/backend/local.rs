@@ -309,6 +309,12 @@ impl Backend for LocalLakehouse {
                 if columns.is_empty() {
                     return Err(ToolError::NotFound(source.to_string()));
                 }
+                if let Some(position) = plan::unnamed_column(&columns) {
+                    return Err(ToolError::EmptyColumnName {
+                        table: source.to_string(),
+                        position,
+                    });
+                }
                 let strings = plan::string_columns(D, &columns);
                 let sql = plan::stats_sql(D, &source, &strings);
                 let values: Vec<u64> = conn
