@@ -26,6 +26,7 @@ pub mod error;
 pub mod plan;
 pub mod query_guard;
 pub mod sandbox;
+pub mod spark_sql;
 pub mod startup;
 pub mod telemetry;
 pub mod tools;

@@ -26,6 +26,10 @@ pub enum Rejected {
     Modifying,
     #[error("the query is empty")]
     Empty,
+    #[error("the statement could not be read: {0}")]
+    Lexical(String),
+    #[error("the function {0}() is not allowed: it reaches outside the tenant's tables")]
+    Function(String),
 }
 
 /// A statement the guard let through.
@@ -106,23 +110,31 @@ fn first_keyword(sql: &str) -> &str {
     &rest[..end]
 }
 
-/// The CTE names a query node defines (its own `WITH`, not nested ones).
-fn own_ctes(map: &serde_json::Map<String, Value>) -> Option<HashSet<String>> {
-    let entries = map.get("cte_map")?.get("map")?.as_array()?;
-    Some(
-        entries
-            .iter()
-            .filter_map(|e| e.get("key").and_then(Value::as_str))
-            .map(str::to_ascii_lowercase)
-            .collect(),
-    )
+/// The CTEs a query node defines (its own `WITH`, not nested ones), in
+/// order: lower-case name and body.
+fn own_ctes(map: &serde_json::Map<String, Value>) -> Vec<(String, &Value)> {
+    map.get("cte_map")
+        .and_then(|m| m.get("map"))
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| {
+                    let name = e.get("key").and_then(Value::as_str)?;
+                    Some((name.to_ascii_lowercase(), e.get("value")?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Walks the tree with the CTE names in scope: a node's `WITH` names are
-/// visible inside that node only (its FROM, its subqueries, its CTE bodies),
-/// never to a sibling or an enclosing query. So an outer reference that bears
-/// the name of a CTE defined in some subquery is checked as the table (or
-/// file, or view) it really names.
+/// visible inside that node only (its FROM, its subqueries, the bodies of
+/// later CTEs), never to a sibling or an enclosing query. A CTE's body sees
+/// only the CTEs defined before it, and itself only when it is recursive:
+/// Spark resolves any other name there as a table, so the guard checks it as
+/// one. So a reference that bears the name of a CTE not in scope is checked
+/// as the table (or file, or view) it really names.
 fn check_refs(
     node: &Value,
     catalog: &Ident,
@@ -190,17 +202,29 @@ fn check_refs(
                 }
                 _ => {}
             }
-            let scoped = own_ctes(map);
-            let pushed = scoped.is_some();
-            if let Some(names) = scoped {
-                scopes.push(names);
-            }
-            let result = map
-                .values()
-                .try_for_each(|v| check_refs(v, catalog, tenant, scopes, found));
-            if pushed {
+            let mut visible = HashSet::new();
+            for (name, body) in own_ctes(map) {
+                let recursive = body
+                    .get("query_node")
+                    .and_then(|n| n.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("RECURSIVE_CTE_NODE");
+                let mut scope = visible.clone();
+                if recursive {
+                    scope.insert(name.clone());
+                }
+                scopes.push(scope);
+                let result = check_refs(body, catalog, tenant, scopes, found);
                 scopes.pop();
+                result?;
+                visible.insert(name);
             }
+            scopes.push(visible);
+            let result = map
+                .iter()
+                .filter(|(key, _)| key.as_str() != "cte_map")
+                .try_for_each(|(_, v)| check_refs(v, catalog, tenant, scopes, found));
+            scopes.pop();
             result
         }
         Value::Array(items) => items
@@ -325,6 +349,10 @@ mod tests {
             "SELECT * FROM t WHERE EXISTS (WITH t AS (SELECT 1) SELECT * FROM t)",
             "SELECT (WITH secrets AS (SELECT 1) SELECT 1), * FROM secrets",
             "WITH a AS (SELECT 1) SELECT * FROM a, (WITH b AS (SELECT 2) SELECT 2) y, b",
+            // A CTE's own body, or an earlier CTE's, does not see it (Spark
+            // reads the name as a table there).
+            "WITH t AS (SELECT * FROM t) SELECT * FROM t",
+            "WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a",
         ] {
             assert!(matches!(guard(sql), Err(Rejected::ForeignTable(_))), "{sql}: {:?}", guard(sql));
         }
