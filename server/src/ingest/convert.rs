@@ -74,13 +74,22 @@ fn retype(data_type: &str, to: &str) -> String {
     out
 }
 
-/// The select list that writes `columns`, wide integers narrowed.
+/// Time-of-day types. Parquet stores them as `INT64 TIME_MICROS`, which
+/// Spark reads only from 4.1 on (Databricks Runtime 17), so a time of day is
+/// written as its text, `HH:MM:SS[.ffffff]`, which every lakehouse reads.
+const TIME_OF_DAY: &[&str] = &["TIME", "TIME_NS"];
+
+/// The select list that writes `columns`: wide integers narrowed, times of
+/// day as text.
 fn select_list(columns: &[(String, String)], narrow: Narrow) -> String {
     let replaced: Vec<String> = columns
         .iter()
-        .filter(|(_, t)| is_wide(t))
+        .filter(|(_, t)| is_wide(t) || TIME_OF_DAY.contains(&t.as_str()))
         .map(|(name, t)| {
             let col = quote_ident(name);
+            if TIME_OF_DAY.contains(&t.as_str()) {
+                return format!("CAST({col} AS VARCHAR) AS {col}");
+            }
             let expr = match narrow {
                 Narrow::BigInt => format!("CAST({col} AS {})", retype(t, "BIGINT")),
                 // DuckDB casts arbitrary-precision integers to DECIMAL only

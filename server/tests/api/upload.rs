@@ -352,3 +352,58 @@ async fn an_ambiguous_commit_keeps_the_file_of_a_committed_dataset() {
     let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
     assert_eq!(rows.len(), 2);
 }
+
+/// Parquet allows empty and repeated column names (pandas writes them for an
+/// unnamed index or a duplicated header). The fixture was written by pyarrow:
+/// `pa.table([...], names=["", "name", "", "name"])`. DuckDB reads them
+/// named and distinct, so nothing downstream ever has to quote `""`.
+#[tokio::test]
+async fn parquet_with_empty_and_repeated_column_names_gets_distinct_names() {
+    let app = spawn_app().await;
+    let bytes = include_bytes!("../fixtures/unnamed_columns.parquet");
+    let done = app
+        .upload("unnamed_columns.parquet", bytes.to_vec(), None)
+        .await
+        .expect_ok();
+    let names: Vec<&str> = done.schema.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["C0", "name", "_1", "name_1"]);
+    let normalized: HashSet<&str> = done
+        .schema
+        .iter()
+        .map(|c| c.normalized_name.as_str())
+        .collect();
+    assert_eq!(normalized.len(), 4, "{:?}", done.schema);
+    assert!(normalized.iter().all(|n| !n.is_empty()));
+    assert_eq!(done.dataset.row_count, 3);
+    let (written, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(written, names);
+    assert_eq!(rows[2][0], None);
+    assert_eq!(rows[2][1].as_deref(), Some("NA"));
+}
+
+/// A time of day (DuckDB's TIME) is written as text: Parquet's
+/// `TIME_MICROS` is unreadable to Spark before 4.1, so a bronze table on an
+/// older Databricks runtime would fail. Timestamps keep their type.
+#[tokio::test]
+async fn times_of_day_are_written_as_text() {
+    let app = spawn_app().await;
+    let csv =
+        "id,opens,seen_at\n1,09:30:00,2024-05-01 09:30:00\n2,NA,2024-05-02 10:00:00\n3,17:45:30,\n";
+    let parquet =
+        parquet_from_sql("SELECT * FROM (VALUES (1, TIME '07:05:00.25'), (2, NULL)) t(id, alarm)");
+    for (file, bytes, column, first) in [
+        ("hours.csv", csv.as_bytes().to_vec(), "opens", "09:30:00"),
+        ("alarms.parquet", parquet, "alarm", "07:05:00.25"),
+    ] {
+        let done = app.upload(file, bytes, None).await.expect_ok();
+        let col = done.schema.iter().find(|c| c.name == column).unwrap();
+        assert_eq!(col.data_type, "VARCHAR", "{file}");
+        if let Some(ts) = done.schema.iter().find(|c| c.name == "seen_at") {
+            assert_eq!(ts.data_type, "TIMESTAMP", "{file}");
+        }
+        let (names, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+        let at = names.iter().position(|n| n == column).unwrap();
+        assert_eq!(rows[0][at].as_deref(), Some(first), "{file}");
+        assert_eq!(rows[1][at], None, "{file}: NA and NULL stay null");
+    }
+}
