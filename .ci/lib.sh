@@ -142,8 +142,8 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 fuzz_smoke() {
   local out="$HOME/.cache/servicetsunami/fuzz.log" entry dir target sanitizer
   mkdir -p "$(dirname "$out")"
-  # silver_plan joins the list once its finding (mcp/fuzz/README.md) is fixed.
-  for entry in mcp/contract/fuzz:column_names:address mcp/fuzz:query_sandbox:none; do
+  for entry in mcp/contract/fuzz:column_names:address mcp/fuzz:query_sandbox:none \
+    mcp/fuzz:silver_plan:none; do
     IFS=: read -r dir target sanitizer <<<"$entry"
     if ! CARGO_TARGET_DIR="$HOME/.cache/servicetsunami/fuzz-target" \
       cargo +nightly fuzz run "$target" --fuzz-dir "$ROOT/$dir" -s "$sanitizer" \
@@ -153,6 +153,19 @@ fuzz_smoke() {
     fi
     log "fuzz $target: $(grep -E '^Done [0-9]+ runs' "$out" | tail -n 1)"
   done
+}
+
+# The Spark tier (mcp/tests/spark_guard.rs): pyspark from PyPI in a venv of
+# its own, and a Java runtime from Debian. SPARK_PYTHON tells the tests where.
+SPARK_VENV="$HOME/.cache/servicetsunami/spark-venv"
+export SPARK_PYTHON="$SPARK_VENV/bin/python"
+ensure_pyspark() {
+  if ! command -v java >/dev/null; then apt_install openjdk-17-jre-headless; fi
+  if ! "$SPARK_PYTHON" -c 'import pyspark' >/dev/null 2>&1; then
+    log "installing pyspark 4.3.0 in $SPARK_VENV (once)"
+    python3 -m venv "$SPARK_VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$SPARK_VENV"; }
+    "$SPARK_VENV/bin/pip" install -q pyspark==4.3.0
+  fi
 }
 
 ensure_chromium() {

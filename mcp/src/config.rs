@@ -6,7 +6,7 @@
 use crate::domain::Ident;
 pub use contract::env::{ConfigError, Env};
 use secrecy::SecretString;
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
 
 /// How the Databricks backend authenticates.
 #[derive(Debug, Clone)]
@@ -33,8 +33,19 @@ pub struct DatabricksSettings {
     pub volume: Ident,
     /// `DATABRICKS_EXTERNAL_LOCATION`: when set, bronze is an EXTERNAL table under it.
     pub external_location: Option<String>,
-    /// `DATABRICKS_STATEMENT_TIMEOUT_SECS` (default 600): our own deadline per statement.
+    /// `DATABRICKS_STATEMENT_TIMEOUT_SECS` (default 1500): our own deadline
+    /// per statement, after which it is cancelled. Under the app's 30-minute
+    /// deadline for `create_dataset`, so a long bronze or silver CTAS is
+    /// cancelled by us (and the sync retried) rather than abandoned.
     pub statement_timeout_secs: u64,
+    /// `DATABRICKS_QUERY_PRINCIPALS`: a JSON file mapping each tenant id to
+    /// the credentials of a principal that may only read that tenant's
+    /// schemas (`{"<tenant>": {"token": "dapi…"}}` or `{"<tenant>":
+    /// {"client_id": "…", "client_secret": "…"}}`). When set, `query` runs
+    /// as the tenant's own principal, so Unity Catalog's grants, not only
+    /// the guard, keep tenants apart; a tenant missing from it cannot query.
+    /// When unset, `query` runs as the service principal.
+    pub query_principals: Option<HashMap<String, DatabricksAuth>>,
 }
 
 /// What one `query` may use in the embedded lakehouse's sandbox.
@@ -239,8 +250,47 @@ fn databricks<F: Fn(&str) -> Option<String>>(
         external_location: env
             .raw("DATABRICKS_EXTERNAL_LOCATION")
             .map(|l| l.trim_end_matches('/').to_owned()),
-        statement_timeout_secs: env.parse("DATABRICKS_STATEMENT_TIMEOUT_SECS", 600u64)?,
+        statement_timeout_secs: env.parse("DATABRICKS_STATEMENT_TIMEOUT_SECS", 1500u64)?,
+        query_principals: env
+            .raw("DATABRICKS_QUERY_PRINCIPALS")
+            .map(|path| query_principals(&path))
+            .transpose()?,
     })
+}
+
+/// Reads the `DATABRICKS_QUERY_PRINCIPALS` file (see [`DatabricksSettings`]).
+fn query_principals(path: &str) -> Result<HashMap<String, DatabricksAuth>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "DATABRICKS_QUERY_PRINCIPALS",
+        value: path.to_owned(),
+        reason,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+    let entries: HashMap<String, serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| invalid(format!("expected a JSON object of tenants: {e}")))?;
+    entries
+        .into_iter()
+        .map(|(tenant, creds)| {
+            let tenant = crate::domain::TenantId::parse(&tenant)
+                .map_err(|e| invalid(format!("{tenant:?} is not a tenant id: {e}")))?;
+            let text = |key: &str| creds.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+            let auth = match (text("token"), text("client_id"), text("client_secret")) {
+                (Some(token), None, None) => DatabricksAuth::Pat(SecretString::from(token)),
+                (None, Some(client_id), Some(secret)) => DatabricksAuth::OAuth {
+                    client_id,
+                    client_secret: SecretString::from(secret),
+                },
+                _ => {
+                    return Err(invalid(format!(
+                        "tenant {}: give either \"token\" or \"client_id\" and \"client_secret\"",
+                        tenant.as_str()
+                    )))
+                }
+            };
+            Ok((tenant.as_str().to_owned(), auth))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -338,6 +388,46 @@ mod tests {
         };
         assert_eq!(d.host, "https://x.cloud.databricks.com");
         assert!(!format!("{d:?}").contains("dapi"));
+    }
+
+    #[test]
+    fn query_principals_are_read_from_their_file_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_file = |text: &str| {
+            let path = dir.path().join("principals.json");
+            std::fs::write(&path, text).unwrap();
+            let path = path.to_string_lossy().into_owned();
+            settings(&[
+                KEY,
+                ("LAKEHOUSE_BACKEND", "databricks"),
+                ("DATABRICKS_HOST", "https://x.cloud.databricks.com"),
+                ("DATABRICKS_TOKEN", "dapi"),
+                ("DATABRICKS_WAREHOUSE_ID", "w1"),
+                ("DATABRICKS_QUERY_PRINCIPALS", &path),
+            ])
+        };
+        let ok = with_file(
+            r#"{"acme": {"token": "dapi-acme"}, "globex": {"client_id": "g", "client_secret": "s"}}"#,
+        )
+        .unwrap();
+        let BackendSettings::Databricks(d) = ok.backend else {
+            panic!("expected databricks")
+        };
+        let principals = d.query_principals.unwrap();
+        assert!(matches!(principals["acme"], DatabricksAuth::Pat(_)));
+        assert!(matches!(principals["globex"], DatabricksAuth::OAuth { .. }));
+        for bad in [
+            "not json",
+            r#"{"acme": {}}"#,
+            r#"{"acme": {"token": "t", "client_id": "c"}}"#,
+            r#"{"no such tenant!": {"token": "t"}}"#,
+        ] {
+            let err = with_file(bad).unwrap_err().to_string();
+            assert!(
+                err.starts_with("DATABRICKS_QUERY_PRINCIPALS"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,36 @@
 //! The Databricks backend against a contract double built from the
-//! documented API shapes (see DESIGN.md): it checks method, path, headers and
-//! body fields of every call and simulates the warehouse's behaviours we
-//! must handle. It is a test double only, never a shipped backend.
+//! documented API: it checks method, path, headers and body fields of every
+//! call and behaves as the documentation says the service does. It is a test
+//! double only, never a shipped backend. Each rule names its source:
+//!
+//! - Statement Execution API (docs.databricks.com/api/statement-execution/v1,
+//!   `object.md`, `execute-statement.md`, `get-result-data.md`): states
+//!   PENDING, RUNNING, SUCCEEDED (inline within `wait_timeout`), FAILED,
+//!   CANCELED, CLOSED; `wait_timeout` 0 or 5–50 s; `catalog` sets the default
+//!   catalog (without it `schema.table` is not found); `row_limit` sets
+//!   `manifest.truncated`; results come in chunks linked by
+//!   `next_chunk_internal_link`; a failure's `error_code` is a service code
+//!   (`BAD_REQUEST`, …) with the SQL error class opening `message` and the
+//!   SQLSTATE in `sql_state`.
+//! - Auth (docs "Authentication for Databricks automation", databricks-sdk-go
+//!   `apierr`): a bad token answers 403 `{"error_code": 403, "message":
+//!   "Invalid access token."}` (a number), or 401, or a proxy's HTML page; an
+//!   expired OAuth token may come back as 400.
+//! - Retries (databricks-sdk-go `apierr/error_overrides.go`): 429/503 with
+//!   `Retry-After`, and transient messages such as `ClusterNotReadyException`.
+//! - Files API (`files/upload.md`, `files/create-directory.md`, "Upload large
+//!   files with multipart upload"): PUT into a volume that exists, at most
+//!   5000 MiB in one PUT.
+//! - Unity Catalog tables (`unity-catalog/tables/list.md`): pages of at most
+//!   a server-chosen size with `next_page_token`; a page may be empty and
+//!   still carry a token.
+//! - Delta (docs "Rename and drop columns with Delta Lake column mapping"):
+//!   spaces and `,;{}()\n\t=` in column names need
+//!   `'delta.columnMapping.mode' = 'name'`, else
+//!   `DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES` (SQLSTATE 42K05).
+//! - `read_files` on Parquet (docs "read_files table-valued function",
+//!   "rescued data column"): adds `_rescued_data STRING` after the file's
+//!   columns.
 
 use axum::{
     body::Bytes,
@@ -21,12 +50,19 @@ use servicetsunami_mcp::config::{DatabricksAuth, DatabricksSettings};
 use servicetsunami_mcp::domain::{
     table_ident, DatasetId, DatasetVersion, Ident, TableName, TenantId,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PAT: &str = "dapi-test-token";
 const WAREHOUSE: &str = "wh-1";
+/// Tokens of tenants' read-only principals.
+const READER_PREFIX: &str = "dapi-reader-";
+const CATALOG: &str = "main_cat";
+/// The server-configured page size for table lists.
+const SERVER_PAGE: usize = 2;
+/// Characters Delta refuses in column names without column mapping.
+const DELTA_INVALID: &[char] = &[' ', ',', ';', '{', '}', '(', ')', '\n', '\t', '='];
 
 #[derive(Debug, Clone)]
 struct Recorded {
@@ -36,18 +72,58 @@ struct Recorded {
     body: String,
 }
 
+/// How the double answers a request whose token it does not accept.
+#[derive(Debug, Clone, Copy, Default)]
+enum AuthAnswer {
+    /// 401 `{"error_code": "UNAUTHENTICATED", …}`.
+    #[default]
+    Json401,
+    /// 403 `{"error_code": 403, "message": "Invalid access token."}`.
+    Numeric403,
+    /// 401 with a proxy's HTML page.
+    Html401,
+    /// 400 `{"error_code": "INVALID_PARAMETER_VALUE", "message": "… token expired …"}`.
+    Expired400,
+}
+
 #[derive(Default)]
 struct Double {
     log: Vec<Recorded>,
     tokens_issued: u32,
     /// Tokens the double treats as expired.
     expired: Vec<String>,
+    auth_answer: AuthAnswer,
+    /// Requests refused for their token.
+    refused: u32,
+    /// The token endpoint answers 503 this many times first.
+    token_errors_remaining: u32,
     throttle_remaining: u32,
+    /// Statement submissions answered 503 / 500 / a transient 400.
+    unavailable_remaining: u32,
     errors_remaining: u32,
-    /// statement id → (statement, polls so far)
-    statements: HashMap<String, (String, u32)>,
+    transient_remaining: u32,
+    /// Polls answered 500 first.
+    poll_errors_remaining: u32,
+    /// A stopped warehouse: statements stay PENDING for this many polls.
+    warehouse_starting_polls: u32,
+    /// Rows per result chunk (0: 1,000).
+    chunk_rows: usize,
+    /// Rows the `AS q` query produces (0: 3).
+    query_rows: usize,
+    /// statement id → (statement, polls so far, rows, row_limit)
+    statements: HashMap<String, Statement>,
     cancelled: Vec<String>,
-    uploads: HashMap<String, usize>,
+    volumes: HashSet<String>,
+    uploads: HashMap<String, Vec<u8>>,
+    /// Tables bronze CTAS made: full name → columns (name, type).
+    tables: HashMap<String, Vec<(String, String)>>,
+    files_dir: Option<tempfile::TempDir>,
+}
+
+struct Statement {
+    text: String,
+    polls: u32,
+    row_limit: Option<usize>,
 }
 
 type Shared = Arc<Mutex<Double>>;
@@ -68,17 +144,37 @@ fn authorized(state: &Double, headers: &HeaderMap) -> Option<String> {
         .unwrap_or("")
         .to_owned();
     let token = auth.strip_prefix("Bearer ")?;
-    let valid =
-        token == PAT || (token.starts_with("oauth-") && !state.expired.iter().any(|e| e == token));
+    let valid = token == PAT
+        || token.starts_with(READER_PREFIX)
+        || (token.starts_with("oauth-") && !state.expired.iter().any(|e| e == token));
     valid.then_some(auth)
 }
 
-fn unauthorized() -> Response {
-    err(
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHENTICATED",
-        "missing, invalid or expired token",
-    )
+fn unauthorized(state: &mut Double) -> Response {
+    state.refused += 1;
+    match state.auth_answer {
+        AuthAnswer::Json401 => err(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "missing, invalid or expired token",
+        ),
+        AuthAnswer::Numeric403 => (
+            StatusCode::FORBIDDEN,
+            Json(json!({"error_code": 403, "message": "Invalid access token."})),
+        )
+            .into_response(),
+        AuthAnswer::Html401 => (
+            StatusCode::UNAUTHORIZED,
+            [("content-type", "text/html")],
+            "<html><head><title>Error 401 Unauthorized</title></head><body><h2>HTTP ERROR 401</h2></body></html>",
+        )
+            .into_response(),
+        AuthAnswer::Expired400 => err(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER_VALUE",
+            "Invalid access token: the token expired",
+        ),
+    }
 }
 
 async fn token(State(s): State<Shared>, headers: HeaderMap, body: String) -> Response {
@@ -93,43 +189,227 @@ async fn token(State(s): State<Shared>, headers: HeaderMap, body: String) -> Res
         body.contains("grant_type=client_credentials") && body.contains("scope=all-apis"),
         "{body}"
     );
+    if st.token_errors_remaining > 0 {
+        st.token_errors_remaining -= 1;
+        return err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            "try again",
+        );
+    }
     st.tokens_issued += 1;
     Json(json!({"access_token": format!("oauth-{}", st.tokens_issued), "token_type": "Bearer", "expires_in": 3600}))
         .into_response()
 }
 
-/// What the "warehouse" answers, by statement shape.
-fn result_for(statement: &str) -> Value {
-    if statement.contains("COALESCE(SUM(") {
-        // 6 rows; `Customer ID`: 6 integers, 2 with leading zeros; `Amount`:
-        // 5 values, 1 integer and 4 decimals, up to 2+2 digits.
-        let row: Vec<String> = [
-            6, 6, 6, 0, 2, 6, 0, 0, 0, 3, 0, 5, 1, 4, 0, 5, 0, 0, 0, 2, 2,
-        ]
-        .iter()
-        .map(u64::to_string)
-        .collect();
-        return json!({"manifest": {"schema": {"columns": []}}, "result": {"data_array": [row]}});
+/// A FAILED statement as the API reports it.
+fn failed(id: &str, code: &str, class: &str, sql_state: &str, text: &str) -> Value {
+    json!({
+        "statement_id": id,
+        "status": {
+            "state": "FAILED",
+            "sql_state": sql_state,
+            "error": {"error_code": code, "message": format!("[{class}] {text} SQLSTATE: {sql_state}")}
+        }
+    })
+}
+
+/// Spark's type text for a DuckDB type of the staged Parquet file.
+fn spark_type(duckdb_type: &str) -> String {
+    match duckdb_type {
+        "VARCHAR" => "string".into(),
+        "INTEGER" => "int".into(),
+        other => other.to_ascii_lowercase(),
     }
-    if statement.contains("COUNT(*) - COUNT(") {
-        return json!({"result": {"data_array": [["5", "0", "1", "0"]]}});
+}
+
+impl Double {
+    /// The columns `read_files(path, format => 'parquet')` produces.
+    fn read_files(&mut self, path: &str) -> Option<Vec<(String, String)>> {
+        let bytes = self.uploads.get(path)?.clone();
+        let dir = self
+            .files_dir
+            .get_or_insert_with(|| tempfile::tempdir().unwrap());
+        let file = dir.path().join("staged.parquet");
+        std::fs::write(&file, bytes).unwrap();
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let mut stmt = conn
+            .prepare(&format!(
+                "DESCRIBE SELECT * FROM read_parquet('{}')",
+                file.display()
+            ))
+            .ok()?;
+        let mut columns: Vec<(String, String)> = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, spark_type(&r.get::<_, String>(1)?)))
+            })
+            .ok()?
+            .collect::<Result<_, _>>()
+            .ok()?;
+        columns.push(("_rescued_data".into(), "string".into()));
+        Some(columns)
     }
-    if statement.starts_with("SELECT count(*)") {
-        return json!({"result": {"data_array": [["6"]]}});
+
+    /// What the "warehouse" answers, by statement shape: `Ok(rows)` or a
+    /// FAILED answer.
+    fn run(&mut self, id: &str, statement: &str) -> Result<Vec<Vec<Value>>, Value> {
+        if statement.contains("FAIL_ME") {
+            return Err(failed(
+                id,
+                "BAD_REQUEST",
+                "TABLE_OR_VIEW_NOT_FOUND",
+                "42P01",
+                "The table or view `FAIL_ME` cannot be found.",
+            ));
+        }
+        if let Some(rest) = statement.strip_prefix("CREATE VOLUME IF NOT EXISTS ") {
+            let path = rest.replace('`', "").replace('.', "/");
+            self.volumes.insert(format!("/Volumes/{path}"));
+            return Ok(vec![]);
+        }
+        if statement.contains(" AS SELECT *, ") && statement.contains("read_files(") {
+            return self.bronze(id, statement).map(|()| vec![]);
+        }
+        let text = |v: &[&str]| -> Vec<Vec<Value>> {
+            vec![v.iter().map(|s| Value::String((*s).to_owned())).collect()]
+        };
+        if statement.contains("COALESCE(SUM(") {
+            // 6 rows; `Customer ID`: 6 integers, 2 with leading zeros;
+            // `Amount`: 5 values, 1 integer and 4 decimals, up to 2+2 digits.
+            let row: Vec<String> = [
+                6, 6, 6, 0, 2, 6, 0, 0, 0, 3, 0, 5, 1, 4, 0, 5, 0, 0, 0, 2, 2,
+            ]
+            .iter()
+            .map(u64::to_string)
+            .collect();
+            return Ok(text(&row.iter().map(String::as_str).collect::<Vec<_>>()));
+        }
+        if statement.contains("COUNT(*) - COUNT(") {
+            return Ok(text(&["5", "0", "1", "0"]));
+        }
+        if statement.starts_with("SELECT count(*)") {
+            return Ok(text(&["6"]));
+        }
+        if statement.contains(") AS q LIMIT ") {
+            let limit: usize = statement
+                .rsplit("LIMIT ")
+                .next()
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap();
+            let rows = if self.query_rows == 0 {
+                3
+            } else {
+                self.query_rows
+            };
+            return Ok((1..=rows.min(limit))
+                .map(|i| vec![Value::String(i.to_string())])
+                .collect());
+        }
+        Ok(vec![])
     }
-    if statement.contains("AS q LIMIT") {
-        return json!({
-            "manifest": {"schema": {"columns": [{"name": "id", "type_text": "BIGINT"}]}},
-            "result": {"data_array": [["1"], ["2"], ["3"]]}
+
+    /// A bronze CTAS over `read_files`: the staged file must exist, and its
+    /// column names must suit Delta (or column mapping must be on).
+    fn bronze(&mut self, id: &str, statement: &str) -> Result<(), Value> {
+        let table = statement
+            .strip_prefix("CREATE OR REPLACE TABLE ")
+            .and_then(|r| r.split(' ').next())
+            .unwrap()
+            .replace('`', "");
+        let path = statement
+            .split("read_files('")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .unwrap();
+        let Some(mut columns) = self.read_files(path) else {
+            return Err(failed(
+                id,
+                "BAD_REQUEST",
+                "PATH_NOT_FOUND",
+                "42K03",
+                &format!("Path does not exist: {path}."),
+            ));
+        };
+        let mapped = statement.contains("TBLPROPERTIES ('delta.columnMapping.mode' = 'name')");
+        if !mapped && columns.iter().any(|(n, _)| n.contains(DELTA_INVALID)) {
+            return Err(failed(
+                id,
+                "BAD_REQUEST",
+                "DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES",
+                "42K05",
+                "Found invalid character(s) among ' ,;{}()\\n\\t=' in the column names of your schema.",
+            ));
+        }
+        columns.push(("_dataset_id".into(), "string".into()));
+        columns.push(("_source_file".into(), "string".into()));
+        self.tables.insert(table, columns);
+        Ok(())
+    }
+
+    /// A SUCCEEDED answer: the manifest and the first chunk of `rows`.
+    fn succeeded(&self, id: &str, rows: &[Vec<Value>], row_limit: Option<usize>) -> Value {
+        let truncated = row_limit.is_some_and(|l| rows.len() > l);
+        let rows = &rows[..row_limit.map_or(rows.len(), |l| l.min(rows.len()))];
+        let per = if self.chunk_rows == 0 {
+            1000
+        } else {
+            self.chunk_rows
+        };
+        let chunks = rows.len().div_ceil(per).max(1);
+        let width = rows.first().map_or(1, Vec::len);
+        let columns: Vec<Value> = (0..width)
+            .map(|i| {
+                let name = if i == 0 {
+                    "id".to_owned()
+                } else {
+                    format!("c{i}")
+                };
+                json!({"name": name, "type_text": "BIGINT", "type_name": "LONG", "position": i})
+            })
+            .collect();
+        json!({
+            "statement_id": id,
+            "status": {"state": "SUCCEEDED"},
+            "manifest": {
+                "format": "JSON_ARRAY",
+                "schema": {"column_count": width, "columns": columns},
+                "total_chunk_count": chunks,
+                "total_row_count": rows.len(),
+                "truncated": truncated,
+            },
+            "result": self.chunk(id, rows, 0),
+        })
+    }
+
+    fn chunk(&self, id: &str, rows: &[Vec<Value>], index: usize) -> Value {
+        let per = if self.chunk_rows == 0 {
+            1000
+        } else {
+            self.chunk_rows
+        };
+        let start = (index * per).min(rows.len());
+        let end = (start + per).min(rows.len());
+        let mut chunk = json!({
+            "chunk_index": index,
+            "row_offset": start,
+            "row_count": end - start,
+            "data_array": rows[start..end],
         });
+        if end < rows.len() {
+            chunk["next_chunk_index"] = json!(index + 1);
+            chunk["next_chunk_internal_link"] = json!(format!(
+                "/api/2.0/sql/statements/{id}/result/chunks/{}",
+                index + 1
+            ));
+        }
+        chunk
     }
-    json!({})
 }
 
 async fn submit(State(s): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let mut st = s.lock().unwrap();
     let Some(auth) = authorized(&st, &headers) else {
-        return unauthorized();
+        return unauthorized(&mut st);
     };
     st.log.push(Recorded {
         method: "POST".into(),
@@ -139,22 +419,24 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: String) -> Re
     });
     let request: Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(request["warehouse_id"], WAREHOUSE);
-    // Statement Execution API: `catalog` sets the default catalog, so an
-    // unqualified `schema.table` resolves in ours, not the workspace's.
-    assert_eq!(
-        request["catalog"], "main_cat",
-        "every statement names its catalog"
-    );
     let wait = request["wait_timeout"].as_str().expect("wait_timeout");
     let secs: u32 = wait
         .strip_suffix('s')
         .and_then(|n| n.parse().ok())
         .expect("wait_timeout like 30s");
-    assert!(secs == 0 || (5..=50).contains(&secs), "{wait}");
+    if secs != 0 && !(5..=50).contains(&secs) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER_VALUE",
+            "wait_timeout must be 0 or between 5s and 50s",
+        );
+    }
     assert!(matches!(
         request["on_wait_timeout"].as_str(),
         Some("CONTINUE" | "CANCEL")
     ));
+    assert_eq!(request["disposition"], "INLINE");
+    assert_eq!(request["format"], "JSON_ARRAY");
     let statement = request["statement"].as_str().expect("statement").to_owned();
     if st.throttle_remaining > 0 {
         st.throttle_remaining -= 1;
@@ -166,7 +448,24 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: String) -> Re
         r.headers_mut().insert("retry-after", "1".parse().unwrap());
         return r;
     }
+    if st.unavailable_remaining > 0 {
+        st.unavailable_remaining -= 1;
+        return err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            "the service is temporarily unavailable",
+        );
+    }
+    if st.transient_remaining > 0 {
+        st.transient_remaining -= 1;
+        return err(
+            StatusCode::BAD_REQUEST,
+            "INVALID_STATE",
+            "com.databricks.backend.manager.util.ClusterNotReadyException: warming up",
+        );
+    }
     if st.errors_remaining > 0 {
+        // The statement may or may not have started: the caller cannot know.
         st.errors_remaining -= 1;
         return err(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -174,22 +473,45 @@ async fn submit(State(s): State<Shared>, headers: HeaderMap, body: String) -> Re
             "try again",
         );
     }
-    if statement.contains("FAIL_ME") {
-        return Json(json!({
-            "statement_id": "s-fail",
-            "status": {"state": "FAILED", "error": {"error_code": "TABLE_OR_VIEW_NOT_FOUND", "message": "[TABLE_OR_VIEW_NOT_FOUND] FAIL_ME"}}
-        }))
+    let id = format!("s-{}", st.statements.len() + 1);
+    let row_limit = request["row_limit"].as_u64().map(|n| n as usize);
+    st.statements.insert(
+        id.clone(),
+        Statement {
+            text: statement.clone(),
+            polls: 0,
+            row_limit,
+        },
+    );
+    // Without our catalog, `schema.table` resolves in the workspace's
+    // default catalog, where it is not found.
+    if request["catalog"] != CATALOG {
+        return Json(failed(
+            &id,
+            "BAD_REQUEST",
+            "TABLE_OR_VIEW_NOT_FOUND",
+            "42P01",
+            "The table or view cannot be found.",
+        ))
         .into_response();
     }
-    let id = format!("s-{}", st.statements.len() + 1);
-    st.statements.insert(id.clone(), (statement, 0));
-    Json(json!({"statement_id": id, "status": {"state": "PENDING"}})).into_response()
+    let slow = statement.contains("SLOW")
+        || statement.contains("CANCEL_ME")
+        || statement.contains("CLOSE_ME");
+    if secs == 0 || slow || st.warehouse_starting_polls > 0 {
+        return Json(json!({"statement_id": id, "status": {"state": "PENDING"}})).into_response();
+    }
+    // Finished within wait_timeout: the answer carries the result.
+    match st.run(&id, &statement) {
+        Ok(rows) => Json(st.succeeded(&id, &rows, row_limit)).into_response(),
+        Err(failed) => Json(failed).into_response(),
+    }
 }
 
 async fn poll(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let mut st = s.lock().unwrap();
     let Some(auth) = authorized(&st, &headers) else {
-        return unauthorized();
+        return unauthorized(&mut st);
     };
     st.log.push(Recorded {
         method: "GET".into(),
@@ -197,30 +519,79 @@ async fn poll(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMa
         auth,
         body: String::new(),
     });
-    let Some((statement, polls)) = st.statements.get_mut(&id) else {
+    if st.poll_errors_remaining > 0 {
+        st.poll_errors_remaining -= 1;
+        return (
+            StatusCode::BAD_GATEWAY,
+            [("content-type", "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+            .into_response();
+    }
+    let starting = st.warehouse_starting_polls;
+    let Some(statement) = st.statements.get_mut(&id) else {
         return err(
             StatusCode::NOT_FOUND,
             "RESOURCE_DOES_NOT_EXIST",
             "no such statement",
         );
     };
-    *polls += 1;
-    if statement.contains("SLOW") || *polls < 2 {
+    statement.polls += 1;
+    let (text, polls, row_limit) = (statement.text.clone(), statement.polls, statement.row_limit);
+    if polls <= starting {
+        return Json(json!({"statement_id": id, "status": {"state": "PENDING"}})).into_response();
+    }
+    if text.contains("SLOW") || polls <= starting + 1 {
         return Json(json!({"statement_id": id, "status": {"state": "RUNNING"}})).into_response();
     }
-    let mut body = result_for(statement);
-    body["statement_id"] = json!(id);
-    body["status"] = json!({"state": "SUCCEEDED"});
-    Json(body).into_response()
+    if text.contains("CANCEL_ME") {
+        return Json(json!({"statement_id": id, "status": {"state": "CANCELED"}})).into_response();
+    }
+    if text.contains("CLOSE_ME") {
+        return Json(json!({"statement_id": id, "status": {"state": "CLOSED"}})).into_response();
+    }
+    match st.run(&id, &text) {
+        Ok(rows) => Json(st.succeeded(&id, &rows, row_limit)).into_response(),
+        Err(failed) => Json(failed).into_response(),
+    }
+}
+
+async fn result_chunk(
+    State(s): State<Shared>,
+    Path((id, index)): Path<(String, usize)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut st = s.lock().unwrap();
+    let Some(auth) = authorized(&st, &headers) else {
+        return unauthorized(&mut st);
+    };
+    st.log.push(Recorded {
+        method: "GET".into(),
+        path: format!("/api/2.0/sql/statements/{id}/result/chunks/{index}"),
+        auth,
+        body: String::new(),
+    });
+    let Some(statement) = st.statements.get(&id) else {
+        return err(StatusCode::NOT_FOUND, "NOT_FOUND", "no such statement");
+    };
+    let (text, row_limit) = (statement.text.clone(), statement.row_limit);
+    let rows = st.run(&id, &text).unwrap();
+    let rows = &rows[..row_limit.map_or(rows.len(), |l| l.min(rows.len()))];
+    Json(st.chunk(&id, rows, index)).into_response()
 }
 
 async fn cancel(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let mut st = s.lock().unwrap();
     if authorized(&st, &headers).is_none() {
-        return unauthorized();
+        return unauthorized(&mut st);
     }
     st.cancelled.push(id);
     Json(json!({})).into_response()
+}
+
+/// The volume a `/Volumes/<catalog>/<schema>/<volume>/…` path lies in.
+fn volume_of(path: &str) -> String {
+    path.split('/').take(5).collect::<Vec<_>>().join("/")
 }
 
 async fn files(
@@ -232,7 +603,7 @@ async fn files(
 ) -> Response {
     let mut st = s.lock().unwrap();
     let Some(auth) = authorized(&st, &headers) else {
-        return unauthorized();
+        return unauthorized(&mut st);
     };
     assert_eq!(method, Method::PUT);
     let path = uri.path().to_owned();
@@ -242,51 +613,87 @@ async fn files(
         auth,
         body: String::new(),
     });
+    let target = path
+        .strip_prefix("/api/2.0/fs/files")
+        .or_else(|| path.strip_prefix("/api/2.0/fs/directories"))
+        .unwrap();
+    assert!(target.starts_with("/Volumes/"), "{target}");
+    if !st.volumes.contains(&volume_of(target)) {
+        return err(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The volume does not exist.",
+        );
+    }
     if let Some(volume_path) = path.strip_prefix("/api/2.0/fs/files") {
-        assert!(volume_path.starts_with("/Volumes/"), "{volume_path}");
         assert_eq!(uri.query(), Some("overwrite=true"));
         assert_eq!(
             headers.get("content-type").and_then(|v| v.to_str().ok()),
             Some("application/octet-stream")
         );
-        st.uploads.insert(volume_path.to_owned(), body.len());
-    } else {
-        assert!(
-            path.starts_with("/api/2.0/fs/directories/Volumes/"),
-            "{path}"
-        );
+        let length: u64 = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("content-length");
+        if length > 5000 * 1024 * 1024 {
+            return err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "INVALID_PARAMETER_VALUE",
+                "files larger than 5000 MiB need a multipart upload",
+            );
+        }
+        st.uploads.insert(volume_path.to_owned(), body.to_vec());
     }
     StatusCode::NO_CONTENT.into_response()
 }
 
-fn uc_table(full_name: &str) -> Option<Value> {
-    let name = full_name.rsplit('.').next()?;
+/// Tables the double always holds (made outside the tests' own flows).
+fn canned_table(full_name: &str) -> Option<Vec<(String, String)>> {
+    let cols = |c: &[(&str, &str)]| {
+        Some(
+            c.iter()
+                .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+                .collect(),
+        )
+    };
     if full_name.contains("_bronze.") {
-        return Some(json!({
-            "name": name, "full_name": full_name, "table_type": "MANAGED", "updated_at": 1_767_225_600_000_i64,
-            "columns": [
-                {"name": "Customer ID", "type_text": "string"},
-                {"name": "Amount", "type_text": "string"},
-                {"name": "score", "type_text": "double"},
-                {"name": "_dataset_id", "type_text": "string"},
-                {"name": "_source_file", "type_text": "string"}
-            ]
-        }));
+        return cols(&[
+            ("Customer ID", "string"),
+            ("Amount", "string"),
+            ("score", "double"),
+            ("_rescued_data", "string"),
+            ("_dataset_id", "string"),
+            ("_source_file", "string"),
+        ]);
     }
     if full_name.contains("_silver.") {
-        return Some(json!({
-            "name": name, "full_name": full_name, "table_type": "MANAGED", "updated_at": 1_767_225_600_000_i64,
-            "columns": [
-                {"name": "customer_id", "type_text": "string"},
-                {"name": "amount", "type_text": "decimal(4,2)"},
-                {"name": "score", "type_text": "double"},
-                {"name": "_dataset_id", "type_text": "string"},
-                {"name": "_source_file", "type_text": "string"},
-                {"name": "_ingested_at", "type_text": "timestamp"}
-            ]
-        }));
+        return cols(&[
+            ("customer_id", "string"),
+            ("amount", "decimal(4,2)"),
+            ("score", "double"),
+            ("_dataset_id", "string"),
+            ("_source_file", "string"),
+            ("_ingested_at", "timestamp"),
+        ]);
     }
     None
+}
+
+fn uc_table(st: &Double, full_name: &str) -> Option<Value> {
+    let name = full_name.rsplit('.').next()?;
+    let columns = st
+        .tables
+        .get(full_name)
+        .cloned()
+        .or_else(|| canned_table(full_name))?;
+    if full_name.contains("missing") {
+        return None;
+    }
+    Some(json!({
+        "name": name, "full_name": full_name, "table_type": "MANAGED", "updated_at": 1_767_225_600_000_i64,
+        "columns": columns.iter().enumerate().map(|(i, (n, t))| json!({"name": n, "type_text": t, "position": i})).collect::<Vec<_>>()
+    }))
 }
 
 async fn get_table(
@@ -296,7 +703,7 @@ async fn get_table(
 ) -> Response {
     let mut st = s.lock().unwrap();
     let Some(auth) = authorized(&st, &headers) else {
-        return unauthorized();
+        return unauthorized(&mut st);
     };
     st.log.push(Recorded {
         method: "GET".into(),
@@ -305,9 +712,9 @@ async fn get_table(
         body: String::new(),
     });
     assert_eq!(full_name.split('.').count(), 3, "three-level name");
-    match uc_table(&full_name) {
-        Some(t) if !full_name.contains("missing") => Json(t).into_response(),
-        _ => err(
+    match uc_table(&st, &full_name) {
+        Some(t) => Json(t).into_response(),
+        None => err(
             StatusCode::NOT_FOUND,
             "TABLE_DOES_NOT_EXIST",
             "Table does not exist",
@@ -315,18 +722,58 @@ async fn get_table(
     }
 }
 
+/// Pages of at most [`SERVER_PAGE`] tables; the first page is empty and
+/// still carries a token, as the API allows.
 async fn list_tables(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let st = s.lock().unwrap();
-    if authorized(&st, &headers).is_none() {
-        return unauthorized();
-    }
+    let mut st = s.lock().unwrap();
+    let Some(auth) = authorized(&st, &headers) else {
+        return unauthorized(&mut st);
+    };
+    st.log.push(Recorded {
+        method: "GET".into(),
+        path: format!(
+            "/api/2.1/unity-catalog/tables?page_token={}",
+            q.get("page_token").map_or("", String::as_str)
+        ),
+        auth,
+        body: String::new(),
+    });
+    assert!(q.contains_key("max_results"), "list pages are asked for");
     let (catalog, schema) = (q["catalog_name"].clone(), q["schema_name"].clone());
-    let full = format!("{catalog}.{schema}.sales_e40c292c");
-    Json(json!({"tables": [uc_table(&full)]})).into_response()
+    let mut names: Vec<String> = ["other_1", "sales_e40c292c", "zeta_2"]
+        .iter()
+        .map(|t| format!("{catalog}.{schema}.{t}"))
+        .collect();
+    names.extend(
+        st.tables
+            .keys()
+            .filter(|k| k.starts_with(&format!("{catalog}.{schema}.")) && !names.contains(k))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let page: usize = match q.get("page_token").map(String::as_str) {
+        None => 0,
+        Some(t) => t.strip_prefix("p").and_then(|n| n.parse().ok()).unwrap(),
+    };
+    let tables: Vec<Value> = if page == 0 {
+        vec![]
+    } else {
+        names
+            .iter()
+            .skip((page - 1) * SERVER_PAGE)
+            .take(SERVER_PAGE)
+            .filter_map(|n| uc_table(&st, n))
+            .collect()
+    };
+    let mut answer = json!({"tables": tables});
+    if page * SERVER_PAGE < names.len() {
+        answer["next_page_token"] = json!(format!("p{}", page + 1));
+    }
+    Json(answer).into_response()
 }
 
 async fn start_double(double: Double) -> (String, Shared) {
@@ -336,6 +783,10 @@ async fn start_double(double: Double) -> (String, Shared) {
         .route("/api/2.0/sql/statements", post(submit))
         .route("/api/2.0/sql/statements/{id}", get(poll))
         .route("/api/2.0/sql/statements/{id}/cancel", post(cancel))
+        .route(
+            "/api/2.0/sql/statements/{id}/result/chunks/{index}",
+            get(result_chunk),
+        )
         .route("/api/2.0/fs/{*rest}", any(files))
         .route("/api/2.1/unity-catalog/tables", get(list_tables))
         .route("/api/2.1/unity-catalog/tables/{full_name}", get(get_table))
@@ -360,67 +811,197 @@ fn oauth() -> DatabricksAuth {
 fn client(url: &str, auth: DatabricksAuth) -> DatabricksClient {
     let mut c = DatabricksClient::new(url, auth).unwrap();
     c.backoff = Duration::from_millis(20);
+    c.retry_budget = Duration::from_secs(10);
     c
 }
 
+fn calls(double: &Shared) -> Vec<(String, String)> {
+    double
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect()
+}
+
+fn posts(double: &Shared) -> usize {
+    calls(double).iter().filter(|(m, _)| m == "POST").count()
+}
+
+async fn run(
+    url: &str,
+    auth: DatabricksAuth,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, DatabricksError> {
+    client(url, auth)
+        .execute(WAREHOUSE, CATALOG, sql, Duration::from_secs(10))
+        .await
+        .map(|r| r.rows)
+}
+
 #[tokio::test]
-async fn statement_goes_pending_running_succeeded() {
+async fn a_quick_statement_succeeds_inline_within_wait_timeout() {
     let (url, double) = start_double(Double::default()).await;
-    let result = client(&url, pat())
+    let rows = run(&url, pat(), "SELECT count(*) FROM t").await.unwrap();
+    assert_eq!(rows, vec![vec![Some("6".to_owned())]]);
+    assert_eq!(
+        calls(&double),
+        [("POST".to_owned(), "/api/2.0/sql/statements".to_owned())]
+    );
+    let st = double.lock().unwrap();
+    assert_eq!(st.log[0].auth, format!("Bearer {PAT}"));
+    let body: Value = serde_json::from_str(&st.log[0].body).unwrap();
+    assert_eq!(body["statement"], "SELECT count(*) FROM t");
+    assert_eq!(body["catalog"], CATALOG);
+    // The deadline is 10 s: wait inline for all of it.
+    assert_eq!(body["wait_timeout"], "10s");
+}
+
+#[tokio::test]
+async fn a_stopped_warehouse_is_polled_until_the_deadline_not_for_a_fixed_wait() {
+    let (url, double) = start_double(Double {
+        warehouse_starting_polls: 3,
+        ..Default::default()
+    })
+    .await;
+    let rows = client(&url, pat())
         .execute(
             WAREHOUSE,
-            "main_cat",
+            CATALOG,
             "SELECT count(*) FROM t",
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap()
+        .rows;
+    assert_eq!(rows, vec![vec![Some("6".to_owned())]]);
+    let st = double.lock().unwrap();
+    let body: Value = serde_json::from_str(&st.log[0].body).unwrap();
+    assert_eq!(body["wait_timeout"], "50s", "at most the API's 50 s");
+    // PENDING ×3, RUNNING, SUCCEEDED.
+    assert_eq!(st.log.iter().filter(|r| r.method == "GET").count(), 5);
+}
+
+#[tokio::test]
+async fn a_short_deadline_submits_without_waiting() {
+    let (url, double) = start_double(Double::default()).await;
+    client(&url, pat())
+        .execute(
+            WAREHOUSE,
+            CATALOG,
+            "SELECT count(*) FROM t",
+            Duration::from_secs(3),
+        )
+        .await
+        .unwrap();
+    let st = double.lock().unwrap();
+    let body: Value = serde_json::from_str(&st.log[0].body).unwrap();
+    assert_eq!(body["wait_timeout"], "0s");
+}
+
+#[tokio::test]
+async fn every_result_chunk_is_read_and_row_limit_reports_truncation() {
+    let (url, double) = start_double(Double {
+        chunk_rows: 3,
+        query_rows: 8,
+        ..Default::default()
+    })
+    .await;
+    let c = client(&url, pat());
+    let all = c
+        .execute(
+            WAREHOUSE,
+            CATALOG,
+            "SELECT * FROM (\nSELECT 1\n) AS q LIMIT 100",
             Duration::from_secs(10),
         )
         .await
         .unwrap();
-    assert_eq!(result.rows, vec![vec![Some("6".to_owned())]]);
-    let log = double.lock().unwrap().log.clone();
-    let calls: Vec<(&str, &str)> = log
-        .iter()
-        .map(|r| (r.method.as_str(), r.path.as_str()))
+    let ids: Vec<String> = all.rows.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(ids, (1..=8).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert!(!all.truncated);
+    let chunk_gets: Vec<String> = calls(&double)
+        .into_iter()
+        .filter(|(_, p)| p.contains("/result/chunks/"))
+        .map(|(_, p)| p)
         .collect();
     assert_eq!(
-        calls,
+        chunk_gets,
         [
-            ("POST", "/api/2.0/sql/statements"),
-            ("GET", "/api/2.0/sql/statements/s-1"),
-            ("GET", "/api/2.0/sql/statements/s-1")
+            "/api/2.0/sql/statements/s-1/result/chunks/1",
+            "/api/2.0/sql/statements/s-1/result/chunks/2"
         ]
     );
-    assert!(log.iter().all(|r| r.auth == format!("Bearer {PAT}")));
-    let body: Value = serde_json::from_str(&log[0].body).unwrap();
-    assert_eq!(body["statement"], "SELECT count(*) FROM t");
+    let limited = c
+        .execute_limited(
+            WAREHOUSE,
+            CATALOG,
+            "SELECT * FROM (\nSELECT 1\n) AS q LIMIT 100",
+            Duration::from_secs(10),
+            Some(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(limited.rows.len(), 5);
+    assert!(limited.truncated, "manifest.truncated is honoured");
 }
 
 #[tokio::test]
-async fn failed_at_http_200_is_an_error_with_a_clear_message() {
+async fn failed_at_http_200_is_explained_from_its_error_class() {
     let (url, _) = start_double(Double::default()).await;
-    let err = client(&url, pat())
-        .execute(
-            WAREHOUSE,
-            "main_cat",
-            "SELECT FAIL_ME",
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_err();
+    let err = run(&url, pat(), "SELECT FAIL_ME").await.unwrap_err();
     let DatabricksError::Statement {
         state,
         code,
-        message,
+        class,
+        sql_state,
+        ..
     } = &err
     else {
         panic!("{err:?}")
     };
+    assert_eq!((state.as_str(), code.as_str()), ("FAILED", "BAD_REQUEST"));
+    assert_eq!(class.as_deref(), Some("TABLE_OR_VIEW_NOT_FOUND"));
+    assert_eq!(sql_state.as_deref(), Some("42P01"));
     assert_eq!(
-        (state.as_str(), code.as_str()),
-        ("FAILED", "TABLE_OR_VIEW_NOT_FOUND")
+        err.summary(),
+        "Databricks: the statement ended FAILED: table not found (TABLE_OR_VIEW_NOT_FOUND)"
     );
+}
+
+#[tokio::test]
+async fn canceled_and_closed_statements_are_errors() {
+    let (url, _) = start_double(Double::default()).await;
+    for (sql, state) in [
+        ("SELECT CANCEL_ME", "CANCELED"),
+        ("SELECT CLOSE_ME", "CLOSED"),
+    ] {
+        let err = run(&url, pat(), sql).await.unwrap_err();
+        assert!(
+            matches!(&err, DatabricksError::Statement { state: s, .. } if s == state),
+            "{err:?}"
+        );
+        assert!(err.summary().contains(state), "{}", err.summary());
+    }
+}
+
+#[tokio::test]
+async fn a_statement_without_our_catalog_is_not_found() {
+    let (url, _) = start_double(Double::default()).await;
+    let err = client(&url, pat())
+        .execute(
+            WAREHOUSE,
+            "other",
+            "SELECT count(*) FROM acme_silver.t",
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
     assert!(
-        message.starts_with("the table, schema or volume does not exist"),
-        "{message}"
+        err.summary().contains("table not found"),
+        "{}",
+        err.summary()
     );
 }
 
@@ -432,70 +1013,154 @@ async fn throttling_honours_retry_after() {
     })
     .await;
     let started = Instant::now();
-    client(&url, pat())
-        .execute(WAREHOUSE, "main_cat", "SELECT 1", Duration::from_secs(10))
-        .await
-        .unwrap();
+    run(&url, pat(), "SELECT 1").await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "waited {:?}",
         started.elapsed()
     );
-    let posts = double
-        .lock()
-        .unwrap()
-        .log
-        .iter()
-        .filter(|r| r.method == "POST")
-        .count();
-    assert_eq!(posts, 2);
+    assert_eq!(posts(&double), 2);
 }
 
 #[tokio::test]
-async fn a_server_error_then_success_is_retried() {
+async fn unavailable_and_transient_answers_are_retried() {
     let (url, double) = start_double(Double {
-        errors_remaining: 2,
+        unavailable_remaining: 2,
+        transient_remaining: 1,
         ..Default::default()
     })
     .await;
-    client(&url, pat())
-        .execute(WAREHOUSE, "main_cat", "SELECT 1", Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(
-        double
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .filter(|r| r.method == "POST")
-            .count(),
-        3
-    );
+    run(&url, pat(), "SELECT 1").await.unwrap();
+    assert_eq!(posts(&double), 4);
 }
 
 #[tokio::test]
-async fn an_expired_oauth_token_is_refreshed_once() {
+async fn a_statement_is_never_posted_again_after_a_500() {
     let (url, double) = start_double(Double {
-        expired: vec!["oauth-1".into()],
+        errors_remaining: 1,
         ..Default::default()
     })
     .await;
-    let c = client(&url, oauth());
-    c.execute(WAREHOUSE, "main_cat", "SELECT 1", Duration::from_secs(10))
-        .await
-        .unwrap();
-    // The fresh token is cached: a second statement needs no new token.
-    c.execute(WAREHOUSE, "main_cat", "SELECT 2", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let st = double.lock().unwrap();
-    assert_eq!(st.tokens_issued, 2);
+    let err = run(&url, pat(), "SELECT 1").await.unwrap_err();
     assert!(
-        st.log.iter().all(|r| r.auth == "Bearer oauth-2"),
-        "{:?}",
-        st.log
+        matches!(&err, DatabricksError::Api { status: 500, code, .. } if code == "INTERNAL_ERROR"),
+        "{err:?}"
     );
+    assert_eq!(posts(&double), 1, "it may already be running");
+}
+
+#[tokio::test]
+async fn polls_are_retried_through_a_proxy_error_page() {
+    let (url, double) = start_double(Double {
+        poll_errors_remaining: 2,
+        warehouse_starting_polls: 1,
+        ..Default::default()
+    })
+    .await;
+    let rows = run(&url, pat(), "SELECT count(*) FROM t").await.unwrap();
+    assert_eq!(rows, vec![vec![Some("6".to_owned())]]);
+    assert_eq!(posts(&double), 1);
+}
+
+#[tokio::test]
+async fn retries_stop_within_the_budget() {
+    let (url, double) = start_double(Double {
+        unavailable_remaining: 1_000,
+        ..Default::default()
+    })
+    .await;
+    let mut c = client(&url, pat());
+    c.retry_budget = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = c
+        .execute(WAREHOUSE, CATALOG, "SELECT 1", Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(err, DatabricksError::Api { status: 503, .. }),
+        "{err:?}"
+    );
+    assert!(posts(&double) >= 2);
+}
+
+#[tokio::test]
+async fn an_expired_oauth_token_is_refreshed_once_however_it_is_refused() {
+    for answer in [
+        AuthAnswer::Json401,
+        AuthAnswer::Numeric403,
+        AuthAnswer::Html401,
+        AuthAnswer::Expired400,
+    ] {
+        let (url, double) = start_double(Double {
+            expired: vec!["oauth-1".into()],
+            auth_answer: answer,
+            ..Default::default()
+        })
+        .await;
+        let c = client(&url, oauth());
+        c.execute(WAREHOUSE, CATALOG, "SELECT 1", Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{answer:?}: {e:?}"));
+        // The fresh token is cached: a second statement needs no new token.
+        c.execute(WAREHOUSE, CATALOG, "SELECT 2", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let st = double.lock().unwrap();
+        assert_eq!(st.tokens_issued, 2, "{answer:?}");
+        assert!(
+            st.log.iter().all(|r| r.auth == "Bearer oauth-2"),
+            "{answer:?}: {:?}",
+            st.log
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_pat_is_explained_whatever_shape_the_refusal_takes() {
+    for (answer, code) in [
+        (AuthAnswer::Numeric403, "PERMISSION_DENIED"),
+        (AuthAnswer::Html401, "UNAUTHENTICATED"),
+        (AuthAnswer::Json401, "UNAUTHENTICATED"),
+    ] {
+        let (url, double) = start_double(Double {
+            auth_answer: answer,
+            ..Default::default()
+        })
+        .await;
+        let err = run(
+            &url,
+            DatabricksAuth::Pat(SecretString::from("dapi-wrong")),
+            "SELECT 1",
+        )
+        .await
+        .unwrap_err();
+        let DatabricksError::Api { code: got, .. } = &err else {
+            panic!("{answer:?}: {err:?}")
+        };
+        assert_eq!(got, code, "{answer:?}");
+        assert!(!err.summary().contains("<html"), "{}", err.summary());
+        assert_eq!(
+            double.lock().unwrap().refused,
+            1,
+            "{answer:?}: a refused token is not retried"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_token_request_is_retried() {
+    let (url, double) = start_double(Double {
+        token_errors_remaining: 2,
+        ..Default::default()
+    })
+    .await;
+    run(&url, oauth(), "SELECT 1").await.unwrap();
+    assert_eq!(double.lock().unwrap().tokens_issued, 1);
 }
 
 #[tokio::test]
@@ -504,7 +1169,7 @@ async fn our_own_timeout_cancels_the_statement() {
     let err = client(&url, pat())
         .execute(
             WAREHOUSE,
-            "main_cat",
+            CATALOG,
             "SELECT SLOW",
             Duration::from_millis(300),
         )
@@ -514,16 +1179,138 @@ async fn our_own_timeout_cancels_the_statement() {
     assert_eq!(double.lock().unwrap().cancelled, ["s-1"]);
 }
 
+#[tokio::test]
+async fn table_lists_follow_every_page_even_after_an_empty_one() {
+    let (url, double) = start_double(Double::default()).await;
+    let tables = client(&url, pat())
+        .list_tables(
+            &Ident::parse(CATALOG).unwrap(),
+            &Ident::parse("acme_silver").unwrap(),
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["other_1", "sales_e40c292c", "zeta_2"]);
+    let pages: Vec<String> = calls(&double).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+}
+
+#[tokio::test]
+async fn uploads_need_the_volume_and_fit_one_put() {
+    let (url, double) = start_double(Double::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small.parquet");
+    std::fs::write(&small, b"PAR1").unwrap();
+    let c = client(&url, pat());
+    let err = c
+        .upload(
+            "/Volumes/main_cat/acme_bronze/nowhere/a/v1/data.parquet",
+            &small,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DatabricksError::Api { status: 404, .. }),
+        "{err:?}"
+    );
+
+    // One byte past the Files API's 5000 MiB (a sparse file): refused before
+    // any byte is sent, and not worth retrying.
+    let huge = dir.path().join("huge.parquet");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(5000 * 1024 * 1024 + 1)
+        .unwrap();
+    let before = calls(&double).len();
+    let err = c
+        .upload("/Volumes/main_cat/acme_bronze/raw/a/v1/data.parquet", &huge)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DatabricksError::TooLarge { .. }), "{err:?}");
+    assert!(!err.retryable());
+    assert_eq!(calls(&double).len(), before);
+}
+
+#[tokio::test]
+async fn an_upload_that_stops_moving_is_abandoned() {
+    // A server that makes directories, then takes a file's first bytes and
+    // reads no more.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut head = vec![0u8; 4096];
+            let n = socket.read(&mut head).await.unwrap_or(0);
+            if head[..n].starts_with(b"PUT /api/2.0/fs/directories") {
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            } else {
+                held.push(socket);
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.parquet");
+    std::fs::write(&file, vec![7u8; 64 * 1024 * 1024]).unwrap();
+    let mut c = client(&url, pat());
+    c.stall_timeout = Duration::from_millis(400);
+    c.retry_budget = Duration::from_millis(500);
+    let started = Instant::now();
+    let err = c
+        .upload("/Volumes/main_cat/acme_bronze/raw/a/v1/data.parquet", &file)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("made no progress"), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 fn settings(url: &str, external_location: Option<&str>) -> DatabricksSettings {
     DatabricksSettings {
         host: url.to_owned(),
         auth: pat(),
         warehouse_id: WAREHOUSE.into(),
-        catalog: Ident::parse("main_cat").unwrap(),
+        catalog: Ident::parse(CATALOG).unwrap(),
         volume: Ident::parse("raw").unwrap(),
         external_location: external_location.map(str::to_owned),
         statement_timeout_secs: 10,
+        query_principals: None,
     }
+}
+
+/// A real Parquet file with names as people upload them.
+fn sales_parquet(dir: &std::path::Path) -> std::path::PathBuf {
+    let file = dir.join("d.parquet");
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    conn.execute_batch(&format!(
+        "COPY (SELECT * FROM (VALUES ('007', '1.50', 0.5::DOUBLE), ('008', NULL, -2.25::DOUBLE)) \
+         t(\"Customer ID\", \"Amount\", score)) TO '{}' (FORMAT parquet)",
+        file.display()
+    ))
+    .unwrap();
+    file
+}
+
+fn statements(double: &Shared) -> Vec<String> {
+    double
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/2.0/sql/statements")
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["statement"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -533,8 +1320,8 @@ async fn bronze_and_silver_follow_the_documented_flow() {
         .unwrap()
         .with_backoff(Duration::from_millis(20));
     let dir = tempfile::tempdir().unwrap();
-    let download = dir.path().join("d.parquet");
-    std::fs::write(&download, b"PAR1 pretend pages PAR1").unwrap();
+    let download = sales_parquet(dir.path());
+    let size = std::fs::metadata(&download).unwrap().len() as usize;
     let dataset = DatasetId::parse("a").unwrap();
     let bronze = lake
         .create_bronze(BronzeRequest {
@@ -552,7 +1339,18 @@ async fn bronze_and_silver_follow_the_documented_flow() {
         "/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet"
     );
     assert_eq!(bronze.row_count, 6);
-    assert_eq!(bronze.columns.len(), 5);
+    let names: Vec<&str> = bronze.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Customer ID",
+            "Amount",
+            "score",
+            "_rescued_data",
+            "_dataset_id",
+            "_source_file"
+        ]
+    );
 
     let silver = lake
         .transform_to_silver(
@@ -566,38 +1364,28 @@ async fn bronze_and_silver_follow_the_documented_flow() {
     assert_eq!(silver.columns[1].data_type, "DECIMAL(4,2)");
     assert_eq!(silver.columns[1].null_count, 1);
 
-    let st = double.lock().unwrap();
     assert_eq!(
-        st.uploads
-            .get("/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet"),
-        Some(&23)
+        double
+            .lock()
+            .unwrap()
+            .uploads
+            .get("/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet")
+            .map(Vec::len),
+        Some(size)
     );
-    let statements: Vec<String> = st
-        .log
-        .iter()
-        .filter(|r| r.method == "POST")
-        .map(|r| {
-            serde_json::from_str::<Value>(&r.body).unwrap()["statement"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let statements = statements(&double);
     assert_eq!(
-        statements[0],
-        "CREATE SCHEMA IF NOT EXISTS `main_cat`.`acme_bronze`"
-    );
-    assert_eq!(
-        statements[1],
-        "CREATE SCHEMA IF NOT EXISTS `main_cat`.`acme_silver`"
-    );
-    assert_eq!(
-        statements[2],
-        "CREATE VOLUME IF NOT EXISTS `main_cat`.`acme_bronze`.`raw`"
+        statements[..3],
+        [
+            "CREATE SCHEMA IF NOT EXISTS `main_cat`.`acme_bronze`",
+            "CREATE SCHEMA IF NOT EXISTS `main_cat`.`acme_silver`",
+            "CREATE VOLUME IF NOT EXISTS `main_cat`.`acme_bronze`.`raw`"
+        ]
     );
     assert_eq!(
         statements[3],
-        "CREATE OR REPLACE TABLE `main_cat`.`acme_bronze`.`sales_e40c292c` AS SELECT *, 'a' AS `_dataset_id`, \
+        "CREATE OR REPLACE TABLE `main_cat`.`acme_bronze`.`sales_e40c292c` \
+         TBLPROPERTIES ('delta.columnMapping.mode' = 'name') AS SELECT *, 'a' AS `_dataset_id`, \
          _metadata.file_path AS `_source_file` FROM read_files('/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet', format => 'parquet')"
     );
     let ctas = statements
@@ -612,6 +1400,69 @@ async fn bronze_and_silver_follow_the_documented_flow() {
     assert!(ctas.contains("AS DECIMAL(4,2)) AS `amount`"), "{ctas}");
     assert!(ctas.contains("`score` AS `score`"), "{ctas}");
     assert!(ctas.contains("SELECT DISTINCT"), "{ctas}");
+    assert!(
+        !ctas.contains("_rescued_data"),
+        "read_files' rescue column stays in bronze: {ctas}"
+    );
+}
+
+#[tokio::test]
+async fn the_double_refuses_names_delta_cannot_store_without_column_mapping() {
+    // What bronze would meet without column mapping: the rule the double
+    // enforces, checked directly.
+    let (url, double) = start_double(Double::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = sales_parquet(dir.path());
+    let c = client(&url, pat());
+    c.execute(
+        WAREHOUSE,
+        CATALOG,
+        "CREATE VOLUME IF NOT EXISTS `main_cat`.`acme_bronze`.`raw`",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    c.upload("/Volumes/main_cat/acme_bronze/raw/a/v1/data.parquet", &file)
+        .await
+        .unwrap();
+    let err = c
+        .execute(
+            WAREHOUSE,
+            CATALOG,
+            "CREATE OR REPLACE TABLE `main_cat`.`acme_bronze`.`t_1` AS SELECT *, 'a' AS `_dataset_id` \
+             FROM read_files('/Volumes/main_cat/acme_bronze/raw/a/v1/data.parquet', format => 'parquet')",
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.summary()
+            .contains("column mapping (DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES)"),
+        "{}",
+        err.summary()
+    );
+    assert!(double.lock().unwrap().tables.is_empty());
+}
+
+#[tokio::test]
+async fn a_bronze_column_without_a_name_is_refused_before_silver() {
+    let (url, double) = start_double(Double::default()).await;
+    double.lock().unwrap().tables.insert(
+        "main_cat.acme_bronze.odd_e40c292c".into(),
+        vec![("".into(), "string".into()), ("a".into(), "string".into())],
+    );
+    let lake = DatabricksLakehouse::new(settings(&url, None))
+        .unwrap()
+        .with_backoff(Duration::from_millis(20));
+    let err = lake
+        .transform_to_silver(
+            TenantId::parse("acme").unwrap(),
+            TableName::parse("main_cat.acme_bronze.odd_e40c292c").unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("empty name (column 1)"), "{err}");
+    assert!(statements(&double).is_empty());
 }
 
 #[tokio::test]
@@ -630,7 +1481,7 @@ async fn external_location_makes_bronze_external_and_status_uses_uc() {
         "/Volumes/main_cat/acme_bronze/raw/a/v1/data.parquet",
     );
     assert!(
-        sql.contains("LOCATION 'abfss://lake@acct.dfs.core.windows.net/st/acme_bronze/sales_e40c292c' AS SELECT"),
+        sql.contains("LOCATION 'abfss://lake@acct.dfs.core.windows.net/st/acme_bronze/sales_e40c292c' TBLPROPERTIES"),
         "{sql}"
     );
     let status = lake
@@ -654,7 +1505,7 @@ async fn external_location_makes_bronze_external_and_status_uses_uc() {
 
 #[tokio::test]
 async fn databricks_query_is_guarded_and_capped() {
-    let (url, _) = start_double(Double::default()).await;
+    let (url, double) = start_double(Double::default()).await;
     let lake = DatabricksLakehouse::new(settings(&url, None))
         .unwrap()
         .with_backoff(Duration::from_millis(20));
@@ -665,19 +1516,81 @@ async fn databricks_query_is_guarded_and_capped() {
         timeout: Duration::from_secs(5),
     };
     let ok = lake
-        .query(request("SELECT id FROM `acme_silver`.`t`"))
+        .query(request("SELECT id FROM `acme_silver`.`t` -- mine"))
         .await
         .unwrap();
     assert_eq!((ok.row_count, ok.truncated), (2, true));
     assert_eq!(ok.rows[0]["id"], "1");
+    // Spark runs the canonical rendering: comments gone, names backquoted.
+    let sent = statements(&double);
+    assert_eq!(
+        sent.last().unwrap(),
+        "SELECT * FROM (\nSELECT id FROM `acme_silver` . `t`\n) AS q LIMIT 3"
+    );
+    let body: Value =
+        serde_json::from_str(&double.lock().unwrap().log.last().unwrap().body).unwrap();
+    assert_eq!(body["row_limit"], 2);
     let err = lake
         .query(request("DROP TABLE acme_silver.t"))
         .await
         .unwrap_err();
     assert!(err.to_string().starts_with("query rejected"), "{err}");
+    for sql in [
+        "SELECT * FROM rival_silver.t",
+        // Spark reads one string, then a foreign table; DuckDB alone would
+        // have read two strings.
+        "SELECT 'x\\' AS a, ' AS b, * FROM system.information_schema.tables /*\n' AS d -- */",
+        "SELECT * FROM acme_silver.t /* a /* nested */ */ JOIN rival_silver.u USING (id)",
+    ] {
+        let err = lake.query(request(sql)).await.unwrap_err();
+        assert!(
+            err.to_string().contains("outside this tenant"),
+            "{sql}: {err}"
+        );
+    }
     let err = lake
-        .query(request("SELECT * FROM rival_silver.t"))
+        .query(request("SELECT secret('scope', 'key') FROM acme_silver.t"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("outside this tenant"), "{err}");
+    assert!(err.to_string().contains("secret() is not allowed"), "{err}");
+    assert_eq!(
+        statements(&double).len(),
+        1,
+        "nothing refused reached Spark"
+    );
+}
+
+#[tokio::test]
+async fn with_read_only_principals_query_runs_as_the_tenants_own() {
+    let (url, double) = start_double(Double::default()).await;
+    let mut settings = settings(&url, None);
+    settings.query_principals = Some(
+        [(
+            "acme".to_owned(),
+            DatabricksAuth::Pat(SecretString::from(format!("{READER_PREFIX}acme"))),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    let lake = DatabricksLakehouse::new(settings)
+        .unwrap()
+        .with_backoff(Duration::from_millis(20));
+    let request = |tenant: &str| servicetsunami_mcp::backend::QueryRequest {
+        tenant: TenantId::parse(tenant).unwrap(),
+        sql: format!("SELECT id FROM {tenant}_silver.t"),
+        limit: 10,
+        timeout: Duration::from_secs(5),
+    };
+    lake.query(request("acme")).await.unwrap();
+    assert_eq!(
+        double.lock().unwrap().log.last().unwrap().auth,
+        format!("Bearer {READER_PREFIX}acme")
+    );
+    let err = lake.query(request("rival")).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no read-only Databricks principal"),
+        "{err}"
+    );
+    assert_eq!(statements(&double).len(), 1);
 }

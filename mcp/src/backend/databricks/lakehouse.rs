@@ -18,9 +18,17 @@ use serde_json::Value;
 use std::time::Duration;
 
 const D: Dialect = Dialect::Databricks;
+/// Delta's table property for column mapping.
+const COLUMN_MAPPING: &str = "delta.columnMapping.mode";
+/// The column `read_files` adds for values that did not fit the schema
+/// (Databricks: "What is the rescued data column?"). Bronze keeps it; silver
+/// does not.
+pub const RESCUED_DATA_COLUMN: &str = "_rescued_data";
 
 pub struct DatabricksLakehouse {
     client: DatabricksClient,
+    /// One client per tenant's read-only principal, when configured.
+    query_clients: Option<std::collections::HashMap<String, DatabricksClient>>,
     settings: DatabricksSettings,
 }
 
@@ -30,8 +38,23 @@ fn backend(e: DatabricksError) -> ToolError {
 
 impl DatabricksLakehouse {
     pub fn new(settings: DatabricksSettings) -> Result<Self, DatabricksError> {
+        let query_clients = match &settings.query_principals {
+            None => None,
+            Some(principals) => Some(
+                principals
+                    .iter()
+                    .map(|(tenant, auth)| {
+                        Ok((
+                            tenant.clone(),
+                            DatabricksClient::new(&settings.host, auth.clone())?,
+                        ))
+                    })
+                    .collect::<Result<_, DatabricksError>>()?,
+            ),
+        };
         Ok(Self {
             client: DatabricksClient::new(&settings.host, settings.auth.clone())?,
+            query_clients,
             settings,
         })
     }
@@ -39,7 +62,22 @@ impl DatabricksLakehouse {
     /// For tests: shorter backoff against the contract double.
     pub fn with_backoff(mut self, backoff: Duration) -> Self {
         self.client.backoff = backoff;
+        for client in self.query_clients.iter_mut().flat_map(|m| m.values_mut()) {
+            client.backoff = backoff;
+        }
         self
+    }
+
+    /// The client `query` runs as for `tenant`: its read-only principal when
+    /// principals are configured (and none for a tenant without one), else
+    /// the service principal.
+    fn query_client(&self, tenant: &TenantId) -> Result<&DatabricksClient, ToolError> {
+        match &self.query_clients {
+            None => Ok(&self.client),
+            Some(clients) => clients.get(tenant.as_str()).ok_or(ToolError::Forbidden(
+                "this team has no read-only Databricks principal (DATABRICKS_QUERY_PRINCIPALS)",
+            )),
+        }
     }
 
     async fn run(&self, sql: &str) -> Result<StatementResult, ToolError> {
@@ -68,6 +106,12 @@ impl DatabricksLakehouse {
     /// The bronze CTAS. Unity Catalog forbids tables defined on /Volumes
     /// paths, so bronze copies the staged file with `read_files`; with an
     /// external location it is an EXTERNAL table there instead.
+    ///
+    /// Bronze keeps the file's column names as uploaded ("Customer ID"), so
+    /// it is created with Delta column mapping by name: without it Delta
+    /// refuses spaces and `,;{}()\n\t=` in names
+    /// (`DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES`). Silver renames to
+    /// normalised names and needs no mapping.
     pub fn bronze_sql(&self, table: &TableName, dataset_id: &str, volume_path: &str) -> String {
         let location = self
             .settings
@@ -81,8 +125,9 @@ impl DatabricksLakehouse {
             })
             .unwrap_or_default();
         format!(
-            "CREATE OR REPLACE TABLE {}{location} AS SELECT *, {} AS {}, _metadata.file_path AS {} FROM read_files({}, format => 'parquet')",
+            "CREATE OR REPLACE TABLE {}{location} TBLPROPERTIES ({} = 'name') AS SELECT *, {} AS {}, _metadata.file_path AS {} FROM read_files({}, format => 'parquet')",
             D.table(table),
+            D.literal(COLUMN_MAPPING),
             D.literal(dataset_id),
             D.ident(plan::DATASET_ID_COLUMN),
             D.ident(plan::SOURCE_FILE_COLUMN),
@@ -159,7 +204,18 @@ impl Backend for DatabricksLakehouse {
             .await
             .map_err(backend)?
             .ok_or_else(|| ToolError::NotFound(bronze.to_string()))?;
-        let columns: Vec<ColumnInfo> = source.columns.iter().map(UcColumn::info).collect();
+        let columns: Vec<ColumnInfo> = source
+            .columns
+            .iter()
+            .filter(|c| !c.name.eq_ignore_ascii_case(RESCUED_DATA_COLUMN))
+            .map(UcColumn::info)
+            .collect();
+        if let Some(position) = plan::unnamed_column(&columns) {
+            return Err(ToolError::EmptyColumnName {
+                table: bronze.to_string(),
+                position,
+            });
+        }
         let strings = plan::string_columns(D, &columns);
         let values = self
             .run(&plan::stats_sql(D, &bronze, &strings))
@@ -277,20 +333,18 @@ impl Backend for DatabricksLakehouse {
     }
 
     async fn query(&self, request: QueryRequest) -> Result<QueryResult, ToolError> {
+        let client = self.query_client(&request.tenant)?;
         let catalog = self.settings.catalog.clone();
         let tenant = request.tenant.clone();
         let raw = request.sql.clone();
-        // The guard parses with DuckDB; Spark's backticks become DuckDB quotes
-        // for the check only. Anything DuckDB cannot parse is refused.
+        // Lexed once by Spark's rules; the guard checks the DuckDB rendering
+        // and Spark runs the Spark rendering of the same tokens.
         let sql = tokio::task::spawn_blocking(move || {
+            let canonical = crate::spark_sql::canonicalize(&raw)?;
             let conn =
                 duckdb::Connection::open_in_memory().map_err(|e| ToolError::Backend(e.into()))?;
-            crate::query_guard::check(&conn, &catalog, &tenant, &raw.replace('`', "\""))?;
-            Ok::<_, ToolError>(
-                raw.trim()
-                    .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
-                    .to_owned(),
-            )
+            crate::query_guard::check(&conn, &catalog, &tenant, &canonical.duckdb)?;
+            Ok::<_, ToolError>(canonical.spark)
         })
         .await
         .map_err(|_| ToolError::Backend(BackendError::Join))??;
@@ -299,20 +353,20 @@ impl Backend for DatabricksLakehouse {
             "SELECT * FROM (\n{sql}\n) AS q LIMIT {}",
             u64::from(limit) + 1
         );
-        let result = self
-            .client
-            .execute(
+        let result = client
+            .execute_limited(
                 &self.settings.warehouse_id,
                 self.settings.catalog.as_str(),
                 &wrapped,
                 request.timeout,
+                Some(u64::from(limit)),
             )
             .await
             .map_err(|e| match e {
                 DatabricksError::Timeout(s) => ToolError::Timeout(s),
                 e => backend(e),
             })?;
-        let truncated = result.rows.len() > limit as usize;
+        let truncated = result.truncated || result.rows.len() > limit as usize;
         let rows: Vec<Value> = result
             .rows
             .iter()
