@@ -142,9 +142,8 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 fuzz_smoke() {
   local out="$HOME/.cache/servicetsunami/fuzz.log" entry dir target sanitizer
   mkdir -p "$(dirname "$out")"
-  # silver_plan stays out until its oracle accepts the plan's own aliases
-  # (mcp/fuzz/README.md, finding of 2026-12-01).
-  for entry in mcp/contract/fuzz:column_names:address mcp/fuzz:query_sandbox:none; do
+  for entry in mcp/contract/fuzz:column_names:address mcp/fuzz:query_sandbox:none \
+    mcp/fuzz:silver_plan:none; do
     IFS=: read -r dir target sanitizer <<<"$entry"
     if ! CARGO_TARGET_DIR="$HOME/.cache/servicetsunami/fuzz-target" \
       cargo +nightly fuzz run "$target" --fuzz-dir "$ROOT/$dir" -s "$sanitizer" \

@@ -1,6 +1,7 @@
 //! For any bronze columns (arbitrary names, types and statistics), the
 //! silver plan's DuckDB SELECT parses, and every column it references is
-//! one of the bronze columns: no name, however hostile, becomes SQL.
+//! one of the bronze columns or a name the plan itself gives an expression
+//! (`… AS "x"`, read by the outer query): no name, however hostile, becomes SQL.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -32,6 +33,22 @@ fn referenced(node: &serde_json::Value, out: &mut Vec<String>) {
             map.values().for_each(|v| referenced(v, out));
         }
         serde_json::Value::Array(items) => items.iter().for_each(|v| referenced(v, out)),
+        _ => {}
+    }
+}
+
+/// Every alias the parse tree gives an expression or a subquery.
+fn aliases(node: &serde_json::Value, out: &mut Vec<String>) {
+    match node {
+        serde_json::Value::Object(map) => {
+            if let Some(alias) = map.get("alias").and_then(|a| a.as_str()) {
+                if !alias.is_empty() {
+                    out.push(alias.to_owned());
+                }
+            }
+            map.values().for_each(|v| aliases(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| aliases(v, out)),
         _ => {}
     }
 }
@@ -90,6 +107,17 @@ fuzz_target!(|data: &[u8]| {
     // Bronze's lineage columns, which silver carries on.
     allowed.insert(plan::DATASET_ID_COLUMN.to_lowercase());
     allowed.insert(plan::SOURCE_FILE_COLUMN.to_lowercase());
+    // Names the plan defines (the cleaned columns' aliases), never a bronze
+    // name copied in: an alias is a normalised name or ours.
+    let mut defined = Vec::new();
+    aliases(&tree, &mut defined);
+    for alias in &defined {
+        assert!(
+            alias.chars().all(|c| c.is_alphanumeric() || c == '_'),
+            "{alias:?} is not a normalised name in {select}"
+        );
+    }
+    allowed.extend(defined.iter().map(|a| a.to_lowercase()));
     for r in refs {
         assert!(allowed.contains(&r.to_lowercase()), "{r:?} is not a bronze column in {select}");
     }
