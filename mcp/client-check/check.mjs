@@ -69,10 +69,10 @@ await check('connects with the key', async () => {
   client = await connect(MCP_API_KEY)
 })
 
-await check('tools/list has six tools with schemas and annotations', async () => {
+await check('tools/list has seven tools with schemas and annotations', async () => {
   const { tools } = await client.listTools()
   const names = tools.map((t) => t.name).sort()
-  const expected = ['create_dataset', 'dataset_status', 'describe_table', 'list_tables', 'query', 'transform_to_silver']
+  const expected = ['create_dataset', 'dataset_status', 'describe_table', 'drop_dataset', 'list_tables', 'query', 'transform_to_silver']
   assert(JSON.stringify(names) === JSON.stringify(expected), `tools: ${names}`)
   for (const t of tools) {
     assert(t.inputSchema?.type === 'object', `${t.name} input schema`)
@@ -118,6 +118,15 @@ await check('query refuses writes as a tool error', async () => {
     arguments: { tenant_id: tenant, sql: `DROP TABLE ${silver.silver_table}` },
   })
   assert(result.isError === true, 'DROP should be refused')
+})
+
+await check('drop_dataset drops both tables, and again drops nothing', async () => {
+  const dropped = await callOk(client, 'drop_dataset', { tenant_id: tenant, dataset_id: 'check-1' })
+  assert(dropped.dropped_tables.length === 2, `dropped ${JSON.stringify(dropped)}`)
+  const status = await callOk(client, 'dataset_status', { tenant_id: tenant, dataset_id: 'check-1' })
+  assert(!status.bronze.exists && !status.silver.exists, `status ${JSON.stringify(status)}`)
+  const again = await callOk(client, 'drop_dataset', { tenant_id: tenant, dataset_id: 'check-1' })
+  assert(again.dropped_tables.length === 0 && again.removed_files === 0, `again ${JSON.stringify(again)}`)
 })
 
 await client?.close()

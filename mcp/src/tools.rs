@@ -11,8 +11,8 @@ use crate::download;
 use crate::error::ToolError;
 use axum::http::request::Parts;
 use contract::tools::{
-    BronzeResult, CreateDatasetArgs, DatasetStatus, DescribeArgs, QueryArgs, QueryResult,
-    SilverResult, StatusArgs, TableDescription, TableList, TenantArgs, TransformArgs,
+    BronzeResult, CreateDatasetArgs, DatasetStatus, DescribeArgs, DropArgs, DropResult, QueryArgs,
+    QueryResult, SilverResult, StatusArgs, TableDescription, TableList, TenantArgs, TransformArgs,
 };
 use rmcp::handler::server::{router::tool::ToolRouter, tool::Extension, wrapper::Parameters};
 use rmcp::{tool, tool_handler, tool_router, Json};
@@ -277,6 +277,31 @@ impl LakehouseTools {
         tracing::info!(target: "audit", tenant = %tenant, %token, %sql_sha256, outcome, rows, "query");
         Ok(Json(result?))
     }
+
+    #[tool(
+        description = "Drop a dataset's bronze and silver tables and remove its staged files. Idempotent: \
+                       a repeated call drops nothing and succeeds.",
+        annotations(
+            title = "Drop dataset",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    #[tracing::instrument(skip_all, fields(tenant = %args.tenant_id, dataset_id = %args.dataset_id))]
+    async fn drop_dataset(
+        &self,
+        Extension(http): Extension<Parts>,
+        Parameters(args): Parameters<DropArgs>,
+    ) -> Result<Json<DropResult>, ToolError> {
+        principal_of(&http)?.require_service()?;
+        let tenant = TenantId::parse(&args.tenant_id)?;
+        let dataset = DatasetId::parse(&args.dataset_id)?;
+        let result = self.ctx.lakehouse.drop_dataset(tenant, dataset).await?;
+        tracing::info!(tables = ?result.dropped_tables, files = result.removed_files, "dataset dropped");
+        Ok(Json(result))
+    }
 }
 
 fn hex_digest(bytes: &[u8]) -> String {
@@ -288,7 +313,8 @@ fn hex_digest(bytes: &[u8]) -> String {
     router = self.tool_router,
     name = "servicetsunami-mcp",
     instructions = "ServiceTsunami lakehouse: create_dataset (bronze) → transform_to_silver (silver); \
-                    inspect with dataset_status, list_tables, describe_table and read-only query."
+                    inspect with dataset_status, list_tables, describe_table and read-only query; \
+                    drop_dataset removes a dataset's tables and files."
 )]
 impl rmcp::ServerHandler for LakehouseTools {}
 

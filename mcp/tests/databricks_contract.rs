@@ -20,7 +20,11 @@
 //!   `Retry-After`, and transient messages such as `ClusterNotReadyException`.
 //! - Files API (`files/upload.md`, `files/create-directory.md`, "Upload large
 //!   files with multipart upload"): PUT into a volume that exists, at most
-//!   5000 MiB in one PUT.
+//!   5000 MiB in one PUT; `files/list-directory-contents.md` (`contents` of
+//!   `{path, is_directory, …}`, `next_page_token`), `files/delete.md` and
+//!   `files/delete-directory.md` ("Deletes an empty directory. To delete a
+//!   non-empty directory, first delete all of its contents"); 404 for what
+//!   does not exist.
 //! - Unity Catalog tables (`unity-catalog/tables/list.md`): pages of at most
 //!   a server-chosen size with `next_page_token`; a page may be empty and
 //!   still carry a token.
@@ -117,6 +121,12 @@ struct Double {
     uploads: HashMap<String, Vec<u8>>,
     /// Tables bronze CTAS made: full name → columns (name, type).
     tables: HashMap<String, Vec<(String, String)>>,
+    /// The `_dataset_id` each CTAS wrote: full name → dataset id.
+    owners: HashMap<String, String>,
+    /// Tables dropped (canned ones included).
+    dropped: HashSet<String>,
+    /// Directories made with `PUT /api/2.0/fs/directories…`.
+    directories: HashSet<String>,
     files_dir: Option<tempfile::TempDir>,
 }
 
@@ -270,6 +280,31 @@ impl Double {
         if statement.contains(" AS SELECT *, ") && statement.contains("read_files(") {
             return self.bronze(id, statement).map(|()| vec![]);
         }
+        if let Some(table) = statement.strip_prefix("DROP TABLE IF EXISTS ") {
+            let table = table.replace('`', "");
+            self.tables.remove(&table);
+            self.dropped.insert(table);
+            return Ok(vec![]);
+        }
+        if let Some(rest) = statement.strip_prefix("SELECT `_dataset_id` FROM ") {
+            let table = rest.trim_end_matches(" LIMIT 1").replace('`', "");
+            if self.dropped.contains(&table) {
+                return Err(failed(
+                    id,
+                    "BAD_REQUEST",
+                    "TABLE_OR_VIEW_NOT_FOUND",
+                    "42P01",
+                    &format!("The table or view `{table}` cannot be found."),
+                ));
+            }
+            // A table the double did not make with an owner reads as empty.
+            return Ok(self
+                .owners
+                .get(&table)
+                .map(|owner| vec![Value::String(owner.clone())])
+                .into_iter()
+                .collect());
+        }
         let text = |v: &[&str]| -> Vec<Vec<Value>> {
             vec![v.iter().map(|s| Value::String((*s).to_owned())).collect()]
         };
@@ -342,6 +377,14 @@ impl Double {
         }
         columns.push(("_dataset_id".into(), "string".into()));
         columns.push(("_source_file".into(), "string".into()));
+        let owner = statement
+            .split(", '")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .unwrap_or_default()
+            .to_owned();
+        self.dropped.remove(&table);
+        self.owners.insert(table.clone(), owner);
         self.tables.insert(table, columns);
         Ok(())
     }
@@ -605,45 +648,114 @@ async fn files(
     let Some(auth) = authorized(&st, &headers) else {
         return unauthorized(&mut st);
     };
-    assert_eq!(method, Method::PUT);
     let path = uri.path().to_owned();
     st.log.push(Recorded {
-        method: "PUT".into(),
+        method: method.to_string(),
         path: path.clone(),
         auth,
         body: String::new(),
     });
+    let is_file = path.starts_with("/api/2.0/fs/files");
     let target = path
         .strip_prefix("/api/2.0/fs/files")
         .or_else(|| path.strip_prefix("/api/2.0/fs/directories"))
-        .unwrap();
+        .unwrap()
+        .to_owned();
     assert!(target.starts_with("/Volumes/"), "{target}");
-    if !st.volumes.contains(&volume_of(target)) {
+    let not_found = || {
+        err(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The file or directory does not exist.",
+        )
+    };
+    if !st.volumes.contains(&volume_of(&target)) {
         return err(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             "The volume does not exist.",
         );
     }
-    if let Some(volume_path) = path.strip_prefix("/api/2.0/fs/files") {
-        assert_eq!(uri.query(), Some("overwrite=true"));
-        assert_eq!(
-            headers.get("content-type").and_then(|v| v.to_str().ok()),
-            Some("application/octet-stream")
-        );
-        let length: u64 = headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .expect("content-length");
-        if length > 5000 * 1024 * 1024 {
-            return err(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "INVALID_PARAMETER_VALUE",
-                "files larger than 5000 MiB need a multipart upload",
+    match (method, is_file) {
+        (Method::PUT, true) => {
+            assert_eq!(uri.query(), Some("overwrite=true"));
+            assert_eq!(
+                headers.get("content-type").and_then(|v| v.to_str().ok()),
+                Some("application/octet-stream")
             );
+            let length: u64 = headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .expect("content-length");
+            if length > 5000 * 1024 * 1024 {
+                return err(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "INVALID_PARAMETER_VALUE",
+                    "files larger than 5000 MiB need a multipart upload",
+                );
+            }
+            st.uploads.insert(target, body.to_vec());
         }
-        st.uploads.insert(volume_path.to_owned(), body.to_vec());
+        (Method::PUT, false) => {
+            // Creates missing parents too (`mkdir -p`).
+            let mut dir = target.trim_end_matches('/').to_owned();
+            while dir.len() > volume_of(&target).len() {
+                st.directories.insert(dir.clone());
+                dir = dir.rsplit_once('/').map(|(p, _)| p.to_owned()).unwrap();
+            }
+        }
+        (Method::DELETE, true) => {
+            if st.uploads.remove(&target).is_none() {
+                return not_found();
+            }
+        }
+        (Method::DELETE, false) => {
+            let prefix = format!("{}/", target.trim_end_matches('/'));
+            if !st.directories.contains(target.trim_end_matches('/')) {
+                return not_found();
+            }
+            let occupied = st.uploads.keys().any(|k| k.starts_with(&prefix))
+                || st.directories.iter().any(|d| d.starts_with(&prefix));
+            if occupied {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "The directory is not empty.",
+                );
+            }
+            st.directories.remove(target.trim_end_matches('/'));
+        }
+        (Method::GET, false) => {
+            let dir = target.trim_end_matches('/').to_owned();
+            if !st.directories.contains(&dir) {
+                return not_found();
+            }
+            let prefix = format!("{dir}/");
+            // Immediate children only, one per page, so paging is followed.
+            let mut children: Vec<(String, bool)> = st
+                .uploads
+                .keys()
+                .map(|k| (k.clone(), false))
+                .chain(st.directories.iter().map(|d| (d.clone(), true)))
+                .filter(|(p, _)| p.strip_prefix(&prefix).is_some_and(|r| !r.contains('/')))
+                .collect();
+            children.sort();
+            let page: usize = uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("page_token="))
+                .map_or(0, |t| t.parse().unwrap());
+            let mut answer = json!({"contents": children.iter().skip(page).take(1).map(|(p, d)| json!({
+                "path": p, "is_directory": d, "name": p.rsplit('/').next().unwrap(),
+            })).collect::<Vec<_>>()});
+            if page + 1 < children.len() {
+                answer["next_page_token"] = json!((page + 1).to_string());
+            }
+            return Json(answer).into_response();
+        }
+        (other, _) => panic!("the Files API has no {other} here"),
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -748,6 +860,7 @@ async fn list_tables(
         .iter()
         .map(|t| format!("{catalog}.{schema}.{t}"))
         .collect();
+    names.retain(|n| !st.dropped.contains(n));
     names.extend(
         st.tables
             .keys()
@@ -1404,6 +1517,94 @@ async fn bronze_and_silver_follow_the_documented_flow() {
         !ctas.contains("_rescued_data"),
         "read_files' rescue column stays in bronze: {ctas}"
     );
+}
+
+#[tokio::test]
+async fn drop_dataset_removes_its_tables_and_every_staged_version_only() {
+    let (url, double) = start_double(Double::default()).await;
+    let lake = DatabricksLakehouse::new(settings(&url, None))
+        .unwrap()
+        .with_backoff(Duration::from_millis(20));
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = || TenantId::parse("acme").unwrap();
+    let dataset = DatasetId::parse("a").unwrap();
+    for version in [1, 2] {
+        let bronze = lake
+            .create_bronze(BronzeRequest {
+                tenant: tenant(),
+                table: table_ident("Sales", &dataset).unwrap(),
+                dataset: dataset.clone(),
+                version: DatasetVersion::parse(Some(version)).unwrap(),
+                download: sales_parquet(dir.path()),
+            })
+            .await
+            .unwrap();
+        lake.transform_to_silver(tenant(), TableName::parse(&bronze.bronze_table).unwrap())
+            .await
+            .unwrap();
+    }
+    // Another dataset's staged file, and a table whose name ends in the same
+    // short id but whose rows belong to another dataset.
+    let other = DatasetId::parse("b").unwrap();
+    lake.create_bronze(BronzeRequest {
+        tenant: tenant(),
+        table: table_ident("Other", &other).unwrap(),
+        dataset: other.clone(),
+        version: DatasetVersion::parse(Some(1)).unwrap(),
+        download: sales_parquet(dir.path()),
+    })
+    .await
+    .unwrap();
+    {
+        let mut st = double.lock().unwrap();
+        let clash = "main_cat.acme_bronze.clash_e40c292c".to_owned();
+        st.tables.insert(clash.clone(), vec![]);
+        st.owners.insert(clash, "zz".into());
+    }
+
+    let dropped = lake.drop_dataset(tenant(), dataset.clone()).await.unwrap();
+    assert_eq!(
+        dropped.dropped_tables,
+        [
+            "main_cat.acme_bronze.sales_e40c292c",
+            "main_cat.acme_silver.sales_e40c292c"
+        ]
+    );
+    assert_eq!(dropped.removed_files, 2, "both staged versions");
+    {
+        let st = double.lock().unwrap();
+        let staged: Vec<&String> = st.uploads.keys().collect();
+        assert_eq!(
+            staged,
+            [&format!(
+                "/Volumes/main_cat/acme_bronze/raw/{other}/v1/data.parquet"
+            )],
+            "only the other dataset's file is left"
+        );
+        assert!(
+            !st.directories.iter().any(|d| d.ends_with("/raw/a")),
+            "{:?}",
+            st.directories
+        );
+        assert!(st
+            .tables
+            .contains_key("main_cat.acme_bronze.clash_e40c292c"));
+    }
+    let status = lake
+        .dataset_status(tenant(), dataset.clone())
+        .await
+        .unwrap();
+    assert!(!status.silver.exists, "{status:?}");
+    assert_ne!(
+        status.bronze.full_name.as_deref(),
+        Some("main_cat.acme_bronze.sales_e40c292c"),
+        "{status:?}"
+    );
+
+    // Idempotent: a repeat finds nothing and succeeds.
+    let again = lake.drop_dataset(tenant(), dataset).await.unwrap();
+    assert!(again.dropped_tables.is_empty(), "{again:?}");
+    assert_eq!(again.removed_files, 0);
 }
 
 #[tokio::test]

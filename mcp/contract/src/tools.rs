@@ -44,6 +44,8 @@ tools! {
     DescribeTable = "describe_table" (DescribeArgs) -> TableDescription;
     /// One read-only statement over the tenant's tables.
     Query = "query" (QueryArgs) -> QueryResult;
+    /// Drops a dataset's bronze and silver tables and its staged files.
+    DropDataset = "drop_dataset" (DropArgs) -> DropResult;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +81,24 @@ pub struct TransformArgs {
 pub struct StatusArgs {
     pub tenant_id: String,
     pub dataset_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct DropArgs {
+    pub tenant_id: String,
+    pub dataset_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct DropResult {
+    pub dataset_id: String,
+    /// The tables this call dropped (`catalog.schema.table`); empty when
+    /// none was left, as on a repeated call.
+    pub dropped_tables: Vec<String>,
+    /// Staged and table files this call removed.
+    pub removed_files: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,7 +243,7 @@ mod tests {
             assert!(seen.insert(name), "{name} twice");
             assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
         }
-        assert_eq!(ALL.len(), 6);
+        assert_eq!(ALL.len(), 7);
         assert_eq!(CreateDataset::NAME, "create_dataset");
     }
 

@@ -19,7 +19,7 @@
 
 use super::{
     layer_of, silver_name_for, Backend, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus,
-    QueryRequest, QueryResult, SilverResult, TableDescription, TableList, TableStatus,
+    DropResult, QueryRequest, QueryResult, SilverResult, TableDescription, TableList, TableStatus,
     TableSummary,
 };
 use crate::config::SandboxLimits;
@@ -457,6 +457,105 @@ impl Backend for LocalLakehouse {
         .await
     }
 
+    async fn drop_dataset(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> Result<DropResult, ToolError> {
+        let catalog = self.catalog.clone();
+        let suffix = format!("_{}", dataset.short_id());
+        let id = dataset.to_string();
+        let schemas = [tenant.bronze_schema(), tenant.silver_schema()];
+        // The views go first (one transaction), so no query or status sees
+        // a table whose files are gone; then the files.
+        let dropped = self
+            .write(move |conn| {
+                let mut found = Vec::new();
+                for schema in schemas {
+                    let mut stmt = conn
+                        .prepare(
+                            "SELECT name, comment, kind FROM (
+                               SELECT table_name AS name, comment, 'TABLE' AS kind FROM duckdb_tables()
+                                 WHERE database_name = ? AND schema_name = ?
+                               UNION ALL
+                               SELECT view_name, comment, 'VIEW' FROM duckdb_views()
+                                 WHERE database_name = ? AND schema_name = ?
+                             ) WHERE ends_with(name, ?) ORDER BY name",
+                        )
+                        .map_err(db)?;
+                    let rows = stmt
+                        .query_map(
+                            duckdb::params![
+                                catalog.as_str(),
+                                schema.as_str(),
+                                catalog.as_str(),
+                                schema.as_str(),
+                                suffix
+                            ],
+                            |r| {
+                                Ok((
+                                    r.get::<_, String>(0)?,
+                                    r.get::<_, Option<String>>(1)?,
+                                    r.get::<_, String>(2)?,
+                                ))
+                            },
+                        )
+                        .map_err(db)?
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(db)?;
+                    for (name, comment, kind) in rows {
+                        // The short id could collide; the note names the dataset.
+                        let note = comment.and_then(|c| serde_json::from_str::<TableNote>(&c).ok());
+                        if note.is_some_and(|n| n.dataset_id != id) {
+                            continue;
+                        }
+                        let table =
+                            TableName::new(catalog.clone(), schema.clone(), Ident::parse(&name)?);
+                        found.push((table, kind));
+                    }
+                }
+                in_transaction(conn, |conn| {
+                    for (table, kind) in &found {
+                        conn.execute_batch(&format!("DROP {kind} IF EXISTS {}", D.table(table)))
+                            .map_err(db)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(found.into_iter().map(|(t, _)| t).collect::<Vec<_>>())
+            })
+            .await?;
+        let mut dirs = vec![self
+            .volume_file(&tenant, &dataset, 1)
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .ok_or(ToolError::Backend(BackendError::Invariant(
+                "a staged file has no dataset directory",
+            )))?];
+        for table in dropped
+            .iter()
+            .filter(|t| t.schema == tenant.silver_schema())
+        {
+            dirs.push(
+                self.root
+                    .join("volumes")
+                    .join(self.catalog.as_str())
+                    .join(table.schema.as_str())
+                    .join("tables")
+                    .join(table.table.as_str()),
+            );
+        }
+        let mut removed_files = 0;
+        for dir in dirs {
+            removed_files += remove_tree(&dir).await.map_err(io)?;
+        }
+        Ok(DropResult {
+            dataset_id: dataset.to_string(),
+            dropped_tables: dropped.iter().map(ToString::to_string).collect(),
+            removed_files,
+        })
+    }
+
     async fn list_tables(&self, tenant: TenantId) -> Result<TableList, ToolError> {
         let catalog = self.catalog.clone();
         self.read(move |conn| {
@@ -744,6 +843,42 @@ async fn remove_older_files(dir: &Path, keep: &Path) {
             }
         }
     }
+}
+
+/// Removes a directory and everything under it; returns how many files went.
+/// A directory that is already gone counts as removed.
+async fn remove_tree(dir: &Path) -> std::io::Result<u64> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        fn walk(dir: &Path, removed: &mut u64) -> std::io::Result<()> {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    walk(&entry.path(), removed)?;
+                } else {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => *removed += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        }
+        let mut removed = 0;
+        walk(&dir, &mut removed)?;
+        Ok(removed)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// The bronze "external table": a view over the staged file, read in place.

@@ -7,7 +7,7 @@ pub mod local;
 use crate::domain::{DatasetId, DatasetVersion, Ident, TableName, TenantId};
 use crate::error::ToolError;
 pub use contract::tools::{
-    BronzeResult, ColumnInfo, DatasetStatus, QueryResult, SilverColumn, SilverResult,
+    BronzeResult, ColumnInfo, DatasetStatus, DropResult, QueryResult, SilverColumn, SilverResult,
     TableDescription, TableList, TableStatus, TableSummary,
 };
 use futures::future::BoxFuture;
@@ -56,6 +56,9 @@ pub trait Lakehouse: Send + Sync + 'static {
     fn list_tables(&self, tenant: TenantId) -> LakeResult<'_, TableList>;
     fn describe_table(&self, table: TableName) -> LakeResult<'_, TableDescription>;
     fn query(&self, request: QueryRequest) -> LakeResult<'_, QueryResult>;
+    /// Drops the dataset's bronze and silver tables and removes its staged
+    /// files (every version). Idempotent.
+    fn drop_dataset(&self, tenant: TenantId, dataset: DatasetId) -> LakeResult<'_, DropResult>;
 }
 
 /// What a backend implements; see [`Lakehouse`] for each operation.
@@ -87,6 +90,11 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         request: QueryRequest,
     ) -> impl Future<Output = Result<QueryResult, ToolError>> + Send;
+    fn drop_dataset(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> impl Future<Output = Result<DropResult, ToolError>> + Send;
 }
 
 impl<B: Backend> Lakehouse for B {
@@ -118,6 +126,9 @@ impl<B: Backend> Lakehouse for B {
     }
     fn query(&self, request: QueryRequest) -> LakeResult<'_, QueryResult> {
         Box::pin(Backend::query(self, request))
+    }
+    fn drop_dataset(&self, tenant: TenantId, dataset: DatasetId) -> LakeResult<'_, DropResult> {
+        Box::pin(Backend::drop_dataset(self, tenant, dataset))
     }
 }
 

@@ -23,6 +23,7 @@ async fn tools_list_has_schemas_and_annotations() {
         "list_tables",
         "describe_table",
         "query",
+        "drop_dataset",
     ] {
         assert!(
             names.contains(&expected),
@@ -315,4 +316,99 @@ async fn twenty_datasets_concurrently() {
         20,
         "10 bronze + 10 silver"
     );
+}
+
+#[tokio::test]
+async fn drop_dataset_removes_both_tables_and_every_file_of_the_dataset_only() {
+    let app = spawn_app().await;
+    let client = app.client().await;
+    let url = app.files.parquet("messy.parquet", MESSY_SELECT);
+    let mut silver_tables = Vec::new();
+    for (dataset, version) in [("ds-1", 1), ("ds-1", 2), ("ds-2", 1)] {
+        let mut args = create_args("acme", dataset, "Customers", &url);
+        args["version"] = json!(version);
+        let bronze = call(&client, "create_dataset", args).await.unwrap();
+        let silver = call(
+            &client,
+            "transform_to_silver",
+            json!({"tenant_id": "acme", "bronze_table": bronze["bronze_table"]}),
+        )
+        .await
+        .unwrap();
+        silver_tables.push(silver["silver_table"].as_str().unwrap().to_owned());
+    }
+    let volumes = app.lakehouse.path().join("volumes/servicetsunami");
+    let files_under = |dir: &std::path::Path| -> usize {
+        fn walk(dir: &std::path::Path) -> usize {
+            std::fs::read_dir(dir).map_or(0, |entries| {
+                entries
+                    .map(|e| e.unwrap().path())
+                    .map(|p| if p.is_dir() { walk(&p) } else { 1 })
+                    .sum()
+            })
+        }
+        walk(dir)
+    };
+    assert_eq!(files_under(&volumes.join("acme_bronze/raw/ds-1")), 2);
+
+    let dropped = call(
+        &client,
+        "drop_dataset",
+        json!({"tenant_id": "acme", "dataset_id": "ds-1"}),
+    )
+    .await
+    .unwrap();
+    let tables = dropped["dropped_tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2, "{dropped}");
+    assert_eq!(tables[1], json!(silver_tables[0]));
+    assert_eq!(
+        dropped["removed_files"], 3,
+        "two staged versions, one silver file"
+    );
+    assert!(!volumes.join("acme_bronze/raw/ds-1").exists());
+    let silver_name = silver_tables[0].rsplit('.').next().unwrap();
+    assert!(!volumes
+        .join("acme_silver/tables")
+        .join(silver_name)
+        .exists());
+
+    let status = call(
+        &client,
+        "dataset_status",
+        json!({"tenant_id": "acme", "dataset_id": "ds-1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status["bronze"]["exists"], false, "{status}");
+    assert_eq!(status["silver"]["exists"], false, "{status}");
+    let gone = call(
+        &client,
+        "query",
+        json!({"tenant_id": "acme", "sql": format!("SELECT count(*) FROM {}", silver_tables[0])}),
+    )
+    .await
+    .unwrap_err();
+    assert!(!gone.is_empty());
+
+    // The other dataset is untouched and still answers.
+    let other = call(
+        &client,
+        "query",
+        json!({"tenant_id": "acme", "sql": format!("SELECT count(*) AS n FROM {}", silver_tables[2])}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other["rows"][0]["n"], 5);
+    assert_eq!(files_under(&volumes.join("acme_bronze/raw/ds-2")), 1);
+
+    // Idempotent.
+    let again = call(
+        &client,
+        "drop_dataset",
+        json!({"tenant_id": "acme", "dataset_id": "ds-1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again["dropped_tables"], json!([]));
+    assert_eq!(again["removed_files"], 0);
 }

@@ -710,6 +710,87 @@ impl DatabricksClient {
         Ok(())
     }
 
+    /// Removes a volume directory and everything under it (Files API: list
+    /// the directory page by page, `DELETE` each file, then each directory,
+    /// which must be empty by then). Returns how many files went; what is
+    /// already gone (404) counts as removed, so a repeat is harmless.
+    pub async fn remove_tree(&self, dir: &str) -> Result<u64, DatabricksError> {
+        let mut removed = 0;
+        // Depth-first without recursion: directories are removed after
+        // their contents, deepest first.
+        let mut pending = vec![dir.trim_end_matches('/').to_owned()];
+        let mut directories = Vec::new();
+        while let Some(current) = pending.pop() {
+            if directories.len() > 10_000 {
+                return Err(DatabricksError::Protocol(
+                    "the volume directory never ended".into(),
+                ));
+            }
+            let mut page_token: Option<String> = None;
+            loop {
+                let mut path = format!("/api/2.0/fs/directories{current}?page_size={PAGE_SIZE}");
+                if let Some(token) = &page_token {
+                    path.push_str("&page_token=");
+                    path.push_str(&query_escape(token));
+                }
+                let page = match self.json(Method::GET, &path, Body::None).await {
+                    Ok(v) => v,
+                    Err(DatabricksError::Api { status: 404, .. }) => break,
+                    Err(e) => return Err(e),
+                };
+                for entry in page["contents"].as_array().into_iter().flatten() {
+                    let Some(child) = entry["path"].as_str() else {
+                        continue;
+                    };
+                    // Only what lies under the directory we were asked to remove.
+                    if !child.starts_with(&format!("{current}/")) {
+                        return Err(DatabricksError::Protocol(format!(
+                            "the listing of {current} named {child}"
+                        )));
+                    }
+                    if entry["is_directory"].as_bool().unwrap_or(false) {
+                        pending.push(child.trim_end_matches('/').to_owned());
+                    } else {
+                        match self
+                            .call(
+                                Method::DELETE,
+                                &format!("/api/2.0/fs/files{child}"),
+                                Body::None,
+                            )
+                            .await
+                        {
+                            Ok(_) => removed += 1,
+                            Err(DatabricksError::Api { status: 404, .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                page_token = page["next_page_token"]
+                    .as_str()
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned);
+                if page_token.is_none() {
+                    break;
+                }
+            }
+            directories.push(current);
+        }
+        for dir in directories.iter().rev() {
+            match self
+                .call(
+                    Method::DELETE,
+                    &format!("/api/2.0/fs/directories{dir}"),
+                    Body::None,
+                )
+                .await
+            {
+                Ok(_) | Err(DatabricksError::Api { status: 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
     /// `None` when the table does not exist.
     pub async fn get_table(&self, table: &TableName) -> Result<Option<UcTable>, DatabricksError> {
         match self

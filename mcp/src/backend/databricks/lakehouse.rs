@@ -7,7 +7,7 @@ use super::client::{
 };
 use crate::backend::{
     layer_of, silver_name_for, Backend, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus,
-    QueryRequest, QueryResult, SilverResult, TableDescription, TableList, TableStatus,
+    DropResult, QueryRequest, QueryResult, SilverResult, TableDescription, TableList, TableStatus,
     TableSummary,
 };
 use crate::config::DatabricksSettings;
@@ -287,6 +287,64 @@ impl Backend for DatabricksLakehouse {
             };
         }
         Ok(status)
+    }
+
+    async fn drop_dataset(
+        &self,
+        tenant: TenantId,
+        dataset: DatasetId,
+    ) -> Result<DropResult, ToolError> {
+        let suffix = format!("_{}", dataset.short_id());
+        let id = dataset.to_string();
+        let mut dropped = Vec::new();
+        for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
+            let tables = self
+                .client
+                .list_tables(&self.settings.catalog, &schema)
+                .await
+                .map_err(backend)?;
+            for found in tables.into_iter().filter(|t| t.name.ends_with(&suffix)) {
+                let name = TableName::new(
+                    self.settings.catalog.clone(),
+                    schema.clone(),
+                    Ident::parse(&found.name)?,
+                );
+                // The short id could collide: both layers carry
+                // `_dataset_id`, which names the owner (an empty table is
+                // taken as ours).
+                let owner = self
+                    .run(&format!(
+                        "SELECT {} FROM {} LIMIT 1",
+                        D.ident(plan::DATASET_ID_COLUMN),
+                        D.table(&name)
+                    ))
+                    .await?;
+                if owner
+                    .rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(Option::as_deref)
+                    .is_some_and(|owner| owner != id)
+                {
+                    continue;
+                }
+                self.run(&format!("DROP TABLE IF EXISTS {}", D.table(&name)))
+                    .await?;
+                dropped.push(name.to_string());
+            }
+        }
+        let staged = self.volume_path(&tenant, &dataset, 1);
+        let dir = staged
+            .strip_suffix("/v1/data.parquet")
+            .ok_or(ToolError::Backend(BackendError::Invariant(
+                "a staged file has no dataset directory",
+            )))?;
+        let removed_files = self.client.remove_tree(dir).await.map_err(backend)?;
+        Ok(DropResult {
+            dataset_id: id,
+            dropped_tables: dropped,
+            removed_files,
+        })
     }
 
     async fn list_tables(&self, tenant: TenantId) -> Result<TableList, ToolError> {
