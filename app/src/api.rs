@@ -4,7 +4,10 @@
 
 use crate::{
     error::AppError,
-    model::{DatasetDetail, DatasetList, Me, SyncDetail, TeamPage, TokensPage},
+    model::{
+        DatasetDetail, DatasetList, Me, QueryAnswer, QueryHistoryEntry, QueryTable, SyncDetail,
+        TeamPage, TokensPage,
+    },
 };
 use leptos::prelude::*;
 use uuid::Uuid;
@@ -15,23 +18,68 @@ pub const PREVIEW_ROWS: usize = 100;
 /// Datasets per page of the list.
 pub const DATASETS_PER_PAGE: u32 = 50;
 
-/// One page of the tenant's datasets, newest first: the first page, or the
-/// one after the `after` token an earlier page gave (an unknown token starts
-/// from the newest).
+/// One page of the tenant's datasets: the first page, or the one after the
+/// `after` token an earlier page gave (an unknown token starts from the
+/// top). `q` narrows to names containing it (any case), `status` to one sync
+/// status, `sort` orders by `date` (newest first, the default), `name` or
+/// `size` (largest first).
 #[server(endpoint = "list_datasets")]
-pub async fn list_datasets(after: Option<String>) -> Result<DatasetList, AppError> {
-    use crate::{error::ResultExt, ssr::catalog};
+pub async fn list_datasets(
+    after: Option<String>,
+    q: Option<String>,
+    status: Option<String>,
+    sort: Option<String>,
+) -> Result<DatasetList, AppError> {
+    use crate::{
+        domain::SyncStatus,
+        error::ResultExt,
+        model::DatasetSort,
+        ssr::catalog::{self, ListCursor, ListQuery},
+    };
     crate::error::answer(
         async {
             let who = crate::ssr::auth::principal()?;
             let state = expect_context::<crate::ssr::AppState>();
-            let after = after.as_deref().and_then(catalog::DatasetCursor::parse);
-            let page = catalog::list_datasets(&state.db, who.tenant_id, after, DATASETS_PER_PAGE)
-                .await
-                .context("listing datasets")?;
+            let sort = match sort.as_deref().filter(|s| !s.is_empty()) {
+                None => DatasetSort::Date,
+                Some(s) => DatasetSort::parse(s).ok_or_else(|| {
+                    AppError::Invalid(format!("there is no order {s:?}; use date, name or size"))
+                })?,
+            };
+            let status = match status.as_deref().filter(|s| !s.is_empty()) {
+                None => None,
+                Some(s) => Some(
+                    SyncStatus::ALL
+                        .iter()
+                        .copied()
+                        .find(|v| v.as_str() == s)
+                        .ok_or_else(|| {
+                            AppError::Invalid(format!("there is no sync status {s:?}"))
+                        })?,
+                ),
+            };
+            let search = q
+                .map(|q| q.trim().to_owned())
+                .filter(|q| !q.is_empty())
+                .map(|q| q.chars().take(200).collect());
+            let query = ListQuery {
+                search,
+                status,
+                sort,
+            };
+            let after = after.as_deref().and_then(|t| ListCursor::parse(t, sort));
+            let (datasets, next) = catalog::browse_datasets(
+                &state.db,
+                who.tenant_id,
+                &query,
+                after,
+                DATASETS_PER_PAGE,
+            )
+            .await
+            .context("listing datasets")?;
             Ok(DatasetList {
-                datasets: page.datasets,
-                next: page.next.map(|c| c.token()),
+                datasets,
+                next: next.map(|c| c.token()),
             })
         }
         .await,
@@ -56,6 +104,10 @@ async fn dataset_detail(id: Uuid) -> Result<DatasetDetail, AppError> {
         .await
         .context("loading a dataset")?
         .ok_or(AppError::NotFound)?;
+    // Hidden from the moment deletion is asked for.
+    if summary.sync.status.is_deleting() {
+        return Err(AppError::Deleting);
+    }
 
     let reader = state.reader.clone();
     let columns = schema.clone();
@@ -109,8 +161,155 @@ async fn resync(id: Uuid) -> Result<(), AppError> {
             Ok(())
         }
         ResyncOutcome::AlreadyInProgress => Err(AppError::SyncInProgress),
+        ResyncOutcome::Deleting => Err(AppError::Deleting),
         ResyncOutcome::NotFound => Err(AppError::NotFound),
     }
+}
+
+/// Deletes a dataset: hidden at once, then its lakehouse tables and files,
+/// its local file and its row go (in the background when sync is on). A
+/// form post without JavaScript is sent back to the list.
+#[server(endpoint = "delete_dataset")]
+pub async fn delete_dataset(id: Uuid) -> Result<(), AppError> {
+    use crate::{error::ResultExt, ssr::DeleteOutcome};
+    crate::error::answer(
+        async {
+            let who = crate::ssr::auth::principal()?;
+            let state = expect_context::<crate::ssr::AppState>();
+            match state
+                .removal
+                .delete(who.tenant_id, id)
+                .await
+                .context("deleting a dataset")?
+            {
+                DeleteOutcome::Deleting | DeleteOutcome::Deleted => {
+                    tracing::info!(dataset = %id, user = %who.user_id, "dataset deletion requested");
+                    // A form post without JavaScript lands on the list
+                    // (302); a script or the hydrated page gets 200.
+                    leptos_axum::redirect("/");
+                    Ok(())
+                }
+                DeleteOutcome::NotFound => Err(AppError::NotFound),
+            }
+        }
+        .await,
+    )
+}
+
+/// The tenant's datasets as tables of the query page.
+#[server(endpoint = "query_tables")]
+pub async fn query_tables() -> Result<Vec<QueryTable>, AppError> {
+    use crate::{error::ResultExt, ssr::catalog};
+    crate::error::answer(
+        async {
+            let who = crate::ssr::auth::principal()?;
+            let state = expect_context::<crate::ssr::AppState>();
+            let datasets = catalog::query_datasets(&state.db, who.tenant_id)
+                .await
+                .context("listing the query tables")?;
+            Ok(crate::ssr::query::query_tables(datasets, &state.reader)
+                .into_iter()
+                .map(|(t, _)| t)
+                .collect())
+        }
+        .await,
+    )
+}
+
+/// The signed-in user's latest queries on the query page, newest first.
+#[server(endpoint = "query_history")]
+pub async fn query_history() -> Result<Vec<QueryHistoryEntry>, AppError> {
+    use crate::{error::ResultExt, ssr::catalog};
+    crate::error::answer(
+        async {
+            let who = crate::ssr::auth::principal()?;
+            let state = expect_context::<crate::ssr::AppState>();
+            catalog::query_history(&state.db, who.user_id)
+                .await
+                .context("reading the query history")
+        }
+        .await,
+    )
+}
+
+/// Runs one read-only query over the tenant's datasets: `engine` is `auto`,
+/// `local` or `lakehouse`. The answer says which engine ran it and why.
+#[server(endpoint = "run_query")]
+pub async fn run_query(sql: String, engine: String) -> Result<QueryAnswer, AppError> {
+    crate::error::answer(query(sql, engine).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn query(sql: String, engine: String) -> Result<QueryAnswer, AppError> {
+    use crate::{
+        error::ResultExt,
+        model::QueryEngine,
+        ssr::{
+            catalog,
+            query::{route, QueryError, RouteError},
+        },
+    };
+    let who = crate::ssr::auth::principal()?;
+    let state = expect_context::<crate::ssr::AppState>();
+    let engine = QueryEngine::parse(&engine).ok_or_else(|| {
+        AppError::Query(format!(
+            "there is no engine {engine:?}; choose auto, local or lakehouse"
+        ))
+    })?;
+    if sql.trim().is_empty() {
+        return Err(AppError::Query("write a query first".to_owned()));
+    }
+    if sql.len() > 100_000 {
+        return Err(AppError::Query(
+            "the query is longer than 100,000 bytes".to_owned(),
+        ));
+    }
+    let datasets = catalog::query_datasets(&state.db, who.tenant_id)
+        .await
+        .context("listing the query tables")?;
+    let tables = crate::ssr::query::query_tables(datasets, &state.reader);
+    let sha = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        sql.hash(&mut h);
+        h.finish()
+    };
+    let outcome = route(
+        tables,
+        sql.clone(),
+        engine,
+        state.query_limits.clone(),
+        state.lakehouse.clone(),
+        who.tenant_id,
+    )
+    .await;
+    match &outcome {
+        Ok(a) => tracing::info!(target: "audit", tenant = %who.tenant_id, user = %who.user_id,
+            sql_hash = format!("{sha:016x}"), engine = a.engine.as_str(), rows = a.rows.len(),
+            elapsed_ms = a.elapsed_ms, "page query"),
+        Err(e) => tracing::info!(target: "audit", tenant = %who.tenant_id, user = %who.user_id,
+            sql_hash = format!("{sha:016x}"), error = %e, "page query refused or failed"),
+    }
+    let shown = outcome.as_ref().map_err(ToString::to_string);
+    if let Err(e) = catalog::record_query(
+        &state.db,
+        who.tenant_id,
+        who.user_id,
+        &sql,
+        engine,
+        shown.as_ref().copied().map_err(String::as_str),
+    )
+    .await
+    {
+        // The answer matters more than its history line.
+        tracing::warn!(error = %e, "could not record a query in the history");
+    }
+    outcome.map_err(|e| match e {
+        RouteError::Local(QueryError::Busy)
+        | RouteError::NoLakehouse
+        | RouteError::Lakehouse(_) => AppError::QueryUnavailable(e.to_string()),
+        other => AppError::Query(other.to_string()),
+    })
 }
 
 /// Requests a sync of every dataset that is `local_only` or `failed`; returns how many.

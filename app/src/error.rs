@@ -21,6 +21,17 @@ pub enum AppError {
     SyncUnavailable,
     #[error("a sync of this dataset is already pending or running")]
     SyncInProgress,
+    #[error("this dataset is being deleted")]
+    Deleting,
+    /// A request parameter is wrong (the message says which and why).
+    #[error("{0}")]
+    Invalid(String),
+    /// The query cannot run as written (the message says why).
+    #[error("{0}")]
+    Query(String),
+    /// The query's engine is busy or unavailable now; trying later may work.
+    #[error("{0}")]
+    QueryUnavailable(String),
     #[error("something went wrong on our side; it has been logged")]
     Internal,
     #[error("{0}")]
@@ -45,6 +56,10 @@ impl AppError {
             Self::DataFileMissing => 410,
             Self::SyncUnavailable => 503,
             Self::SyncInProgress => 409,
+            Self::Deleting => 410,
+            Self::Invalid(_) => 400,
+            Self::Query(_) => 422,
+            Self::QueryUnavailable(_) => 503,
             Self::Internal => 500,
             Self::ServerFn(_) => 400,
         }

@@ -25,6 +25,19 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<f64> {
     Some(t.unix_timestamp_nanos() as f64 / 1e6)
 }
 
+/// `text` as a URL query value: unreserved characters (RFC 3986) kept, the
+/// rest `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 pub fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);

@@ -59,13 +59,25 @@ pub struct SyncState {
 
 /// What `GET /api/events` sends (the SSE `data`, as JSON; the SSE event name
 /// is the variant's tag). Every connection starts with a `snapshot` of the
-/// tenant's datasets; `status` events follow as states change. `seq` also
+/// tenant's datasets; `status` events follow as states change, and
+/// `removed` when a dataset is deleted. `seq` also
 /// serves as the SSE id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
-    Snapshot { seq: u64, states: Vec<SyncState> },
-    Status { seq: u64, state: SyncState },
+    Snapshot {
+        seq: u64,
+        states: Vec<SyncState>,
+    },
+    Status {
+        seq: u64,
+        state: SyncState,
+    },
+    /// The dataset was deleted: it leaves every list.
+    Removed {
+        seq: u64,
+        dataset_id: Uuid,
+    },
 }
 
 /// One row of a dataset's sync timeline (`sync_events`).
@@ -198,4 +210,111 @@ pub struct TeamPage {
     pub invitations: Vec<InvitationInfo>,
     /// The sign-up link just created (shown once).
     pub new_link: Option<String>,
+}
+
+/// Where the query page runs a query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryEngine {
+    /// The lakehouse when every dataset the query names is synced; local otherwise.
+    #[default]
+    Auto,
+    /// DuckDB over the local Parquet files: always there, even with sync off.
+    Local,
+    /// The silver tables, through the MCP `query` tool.
+    Lakehouse,
+}
+
+impl QueryEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Local => "local",
+            Self::Lakehouse => "lakehouse",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Auto, Self::Local, Self::Lakehouse]
+            .into_iter()
+            .find(|e| e.as_str() == text)
+    }
+}
+
+/// One column of a query's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryColumn {
+    pub name: String,
+    pub data_type: String,
+}
+
+/// A query's answer on the query page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryAnswer {
+    /// Which engine ran it (`local` or `lakehouse`).
+    pub engine: QueryEngine,
+    /// Why that engine.
+    pub reason: String,
+    pub columns: Vec<QueryColumn>,
+    /// Values as text (long ones cut, ending in `…`); `None` is NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// More rows existed than the page shows.
+    pub truncated: bool,
+    pub elapsed_ms: u64,
+}
+
+/// A dataset as a table of the query page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryTable {
+    /// The SQL name (the normalised dataset name, made unique).
+    pub name: String,
+    pub dataset_id: Uuid,
+    pub dataset_name: String,
+    /// (normalised name, type) of each column.
+    pub columns: Vec<QueryColumn>,
+    pub status: SyncStatus,
+}
+
+/// One query of the user's history on the query page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryHistoryEntry {
+    pub sql: String,
+    /// What was asked for.
+    pub engine: QueryEngine,
+    /// Where it ran (`None` when it did not).
+    pub ran_on: Option<String>,
+    pub row_count: Option<i64>,
+    pub elapsed_ms: Option<i64>,
+    pub error: Option<String>,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+/// The orders of the datasets list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetSort {
+    /// Newest first.
+    #[default]
+    Date,
+    /// A to Z, any case.
+    Name,
+    /// Largest first.
+    Size,
+}
+
+impl DatasetSort {
+    pub const ALL: [DatasetSort; 3] = [Self::Date, Self::Name, Self::Size];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Date => "date",
+            Self::Name => "name",
+            Self::Size => "size",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
 }

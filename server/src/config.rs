@@ -107,12 +107,26 @@ pub struct Settings {
     /// instance (previews, statistics), so reads and uploads never starve
     /// each other.
     pub duckdb_read_memory_limit: String,
+    /// The query page's local engine (`QUERY_MEMORY_LIMIT` 512 MiB,
+    /// `QUERY_THREADS` 1, `QUERY_TIMEOUT_SECS` 30, `QUERY_MAX_ROWS` 1,000,
+    /// `QUERY_MAX_CONCURRENT` 4).
+    pub query: QuerySettings,
     /// `LOG_FORMAT` (`pretty` | `json`, default `pretty`); the filter is `RUST_LOG`.
     pub log_format: LogFormat,
     /// Leptos site options; `LEPTOS_SITE_ADDR` (default 127.0.0.1:3000) is the listen address.
     pub leptos: LeptosOptions,
     pub sync: SyncSettings,
     pub accounts: AccountSettings,
+}
+
+/// What one query of the query page may use.
+#[derive(Debug, Clone)]
+pub struct QuerySettings {
+    pub memory_bytes: u64,
+    pub threads: usize,
+    pub timeout_secs: u64,
+    pub max_rows: usize,
+    pub max_concurrent: usize,
 }
 
 /// Accounts and the edge.
@@ -328,6 +342,13 @@ impl Settings {
             shutdown_grace,
             storage_orphan_grace,
             duckdb_threads,
+            query: QuerySettings {
+                memory_bytes: env.byte_size("QUERY_MEMORY_LIMIT", 512 << 20)?,
+                threads: env.parse_at_least("QUERY_THREADS", 1usize, 1)?,
+                timeout_secs: env.parse_at_least("QUERY_TIMEOUT_SECS", 30u64, 1)?,
+                max_rows: env.parse_at_least("QUERY_MAX_ROWS", 1000usize, 1)?,
+                max_concurrent: env.parse_at_least("QUERY_MAX_CONCURRENT", 4usize, 1)?,
+            },
             duckdb_memory_limit,
             duckdb_read_memory_limit,
             log_format,

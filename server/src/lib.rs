@@ -24,6 +24,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod live;
+pub mod removal;
 pub mod startup;
 pub mod state;
 pub mod storage;

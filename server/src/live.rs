@@ -32,7 +32,9 @@ const CHANNEL_CAPACITY: usize = 1024;
 pub struct Published {
     pub seq: u64,
     pub tenant_id: Uuid,
-    /// The `LiveEvent::Status` JSON.
+    /// The SSE event name: `status` or `removed`.
+    pub event: &'static str,
+    /// The `LiveEvent` JSON.
     pub json: String,
 }
 
@@ -70,13 +72,24 @@ impl LiveHub {
     }
 
     fn publish(&self, tenant_id: Uuid, state: SyncState) {
+        self.send(tenant_id, "status", |seq| LiveEvent::Status { seq, state });
+    }
+
+    fn publish_removed(&self, tenant_id: Uuid, dataset_id: Uuid) {
+        self.send(tenant_id, "removed", |seq| LiveEvent::Removed {
+            seq,
+            dataset_id,
+        });
+    }
+
+    fn send(&self, tenant_id: Uuid, event: &'static str, make: impl FnOnce(u64) -> LiveEvent) {
         let seq = self.0.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        let json = serde_json::to_string(&LiveEvent::Status { seq, state })
-            .expect("a SyncState always serialises");
+        let json = serde_json::to_string(&make(seq)).expect("a LiveEvent always serialises");
         // No subscribers is fine.
         let _ = self.0.tx.send(Arc::new(Published {
             seq,
             tenant_id,
+            event,
             json,
         }));
     }
@@ -132,7 +145,7 @@ impl LiveHub {
                 // The connection dropped (try_recv reports it once).
                 return Err(sqlx::Error::PoolClosed);
             };
-            let Some(id) = dataset_id(notification.payload()) else {
+            let Some((id, tenant)) = ids(notification.payload()) else {
                 tracing::warn!(
                     payload = notification.payload(),
                     "unreadable dataset_status payload"
@@ -141,29 +154,41 @@ impl LiveHub {
             };
             match catalog::sync_state(db, id).await {
                 Ok(Some((tenant_id, state))) => self.publish(tenant_id, state),
-                Ok(None) => {} // deleted meanwhile
+                // Deleted (this notification says so, or a later one will).
+                Ok(None) => self.publish_removed(tenant, id),
                 Err(e) => return Err(e),
             }
         }
     }
 }
 
-fn dataset_id(payload: &str) -> Option<Uuid> {
+/// The dataset and tenant a notification is about.
+fn ids(payload: &str) -> Option<(Uuid, Uuid)> {
     let v: serde_json::Value = serde_json::from_str(payload).ok()?;
-    v.get("dataset_id")?.as_str()?.parse().ok()
+    let id = |key: &str| v.get(key)?.as_str()?.parse().ok();
+    Some((id("dataset_id")?, id("tenant_id")?))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::dataset_id;
+    use super::ids;
 
     #[test]
-    fn reads_the_dataset_id_of_both_payload_kinds() {
+    fn reads_the_ids_of_every_payload_kind() {
         let id = "6f1c1f9e-8c63-4e3b-9a57-2f4f7d1e0c11";
-        let status = format!(r#"{{"dataset_id":"{id}","tenant_id":"{id}","status":"queued"}}"#);
-        let event = format!(r#"{{"dataset_id":"{id}","tenant_id":"{id}","event_id":7}}"#);
-        assert_eq!(dataset_id(&status).unwrap().to_string(), id);
-        assert_eq!(dataset_id(&event).unwrap().to_string(), id);
-        assert!(dataset_id("not json").is_none());
+        let tenant = "0b7e6d2a-1c1e-4f0a-9e55-7d0f6c3b2a19";
+        for payload in [
+            format!(r#"{{"dataset_id":"{id}","tenant_id":"{tenant}","status":"queued"}}"#),
+            format!(r#"{{"dataset_id":"{id}","tenant_id":"{tenant}","event_id":7}}"#),
+            format!(r#"{{"dataset_id":"{id}","tenant_id":"{tenant}","removed":true}}"#),
+        ] {
+            let (d, t) = ids(&payload).unwrap();
+            assert_eq!(
+                (d.to_string().as_str(), t.to_string().as_str()),
+                (id, tenant)
+            );
+        }
+        assert!(ids("not json").is_none());
+        assert!(ids(&format!(r#"{{"dataset_id":"{id}"}}"#)).is_none());
     }
 }

@@ -141,6 +141,11 @@ impl Application {
             None
         };
 
+        let removal = Arc::new(crate::removal::Removal {
+            ledger: ledger.clone(),
+            datasets_dir: storage.datasets_dir().to_path_buf(),
+            via_sync: sync_mode.available,
+        });
         let app = AppState::new(AppStateInner {
             db,
             reader,
@@ -148,6 +153,23 @@ impl Application {
             sync: sync_mode
                 .available
                 .then(|| Arc::new(ledger) as Arc<dyn SyncControl>),
+            removal: removal.clone(),
+            query_limits: app::ssr::query::QueryLimits {
+                memory_bytes: settings.query.memory_bytes,
+                threads: settings.query.threads,
+                timeout: std::time::Duration::from_secs(settings.query.timeout_secs),
+                max_rows: settings.query.max_rows,
+                slots: Arc::new(tokio::sync::Semaphore::new(settings.query.max_concurrent)),
+            },
+            lakehouse: if sync_mode.available {
+                let (url, key) = crate::sync::mcp_settings(&settings.sync)?;
+                Some(Arc::new(crate::sync::lakehouse_query::McpQuery {
+                    mcp: contract::client::McpClient::new(url, key, crate::sync::mcp_deadlines()),
+                })
+                    as Arc<dyn app::ssr::query::LakehouseQuery>)
+            } else {
+                None
+            },
             databricks_host: settings.sync.databricks_host.clone(),
             mcp_public_url: settings.sync.mcp_public_url.clone(),
         });
@@ -158,6 +180,7 @@ impl Application {
         });
         let state = ServerState::new(ServerStateInner {
             app,
+            removal,
             storage,
             upload_max_bytes: settings.upload_max_bytes,
             upload_max_decompressed_bytes: settings.upload_max_decompressed_bytes,

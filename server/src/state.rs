@@ -23,6 +23,8 @@ pub struct ServerStateInner {
     /// What pages and server functions use: the pool, the file reader, the
     /// tenant, the site options and the sync port.
     pub app: AppState,
+    /// Deletes datasets (the API route; pages reach it through `app`).
+    pub removal: Arc<crate::removal::Removal>,
     /// Where uploads are written and converted.
     pub storage: Storage,
     /// Largest upload accepted, in bytes, counted while streaming.

@@ -26,7 +26,7 @@ impl Storage {
     /// is there belongs to uploads that died with an earlier process) and
     /// starts the conversion engine.
     pub fn open(root: &Path, limits: &EngineLimits) -> anyhow::Result<Self> {
-        let datasets_dir = root.join("datasets");
+        let datasets_dir = datasets_dir_of(root);
         let tmp_dir = root.join("tmp");
         std::fs::create_dir_all(&datasets_dir)?;
         if tmp_dir.exists() {
@@ -93,6 +93,19 @@ pub struct Reconciled {
     pub orphans_removed: Vec<Uuid>,
     /// Datasets whose file is gone: reported, never invented.
     pub missing: Vec<Uuid>,
+}
+
+/// `DATA_STORAGE_PATH/datasets`: where committed Parquet files live.
+pub fn datasets_dir_of(root: &Path) -> PathBuf {
+    root.join("datasets")
+}
+
+/// Removes a dataset's Parquet file; a file already gone is fine.
+pub async fn remove_dataset_file(datasets_dir: &Path, id: Uuid) -> std::io::Result<()> {
+    match tokio::fs::remove_file(datasets_dir.join(format!("{id}.parquet"))).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// A file younger than this may belong to an upload still committing (in

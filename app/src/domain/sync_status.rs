@@ -54,6 +54,9 @@ db_enum! {
         Synced = "synced",
         /// Retries are exhausted or the error cannot be fixed by retrying.
         Failed = "failed",
+        /// Deletion was asked for: the data is hidden, and its lakehouse
+        /// tables, files and then the row are being removed.
+        Deleting = "deleting",
     }
 }
 
@@ -64,6 +67,11 @@ impl SyncStatus {
             Self::LocalOnly => "local only",
             other => other.as_str(),
         }
+    }
+
+    /// The dataset is on its way out: nothing more may be asked of it.
+    pub fn is_deleting(self) -> bool {
+        self == Self::Deleting
     }
 
     /// A sync is waiting or running: another request would only queue behind it.
@@ -123,7 +131,7 @@ mod tests {
         serde_names_match(SyncStatus::ALL, SyncStatus::as_str);
         serde_names_match(SyncStep::ALL, SyncStep::as_str);
         serde_names_match(StepOutcome::ALL, StepOutcome::as_str);
-        assert_eq!(SyncStatus::ALL.len(), 7);
+        assert_eq!(SyncStatus::ALL.len(), 8);
     }
 
     #[test]

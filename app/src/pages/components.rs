@@ -10,7 +10,15 @@ use leptos::prelude::*;
 pub fn SyncBadge(state: SyncState) -> impl IntoView {
     let live = super::live::use_live_sync();
     let id = state.dataset_id;
-    let current = Memo::new(move |_| live.state_of(id).unwrap_or_else(|| state.clone()));
+    let current = Memo::new(move |_| {
+        let mut current = live.state_of(id).unwrap_or_else(|| state.clone());
+        // Deleted while shown: it stays `deleting` until the row leaves.
+        if live.is_removed(id) {
+            current.status = SyncStatus::Deleting;
+            current.error = None;
+        }
+        current
+    });
     view! {
         <span
             class=move || format!("badge badge-{}", current.read().status.as_str())
@@ -46,6 +54,8 @@ pub fn badge_text(s: &SyncState) -> String {
             (Some(n), Some(max)) => format!("{label} · attempt {} of {max}", n + 1),
             _ => label.to_owned(),
         },
+        // The lakehouse clean-up failed and will run again.
+        SyncStatus::Deleting if s.error.is_some() => format!("{label} · lakehouse retrying"),
         _ => label.to_owned(),
     }
 }
@@ -53,7 +63,7 @@ pub fn badge_text(s: &SyncState) -> String {
 /// ", next in 12 s" for a retrying state, once the browser's clock ticks
 /// (empty on the server, so hydration matches).
 pub fn retry_countdown(s: &SyncState, now_ms: Option<f64>) -> String {
-    if s.status != SyncStatus::Retrying {
+    if !matches!(s.status, SyncStatus::Retrying | SyncStatus::Deleting) {
         return String::new();
     }
     let (Some(at), Some(now)) = (
@@ -99,6 +109,15 @@ mod tests {
         );
         assert_eq!(badge_text(&state(SyncStatus::Synced)), "synced");
         assert_eq!(badge_text(&state(SyncStatus::LocalOnly)), "local only");
+        assert_eq!(
+            badge_text(&state(SyncStatus::Deleting)),
+            "deleting · lakehouse retrying"
+        );
+        let clean = SyncState {
+            error: None,
+            ..state(SyncStatus::Deleting)
+        };
+        assert_eq!(badge_text(&clean), "deleting");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::{
     live::use_live_sync,
 };
 use crate::{
-    api::{get_dataset, get_sync_detail, RetrySync, SyncAll, PREVIEW_ROWS},
+    api::{get_dataset, get_sync_detail, DeleteDataset, RetrySync, SyncAll, PREVIEW_ROWS},
     error::AppError,
     format::{human_bytes, parse_rfc3339_ms, short_timestamp, thousands},
     model::{
@@ -73,12 +73,83 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
     } = detail;
     let id = summary.id;
     let row_count = summary.row_count;
+    let what = DeletionScope {
+        name: summary.name.clone(),
+        rows: summary.row_count,
+        bronze_table: summary.sync.bronze_table.clone(),
+        silver_table: summary.sync.silver_table.clone(),
+    };
     view! {
         <Title text=summary.name.clone() />
         <DatasetFacts summary />
         <SyncSection id />
         <SchemaTable schema stats />
         <PreviewTable preview row_count />
+        <DeleteSection id what />
+    }
+}
+
+/// What deleting a dataset removes, for the confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeletionScope {
+    name: String,
+    rows: i64,
+    bronze_table: Option<String>,
+    silver_table: Option<String>,
+}
+
+/// Delete, behind a confirmation that names what goes. Works without
+/// JavaScript (a form post that lands on the list); once hydrated it deletes
+/// in place and then goes to the list. If another window deletes the dataset,
+/// this page says so.
+#[island]
+fn DeleteSection(id: Uuid, what: DeletionScope) -> impl IntoView {
+    let live = use_live_sync();
+    let delete = ServerAction::<DeleteDataset>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = delete.value().get() {
+            #[cfg(feature = "hydrate")]
+            if let Some(window) = web_sys::window() {
+                let _ = window.location().set_href("/");
+            }
+        }
+    });
+    let lakehouse = match (&what.bronze_table, &what.silver_table) {
+        (Some(b), Some(s)) => format!(
+            "its lakehouse tables {b} (bronze) and {s} (silver) and the files staged for them"
+        ),
+        _ => "any lakehouse tables and staged files a sync made".to_owned(),
+    };
+    view! {
+        <section class="card danger" id="delete">
+            <Show when=move || live.is_removed(id)>
+                <p class="notice" role="status" id="deleted-elsewhere">
+                    "This dataset has been deleted. "
+                    <a href="/">"Back to the datasets"</a>
+                </p>
+            </Show>
+            <details>
+                <summary id="delete-dataset">"Delete this dataset…"</summary>
+                <p id="delete-scope">
+                    "Deleting "<strong>{what.name.clone()}</strong>" removes its "
+                    {crate::format::thousands(what.rows)}" rows: the uploaded data, "
+                    {lakehouse}". It cannot be undone."
+                </p>
+                <ActionForm action=delete attr:class="inline-form">
+                    <input type="hidden" name="id" value=id.to_string() />
+                    <button type="submit" id="confirm-delete" class="danger" disabled={move || delete.pending().get()}>
+                        {format!("Delete {}", what.name)}
+                    </button>
+                </ActionForm>
+                <span class="muted" role="status" id="delete-result">
+                    {move || match delete.value().get() {
+                        Some(Err(e)) => e.to_string(),
+                        Some(Ok(())) => "Deleting…".to_owned(),
+                        None => String::new(),
+                    }}
+                </span>
+            </details>
+        </section>
     }
 }
 

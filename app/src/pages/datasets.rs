@@ -18,23 +18,110 @@ pub fn DatasetsPage() -> impl IntoView {
     // `?after=<token>`: an older page of the list (plain links, so paging
     // works without JavaScript too).
     let after = query.read_untracked().get("after");
+    let filters = ListFilters {
+        q: query.read_untracked().get("q").unwrap_or_default(),
+        status: query.read_untracked().get("status").unwrap_or_default(),
+        sort: query.read_untracked().get("sort").unwrap_or_default(),
+    };
     view! {
         <Title text="Datasets" />
         <UploadForm redirected_error />
-        <DatasetsPanel after />
+        <DatasetsPanel after filters />
+    }
+}
+
+/// The list's search, status filter and order, as the URL carries them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListFilters {
+    q: String,
+    status: String,
+    sort: String,
+}
+
+impl ListFilters {
+    fn is_default(&self) -> bool {
+        self.q.is_empty() && self.status.is_empty() && self.sort.is_empty()
+    }
+
+    /// `/?q=…&status=…&sort=…` (and `&after=…`), leaving out what is empty.
+    fn href(&self, after: Option<&str>) -> String {
+        let pairs = [
+            ("q", self.q.as_str()),
+            ("status", self.status.as_str()),
+            ("sort", self.sort.as_str()),
+            ("after", after.unwrap_or("")),
+        ];
+        let query: Vec<String> = pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", crate::format::percent_encode(v)))
+            .collect();
+        if query.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/?{}", query.join("&"))
+        }
+    }
+}
+
+/// Search, status and order: a GET form, so it works without JavaScript and
+/// every view is a link.
+#[component]
+fn FilterForm(filters: ListFilters) -> impl IntoView {
+    view! {
+        <form method="get" action="/" class="filters" id="list-filters">
+            <input type="search" name="q" value=filters.q.clone() placeholder="Search names" aria-label="Search names" />
+            <select name="status" aria-label="Sync status">
+                <option value="" selected={filters.status.is_empty()}>"any status"</option>
+                {crate::domain::SyncStatus::ALL
+                    .iter()
+                    .map(|s| {
+                        view! {
+                            <option value=s.as_str() selected={filters.status == s.as_str()}>
+                                {s.label()}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+            <select name="sort" aria-label="Order">
+                {crate::model::DatasetSort::ALL
+                    .iter()
+                    .map(|s| {
+                        let label = match s {
+                            crate::model::DatasetSort::Date => "newest first",
+                            crate::model::DatasetSort::Name => "name",
+                            crate::model::DatasetSort::Size => "largest first",
+                        };
+                        view! {
+                            <option value=s.as_str() selected={filters.sort == s.as_str()}>{label}</option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+            <button type="submit" class="secondary">"Apply"</button>
+        </form>
     }
 }
 
 /// The tenant's datasets with live badges, fetched again after each upload
 /// from this page and after "Sync all unsynced".
 #[island]
-fn DatasetsPanel(after: Option<String>) -> impl IntoView {
+fn DatasetsPanel(after: Option<String>, filters: ListFilters) -> impl IntoView {
     let live = use_live_sync();
     let sync_all = ServerAction::<SyncAll>::new();
     let older_page = after.is_some();
+    let filtered = !filters.is_default();
+    let (q, status, sort) = (
+        Some(filters.q.clone()),
+        Some(filters.status.clone()),
+        Some(filters.sort.clone()),
+    );
+    // Fetched again after an upload from this page, a bulk sync, and when
+    // a dataset appears or leaves in any window of the tenant.
     let datasets = Resource::new(
-        move || (live.uploads(), sync_all.version().get()),
-        move |_| list_datasets(after.clone()),
+        move || (live.uploads(), live.membership(), sync_all.version().get()),
+        move |_| list_datasets(after.clone(), q.clone(), status.clone(), sort.clone()),
     );
 
     view! {
@@ -47,6 +134,7 @@ fn DatasetsPanel(after: Option<String>) -> impl IntoView {
                     </button>
                 </ActionForm>
             </div>
+            <FilterForm filters=filters.clone() />
             <p class="muted" role="status" id="sync-all-result">
                 {move || match sync_all.value().get() {
                     None => String::new(),
@@ -56,8 +144,18 @@ fn DatasetsPanel(after: Option<String>) -> impl IntoView {
                 }}
             </p>
             <Transition fallback=|| view! { <p class="muted">"Loading datasets…"</p> }>
-                {move || Suspend::new(async move {
+                {move || {
+                    let filters = filters.clone();
+                    Suspend::new(async move {
                     match datasets.await {
+                        Ok(list) if list.datasets.is_empty() && filtered => {
+                            view! {
+                                <p class="muted" id="no-datasets">
+                                    "No dataset matches. " <a href="/">"Show all"</a>
+                                </p>
+                            }
+                                .into_any()
+                        }
                         Ok(list) if list.datasets.is_empty() && !older_page => {
                             view! {
                                 <p class="muted" id="no-datasets">
@@ -70,9 +168,9 @@ fn DatasetsPanel(after: Option<String>) -> impl IntoView {
                             view! {
                                 <DatasetsTable datasets=list.datasets />
                                 <nav class="pager" aria-label="More datasets">
-                                    {older_page.then(|| view! { <a href="/" id="newest-page">"← Newest"</a> })}
+                                    {older_page.then(|| view! { <a href=filters.href(None) id="newest-page">"← First page"</a> })}
                                     {list.next.map(|token| view! {
-                                        <a href=format!("/?after={token}") id="older-page">"Older datasets →"</a>
+                                        <a href=filters.href(Some(&token)) id="older-page">"Next page →"</a>
                                     })}
                                 </nav>
                             }
@@ -80,7 +178,8 @@ fn DatasetsPanel(after: Option<String>) -> impl IntoView {
                         }
                         Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
                     }
-                })}
+                })
+                }}
             </Transition>
         </section>
     }

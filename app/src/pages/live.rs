@@ -22,6 +22,11 @@ pub struct LiveSync {
     now_ms: RwSignal<Option<f64>>,
     /// Bumped after each upload from this page, so the list fetches again.
     uploads: RwSignal<u64>,
+    /// Bumped when a dataset appears (a status event about one the page has
+    /// not seen) or is removed, so lists fetch again.
+    membership: RwSignal<u64>,
+    /// Datasets deleted while the page was open.
+    removed: RwSignal<std::collections::HashSet<Uuid>>,
 }
 
 impl LiveSync {
@@ -30,6 +35,8 @@ impl LiveSync {
             states: RwSignal::new(HashMap::new()),
             now_ms: RwSignal::new(None),
             uploads: RwSignal::new(0),
+            membership: RwSignal::new(0),
+            removed: RwSignal::new(Default::default()),
         }
     }
 
@@ -55,6 +62,16 @@ impl LiveSync {
         self.uploads.update(|n| *n += 1);
     }
 
+    /// Changes whenever a dataset of the tenant appears or is removed.
+    pub fn membership(&self) -> u64 {
+        self.membership.get()
+    }
+
+    /// Whether the dataset was deleted while the page was open.
+    pub fn is_removed(&self, id: Uuid) -> bool {
+        self.removed.with(|r| r.contains(&id))
+    }
+
     #[cfg_attr(not(feature = "hydrate"), expect(dead_code))]
     fn apply(&self, event: LiveEvent) {
         match event {
@@ -63,9 +80,25 @@ impl LiveSync {
                     m.insert(s.dataset_id, (seq, s));
                 }
             }),
-            LiveEvent::Status { seq, state } => self.states.update(|m| {
-                m.insert(state.dataset_id, (seq, state));
-            }),
+            LiveEvent::Status { seq, state } => {
+                let id = state.dataset_id;
+                let new = self
+                    .states
+                    .try_update(|m| m.insert(id, (seq, state)).is_none())
+                    .unwrap_or(false);
+                if new {
+                    self.membership.update(|n| *n += 1);
+                }
+            }
+            LiveEvent::Removed { dataset_id, .. } => {
+                self.states.update(|m| {
+                    m.remove(&dataset_id);
+                });
+                self.removed.update(|r| {
+                    r.insert(dataset_id);
+                });
+                self.membership.update(|n| *n += 1);
+            }
         }
     }
 }
@@ -111,7 +144,7 @@ mod browser {
         };
         // The browser reconnects by itself; each connection starts with a
         // snapshot, so nothing is missed across a gap.
-        for kind in ["snapshot", "status"] {
+        for kind in ["snapshot", "status", "removed"] {
             let on_event = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
                 let Some(text) = ev.data().as_string() else {
                     return;

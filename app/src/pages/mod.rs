@@ -12,6 +12,7 @@ mod components;
 mod dataset;
 mod datasets;
 pub mod live;
+mod query;
 #[cfg(feature = "hydrate")]
 mod upload;
 
@@ -67,6 +68,7 @@ pub fn App() -> impl IntoView {
                     // missing dataset can still answer 404.
                     <Route path=path!("/") view=datasets::DatasetsPage ssr=SsrMode::Async />
                     <Route path=path!("/datasets/:id") view=dataset::DatasetPage ssr=SsrMode::Async />
+                    <Route path=path!("/query") view=query::QueryPage ssr=SsrMode::Async />
                     <Route path=path!("/login") view=account::LoginPage ssr=SsrMode::Async />
                     <Route path=path!("/signup") view=account::SignupPage ssr=SsrMode::Async />
                     <Route path=path!("/settings") view=account::SettingsPage ssr=SsrMode::Async />

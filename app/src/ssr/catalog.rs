@@ -248,3 +248,314 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-25T19:44:38.123Z");
     }
 }
+
+/// A dataset as the query page sees it.
+#[derive(Debug, Clone)]
+pub struct QueryDataset {
+    pub id: Uuid,
+    pub name: String,
+    pub schema: Vec<ColumnSchema>,
+    pub status: crate::domain::SyncStatus,
+}
+
+/// Every dataset of the tenant the query page may read (not those being
+/// deleted), oldest first: the order that decides repeated names.
+pub async fn query_datasets(
+    db: &PgPool,
+    tenant_id: Uuid,
+) -> Result<Vec<QueryDataset>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT id, name, schema AS "schema!: Json<Vec<ColumnSchema>>",
+                  sync_status AS "status!: crate::domain::SyncStatus"
+           FROM datasets WHERE tenant_id = $1 AND sync_status <> 'deleting'
+           ORDER BY created_at, id"#,
+        tenant_id,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| QueryDataset {
+            id: r.id,
+            name: r.name,
+            schema: r.schema.0,
+            status: r.status,
+        })
+        .collect())
+}
+
+/// Queries kept per user in the query page's history.
+pub const QUERY_HISTORY_KEPT: i64 = 50;
+
+/// Records one query of the query page, and forgets the user's oldest
+/// beyond [`QUERY_HISTORY_KEPT`].
+pub async fn record_query(
+    db: &PgPool,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    sql: &str,
+    engine: crate::model::QueryEngine,
+    outcome: Result<&crate::model::QueryAnswer, &str>,
+) -> Result<(), sqlx::Error> {
+    let (ran_on, rows, elapsed, error) = match outcome {
+        Ok(a) => (
+            Some(a.engine.as_str()),
+            i32::try_from(a.rows.len()).ok(),
+            i64::try_from(a.elapsed_ms).ok(),
+            None,
+        ),
+        Err(e) => (None, None, None, Some(e)),
+    };
+    let mut tx = db.begin().await?;
+    sqlx::query!(
+        "INSERT INTO query_history (tenant_id, user_id, sql, engine, ran_on, row_count, elapsed_ms, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        tenant_id,
+        user_id,
+        sql,
+        engine.as_str(),
+        ran_on,
+        rows,
+        elapsed,
+        error,
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM query_history WHERE user_id = $1 AND id NOT IN (
+           SELECT id FROM query_history WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2)",
+        user_id,
+        QUERY_HISTORY_KEPT,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// The user's latest queries, newest first.
+pub async fn query_history(
+    db: &PgPool,
+    user_id: Uuid,
+) -> Result<Vec<crate::model::QueryHistoryEntry>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT sql, engine, ran_on, row_count, elapsed_ms, error, created_at
+         FROM query_history WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+        user_id,
+        QUERY_HISTORY_KEPT,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| crate::model::QueryHistoryEntry {
+            sql: r.sql,
+            engine: crate::model::QueryEngine::parse(&r.engine).unwrap_or_default(),
+            ran_on: r.ran_on,
+            row_count: r.row_count.map(i64::from),
+            elapsed_ms: r.elapsed_ms,
+            error: r.error,
+            at: rfc3339(r.created_at),
+        })
+        .collect())
+}
+
+/// How the datasets list is narrowed and ordered (`/?q=…&status=…&sort=…`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Part of the name, any case.
+    pub search: Option<String>,
+    pub status: Option<crate::domain::SyncStatus>,
+    pub sort: crate::model::DatasetSort,
+}
+
+/// Where a page of a sorted, filtered list goes on: the last row's sort key
+/// and id. Its token starts with the sort's letter, so a token from one
+/// order is never read as another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListCursor {
+    Date(OffsetDateTime, Uuid),
+    Name(String, Uuid),
+    Size(i64, Uuid),
+}
+
+impl ListCursor {
+    pub fn parse(token: &str, sort: crate::model::DatasetSort) -> Option<Self> {
+        use crate::model::DatasetSort;
+        let (key, id) = token.rsplit_once('.')?;
+        let id = Uuid::parse_str(id).ok()?;
+        match (sort, key.split_at_checked(1)?) {
+            (DatasetSort::Date, ("d", micros)) => {
+                let micros: i64 = micros.parse().ok()?;
+                let at =
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).ok()?;
+                Some(Self::Date(at, id))
+            }
+            (DatasetSort::Size, ("s", size)) => Some(Self::Size(size.parse().ok()?, id)),
+            (DatasetSort::Name, ("n", hex)) => {
+                let bytes: Option<Vec<u8>> = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect();
+                Some(Self::Name(String::from_utf8(bytes?).ok()?, id))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn token(&self) -> String {
+        match self {
+            Self::Date(at, id) => format!("d{}.{id}", at.unix_timestamp_nanos() / 1_000),
+            Self::Size(size, id) => format!("s{size}.{id}"),
+            Self::Name(name, id) => {
+                let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+                format!("n{hex}.{id}")
+            }
+        }
+    }
+}
+
+/// `text` for `ILIKE '%…%'`: its `\`, `%` and `_` taken literally.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// One page of the tenant's datasets, narrowed by `query` and in its order,
+/// after `after`: keyset pagination for each order, on indexes of its own.
+pub async fn browse_datasets(
+    db: &PgPool,
+    tenant_id: Uuid,
+    query: &ListQuery,
+    after: Option<ListCursor>,
+    limit: u32,
+) -> Result<(Vec<DatasetSummary>, Option<ListCursor>), sqlx::Error> {
+    use crate::model::DatasetSort;
+    let pattern = query.search.as_deref().map(like_pattern);
+    let status = query.status;
+    let fetch = i64::from(limit) + 1;
+    let rows: Vec<SummaryRecord> = match query.sort {
+        DatasetSort::Date => {
+            let (at, id) = match &after {
+                Some(ListCursor::Date(at, id)) => (Some(*at), Some(*id)),
+                _ => (None, None),
+            };
+            sqlx::query_scalar!(
+                r#"SELECT s AS "s!: SummaryRecord" FROM dataset_summaries s
+                   WHERE s.tenant_id = $1
+                     AND ($2::text IS NULL OR s.name ILIKE $2)
+                     AND ($3::sync_status IS NULL OR s.sync_status = $3)
+                     AND ($4::timestamptz IS NULL OR (s.created_at, s.id) < ($4::timestamptz, $5::uuid))
+                   ORDER BY s.created_at DESC, s.id DESC
+                   LIMIT $6"#,
+                tenant_id,
+                pattern,
+                status as Option<crate::domain::SyncStatus>,
+                at,
+                id,
+                fetch,
+            )
+            .fetch_all(db)
+            .await?
+        }
+        DatasetSort::Name => {
+            let (name, id) = match &after {
+                Some(ListCursor::Name(name, id)) => (Some(name.clone()), Some(*id)),
+                _ => (None, None),
+            };
+            sqlx::query_scalar!(
+                r#"SELECT s AS "s!: SummaryRecord" FROM dataset_summaries s
+                   WHERE s.tenant_id = $1
+                     AND ($2::text IS NULL OR s.name ILIKE $2)
+                     AND ($3::sync_status IS NULL OR s.sync_status = $3)
+                     AND ($4::text IS NULL OR (lower(s.name), s.id) > ($4::text, $5::uuid))
+                   ORDER BY lower(s.name), s.id
+                   LIMIT $6"#,
+                tenant_id,
+                pattern,
+                status as Option<crate::domain::SyncStatus>,
+                name,
+                id,
+                fetch,
+            )
+            .fetch_all(db)
+            .await?
+        }
+        DatasetSort::Size => {
+            let (size, id) = match &after {
+                Some(ListCursor::Size(size, id)) => (Some(*size), Some(*id)),
+                _ => (None, None),
+            };
+            sqlx::query_scalar!(
+                r#"SELECT s AS "s!: SummaryRecord" FROM dataset_summaries s
+                   WHERE s.tenant_id = $1
+                     AND ($2::text IS NULL OR s.name ILIKE $2)
+                     AND ($3::sync_status IS NULL OR s.sync_status = $3)
+                     AND ($4::bigint IS NULL OR (s.size_bytes, s.id) < ($4::bigint, $5::uuid))
+                   ORDER BY s.size_bytes DESC, s.id DESC
+                   LIMIT $6"#,
+                tenant_id,
+                pattern,
+                status as Option<crate::domain::SyncStatus>,
+                size,
+                id,
+                fetch,
+            )
+            .fetch_all(db)
+            .await?
+        }
+    };
+    let more = rows.len() > limit as usize;
+    let mut datasets = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut next = None;
+    for record in rows.into_iter().take(limit as usize) {
+        next = Some(match query.sort {
+            DatasetSort::Date => ListCursor::Date(record.created_at, record.id),
+            DatasetSort::Name => ListCursor::Name(record.name.to_lowercase(), record.id),
+            DatasetSort::Size => ListCursor::Size(record.size_bytes, record.id),
+        });
+        datasets.push(record.into());
+    }
+    Ok((datasets, if more { next } else { None }))
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+    use crate::model::DatasetSort;
+
+    #[test]
+    fn cursors_round_trip_and_belong_to_their_order() {
+        let id = Uuid::new_v4();
+        let at = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
+        for (cursor, sort) in [
+            (ListCursor::Date(at, id), DatasetSort::Date),
+            (
+                ListCursor::Name("año.2024 ünï".into(), id),
+                DatasetSort::Name,
+            ),
+            (ListCursor::Size(12_345, id), DatasetSort::Size),
+        ] {
+            let token = cursor.token();
+            assert_eq!(
+                ListCursor::parse(&token, sort),
+                Some(cursor.clone()),
+                "{token}"
+            );
+            let other = if sort == DatasetSort::Size {
+                DatasetSort::Name
+            } else {
+                DatasetSort::Size
+            };
+            assert_eq!(ListCursor::parse(&token, other), None, "{token}");
+        }
+        assert_eq!(ListCursor::parse("garbage", DatasetSort::Date), None);
+    }
+
+    #[test]
+    fn searches_take_wildcards_literally() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}

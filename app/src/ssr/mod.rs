@@ -6,6 +6,7 @@
 pub mod account;
 pub mod auth;
 pub mod catalog;
+pub mod query;
 pub mod reader;
 pub mod sql;
 mod state;
@@ -13,4 +14,4 @@ pub mod sync;
 
 pub use reader::{DatasetReader, EngineLimits, ReadError};
 pub use state::{AppState, AppStateInner};
-pub use sync::{ResyncOutcome, SyncControl};
+pub use sync::{DatasetRemoval, DeleteOutcome, ResyncOutcome, SyncControl};

@@ -1,4 +1,4 @@
-use super::{DatasetReader, SyncControl};
+use super::{DatasetReader, DatasetRemoval, SyncControl};
 use leptos::prelude::LeptosOptions;
 use sqlx::PgPool;
 use std::{ops::Deref, sync::Arc};
@@ -17,6 +17,12 @@ pub struct AppStateInner {
     pub leptos_options: LeptosOptions,
     /// Sync requests, when sync is available on this server.
     pub sync: Option<Arc<dyn SyncControl>>,
+    /// Deletes datasets (through the sync when it is available).
+    pub removal: Arc<dyn DatasetRemoval>,
+    /// What one query of the query page may use.
+    pub query_limits: super::query::QueryLimits,
+    /// The query page's lakehouse engine, when sync is available.
+    pub lakehouse: Option<Arc<dyn super::query::LakehouseQuery>>,
     /// `DATABRICKS_HOST` when `LAKEHOUSE_BACKEND=databricks`: links to Catalog Explorer.
     pub databricks_host: Option<String>,
     /// The MCP server's URL as assistants reach it (`MCP_PUBLIC_URL`, default

@@ -14,6 +14,8 @@ pub enum ResyncOutcome {
     Requested(Uuid),
     /// The dataset is already waiting for or running a sync.
     AlreadyInProgress,
+    /// The dataset is being deleted.
+    Deleting,
     NotFound,
 }
 
@@ -29,4 +31,25 @@ pub trait SyncControl: Send + Sync + 'static {
     /// Requests a sync of every dataset of the tenant that is `local_only` or
     /// `failed`; returns how many.
     fn request_bulk_sync(&self, tenant_id: Uuid) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+}
+
+/// The answer to a delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// The dataset is `deleting` (hidden now); its lakehouse tables and
+    /// files, its local file and then its row go in the background.
+    Deleting,
+    /// Gone already: nothing was left to clean up in a lakehouse.
+    Deleted,
+    NotFound,
+}
+
+/// Deleting datasets, for one tenant at a time. Available whether or not
+/// sync is.
+pub trait DatasetRemoval: Send + Sync + 'static {
+    fn delete(
+        &self,
+        tenant_id: Uuid,
+        dataset_id: Uuid,
+    ) -> BoxFuture<'_, Result<DeleteOutcome, sqlx::Error>>;
 }

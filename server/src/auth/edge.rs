@@ -183,17 +183,7 @@ fn to_login(uri: &Uri) -> Response {
 }
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).
-pub fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use app::format::percent_encode;
 
 /// The middleware (see the module's documentation).
 pub async fn edge(State(state): State<ServerState>, mut request: Request, next: Next) -> Response {

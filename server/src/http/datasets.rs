@@ -25,7 +25,7 @@ use axum::{
     },
     http::{header, HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
-    routing::post,
+    routing::{delete, post},
     Extension, Json, Router,
 };
 use std::path::Path;
@@ -41,12 +41,57 @@ const MAX_NAME_FIELD_BYTES: usize = 4 * 1024;
 const MAX_OTHER_FIELD_BYTES: usize = 64 * 1024;
 
 pub fn router() -> Router<ServerState> {
-    Router::new().route(
-        "/api/datasets",
-        // The cap is enforced while streaming (see `receive_file`), with a
-        // clear message, rather than by axum's generic body limit.
-        post(upload).layer(DefaultBodyLimit::disable()),
-    )
+    Router::new()
+        .route(
+            "/api/datasets",
+            // The cap is enforced while streaming (see `receive_file`), with a
+            // clear message, rather than by axum's generic body limit.
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/datasets/{id}", delete(delete_dataset))
+}
+
+/// `DELETE /api/datasets/{id}`: 202 `{"id", "status": "deleting"}` while the
+/// lakehouse clean-up runs (sync on), 200 `{"id", "status": "deleted"}` when
+/// it is gone already (sync off), 404 for an id the tenant does not have.
+/// Asking again is harmless.
+async fn delete_dataset(
+    State(state): State<ServerState>,
+    Extension(who): Extension<Principal>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return super::error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No dataset has that id (a dataset id is a UUID).",
+        );
+    };
+    match state.removal.delete(who.tenant_id, id).await {
+        Ok(app::ssr::DeleteOutcome::Deleting) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"id": id, "status": "deleting"})),
+        )
+            .into_response(),
+        Ok(app::ssr::DeleteOutcome::Deleted) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"id": id, "status": "deleted"})),
+        )
+            .into_response(),
+        Ok(app::ssr::DeleteOutcome::NotFound) => super::error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No dataset has that id.",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, dataset = %id, "deleting a dataset failed");
+            super::error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Something went wrong on our side; it has been logged.",
+            )
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -99,7 +99,7 @@ async fn events(
             match rx.recv().await {
                 Ok(p) if p.tenant_id == tenant_id => {
                     let event = Event::default()
-                        .event("status")
+                        .event(p.event)
                         .id(p.seq.to_string())
                         .data(p.json.as_str());
                     return Some((event, rx));

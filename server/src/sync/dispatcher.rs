@@ -1,6 +1,7 @@
 //! The outbox dispatcher: hands every stored sync request to the Restate
-//! ingress (`POST /restate/send/DatasetSync/{dataset}/sync`, idempotency key =
-//! request id), and has the ledger mark it `queued` once Restate accepts it.
+//! ingress (`POST /restate/send/DatasetSync/{dataset}/sync`, or `/delete` for
+//! a delete request; idempotency key = request id), and has the ledger mark
+//! it `queued` once Restate accepts it.
 //!
 //! Woken by `NOTIFY sync_requests` and by a periodic sweep. Each round claims
 //! due requests in a short transaction (`FOR UPDATE SKIP LOCKED`, then a lease
@@ -11,7 +12,11 @@
 //! sent twice (say, by a dispatcher that died after Restate accepted it, once
 //! its lease ran out) runs once. Several servers can dispatch at once.
 
-use super::{ledger::Ledger, metrics::SyncMetrics, service::SyncInput};
+use super::{
+    ledger::{Ledger, SyncReason},
+    metrics::SyncMetrics,
+    service::SyncInput,
+};
 use futures::{stream, StreamExt};
 use sqlx::{postgres::PgListener, PgPool};
 use std::{sync::Arc, time::Duration};
@@ -119,7 +124,8 @@ impl Dispatcher {
                FOR UPDATE SKIP LOCKED)
              UPDATE sync_requests r SET next_dispatch_at = now() + make_interval(secs => $2)
              FROM due WHERE r.id = due.id
-             RETURNING r.id, r.dataset_id, r.dispatch_attempts",
+             RETURNING r.id, r.dataset_id, r.dispatch_attempts,
+               r.reason AS \"reason: SyncReason\"",
             BATCH,
             LEASE.as_secs_f64(),
         )
@@ -128,7 +134,11 @@ impl Dispatcher {
         let claimed = due.len() as i64;
         let results: Vec<_> = stream::iter(due)
             .map(|d| async move {
-                let sent = self.send(d.id, d.dataset_id).await;
+                let handler = match d.reason {
+                    SyncReason::Delete => "delete",
+                    _ => "sync",
+                };
+                let sent = self.send(d.id, d.dataset_id, handler).await;
                 (d, sent)
             })
             .buffer_unordered(CONCURRENCY)
@@ -176,9 +186,14 @@ impl Dispatcher {
         })
     }
 
-    async fn send(&self, request_id: Uuid, dataset_id: Uuid) -> Result<String, DispatchError> {
+    async fn send(
+        &self,
+        request_id: Uuid,
+        dataset_id: Uuid,
+        handler: &str,
+    ) -> Result<String, DispatchError> {
         let url = format!(
-            "{}/restate/send/DatasetSync/{dataset_id}/sync",
+            "{}/restate/send/DatasetSync/{dataset_id}/{handler}",
             self.ingress_url
         );
         let response = self

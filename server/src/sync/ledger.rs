@@ -28,6 +28,8 @@ pub enum SyncReason {
     Upload,
     Retry,
     Bulk,
+    /// Not a sync: the dataset is to be deleted (the `delete` handler).
+    Delete,
 }
 
 /// Whether the deployment syncs at all, and whether uploads sync by themselves.
@@ -85,13 +87,14 @@ impl Ledger {
         &self.db
     }
 
-    /// What a sync needs to know about its dataset, if it still exists.
+    /// What a sync needs to know about its dataset, if it still exists
+    /// (and is not being deleted).
     pub async fn load_dataset(
         &self,
         dataset_id: Uuid,
     ) -> Result<Option<super::service::DatasetRef>, sqlx::Error> {
         let row = sqlx::query!(
-            "SELECT tenant_id, name, schema FROM datasets WHERE id = $1",
+            "SELECT tenant_id, name, schema FROM datasets WHERE id = $1 AND sync_status <> 'deleting'",
             dataset_id,
         )
         .fetch_optional(&self.db)
@@ -143,6 +146,9 @@ impl Ledger {
         let Some(status) = status else {
             return Ok(ResyncOutcome::NotFound);
         };
+        if status.is_deleting() {
+            return Ok(ResyncOutcome::Deleting);
+        }
         if status.in_progress() {
             return Ok(ResyncOutcome::AlreadyInProgress);
         }
@@ -247,20 +253,27 @@ impl Ledger {
     }
 
     /// A step attempt starts: `syncing` (step, attempt n of N) and an open
-    /// timeline row.
-    pub async fn step_started(&self, a: Attempt) -> Result<(), sqlx::Error> {
+    /// timeline row. `false` when the dataset is gone or being deleted: the
+    /// sync must stop.
+    pub async fn step_started(&self, a: Attempt) -> Result<bool, sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        sqlx::query!(
+        let live = sqlx::query!(
             "UPDATE datasets SET sync_status = 'syncing', sync_step = $2, sync_attempt = $3,
                sync_max_attempts = $4, sync_next_retry_at = NULL
-             WHERE id = $1",
+             WHERE id = $1 AND sync_status <> 'deleting'",
             a.dataset_id,
             a.step as SyncStep,
             a.attempt(),
             a.max_attempts(),
         )
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if !live {
+            tx.commit().await?;
+            return Ok(false);
+        }
         sqlx::query!(
             "INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts, outcome)
              VALUES ($1, $2, $3, $4, $5, $6, 'running')
@@ -274,7 +287,8 @@ impl Ledger {
         )
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Closes a step attempt's timeline row (first write wins).
@@ -353,7 +367,7 @@ impl Ledger {
         sqlx::query!(
             "UPDATE datasets SET sync_status = $2, sync_step = $3, sync_attempt = $4,
                sync_max_attempts = $5, sync_next_retry_at = $6, sync_error = $7
-             WHERE id = $1",
+             WHERE id = $1 AND sync_status <> 'deleting'",
             a.dataset_id,
             status as SyncStatus,
             a.step as SyncStep,
@@ -381,7 +395,7 @@ impl Ledger {
             "UPDATE datasets SET sync_status = 'synced', sync_step = NULL, sync_attempt = NULL,
                sync_max_attempts = NULL, sync_next_retry_at = NULL, sync_error = NULL,
                bronze_table = $2, silver_table = $3, last_sync_at = now()
-             WHERE id = $1",
+             WHERE id = $1 AND sync_status <> 'deleting'",
             a.dataset_id,
             bronze_table,
             silver_table,
@@ -400,6 +414,141 @@ impl Ledger {
         )
         .await?;
         tx.commit().await
+    }
+}
+
+/// The answer to a delete request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteRequest {
+    /// `deleting` now, with this outbox request for the `delete` handler.
+    Requested(Uuid),
+    /// Already `deleting`: the request before this one is on its way.
+    AlreadyDeleting,
+    NotFound,
+}
+
+/// Deletion: `deleting` (hidden at once) → the lakehouse clean-up, retried
+/// (`sync_error` and `sync_next_retry_at` say why and when) → the row goes.
+impl Ledger {
+    /// Marks the dataset `deleting` and stores the `delete` request, in one
+    /// transaction; sync requests not yet sent to Restate are withdrawn.
+    pub async fn request_delete(
+        &self,
+        tenant_id: Uuid,
+        dataset_id: Uuid,
+    ) -> Result<DeleteRequest, sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let status = sqlx::query_scalar!(
+            r#"SELECT sync_status AS "status: SyncStatus" FROM datasets
+               WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
+            tenant_id,
+            dataset_id,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        match status {
+            None => return Ok(DeleteRequest::NotFound),
+            Some(SyncStatus::Deleting) => {
+                // Asking again retries a clean-up that stopped (a terminal
+                // error, an operator's cancel), unless a request still waits.
+                let waiting = sqlx::query_scalar!(
+                    r#"SELECT EXISTS (SELECT 1 FROM sync_requests
+                         WHERE dataset_id = $1 AND reason = 'delete' AND dispatched_at IS NULL) AS "waiting!""#,
+                    dataset_id,
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                if waiting {
+                    return Ok(DeleteRequest::AlreadyDeleting);
+                }
+            }
+            Some(_) => {}
+        }
+        sqlx::query!(
+            "UPDATE datasets SET sync_status = 'deleting', sync_step = NULL, sync_attempt = NULL,
+               sync_max_attempts = NULL, sync_next_retry_at = NULL, sync_error = NULL
+             WHERE id = $1",
+            dataset_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query!(
+            "DELETE FROM sync_requests WHERE dataset_id = $1 AND dispatched_at IS NULL",
+            dataset_id,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let id = Uuid::new_v4();
+        sqlx::query!(
+            "INSERT INTO sync_requests (id, tenant_id, dataset_id, reason) VALUES ($1, $2, $3, $4)",
+            id,
+            tenant_id,
+            dataset_id,
+            SyncReason::Delete as SyncReason,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(DeleteRequest::Requested(id))
+    }
+
+    /// The tenant of a dataset that is `deleting`; `None` when the row is
+    /// gone (a replayed delete) or not being deleted.
+    pub async fn load_deletion(&self, dataset_id: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+        sqlx::query_scalar!(
+            "SELECT tenant_id FROM datasets WHERE id = $1 AND sync_status = 'deleting'",
+            dataset_id,
+        )
+        .fetch_optional(&self.db)
+        .await
+    }
+
+    /// The lakehouse clean-up failed: why, and when it runs again (`None`:
+    /// not by itself; deleting again retries it).
+    pub async fn delete_failed(
+        &self,
+        dataset_id: Uuid,
+        error: &str,
+        attempt: u32,
+        next_retry_at: Option<OffsetDateTime>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE datasets SET sync_error = $2, sync_attempt = $3, sync_next_retry_at = $4
+             WHERE id = $1 AND sync_status = 'deleting'",
+            dataset_id,
+            error,
+            i32::try_from(attempt).unwrap_or(i32::MAX),
+            next_retry_at,
+        )
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// The last step: the row goes (with its timeline and requests).
+    pub async fn finish_delete(&self, dataset_id: Uuid) -> Result<bool, sqlx::Error> {
+        let deleted = sqlx::query!(
+            "DELETE FROM datasets WHERE id = $1 AND sync_status = 'deleting'",
+            dataset_id,
+        )
+        .execute(&self.db)
+        .await?
+        .rows_affected();
+        Ok(deleted == 1)
+    }
+
+    /// Without a lakehouse sync there is nothing to clean up there: the row
+    /// goes at once. Returns whether it existed.
+    pub async fn delete_now(&self, tenant_id: Uuid, dataset_id: Uuid) -> Result<bool, sqlx::Error> {
+        let deleted = sqlx::query!(
+            "DELETE FROM datasets WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            dataset_id,
+        )
+        .execute(&self.db)
+        .await?
+        .rows_affected();
+        Ok(deleted == 1)
     }
 }
 

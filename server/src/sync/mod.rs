@@ -10,6 +10,7 @@
 
 pub mod dispatcher;
 pub mod failure;
+pub mod lakehouse_query;
 pub mod ledger;
 pub mod metrics;
 pub mod registration;
@@ -31,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 /// Each phase of an MCP call has its deadline (see
 /// [`contract::client::Deadlines`]): a handshake or a silent connection
 /// fails in seconds, a silver transform may run for an hour.
-fn mcp_deadlines() -> contract::client::Deadlines {
+pub fn mcp_deadlines() -> contract::client::Deadlines {
     contract::client::Deadlines::default()
 }
 
@@ -93,6 +94,7 @@ impl SyncEndpoint {
             retry_attempts: sync.retry_attempts,
             retry_interval: Duration::from_secs(sync.retry_interval_secs),
             metrics,
+            datasets_dir: crate::storage::datasets_dir_of(&settings.data_storage_path),
         });
         Ok(Self {
             listener,
@@ -140,7 +142,7 @@ impl SyncEndpoint {
     }
 }
 
-fn mcp_settings(sync: &SyncSettings) -> anyhow::Result<(String, SecretString)> {
+pub fn mcp_settings(sync: &SyncSettings) -> anyhow::Result<(String, SecretString)> {
     let url = sync
         .mcp_server_url
         .clone()

@@ -8,6 +8,12 @@
 //! 3. `transform_to_silver`: MCP `transform_to_silver`.
 //! 4. `update_dataset_metadata`: Postgres (table names, `synced`, when).
 //!
+//! Its exclusive `delete` handler removes a dataset (see [`crate::removal`]):
+//! MCP `drop_dataset`, retried with backoff until it succeeds; the local
+//! Parquet file; then the row. Being exclusive, it runs after any sync of the
+//! dataset already queued or running, and a sync that starts after it finds
+//! no dataset.
+//!
 //! Each step attempt is one journaled action that also records the attempt
 //! through the [`Ledger`] (status and timeline, idempotent writes). A step
 //! that fails with a retryable error is recorded as `retrying` first, then
@@ -25,7 +31,10 @@ use app::{
 };
 use contract::{
     client::{CallError, McpClient},
-    tools::{CreateDataset, CreateDatasetArgs, TransformArgs, TransformToSilver},
+    tools::{
+        CreateDataset, CreateDatasetArgs, DropArgs, DropDataset, DropResult, TransformArgs,
+        TransformToSilver,
+    },
 };
 use restate_sdk::prelude::*;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -46,6 +55,26 @@ pub struct SyncDeps {
     pub retry_attempts: u32,
     pub retry_interval: Duration,
     pub metrics: Arc<SyncMetrics>,
+    /// `DATA_STORAGE_PATH/datasets`, where `delete` removes the local file.
+    pub datasets_dir: std::path::PathBuf,
+}
+
+/// The longest wait between two attempts of a delete's lakehouse clean-up.
+const DELETE_MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The wait before a delete's clean-up attempt `attempt + 1`: the retry
+/// interval, doubling, at most [`DELETE_MAX_BACKOFF`] (or the interval, if longer).
+fn delete_backoff(interval: Duration, attempt: u32) -> Duration {
+    let doubled = interval.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    doubled.min(DELETE_MAX_BACKOFF.max(interval))
+}
+
+/// Read once per delete by its first journaled action.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeletePlan {
+    /// `None`: the row is gone already (a repeated delete) or not being deleted.
+    tenant_id: Option<Uuid>,
+    retry_interval_ms: u64,
 }
 
 /// The body of a `sync` call: which outbox request this run serves.
@@ -248,6 +277,104 @@ impl DatasetSync {
         Ok(Json(record))
     }
 
+    /// Deletes the dataset named by the key, which the ledger marked
+    /// `deleting`: drops its lakehouse tables and files (retried until done),
+    /// removes its local file, then its row. Nothing is lost if MCP, the
+    /// lakehouse or this process is down meanwhile: the journal resumes it.
+    #[handler]
+    async fn delete(
+        &self,
+        ctx: ObjectContext<'_>,
+        input: Json<SyncInput>,
+    ) -> Result<(), HandlerError> {
+        let dataset_id: Uuid = ctx
+            .key()
+            .parse()
+            .map_err(|_| TerminalError::new("the DatasetSync key must be a dataset id (a UUID)"))?;
+        let request_id = input.into_inner().request_id;
+        let deps = self.deps.clone();
+        let plan = ctx
+            .run(move || async move {
+                Ok(Json(DeletePlan {
+                    tenant_id: deps.ledger.load_deletion(dataset_id).await?,
+                    retry_interval_ms: deps.retry_interval.as_millis() as u64,
+                }))
+            })
+            .name("load_deletion")
+            .retry_policy(store_retry_policy())
+            .await?
+            .into_inner();
+        let Some(tenant_id) = plan.tenant_id else {
+            tracing::info!(dataset = %dataset_id, %request_id, "nothing to delete");
+            return Ok(());
+        };
+        let interval = Duration::from_millis(plan.retry_interval_ms);
+        let args = DropArgs {
+            tenant_id: tenant_id.to_string(),
+            dataset_id: dataset_id.to_string(),
+        };
+        let mut attempt = 0u32;
+        let dropped = loop {
+            attempt += 1;
+            let (deps, args) = (self.deps.clone(), args.clone());
+            let wait = delete_backoff(interval, attempt);
+            let outcome = ctx
+                .run(move || async move {
+                    let result: Result<DropResult, StepFailure> = deps
+                        .mcp
+                        .call::<DropDataset>(&args)
+                        .await
+                        .map_err(StepFailure::from);
+                    if let Err(failure) = &result {
+                        let next = failure
+                            .retryable
+                            .then(|| time::OffsetDateTime::now_utc() + wait);
+                        deps.ledger
+                            .delete_failed(dataset_id, &failure.message, attempt, next)
+                            .await?;
+                    }
+                    Ok(Json(result))
+                })
+                .name("drop_dataset")
+                .retry_policy(store_retry_policy())
+                .await?
+                .into_inner();
+            match outcome {
+                Ok(dropped) => break dropped,
+                Err(failure) if failure.retryable => {
+                    tracing::warn!(dataset = %dataset_id, attempt, error = %failure.message,
+                        "the lakehouse clean-up of a deleted dataset will be retried");
+                    ctx.sleep(wait).await?;
+                }
+                // It stays `deleting` (hidden) with the reason; deleting
+                // again asks for another try.
+                Err(failure) => return Err(TerminalError::new(failure.message).into()),
+            }
+        };
+        tracing::info!(dataset = %dataset_id, tables = ?dropped.dropped_tables,
+            files = dropped.removed_files, "lakehouse clean-up done");
+
+        let deps = self.deps.clone();
+        ctx.run(move || async move {
+            // Retried until it works (an operator sees why in the CLI).
+            crate::storage::remove_dataset_file(&deps.datasets_dir, dataset_id).await?;
+            Ok(())
+        })
+        .name("remove_local_file")
+        .retry_policy(store_retry_policy())
+        .await?;
+        let deps = self.deps.clone();
+        ctx.run(move || async move {
+            deps.ledger.finish_delete(dataset_id).await?;
+            Ok(())
+        })
+        .name("delete_row")
+        .retry_policy(store_retry_policy())
+        .await?;
+        ctx.clear_all();
+        Ok(())
+    }
+
     /// The last sync's record, readable while a sync runs.
     #[handler]
     async fn status(
@@ -319,7 +446,12 @@ impl DatasetSync {
             let outcome = job
                 .ctx
                 .run(move || async move {
-                    deps.ledger.step_started(a).await?;
+                    if !deps.ledger.step_started(a).await? {
+                        return Ok(Json(Err(StepFailure {
+                            retryable: false,
+                            message: "the dataset is being deleted".to_owned(),
+                        })));
+                    }
                     let started = Instant::now();
                     let result = attempt_work.await;
                     deps.metrics.observe_step(step, started.elapsed());

@@ -3,10 +3,12 @@
 
 mod abuse;
 mod accounts;
+mod delete;
 mod events;
 mod helpers;
 mod internal;
 mod pages;
+mod query;
 mod sync;
 mod tenancy;
 mod upload;

@@ -190,6 +190,129 @@ async fn the_dataset_list_is_paged_by_keyset() {
     );
 }
 
+/// Every page of the list for `form` (filters and order), following `next`.
+async fn all_pages(
+    app: &crate::helpers::TestApp,
+    form: &[(&str, &str)],
+) -> Vec<app::model::DatasetSummary> {
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut fields: Vec<(&str, String)> =
+            form.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        if let Some(token) = &after {
+            fields.push(("after", token.clone()));
+        }
+        let page: app::model::DatasetList = app
+            .client
+            .post(app.url("/api/list_datasets"))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen.extend(page.datasets);
+        match page.next {
+            Some(token) => after = Some(token),
+            None => return seen,
+        }
+    }
+}
+
+/// 130 datasets: searched by name (wildcards literal), filtered by status,
+/// ordered by name or size, each order paged by its own keyset; a bad
+/// order or status is a 400 that names it.
+#[tokio::test]
+async fn the_dataset_list_searches_filters_and_sorts() {
+    let app = spawn_app().await;
+    let tenant = app.tenant_of_user(crate::helpers::ADMIN_EMAIL).await;
+    sqlx::query(
+        "INSERT INTO datasets (id, tenant_id, name, file_name, source_format, schema, row_count, size_bytes, sync_status, created_at)
+         SELECT gen_random_uuid(), $1,
+                CASE WHEN i % 10 = 0 THEN 'Sales 50%_' || i ELSE 'item ' || lpad(i::text, 3, '0') END,
+                'd.csv', 'csv', '[]', 0, (i * 37) % 101,
+                (CASE WHEN i % 3 = 0 THEN 'failed' ELSE 'local_only' END)::sync_status,
+                timestamptz '2026-01-01' + make_interval(secs => i)
+         FROM generate_series(1, 130) i",
+    )
+    .bind(tenant)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let by_name = all_pages(&app, &[("sort", "name")]).await;
+    assert_eq!(by_name.len(), 130);
+    let names: Vec<String> = by_name.iter().map(|d| d.name.to_lowercase()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "A to Z across pages");
+
+    let by_size = all_pages(&app, &[("sort", "size")]).await;
+    assert_eq!(by_size.len(), 130);
+    assert!(
+        by_size
+            .windows(2)
+            .all(|w| w[0].size_bytes >= w[1].size_bytes),
+        "largest first"
+    );
+    let mut ids: Vec<_> = by_size.iter().map(|d| d.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 130, "each dataset once, ties included");
+
+    // `%` and `_` are literal: only the 13 "Sales 50%_…" match.
+    let sales = all_pages(&app, &[("q", "50%_"), ("sort", "name")]).await;
+    assert_eq!(sales.len(), 13);
+    assert!(sales.iter().all(|d| d.name.starts_with("Sales 50%_")));
+    let none = all_pages(&app, &[("q", "5_%")]).await;
+    assert!(
+        none.is_empty(),
+        "{:?}",
+        none.iter().map(|d| &d.name).collect::<Vec<_>>()
+    );
+
+    let failed = all_pages(&app, &[("status", "failed"), ("q", "sales")]).await;
+    assert_eq!(
+        failed.len(),
+        (1..=130).filter(|i| i % 10 == 0 && i % 3 == 0).count()
+    );
+    assert!(failed
+        .iter()
+        .all(|d| d.sync.status == app::domain::SyncStatus::Failed));
+
+    for (field, value, names) in [("sort", "colour", "colour"), ("status", "lost", "lost")] {
+        let response = app
+            .client
+            .post(app.url("/api/list_datasets"))
+            .form(&[(field, value)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert!(response.text().await.unwrap().contains(names));
+    }
+
+    // Without JavaScript: the form's view is a link, and its pages keep it.
+    let html = app.get_text("/?q=item&sort=size").await;
+    assert!(html.contains("id=\"list-filters\""));
+    let next = html
+        .split("id=\"older-page\"")
+        .next()
+        .and_then(|before| before.rsplit("href=\"").next())
+        .and_then(|rest| rest.split('"').next())
+        .expect("a next-page link")
+        .replace("&amp;", "&");
+    assert!(
+        next.contains("q=item") && next.contains("sort=size"),
+        "{next}"
+    );
+    let second = app.get_text(&next).await;
+    assert!(second.contains("item "), "{next}");
+    assert!(!second.contains("Sales 50%"), "{next}");
+}
+
 /// A small Parquet file whose one dictionary-encoded string is 20 MB: it
 /// converts, and its page (preview and statistics) is served with the cells
 /// cut, within the read instance's memory, while uploads still work.

@@ -110,7 +110,7 @@ async fn events(app: &TestApp, id: Uuid) -> Vec<(SyncStep, i32, StepOutcome, Opt
     .expect("events")
 }
 
-async fn tenant_of(app: &TestApp, id: Uuid) -> String {
+pub async fn tenant_of(app: &TestApp, id: Uuid) -> String {
     let tenant: Uuid = sqlx::query_scalar("SELECT tenant_id FROM datasets WHERE id = $1")
         .bind(id)
         .fetch_one(&app.db)
@@ -148,7 +148,7 @@ async fn count_rows(mcp: &Mcp, tenant: &str, table: &str) -> Value {
 }
 
 /// `rows` rows of four columns: big enough that a sync's steps take a moment.
-fn big_csv(rows: usize) -> String {
+pub fn big_csv(rows: usize) -> String {
     let mut csv = String::from("id,code,amount,when\n");
     for i in 0..rows {
         csv.push_str(&format!(
@@ -161,7 +161,7 @@ fn big_csv(rows: usize) -> String {
     csv
 }
 
-async fn upload(app: &TestApp, name: &str, csv: &str) -> Uuid {
+pub async fn upload(app: &TestApp, name: &str, csv: &str) -> Uuid {
     app.upload(&format!("{name}.csv"), csv.as_bytes().to_vec(), None)
         .await
         .expect_ok()

@@ -280,6 +280,14 @@ async fn an_assistant_token_acts_only_for_its_own_tenant_on_every_mcp_tool() {
             "transform_to_silver",
             json!({"tenant_id": b_tenant, "bronze_table": bronze}),
         ),
+        (
+            "drop_dataset",
+            json!({"tenant_id": a_tenant, "dataset_id": id.to_string()}),
+        ),
+        (
+            "drop_dataset",
+            json!({"tenant_id": b_tenant, "dataset_id": id.to_string()}),
+        ),
     ] {
         let why = refused(&b_mcp, tool, args).await;
         assert!(

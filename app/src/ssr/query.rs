@@ -1,0 +1,675 @@
+//! The query page's local engine: DuckDB over the tenant's own Parquet files,
+//! in a fresh in-memory instance per query that holds only the datasets the
+//! query names, as views under their normalised names (the names silver
+//! uses). Like the MCP server's sandbox: the instance may open exactly those
+//! files (`allowed_paths`, external access off: no other file, directory
+//! listing, URL, ATTACH or COPY), loads and installs no extension, has its
+//! own `memory_limit` and `threads` and no spill directory, and then locks
+//! its configuration. A timer interrupts it at the timeout, and at most
+//! `slots` queries run at once.
+
+use super::sql::{quote_ident, quote_literal};
+use crate::model::{ColumnSchema, QueryColumn};
+use duckdb::Connection;
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use uuid::Uuid;
+
+/// What one query may use.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    pub memory_bytes: u64,
+    pub threads: usize,
+    pub timeout: Duration,
+    /// Rows shown; the result says when there were more.
+    pub max_rows: usize,
+    /// One permit per query that may run at once.
+    pub slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// One of the tenant's datasets as a table of the query page.
+#[derive(Debug, Clone)]
+pub struct LocalTable {
+    /// Its SQL name: the normalised dataset name (made unique).
+    pub name: String,
+    pub dataset_id: Uuid,
+    pub file: PathBuf,
+    pub columns: Vec<ColumnSchema>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("as many queries as this server runs at once are running; try again in a moment")]
+    Busy,
+    #[error("the query ran longer than {0} s and was stopped")]
+    Timeout(u64),
+    #[error("only one SELECT (or WITH … SELECT) statement can run here")]
+    NotReadOnly,
+    #[error("table functions (read_csv, glob, duckdb_settings, …) are not available here; query your datasets by name")]
+    TableFunction,
+    #[error("the query needs more than its {0} MiB of memory")]
+    OutOfMemory(u64),
+    #[error("{0}")]
+    Sql(String),
+}
+
+/// A finished query's columns and rows (values as text, long ones cut).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResult {
+    pub columns: Vec<QueryColumn>,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub truncated: bool,
+}
+
+/// Longest cell shown, in characters.
+pub const MAX_QUERY_CELL_CHARS: usize = 1_000;
+
+/// SQL names for datasets, in the order given (oldest first, so a name does
+/// not move when a newer dataset takes the same one): the normalised name,
+/// then `_2`, `_3`, … for repeats.
+pub fn table_names(names: &[String]) -> Vec<String> {
+    let mut taken: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let base = crate::domain::normalize_identifier(name);
+        let mut candidate = base.clone();
+        let mut n = taken.get(&base).copied().unwrap_or(1);
+        while taken.contains_key(&candidate) {
+            n += 1;
+            candidate = format!("{base}_{n}");
+        }
+        taken.insert(base.clone(), n);
+        taken.insert(candidate.clone(), 1);
+        out.push(candidate);
+    }
+    out
+}
+
+/// The tables a query may name: those whose name appears in it as a word
+/// (case-insensitive). Naming more is harmless: only these are made.
+pub fn named_in<'a>(sql: &str, tables: &'a [LocalTable]) -> Vec<&'a LocalTable> {
+    let lower = sql.to_lowercase();
+    let words: std::collections::HashSet<&str> = lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    tables
+        .iter()
+        .filter(|t| words.contains(t.name.to_lowercase().as_str()))
+        .collect()
+}
+
+fn sql_error(e: duckdb::Error, tables: &[&LocalTable], limits: &QueryLimits) -> QueryError {
+    let text = e.to_string();
+    if text.contains("INTERRUPT") || text.contains("Interrupted") {
+        return QueryError::Timeout(limits.timeout.as_secs());
+    }
+    if text.contains("Out of Memory") {
+        return QueryError::OutOfMemory(limits.memory_bytes >> 20);
+    }
+    // DuckDB's own words help the author of the query; the files' paths
+    // are ours, not theirs.
+    let mut text = text;
+    for t in tables {
+        text = text.replace(&t.file.to_string_lossy().into_owned(), &t.name);
+    }
+    QueryError::Sql(text)
+}
+
+/// Opens the sandbox with `tables` and nothing else, locked.
+fn sandbox(tables: &[&LocalTable], limits: &QueryLimits) -> Result<Connection, duckdb::Error> {
+    let config = duckdb::Config::default()
+        .enable_autoload_extension(false)?
+        .with("autoinstall_known_extensions", "false")?
+        .with("threads", limits.threads.max(1).to_string())?
+        .with("memory_limit", format!("{}B", limits.memory_bytes))?
+        // No spill directory: a query that outgrows its memory fails.
+        .with("temp_directory", "")?;
+    let conn = Connection::open_in_memory_with_flags(config)?;
+    let files: Vec<String> = tables
+        .iter()
+        .map(|t| quote_literal(&t.file.to_string_lossy()))
+        .collect();
+    let mut setup = String::new();
+    for t in tables {
+        let select: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} AS {}",
+                    quote_ident(&c.name),
+                    quote_ident(&c.normalized_name)
+                )
+            })
+            .collect();
+        setup.push_str(&format!(
+            "CREATE VIEW {} AS SELECT {} FROM read_parquet({});",
+            quote_ident(&t.name),
+            if select.is_empty() {
+                "*".to_owned()
+            } else {
+                select.join(", ")
+            },
+            quote_literal(&t.file.to_string_lossy())
+        ));
+    }
+    setup.push_str(&format!(
+        "SET allowed_directories = []; SET allowed_paths = [{}]; \
+         SET enable_external_access = false; SET lock_configuration = true;",
+        files.join(", ")
+    ));
+    conn.execute_batch(&setup)?;
+    Ok(conn)
+}
+
+/// Exactly one statement, and one DuckDB can serialise, which it does only
+/// for SELECT (and WITH … SELECT).
+fn read_only(conn: &Connection, sql: &str) -> Result<(), QueryError> {
+    let tree: String = conn
+        .query_row(
+            "SELECT json_serialize_sql(?::VARCHAR)::VARCHAR",
+            [sql],
+            |r| r.get(0),
+        )
+        .map_err(|_| QueryError::NotReadOnly)?;
+    let tree: serde_json::Value =
+        serde_json::from_str(&tree).map_err(|_| QueryError::NotReadOnly)?;
+    if tree["error"] == serde_json::Value::Bool(false)
+        && tree["statements"].as_array().map(Vec::len) == Some(1)
+    {
+        return if has_table_function(&tree) {
+            Err(QueryError::TableFunction)
+        } else {
+            Ok(())
+        };
+    }
+    match tree["error_message"].as_str() {
+        // A syntax error is worth showing as it is.
+        Some(m) if tree["error_type"] == "parser" => Err(QueryError::Sql(m.to_owned())),
+        _ => Err(QueryError::NotReadOnly),
+    }
+}
+
+/// Whether the parse tree reads from a table function anywhere.
+fn has_table_function(node: &serde_json::Value) -> bool {
+    match node {
+        serde_json::Value::Object(map) => {
+            map.get("type").and_then(|t| t.as_str()) == Some("TABLE_FUNCTION")
+                || map.values().any(has_table_function)
+        }
+        serde_json::Value::Array(items) => items.iter().any(has_table_function),
+        _ => false,
+    }
+}
+
+/// Runs `sql` over the tenant's `tables` in a fresh sandbox. Blocking: call
+/// it from `spawn_blocking` (the caller holds a slot).
+pub fn run_local(
+    tables: &[LocalTable],
+    sql: &str,
+    limits: &QueryLimits,
+) -> Result<LocalResult, QueryError> {
+    let sql = sql.trim().trim_end_matches(';').trim();
+    let named = named_in(sql, tables);
+    let conn = sandbox(&named, limits).map_err(|e| sql_error(e, &named, limits))?;
+    read_only(&conn, sql)?;
+    let interrupt = conn.interrupt_handle();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let timeout = limits.timeout;
+    let timer = std::thread::spawn(move || {
+        if done_rx.recv_timeout(timeout).is_err() {
+            interrupt.interrupt();
+        }
+    });
+    let result = (|| {
+        let mut columns = Vec::new();
+        {
+            let mut describe = conn.prepare(&format!("DESCRIBE SELECT * FROM ({sql}) q"))?;
+            let mut rows = describe.query([])?;
+            while let Some(row) = rows.next()? {
+                columns.push(QueryColumn {
+                    name: row.get(0)?,
+                    data_type: row.get(1)?,
+                });
+            }
+        }
+        let mut rows = Vec::new();
+        if !columns.is_empty() {
+            let max = MAX_QUERY_CELL_CHARS;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT * FROM (SELECT CASE WHEN length(COLUMNS(*)::VARCHAR) > {max} \
+                 THEN left(COLUMNS(*)::VARCHAR, {max}) || '…' ELSE COLUMNS(*)::VARCHAR END \
+                 FROM ({sql}) q LIMIT {}) OFFSET 0",
+                limits.max_rows + 1
+            ))?;
+            let mut result = stmt.query([])?;
+            while let Some(row) = result.next()? {
+                let mut values = Vec::with_capacity(columns.len());
+                for i in 0..columns.len() {
+                    values.push(row.get::<_, Option<String>>(i)?);
+                }
+                rows.push(values);
+            }
+        }
+        Ok::<_, duckdb::Error>((columns, rows))
+    })();
+    let _ = done_tx.send(());
+    let _ = timer.join();
+    let (columns, mut rows) = result.map_err(|e| sql_error(e, &named, limits))?;
+    let truncated = rows.len() > limits.max_rows;
+    rows.truncate(limits.max_rows);
+    Ok(LocalResult {
+        columns,
+        rows,
+        truncated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_and_unique_in_upload_order() {
+        let names: Vec<String> = ["Sales 2024", "sales_2024", "Sales 2024", "Flights"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(
+            table_names(&names),
+            ["sales_2024", "sales_2024_2", "sales_2024_3", "flights"]
+        );
+    }
+
+    fn limits() -> QueryLimits {
+        QueryLimits {
+            memory_bytes: 256 << 20,
+            threads: 1,
+            timeout: Duration::from_secs(5),
+            max_rows: 2,
+            slots: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+
+    /// Two datasets' files: one the query may see, one it may not.
+    fn tables(dir: &std::path::Path) -> (Vec<LocalTable>, PathBuf) {
+        let own = dir.join("own.parquet");
+        let other = dir.join("other.parquet");
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!(
+            "COPY (SELECT * FROM (VALUES (1, 'Ada'), (2, 'Grace'), (3, NULL)) t(\"Customer ID\", \"Name\")) TO {};
+             COPY (SELECT 'secret' AS s) TO {};",
+            quote_literal(&own.to_string_lossy()),
+            quote_literal(&other.to_string_lossy())
+        ))
+        .unwrap();
+        let columns = vec![
+            ColumnSchema {
+                name: "Customer ID".into(),
+                normalized_name: "customer_id".into(),
+                data_type: "INTEGER".into(),
+                nullable: false,
+            },
+            ColumnSchema {
+                name: "Name".into(),
+                normalized_name: "name".into(),
+                data_type: "VARCHAR".into(),
+                nullable: true,
+            },
+        ];
+        (
+            vec![LocalTable {
+                name: "customers".into(),
+                dataset_id: Uuid::nil(),
+                file: own,
+                columns,
+            }],
+            other,
+        )
+    }
+
+    #[test]
+    fn reads_the_tenants_tables_by_their_silver_names_and_caps_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tables, _) = tables(dir.path());
+        let out = run_local(
+            &tables,
+            "SELECT customer_id, name FROM customers ORDER BY customer_id;",
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(out.columns[0].name, "customer_id");
+        assert_eq!(out.columns[0].data_type, "INTEGER");
+        assert_eq!(
+            out.rows,
+            [
+                vec![Some("1".to_owned()), Some("Ada".to_owned())],
+                vec![Some("2".to_owned()), Some("Grace".to_owned())]
+            ]
+        );
+        assert!(out.truncated);
+    }
+
+    #[test]
+    fn nothing_but_the_tenants_tables_can_be_reached_or_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tables, other) = tables(dir.path());
+        let other = quote_literal(&other.to_string_lossy());
+        for sql in [
+            format!("SELECT * FROM {other}"),
+            format!("SELECT * FROM read_parquet({other})"),
+            "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+            format!(
+                "SELECT * FROM glob({})",
+                quote_literal(&format!("{}/*", dir.path().display()))
+            ),
+            "SELECT * FROM 'http://127.0.0.1:9/x.parquet'".to_owned(),
+            "SELECT * FROM duckdb_settings() WHERE name = 'allowed_paths'".to_owned(),
+            "COPY (SELECT 1) TO '/tmp/x.csv'".to_owned(),
+            "SET enable_external_access = true".to_owned(),
+            "INSTALL httpfs".to_owned(),
+            "ATTACH '/tmp/x.db' AS x".to_owned(),
+            "DROP VIEW customers".to_owned(),
+            "SELECT 1; SELECT 2".to_owned(),
+            "SELECT * FROM customers) q; SELECT * FROM (SELECT 1".to_owned(),
+            "PRAGMA database_list".to_owned(),
+            "CALL pragma_version()".to_owned(),
+        ] {
+            let outcome = run_local(&tables, &sql, &limits());
+            if let Ok(out) = outcome {
+                panic!("{sql} ran: {:?}", out.rows);
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem_without_our_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tables, _) = tables(dir.path());
+        let err = run_local(&tables, "SELECT nope FROM customers", &limits()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("nope"), "{text}");
+        assert!(
+            !text.contains(&dir.path().to_string_lossy().into_owned()),
+            "{text}"
+        );
+        assert!(matches!(
+            run_local(&tables, "DELETE FROM customers", &limits()),
+            Err(QueryError::NotReadOnly | QueryError::Sql(_))
+        ));
+        let slow = QueryLimits {
+            timeout: Duration::from_millis(300),
+            ..limits()
+        };
+        let err = run_local(
+            &tables,
+            "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 100000000000) SELECT count(*) FROM r, customers",
+            &slow,
+        )
+        .unwrap_err();
+        assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+    }
+}
+
+/// The lakehouse side of the query page. The server implements it with the
+/// MCP tools (`dataset_status` for a silver table's name, `query`); errors
+/// are sentences for the page.
+pub trait LakehouseQuery: Send + Sync + 'static {
+    /// The dataset's silver table, quoted for the lakehouse's SQL dialect,
+    /// if it exists.
+    fn silver_table(
+        &self,
+        tenant_id: Uuid,
+        dataset_id: Uuid,
+    ) -> super::sync::BoxFuture<'_, Result<Option<String>, String>>;
+
+    /// Runs one read-only statement over the tenant's lakehouse tables.
+    fn query(
+        &self,
+        tenant_id: Uuid,
+        sql: String,
+        limit: u32,
+    ) -> super::sync::BoxFuture<'_, Result<LocalResult, String>>;
+}
+
+/// `sql` with each `(name, table)` defined first as a CTE `name AS (SELECT *
+/// FROM table)`, so the query's dataset names resolve to the silver tables.
+/// A query that starts with its own `WITH [RECURSIVE]` gets them in front of
+/// its own. `quote` is the lakehouse's identifier quote (`"` or `` ` ``).
+pub fn with_tables(sql: &str, tables: &[(String, String)], quote: char) -> String {
+    if tables.is_empty() {
+        return sql.to_owned();
+    }
+    let q = |name: &str| {
+        let doubled = format!("{quote}{quote}");
+        format!("{quote}{}{quote}", name.replace(quote, &doubled))
+    };
+    let defs: Vec<String> = tables
+        .iter()
+        .map(|(name, table)| format!("{} AS (SELECT * FROM {table})", q(name)))
+        .collect();
+    let defs = defs.join(", ");
+    let trimmed = sql.trim_start();
+    let starts_with_word = |text: &str, word: &str| {
+        text.len() > word.len()
+            && text[..word.len()].eq_ignore_ascii_case(word)
+            && text[word.len()..].starts_with(|c: char| c.is_whitespace())
+    };
+    if starts_with_word(trimmed, "with") {
+        let rest = trimmed[4..].trim_start();
+        if starts_with_word(rest, "recursive") {
+            return format!("WITH RECURSIVE {defs}, {}", rest[9..].trim_start());
+        }
+        return format!("WITH {defs}, {rest}");
+    }
+    format!("WITH {defs} {trimmed}")
+}
+
+#[cfg(test)]
+mod routing_tests {
+    use super::with_tables;
+
+    #[test]
+    fn dataset_names_become_ctes_over_the_silver_tables() {
+        let t = vec![(
+            "people".to_owned(),
+            "`lh`.`acme_silver`.`people_1a2b3c4d`".to_owned(),
+        )];
+        assert_eq!(
+            with_tables("SELECT count(*) FROM people", &t, '`'),
+            "WITH `people` AS (SELECT * FROM `lh`.`acme_silver`.`people_1a2b3c4d`) SELECT count(*) FROM people"
+        );
+        assert_eq!(
+            with_tables("  with x AS (SELECT 1) SELECT * FROM x, people", &t, '"'),
+            "WITH \"people\" AS (SELECT * FROM `lh`.`acme_silver`.`people_1a2b3c4d`), x AS (SELECT 1) SELECT * FROM x, people"
+        );
+        assert_eq!(
+            with_tables("WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r", &t, '"'),
+            "WITH RECURSIVE \"people\" AS (SELECT * FROM `lh`.`acme_silver`.`people_1a2b3c4d`), r AS (SELECT 1) SELECT * FROM r"
+        );
+        assert_eq!(with_tables("SELECT 1", &[], '"'), "SELECT 1");
+        // A column called `without` is not a WITH.
+        assert!(with_tables("without", &t, '"').starts_with("WITH \"people\""));
+    }
+}
+
+/// The tenant's datasets as query tables: their SQL names, columns and files.
+pub fn query_tables(
+    datasets: Vec<super::catalog::QueryDataset>,
+    reader: &super::DatasetReader,
+) -> Vec<(crate::model::QueryTable, LocalTable)> {
+    let names = table_names(&datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
+    datasets
+        .into_iter()
+        .zip(names)
+        .map(|(d, name)| {
+            let page = crate::model::QueryTable {
+                name: name.clone(),
+                dataset_id: d.id,
+                dataset_name: d.name,
+                columns: d
+                    .schema
+                    .iter()
+                    .map(|c| QueryColumn {
+                        name: c.normalized_name.clone(),
+                        data_type: c.data_type.clone(),
+                    })
+                    .collect(),
+                status: d.status,
+            };
+            let local = LocalTable {
+                name,
+                dataset_id: d.id,
+                file: reader.parquet_path(d.id),
+                columns: d.schema,
+            };
+            (page, local)
+        })
+        .collect()
+}
+
+/// Why a query could not run where it was asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error(transparent)]
+    Local(#[from] QueryError),
+    #[error("the lakehouse is not available on this server (sync is off)")]
+    NoLakehouse,
+    #[error("the lakehouse has no current copy of {0}: sync it first, or run the query locally")]
+    NotSynced(String),
+    #[error("the lakehouse: {0}")]
+    Lakehouse(String),
+}
+
+/// Runs `sql` where `engine` says (`auto`: the lakehouse when every dataset
+/// the query names is synced, locally otherwise, and locally too when the
+/// lakehouse does not answer), and says which engine ran and why.
+pub async fn route(
+    tables: Vec<(crate::model::QueryTable, LocalTable)>,
+    sql: String,
+    engine: crate::model::QueryEngine,
+    limits: QueryLimits,
+    lakehouse: Option<Arc<dyn LakehouseQuery>>,
+    tenant_id: Uuid,
+) -> Result<crate::model::QueryAnswer, RouteError> {
+    use crate::domain::SyncStatus;
+    use crate::model::{QueryAnswer, QueryEngine};
+    let started = std::time::Instant::now();
+    let local_tables: Vec<LocalTable> = tables.iter().map(|(_, l)| l.clone()).collect();
+    let named: Vec<(crate::model::QueryTable, Uuid)> = {
+        let names: std::collections::HashSet<String> = named_in(&sql, &local_tables)
+            .into_iter()
+            .map(|t| t.name.clone())
+            .collect();
+        tables
+            .iter()
+            .filter(|(t, _)| names.contains(&t.name))
+            .map(|(t, l)| (t.clone(), l.dataset_id))
+            .collect()
+    };
+    let unsynced: Vec<String> = named
+        .iter()
+        .filter(|(t, _)| t.status != SyncStatus::Synced)
+        .map(|(t, _)| format!("{} ({})", t.name, t.status.label()))
+        .collect();
+
+    let lake_plan: Result<(Arc<dyn LakehouseQuery>, String), RouteError> = match &lakehouse {
+        None => Err(RouteError::NoLakehouse),
+        Some(_) if !unsynced.is_empty() => Err(RouteError::NotSynced(unsynced.join(", "))),
+        Some(_) if named.is_empty() => Err(RouteError::NotSynced(
+            "the tables this query names (it names none of your datasets)".to_owned(),
+        )),
+        Some(lake) => Ok((lake.clone(), "every dataset it names is synced".to_owned())),
+    };
+    let (lake_reason, fallback) = match (engine, lake_plan) {
+        (QueryEngine::Local, _) => (None, "local, as asked".to_owned()),
+        (QueryEngine::Lakehouse, Err(e)) => return Err(e),
+        (QueryEngine::Lakehouse, Ok((lake, _))) => (
+            Some((lake, "lakehouse, as asked".to_owned())),
+            String::new(),
+        ),
+        (QueryEngine::Auto, Ok((lake, why))) => {
+            (Some((lake, format!("auto: {why}"))), String::new())
+        }
+        (QueryEngine::Auto, Err(e)) => (None, format!("auto: local, because {e}")),
+    };
+    if let Some((lake, reason)) = lake_reason {
+        let ran = run_on_lakehouse(&*lake, tenant_id, &sql, &named, limits.max_rows).await;
+        match ran {
+            Ok(result) => {
+                return Ok(QueryAnswer {
+                    engine: QueryEngine::Lakehouse,
+                    reason,
+                    columns: result.columns,
+                    rows: result.rows,
+                    truncated: result.truncated,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                })
+            }
+            Err(e) if engine == QueryEngine::Lakehouse => return Err(RouteError::Lakehouse(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the lakehouse did not answer a query; running it locally");
+                return run_here(
+                    local_tables,
+                    sql,
+                    limits,
+                    format!("auto: local, because the lakehouse did not answer ({e})"),
+                    started,
+                )
+                .await;
+            }
+        }
+    }
+    run_here(local_tables, sql, limits, fallback, started).await
+}
+
+async fn run_on_lakehouse(
+    lake: &dyn LakehouseQuery,
+    tenant_id: Uuid,
+    sql: &str,
+    named: &[(crate::model::QueryTable, Uuid)],
+    max_rows: usize,
+) -> Result<LocalResult, String> {
+    let mut defs = Vec::new();
+    let mut quote = '"';
+    for (table, dataset) in named {
+        let silver = lake
+            .silver_table(tenant_id, *dataset)
+            .await?
+            .ok_or_else(|| format!("{} has no silver table", table.name))?;
+        if silver.starts_with('`') {
+            quote = '`';
+        }
+        defs.push((table.name.clone(), silver));
+    }
+    let sql = sql.trim().trim_end_matches(';');
+    lake.query(
+        tenant_id,
+        with_tables(sql, &defs, quote),
+        u32::try_from(max_rows).unwrap_or(u32::MAX),
+    )
+    .await
+}
+
+async fn run_here(
+    tables: Vec<LocalTable>,
+    sql: String,
+    limits: QueryLimits,
+    reason: String,
+    started: std::time::Instant,
+) -> Result<crate::model::QueryAnswer, RouteError> {
+    let Ok(_permit) = limits.slots.clone().try_acquire_owned() else {
+        return Err(QueryError::Busy.into());
+    };
+    let result = tokio::task::spawn_blocking(move || run_local(&tables, &sql, &limits))
+        .await
+        .map_err(|e| QueryError::Sql(format!("the query task failed: {e}")))??;
+    Ok(crate::model::QueryAnswer {
+        engine: crate::model::QueryEngine::Local,
+        reason,
+        columns: result.columns,
+        rows: result.rows,
+        truncated: result.truncated,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}

@@ -1,0 +1,202 @@
+//! The query page's server function (`POST /api/run_query`): local queries
+//! over the tenant's own files only, the sandbox's refusals and limits, and
+//! routing to the lakehouse when every dataset a query names is synced.
+
+use crate::helpers::{spawn_app, spawn_app_with, Options, TestApp};
+use crate::sync::{spawn_synced_app, started_mcp, upload, wait_for, Sync};
+use app::domain::SyncStatus;
+use serde_json::Value;
+use stack::Restate;
+use std::time::Duration;
+
+/// Nulls as `NA`, negative numbers, a name with spaces and capitals.
+const CSV: &str = "City Name,Population,Delta\nOslo,709037,-1.5\nBergen,NA,2\nLyon,522250,-3\n";
+
+async fn run(app: &TestApp, client: &reqwest::Client, sql: &str, engine: &str) -> (u16, Value) {
+    let response = client
+        .post(app.url("/api/run_query"))
+        .header("Accept", "application/json")
+        .form(&[("sql", sql), ("engine", engine)])
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn local_queries_read_the_tenants_datasets_by_their_normalised_names() {
+    let app = spawn_app().await;
+    app.upload("cities.csv", CSV.as_bytes().to_vec(), Some("World Cities"))
+        .await
+        .expect_ok();
+    let (status, answer) = run(
+        &app,
+        &app.client,
+        "SELECT city_name, population, delta FROM world_cities ORDER BY delta",
+        "auto",
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["engine"], "local");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("sync is off"),
+        "{answer}"
+    );
+    assert_eq!(answer["columns"][1]["data_type"], "BIGINT");
+    assert_eq!(
+        answer["rows"],
+        serde_json::json!([
+            ["Lyon", "522250", "-3.0"],
+            ["Oslo", "709037", "-1.5"],
+            ["Bergen", null, "2.0"]
+        ])
+    );
+    assert_eq!(answer["truncated"], false);
+
+    // The page lists it as a table with its columns.
+    let tables: Value = app
+        .client
+        .post(app.url("/api/query_tables"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tables[0]["name"], "world_cities");
+    assert_eq!(tables[0]["columns"][0]["name"], "city_name");
+
+    // The lakehouse, asked for by name, is not there without sync.
+    let (status, body) = run(&app, &app.client, "SELECT 1 FROM world_cities", "lakehouse").await;
+    assert_eq!(status, 503, "{body}");
+
+    // The page itself renders the result without JavaScript.
+    let page = app
+        .get_text("/query?sql=SELECT+count(*)+AS+n+FROM+world_cities&engine=local")
+        .await;
+    assert!(page.contains("id=\"query-result\""), "{page}");
+    assert!(page.contains("local, as asked"), "{page}");
+}
+
+#[tokio::test]
+async fn another_tenants_tables_files_and_settings_are_out_of_reach() {
+    let app = spawn_app().await;
+    let a = app
+        .upload("cities.csv", CSV.as_bytes().to_vec(), Some("Secret Cities"))
+        .await
+        .expect_ok()
+        .dataset
+        .id;
+    let b = app.new_tenant("b@example.org").await;
+    let (status, body) = run(&app, &b, "SELECT * FROM secret_cities", "local").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("secret_cities"), "{body}");
+
+    let file = app.parquet_path(a).to_string_lossy().into_owned();
+    for sql in [
+        format!("SELECT * FROM '{file}'"),
+        format!("SELECT * FROM read_parquet('{file}')"),
+        "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+        "SELECT * FROM glob('/**')".to_owned(),
+        "SELECT * FROM duckdb_settings()".to_owned(),
+        "COPY (SELECT 1) TO '/tmp/out.csv'".to_owned(),
+        "ATTACH '/tmp/x.duckdb' AS x".to_owned(),
+        "CREATE TABLE t AS SELECT 1".to_owned(),
+        "SELECT 1; SELECT 2".to_owned(),
+    ] {
+        let (status, body) = run(&app, &b, &sql, "local").await;
+        assert_eq!(status, 422, "{sql}: {body}");
+        assert!(!body.to_string().contains("Oslo"), "{sql}: {body}");
+        // A path the query itself names may be quoted back; no other.
+        assert!(
+            sql.contains(&file) || !body.to_string().contains(&file),
+            "{sql} shows our path: {body}"
+        );
+    }
+    let (status, body) = run(&app, &b, "", "local").await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = run(&app, &b, "SELECT 1", "warp").await;
+    assert_eq!(status, 422, "{body}");
+}
+
+#[tokio::test]
+async fn a_query_past_its_time_is_stopped_and_one_past_the_cap_is_told_to_wait() {
+    let app = spawn_app_with(Options {
+        env: vec![
+            ("QUERY_TIMEOUT_SECS", "1".to_owned()),
+            ("QUERY_MAX_CONCURRENT", "1".to_owned()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    app.upload("cities.csv", CSV.as_bytes().to_vec(), Some("Cities"))
+        .await
+        .expect_ok();
+    let slow = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 100000000000) SELECT count(*) FROM r, cities";
+    let started = std::time::Instant::now();
+    let (first, second) = tokio::join!(run(&app, &app.client, slow, "local"), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        run(&app, &app.client, "SELECT 1 FROM cities", "local").await
+    });
+    assert_eq!(first.0, 422, "{}", first.1);
+    assert!(
+        first.1.to_string().contains("longer than 1 s"),
+        "{}",
+        first.1
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(second.0, 503, "{}", second.1);
+    assert!(second.1.to_string().contains("try again"), "{}", second.1);
+    // Free again once the first has stopped.
+    let (status, _) = run(&app, &app.client, "SELECT 1 FROM cities", "local").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn auto_runs_on_the_lakehouse_once_every_named_dataset_is_synced() {
+    let restate = Restate::started().await.unwrap();
+    let mcp = started_mcp().await;
+    let app = spawn_synced_app(&restate, &mcp, Sync::default()).await;
+    let id = upload(&app, "cities", CSV).await;
+    wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(60)).await;
+
+    let sql =
+        "WITH t AS (SELECT * FROM cities) SELECT city_name, population FROM t ORDER BY city_name";
+    let (status, answer) = run(&app, &app.client, sql, "auto").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["engine"], "lakehouse", "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("synced"),
+        "{answer}"
+    );
+    // Silver: NA is NULL, the numbers typed.
+    assert_eq!(
+        answer["rows"],
+        serde_json::json!([["Bergen", null], ["Lyon", "522250"], ["Oslo", "709037"]])
+    );
+    let (status, local) = run(&app, &app.client, sql, "local").await;
+    assert_eq!(status, 200, "{local}");
+    assert_eq!(local["engine"], "local");
+    assert_eq!(local["rows"], answer["rows"]);
+
+    // Stop the lakehouse: auto falls back to local and says why.
+    drop(mcp);
+    let (status, answer) = run(&app, &app.client, sql, "auto").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["engine"], "local");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer"),
+        "{answer}"
+    );
+    let (status, body) = run(&app, &app.client, sql, "lakehouse").await;
+    assert_eq!(status, 503, "{body}");
+}
