@@ -91,9 +91,8 @@ impl LiveSync {
                 }
             }
             LiveEvent::Removed { dataset_id, .. } => {
-                self.states.update(|m| {
-                    m.remove(&dataset_id);
-                });
+                // Its last state stays (so nothing about it fetches again);
+                // badges read `removed`.
                 self.removed.update(|r| {
                     r.insert(dataset_id);
                 });
