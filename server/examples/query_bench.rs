@@ -66,7 +66,7 @@ fn flights(path: &std::path::Path, rows: usize) -> anyhow::Result<()> {
     conn.execute_batch(&format!(
         "COPY (
            SELECT DATE '2023-01-01' + CAST(i % 365 AS INTEGER) AS fl_date,
-                  ['AA','DL','UA','WN','B6','AS','NK','F9','G4','HA','MQ','OO','YX','9E','OH','QX','ZW','C5','PT','G7'][1 + hash(i) % 20] AS carrier,
+                  ['AA','DL','UA','WN','B6','AS','NK','F9','G4','HA','MQ','OO','YX','9E','OH','QX','ZW','C5','PT','G7'][CAST(1 + hash(i) % 20 AS BIGINT)] AS carrier,
                   CAST(hash(i * 7) % 9000 AS INTEGER) AS flight_number,
                   'A' || lpad(CAST(hash(i * 3) % 300 AS VARCHAR), 2, '0') AS origin,
                   'A' || lpad(CAST(hash(i * 5) % 300 AS VARCHAR), 2, '0') AS dest,
