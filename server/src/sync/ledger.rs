@@ -106,6 +106,23 @@ impl Ledger {
         }))
     }
 
+    /// The tenant's dataset's status, its row locked until `tx` ends; `None`
+    /// when the tenant has no such dataset.
+    async fn lock_status(
+        tx: &mut Transaction<'_, Postgres>,
+        tenant_id: Uuid,
+        dataset_id: Uuid,
+    ) -> Result<Option<SyncStatus>, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"SELECT sync_status AS "status: SyncStatus" FROM datasets
+               WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
+            tenant_id,
+            dataset_id,
+        )
+        .fetch_optional(&mut **tx)
+        .await
+    }
+
     /// The upload's sync request, inside the transaction that inserts the
     /// dataset (already `pending`): both commit or neither. Returns the
     /// request id, which is also the Restate idempotency key.
@@ -135,14 +152,7 @@ impl Ledger {
         dataset_id: Uuid,
     ) -> Result<ResyncOutcome, sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        let status = sqlx::query_scalar!(
-            r#"SELECT sync_status AS "status: SyncStatus" FROM datasets
-               WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
-            tenant_id,
-            dataset_id,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let status = Self::lock_status(&mut tx, tenant_id, dataset_id).await?;
         let Some(status) = status else {
             return Ok(ResyncOutcome::NotFound);
         };
@@ -438,14 +448,7 @@ impl Ledger {
         dataset_id: Uuid,
     ) -> Result<DeleteRequest, sqlx::Error> {
         let mut tx = self.db.begin().await?;
-        let status = sqlx::query_scalar!(
-            r#"SELECT sync_status AS "status: SyncStatus" FROM datasets
-               WHERE tenant_id = $1 AND id = $2 FOR UPDATE"#,
-            tenant_id,
-            dataset_id,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let status = Self::lock_status(&mut tx, tenant_id, dataset_id).await?;
         match status {
             None => return Ok(DeleteRequest::NotFound),
             Some(SyncStatus::Deleting) => {

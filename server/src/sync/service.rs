@@ -136,6 +136,12 @@ fn run_name(step: SyncStep) -> &'static str {
     }
 }
 
+/// The object's key: the dataset id.
+fn dataset_key(key: &str) -> Result<Uuid, TerminalError> {
+    key.parse()
+        .map_err(|_| TerminalError::new("the DatasetSync key must be a dataset id (a UUID)"))
+}
+
 /// Journaled actions that write to Postgres retry until it answers; the
 /// writes are idempotent.
 fn store_retry_policy() -> RunRetryPolicy {
@@ -165,10 +171,7 @@ impl DatasetSync {
         ctx: ObjectContext<'_>,
         input: Json<SyncInput>,
     ) -> Result<Json<SyncRecord>, HandlerError> {
-        let dataset_id: Uuid = ctx
-            .key()
-            .parse()
-            .map_err(|_| TerminalError::new("the DatasetSync key must be a dataset id (a UUID)"))?;
+        let dataset_id = dataset_key(ctx.key())?;
         let request_id = input.into_inner().request_id;
 
         let deps = self.deps.clone();
@@ -287,10 +290,7 @@ impl DatasetSync {
         ctx: ObjectContext<'_>,
         input: Json<SyncInput>,
     ) -> Result<(), HandlerError> {
-        let dataset_id: Uuid = ctx
-            .key()
-            .parse()
-            .map_err(|_| TerminalError::new("the DatasetSync key must be a dataset id (a UUID)"))?;
+        let dataset_id = dataset_key(ctx.key())?;
         let request_id = input.into_inner().request_id;
         let deps = self.deps.clone();
         let plan = ctx

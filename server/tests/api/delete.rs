@@ -74,18 +74,8 @@ fn lakehouse_files_of(mcp: &Mcp, id: Uuid) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn without_sync_a_delete_removes_the_row_and_the_file_at_once() {
     let app = spawn_app().await;
-    let id = app
-        .upload("people.csv", CSV.as_bytes().to_vec(), None)
-        .await
-        .expect_ok()
-        .dataset
-        .id;
-    let other = app
-        .upload("kept.csv", CSV.as_bytes().to_vec(), None)
-        .await
-        .expect_ok()
-        .dataset
-        .id;
+    let id = upload(&app, "people", CSV).await;
+    let other = upload(&app, "kept", CSV).await;
     assert!(app.parquet_path(id).exists());
     let mut events = Events::open_as(&app, &app.client).await;
 
@@ -132,12 +122,7 @@ async fn without_sync_a_delete_removes_the_row_and_the_file_at_once() {
 #[tokio::test]
 async fn a_delete_without_the_apps_origin_is_refused() {
     let app = spawn_app().await;
-    let id = app
-        .upload("people.csv", CSV.as_bytes().to_vec(), None)
-        .await
-        .expect_ok()
-        .dataset
-        .id;
+    let id = upload(&app, "people", CSV).await;
     // The signed-in browser's cookie, but a foreign page's Origin.
     let response = app
         .client
