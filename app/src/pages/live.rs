@@ -75,11 +75,17 @@ impl LiveSync {
     #[cfg_attr(not(feature = "hydrate"), expect(dead_code))]
     fn apply(&self, event: LiveEvent) {
         match event {
-            LiveEvent::Snapshot { seq, states } => self.states.update(|m| {
-                for s in states {
-                    m.insert(s.dataset_id, (seq, s));
-                }
-            }),
+            LiveEvent::Snapshot { seq, states } => {
+                self.states.update(|m| {
+                    for s in states {
+                        m.insert(s.dataset_id, (seq, s));
+                    }
+                });
+                // Datasets may have come or gone between the page's render
+                // and this (re)connection, with no event to say so: lists
+                // fetch their page again.
+                self.membership.update(|n| *n += 1);
+            }
             LiveEvent::Status { seq, state } => {
                 let id = state.dataset_id;
                 let new = self
