@@ -172,4 +172,31 @@ mod tests {
         );
         assert!(text.contains("servicetsunami_sync_outbox_depth 4\n"));
     }
+
+    /// The sample Grafana dashboard names only metrics this server exports.
+    #[test]
+    fn the_grafana_dashboard_reads_exported_metrics() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../grafana/sync-dashboard.json")).unwrap();
+        let m = SyncMetrics::default();
+        m.observe_step(SyncStep::Bronze, Duration::from_millis(5));
+        let text = m.render(Some(0));
+        let mut names = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.starts_with("servicetsunami_") {
+                        names += 1;
+                        assert!(
+                            text.lines().any(|l| l.starts_with(word)),
+                            "{word} (panel {}) is not exported",
+                            panel["title"]
+                        );
+                    }
+                }
+            }
+        }
+        assert!(names >= 10, "{names}");
+    }
 }
