@@ -60,8 +60,8 @@ pub struct LocalResult {
     pub truncated: bool,
 }
 
-/// Longest cell shown, in characters.
-pub const MAX_QUERY_CELL_CHARS: usize = 1_000;
+/// Longest cell shown, in characters: the preview's.
+pub const MAX_QUERY_CELL_CHARS: usize = super::reader::MAX_CELL_CHARS;
 
 /// SQL names for datasets, in the order given (oldest first, so a name does
 /// not move when a newer dataset takes the same one): the normalised name,
@@ -235,11 +235,9 @@ pub fn run_local(
         }
         let mut rows = Vec::new();
         if !columns.is_empty() {
-            let max = MAX_QUERY_CELL_CHARS;
             let mut stmt = conn.prepare(&format!(
-                "SELECT * FROM (SELECT CASE WHEN length(COLUMNS(*)::VARCHAR) > {max} \
-                 THEN left(COLUMNS(*)::VARCHAR, {max}) || '…' ELSE COLUMNS(*)::VARCHAR END \
-                 FROM ({sql}) q LIMIT {}) OFFSET 0",
+                "SELECT * FROM (SELECT {} FROM ({sql}) q LIMIT {}) OFFSET 0",
+                super::reader::bounded_text("COLUMNS(*)::VARCHAR", MAX_QUERY_CELL_CHARS),
                 limits.max_rows + 1
             ))?;
             let mut result = stmt.query([])?;

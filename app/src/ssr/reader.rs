@@ -27,7 +27,7 @@ pub const MAX_CELL_CHARS: usize = 1_000;
 pub const MAX_STAT_CHARS: usize = 200;
 
 /// `expr` (text) cut to `max` characters in SQL, marked with `…` when cut.
-fn bounded_text(expr: &str, max: usize) -> String {
+pub(crate) fn bounded_text(expr: &str, max: usize) -> String {
     format!("CASE WHEN length({expr}) > {max} THEN left({expr}, {max}) || '…' ELSE {expr} END")
 }
 
