@@ -5,8 +5,8 @@
 use crate::{
     error::AppError,
     model::{
-        DatasetDetail, DatasetList, Me, QueryAnswer, QueryHistoryEntry, QueryTable, SyncDetail,
-        TeamPage, TokensPage,
+        DatasetDetail, DatasetList, Me, QueryAnswer, QueryHistoryEntry, QueryTable, StagedVersion,
+        SyncDetail, SyncMonitor, TeamPage, TokensPage,
     },
 };
 use leptos::prelude::*;
@@ -123,12 +123,37 @@ async fn dataset_detail(id: Uuid) -> Result<DatasetDetail, AppError> {
         Err(ReadError::Missing(_)) => return Err(AppError::DataFileMissing),
         Err(e) => return Err(e).context("reading a dataset's Parquet"),
     };
+    let versions = catalog::dataset_versions(&state.db, who.tenant_id, id)
+        .await
+        .context("loading a dataset's versions")?;
     Ok(DatasetDetail {
         summary,
         schema,
         preview,
         stats,
+        versions,
     })
+}
+
+/// A file uploaded onto a dataset and waiting for the choice between
+/// replace and append, with its schema difference.
+#[server(endpoint = "get_staged_version")]
+pub async fn get_staged_version(
+    dataset_id: Uuid,
+    staged_id: Uuid,
+) -> Result<StagedVersion, AppError> {
+    use crate::{error::ResultExt, ssr::catalog};
+    crate::error::answer(
+        async {
+            let who = crate::ssr::auth::principal()?;
+            let state = expect_context::<crate::ssr::AppState>();
+            catalog::staged_version(&state.db, who.tenant_id, dataset_id, staged_id)
+                .await
+                .context("loading a staged version")?
+                .ok_or(AppError::NotFound)
+        }
+        .await,
+    )
 }
 
 /// Syncs one dataset again (after `failed`, or to refresh a synced one).
@@ -327,6 +352,29 @@ pub async fn sync_all() -> Result<u64, AppError> {
                 .context("requesting a bulk sync")?;
             tracing::info!(count, tenant = %who.tenant_id, "bulk sync requested");
             Ok(count)
+        }
+        .await,
+    )
+}
+
+/// The tenant's sync monitoring figures over `window` (`1h`, `24h`, the
+/// default, or `7d`).
+#[server(endpoint = "sync_monitor")]
+pub async fn get_sync_monitor(window: Option<String>) -> Result<SyncMonitor, AppError> {
+    use crate::{error::ResultExt, model::MonitorWindow};
+    crate::error::answer(
+        async {
+            let window = match window.as_deref().filter(|w| !w.is_empty()) {
+                None => MonitorWindow::default(),
+                Some(w) => MonitorWindow::parse(w).ok_or_else(|| {
+                    AppError::Invalid(format!("unknown window {w:?}: use 1h, 24h or 7d"))
+                })?,
+            };
+            let who = crate::ssr::auth::principal()?;
+            let state = expect_context::<crate::ssr::AppState>();
+            crate::ssr::monitor::sync_monitor(&state.db, who.tenant_id, window)
+                .await
+                .context("reading the sync monitoring figures")
         }
         .await,
     )

@@ -34,6 +34,8 @@ pub struct DatasetSummary {
     pub sync: SyncState,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// The current version (1 until a new file is uploaded onto it).
+    pub version: i32,
 }
 
 /// Where a dataset's lakehouse sync stands: what the badge, the dataset page
@@ -115,6 +117,8 @@ pub struct DatasetDetail {
     pub schema: Vec<ColumnSchema>,
     pub preview: Preview,
     pub stats: Vec<ColumnStats>,
+    /// Every version, newest first.
+    pub versions: Vec<DatasetVersion>,
 }
 
 /// The first rows of a dataset, every value rendered as text (`None` is NULL).
@@ -273,6 +277,8 @@ pub struct QueryTable {
     /// (normalised name, type) of each column.
     pub columns: Vec<QueryColumn>,
     pub status: SyncStatus,
+    /// The lakehouse's silver table holds the dataset's current version.
+    pub lakehouse_current: bool,
 }
 
 /// One query of the user's history on the query page.
@@ -317,4 +323,159 @@ impl DatasetSort {
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
+}
+
+/// The monitoring page's time windows: how far back, and the width of one
+/// bar of its time charts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MonitorWindow {
+    #[serde(rename = "1h")]
+    Hour,
+    #[default]
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Week,
+}
+
+impl MonitorWindow {
+    pub const ALL: [MonitorWindow; 3] = [Self::Hour, Self::Day, Self::Week];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "1h",
+            Self::Day => "24h",
+            Self::Week => "7d",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.as_str() == text)
+    }
+
+    /// The window's length and its buckets' width, in seconds.
+    pub fn span_and_bucket_secs(self) -> (i64, i64) {
+        match self {
+            Self::Hour => (3_600, 300),
+            Self::Day => (86_400, 3_600),
+            Self::Week => (7 * 86_400, 6 * 3_600),
+        }
+    }
+}
+
+/// One bar of the monitoring page's time charts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorBucket {
+    /// RFC 3339, UTC: the bucket's start.
+    pub start: String,
+    /// Syncs that ended in the bucket, by how.
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Step attempts that failed and were retried.
+    pub retries: i64,
+}
+
+/// Failed or retried step attempts with the same cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCause {
+    pub step: SyncStep,
+    /// The error as the user saw it, without its log reference.
+    pub cause: String,
+    pub count: i64,
+}
+
+/// How long one step's successful attempts took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub step: SyncStep,
+    pub count: i64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
+/// One of the slowest recent syncs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowSync {
+    pub dataset_id: Uuid,
+    pub dataset_name: String,
+    pub request_id: Uuid,
+    /// Restate's id of the sync's invocation (for `restate invocations describe`).
+    pub invocation_id: Option<String>,
+    /// RFC 3339, UTC: when the sync was requested.
+    pub requested_at: String,
+    /// From the request to the last step's end.
+    pub duration_ms: i64,
+}
+
+/// The tenant's sync monitoring page: drawn from `sync_events` and the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncMonitor {
+    pub window: MonitorWindow,
+    /// Syncs that ended in the window, by how.
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Every bucket of the window, oldest first (empty ones too).
+    pub buckets: Vec<MonitorBucket>,
+    /// Most frequent first.
+    pub causes: Vec<FailureCause>,
+    /// In step order.
+    pub steps: Vec<StepTiming>,
+    /// Sync and delete requests not yet accepted by Restate.
+    pub outbox_depth: i64,
+    /// Age of the oldest of them, in seconds.
+    pub outbox_oldest_secs: Option<i64>,
+    /// Datasets queued, syncing or retrying now.
+    pub in_flight: i64,
+    /// Slowest first.
+    pub slowest: Vec<SlowSync>,
+}
+
+/// One version of a dataset, as its history lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetVersion {
+    pub version: i32,
+    pub mode: crate::domain::VersionMode,
+    pub file_name: String,
+    pub source_format: String,
+    /// The rows this version's file brought.
+    pub row_count: i64,
+    pub column_count: i64,
+    /// Bytes as uploaded.
+    pub size_bytes: i64,
+    /// The uploader's email (`None` when unknown or since removed).
+    pub uploaded_by: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// A file uploaded onto a dataset, converted and waiting for its uploader
+/// to choose: replace the dataset's rows, or append to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedVersion {
+    pub id: Uuid,
+    pub dataset_id: Uuid,
+    pub dataset_name: String,
+    /// The dataset's version now; committing makes `current_version + 1`.
+    pub current_version: i32,
+    pub file_name: String,
+    pub source_format: String,
+    pub row_count: i64,
+    pub size_bytes: i64,
+    /// The new file's columns.
+    pub columns: Vec<ColumnSchema>,
+    /// The new file against the dataset.
+    pub diff: crate::domain::SchemaDiff,
+    /// Why it cannot be appended (empty when it can).
+    pub append_conflicts: Vec<String>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// A new version, committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionCommitted {
+    pub dataset: DatasetSummary,
+    pub version: i32,
+    pub mode: crate::domain::VersionMode,
+    pub diff: crate::domain::SchemaDiff,
 }

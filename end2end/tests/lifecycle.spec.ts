@@ -79,3 +79,39 @@ test("a dataset page open elsewhere says the dataset was deleted", async ({ brow
   await first.close();
   await second.close();
 });
+
+test("a new version shows its schema difference, then replaces the dataset and syncs", async ({ page }, testInfo) => {
+  const problems = watchConsole(page);
+  await page.goto("/");
+  await hydrated(page);
+  const name = `Versioned ${Date.now()}`;
+  const row = await uploadCsv(page, name, smallCsv);
+  await expect(row.locator(".badge")).toHaveText("synced", { timeout: 30_000 });
+  await row.getByRole("link", { name }).click();
+  await hydrated(page);
+  await expect(page.locator("#version-history tbody tr")).toHaveCount(1);
+
+  // population gone, area added, city unchanged: append cannot take it.
+  await page.locator("#new-version-file").setInputFiles({
+    name: "cities-2024.csv",
+    mimeType: "text/csv",
+    buffer: Buffer.from("city,country,area_km2\nOslo,Norway,454.0\nTromsø,Norway,NA\n"),
+  });
+  await page.locator("#new-version-submit").click();
+  await expect(page.locator("#staged-version h1")).toContainText("New version 2");
+  await expect(page.locator('#schema-diff tr[data-change="added"]')).toContainText("area_km2");
+  await expect(page.locator('#schema-diff tr[data-change="removed"]')).toContainText("population");
+  await expect(page.locator("#append-version")).toBeDisabled();
+  await expect(page.locator("#append-conflicts")).toContainText("population");
+  await page.screenshot({ path: testInfo.outputPath("schema-diff.png"), fullPage: true });
+
+  await page.locator("#replace-version").click();
+  await expect(page).toHaveURL(/\/datasets\/[0-9a-f-]+#versions$/);
+  await hydrated(page);
+  await expect(page.locator("#version-history tbody tr")).toHaveCount(2);
+  await expect(page.locator('#version-history tr[data-version="2"]')).toContainText("replace");
+  await expect(page.locator("main")).toContainText("Tromsø");
+  // The new version syncs too.
+  await expect(page.locator("#sync .badge").first()).toHaveText("synced", { timeout: 30_000 });
+  expect(problems).toEqual([]);
+});

@@ -1,4 +1,5 @@
 import { test, expect } from "@playwright/test";
+import { readFileSync } from "node:fs";
 import { hydrated, smallCsv, uploadCsv, watchConsole } from "./stack";
 
 test("the query page runs a query in each mode and charts the result", async ({ page }, testInfo) => {
@@ -39,4 +40,21 @@ test("the query page runs a query in each mode and charts the result", async ({ 
   await page.locator("#run-query").click();
   await expect(page.locator("#query-error")).toContainText("table functions");
   expect(problems).toEqual([]);
+});
+
+test("a query's whole result downloads as CSV", async ({ page }) => {
+  await page.goto("/");
+  await hydrated(page);
+  const name = `Download ${Date.now()}`;
+  await uploadCsv(page, name, smallCsv);
+  const table = name.toLowerCase().replace(" ", "_");
+  await page.goto(`/query?engine=local&sql=${encodeURIComponent(`SELECT city, population FROM ${table} ORDER BY city`)}`);
+  await expect(page.locator("#query-result tbody tr")).toHaveCount(3);
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.locator("#download-csv").click(),
+  ]);
+  expect(download.suggestedFilename()).toMatch(/^query-\d{8}-\d{6}\.csv$/);
+  const text = readFileSync(await download.path(), "utf8");
+  expect(text).toBe("city,population\nBergen,291940\nLyon,522250\nOslo,709037\n");
 });

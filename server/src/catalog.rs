@@ -37,6 +37,8 @@ pub struct NewDataset<'a> {
     pub size_bytes: i64,
     /// `pending` or `local_only` ([`crate::sync::ledger::SyncMode::initial_status`]).
     pub sync_status: SyncStatus,
+    /// The user who uploaded it (version 1's uploader).
+    pub uploaded_by: Option<Uuid>,
 }
 
 /// Inserts the row inside `tx` and returns it as the pages show it.
@@ -57,6 +59,22 @@ pub async fn insert_dataset(
         new.row_count,
         new.size_bytes,
         new.sync_status as SyncStatus,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO dataset_versions
+           (dataset_id, version, tenant_id, mode, file_name, source_format, schema, row_count,
+            size_bytes, uploaded_by)
+         VALUES ($1, 1, $2, 'initial', $3, $4, $5, $6, $7, $8)",
+        new.id,
+        new.tenant_id,
+        new.file_name,
+        new.source_format,
+        Json(new.schema) as _,
+        new.row_count,
+        new.size_bytes,
+        new.uploaded_by,
     )
     .execute(&mut **tx)
     .await?;

@@ -28,6 +28,12 @@ pub struct SyncSettings {
     pub retry_attempts: u32,
     /// `DATABRICKS_RETRY_INTERVAL` (default 300): seconds between attempts.
     pub retry_interval_secs: u64,
+    /// `SYNC_RECONCILE_INTERVAL_SECS` (default 60): how often syncs whose
+    /// Restate invocation vanished are looked for.
+    pub reconcile_interval_secs: u64,
+    /// `SYNC_RECONCILE_GRACE_SECS` (default 120): how long after Restate
+    /// accepted a request its invocation is first looked for.
+    pub reconcile_grace_secs: u64,
     /// `RESTATE_INGRESS_URL` (default http://127.0.0.1:8080): where sync requests are sent.
     pub restate_ingress_url: String,
     /// `RESTATE_ADMIN_URL` (default http://127.0.0.1:9070): where the endpoint is registered.
@@ -37,6 +43,10 @@ pub struct SyncSettings {
     /// `RESTATE_ENDPOINT_URL` (default `http://` + the endpoint address): the
     /// URL Restate calls the endpoint at, when that differs from the bind address.
     pub restate_endpoint_url: Option<String>,
+    /// `RESTATE_DEPLOYMENT_REVISION` (default: the crate version and a hash
+    /// of the workflow's source): the endpoint registers as
+    /// `<RESTATE_ENDPOINT_URL>/r/<revision>`, a deployment of its own.
+    pub restate_deployment_revision: Option<String>,
     /// `INTERNAL_BASE_URL` (default `http://` + `INTERNAL_ADDR`): how the MCP
     /// server reaches this server's internal listener (signed downloads,
     /// token introspection).
@@ -109,7 +119,7 @@ pub struct Settings {
     pub duckdb_read_memory_limit: String,
     /// The query page's local engine (`QUERY_MEMORY_LIMIT` 512 MiB,
     /// `QUERY_THREADS` 1, `QUERY_TIMEOUT_SECS` 30, `QUERY_MAX_ROWS` 1,000,
-    /// `QUERY_MAX_CONCURRENT` 4).
+    /// `QUERY_MAX_CONCURRENT` 4, `QUERY_MAX_DOWNLOAD_BYTES` 2 GiB).
     pub query: QuerySettings,
     /// `LOG_FORMAT` (`pretty` | `json`, default `pretty`); the filter is `RUST_LOG`.
     pub log_format: LogFormat,
@@ -127,6 +137,7 @@ pub struct QuerySettings {
     pub timeout_secs: u64,
     pub max_rows: usize,
     pub max_concurrent: usize,
+    pub max_download_bytes: u64,
 }
 
 /// Accounts and the edge.
@@ -244,6 +255,12 @@ impl Settings {
             mcp_api_key: env.raw("MCP_API_KEY").map(SecretString::from),
             retry_attempts: env.parse_at_least("DATABRICKS_RETRY_ATTEMPTS", 3u32, 1)?,
             retry_interval_secs: env.parse("DATABRICKS_RETRY_INTERVAL", 300u64)?,
+            reconcile_interval_secs: env.parse_at_least(
+                "SYNC_RECONCILE_INTERVAL_SECS",
+                60u64,
+                1,
+            )?,
+            reconcile_grace_secs: env.parse("SYNC_RECONCILE_GRACE_SECS", 120u64)?,
             restate_ingress_url: env.http_url("RESTATE_INGRESS_URL", "http://127.0.0.1:8080")?,
             restate_admin_url: env.http_url("RESTATE_ADMIN_URL", "http://127.0.0.1:9070")?,
             restate_endpoint_addr: env.parse(
@@ -251,6 +268,23 @@ impl Settings {
                 SocketAddr::from(([127, 0, 0, 1], 9080)),
             )?,
             restate_endpoint_url: env.optional_http_url("RESTATE_ENDPOINT_URL")?,
+            restate_deployment_revision: match env.raw("RESTATE_DEPLOYMENT_REVISION") {
+                Some(r)
+                    if r.len() <= 64
+                        && r.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) =>
+                {
+                    Some(r)
+                }
+                Some(r) => {
+                    return Err(ConfigError::invalid(
+                        "RESTATE_DEPLOYMENT_REVISION",
+                        r,
+                        "1 to 64 letters, digits, '.', '_' or '-'",
+                    ))
+                }
+                None => None,
+            },
             internal_base_url: env.optional_http_url("INTERNAL_BASE_URL")?,
             restate_identity_key: env.raw("RESTATE_IDENTITY_KEY"),
             mcp_public_url: match env.optional_http_url("MCP_PUBLIC_URL")? {
@@ -348,6 +382,7 @@ impl Settings {
                 timeout_secs: env.parse_at_least("QUERY_TIMEOUT_SECS", 30u64, 1)?,
                 max_rows: env.parse_at_least("QUERY_MAX_ROWS", 1000usize, 1)?,
                 max_concurrent: env.parse_at_least("QUERY_MAX_CONCURRENT", 4usize, 1)?,
+                max_download_bytes: env.byte_size("QUERY_MAX_DOWNLOAD_BYTES", 2 << 30)?,
             },
             duckdb_memory_limit,
             duckdb_read_memory_limit,

@@ -13,7 +13,10 @@ use crate::{
     live::LiveHub,
     state::{ServerState, ServerStateInner},
     storage::Storage,
-    sync::{dispatcher::Dispatcher, ledger::Ledger, metrics::SyncMetrics, SyncEndpoint},
+    sync::{
+        dispatcher::Dispatcher, ledger::Ledger, metrics::SyncMetrics, reconciler::Reconciler,
+        SyncEndpoint,
+    },
 };
 use anyhow::Context;
 use app::ssr::{AppState, AppStateInner, EngineLimits, SyncControl};
@@ -39,8 +42,9 @@ pub struct Application {
     internal: (TcpListener, Router),
     router: Router,
     state: ServerState,
-    /// Present when sync is available: the Restate endpoint and the outbox dispatcher.
-    sync: Option<(SyncEndpoint, Dispatcher)>,
+    /// Present when sync is available: the Restate endpoint, the outbox
+    /// dispatcher and the invocation reconciler.
+    sync: Option<(SyncEndpoint, Dispatcher, Reconciler)>,
     /// `SHUTDOWN_GRACE_SECS`.
     shutdown_grace: Duration,
     /// `HTTP_MAX_CONNECTIONS`, and the header deadline.
@@ -136,7 +140,14 @@ impl Application {
                 ingress_url: settings.sync.restate_ingress_url.clone(),
                 metrics: metrics.clone(),
             };
-            Some((endpoint, dispatcher))
+            let reconciler = Reconciler {
+                ledger: ledger.clone(),
+                http: crate::sync::http_client(),
+                admin_url: settings.sync.restate_admin_url.clone(),
+                every: std::time::Duration::from_secs(settings.sync.reconcile_interval_secs),
+                grace: std::time::Duration::from_secs(settings.sync.reconcile_grace_secs),
+            };
+            Some((endpoint, dispatcher, reconciler))
         } else {
             None
         };
@@ -159,6 +170,7 @@ impl Application {
                 threads: settings.query.threads,
                 timeout: std::time::Duration::from_secs(settings.query.timeout_secs),
                 max_rows: settings.query.max_rows,
+                max_download_bytes: settings.query.max_download_bytes,
                 slots: Arc::new(tokio::sync::Semaphore::new(settings.query.max_concurrent)),
             },
             lakehouse: if sync_mode.available {
@@ -225,7 +237,7 @@ impl Application {
     pub fn sync_endpoint_addr(&self) -> Option<SocketAddr> {
         self.sync
             .as_ref()
-            .and_then(|(endpoint, _)| endpoint.local_addr().ok())
+            .and_then(|(endpoint, _, _)| endpoint.local_addr().ok())
     }
 
     /// Cancelling it stops the server as SIGTERM would.
@@ -265,9 +277,10 @@ impl Application {
                 stop.clone(),
             )),
         ];
-        if let Some((endpoint, dispatcher)) = self.sync {
+        if let Some((endpoint, dispatcher, reconciler)) = self.sync {
             background.push(tokio::spawn(endpoint.serve(stop.clone())));
             background.push(tokio::spawn(dispatcher.run(stop.clone())));
+            background.push(tokio::spawn(reconciler.run(stop.clone())));
         }
         let (internal_listener, internal_router) = self.internal;
         let internal_stop = stop.clone();
@@ -404,6 +417,8 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .merge(http::datasets::router())
         .merge(http::events::router())
+        .merge(http::query::router())
+        .merge(http::versions::router())
         .merge(http::account::router())
         .merge(http::health::router())
         .leptos_routes_with_context(

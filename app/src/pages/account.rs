@@ -95,6 +95,7 @@ pub fn UserMenu() -> impl IntoView {
                         <nav class="user-menu" aria-label="Account">
                             <span class="muted small" id="signed-in-as" title=team>{email}</span>
                             <a href="/query">"Query"</a>
+                            <a href="/monitoring">"Monitoring"</a>
                             <a href="/settings">"Tokens"</a>
                             <a href="/assistant">"Assistant"</a>
                             {(role == Role::Admin).then(|| view! { <a href="/team">"Team"</a> })}

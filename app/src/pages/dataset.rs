@@ -70,6 +70,7 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
         schema,
         preview,
         stats,
+        versions,
     } = detail;
     let id = summary.id;
     let row_count = summary.row_count;
@@ -85,6 +86,7 @@ fn DatasetView(detail: DatasetDetail) -> impl IntoView {
         <SyncSection id />
         <SchemaTable schema stats />
         <PreviewTable preview row_count />
+        <super::versions::VersionsSection id versions />
         <DeleteSection id what />
     }
 }
@@ -168,6 +170,9 @@ fn DatasetFacts(summary: DatasetSummary) -> impl IntoView {
                 </div>
                 <Fact label="Columns">{thousands(summary.column_count)}</Fact>
                 <Fact label="Size">{human_bytes(summary.size_bytes)}</Fact>
+                <Fact label="Version">
+                    <a href="#versions" id="dataset-version">{summary.version}</a>
+                </Fact>
                 <Fact label="Uploaded">
                     <time datetime=summary.created_at.clone()>{short_timestamp(&summary.created_at)}</time>
                 </Fact>

@@ -8,13 +8,16 @@
 //! [`live`], not context, and navigate with plain links.
 
 mod account;
+mod charts;
 mod components;
 mod dataset;
 mod datasets;
 pub mod live;
+mod monitor;
 mod query;
 #[cfg(feature = "hydrate")]
 mod upload;
+mod versions;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -68,7 +71,13 @@ pub fn App() -> impl IntoView {
                     // missing dataset can still answer 404.
                     <Route path=path!("/") view=datasets::DatasetsPage ssr=SsrMode::Async />
                     <Route path=path!("/datasets/:id") view=dataset::DatasetPage ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/datasets/:id/versions/:staged")
+                        view=versions::StagedVersionPage
+                        ssr=SsrMode::Async
+                    />
                     <Route path=path!("/query") view=query::QueryPage ssr=SsrMode::Async />
+                    <Route path=path!("/monitoring") view=monitor::MonitoringPage ssr=SsrMode::Async />
                     <Route path=path!("/login") view=account::LoginPage ssr=SsrMode::Async />
                     <Route path=path!("/signup") view=account::SignupPage ssr=SsrMode::Async />
                     <Route path=path!("/settings") view=account::SettingsPage ssr=SsrMode::Async />

@@ -37,6 +37,7 @@ pub fn QueryPage() -> impl IntoView {
         },
     );
     let history = Resource::new(|| (), |_| query_history());
+    let to_download = sql.clone();
     view! {
         <Title text="Query" />
         <section class="card" id="query">
@@ -74,10 +75,18 @@ pub fn QueryPage() -> impl IntoView {
                 </div>
             </form>
             <Suspense fallback=|| view! { <p class="muted">"Running…"</p> }>
-                {move || Suspend::new(async move {
+                {move || {
+                    let to_download = to_download.clone();
+                    Suspend::new(async move {
                     match answer.await {
                         None => ().into_any(),
-                        Some(Ok(a)) => view! { <AnswerView answer=a /> }.into_any(),
+                        Some(Ok(a)) => {
+                            view! {
+                                <AnswerView answer=a />
+                                <Downloads sql=to_download.clone() />
+                            }
+                                .into_any()
+                        }
                         Some(Err(e)) => {
                             // The page is fine; only the query failed.
                             #[cfg(feature = "ssr")]
@@ -88,7 +97,8 @@ pub fn QueryPage() -> impl IntoView {
                                 .into_any()
                         }
                     }
-                })}
+                    })
+                }}
             </Suspense>
         </section>
         <section class="card" id="query-history">
@@ -117,6 +127,27 @@ pub fn QueryPage() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// Links that download the query's whole result (no row cap), run by the
+/// local engine and streamed as a file.
+#[component]
+fn Downloads(sql: String) -> impl IntoView {
+    let href = |format: &str| {
+        format!(
+            "/api/query/download?sql={}&format={format}",
+            crate::format::percent_encode(&sql)
+        )
+    };
+    view! {
+        <p class="actions small" id="query-downloads">
+            "Download the whole result: "
+            <a href=href("csv") id="download-csv" download>"CSV"</a>
+            " · "
+            <a href=href("parquet") id="download-parquet" download>"Parquet"</a>
+            <span class="muted">" (run by the local engine, without the row cap)"</span>
+        </p>
     }
 }
 
@@ -290,7 +321,7 @@ fn ResultChart(columns: Vec<QueryColumn>, rows: Vec<Vec<Option<String>>>) -> imp
         .iter()
         .map(|&i| (i, columns[i].name.clone()))
         .collect();
-    let svg = move || chart_svg(&kind.get(), &rows, x.get(), y.get());
+    let svg = move || super::charts::chart_svg(&kind.get(), &rows, x.get(), y.get());
     view! {
         <details class="chart" id="query-chart">
             <summary>"Chart"</summary>
@@ -330,132 +361,4 @@ fn ResultChart(columns: Vec<QueryColumn>, rows: Vec<Vec<Option<String>>>) -> imp
         </details>
     }
     .into_any()
-}
-
-/// The chart as SVG markup: `y` against `x` (categories for a bar chart,
-/// numbers otherwise when they parse). Text is escaped.
-pub fn chart_svg(kind: &str, rows: &[Vec<Option<String>>], x: usize, y: usize) -> String {
-    const W: f64 = 640.0;
-    const H: f64 = 240.0;
-    const PAD: f64 = 30.0;
-    let points: Vec<(String, f64)> = rows
-        .iter()
-        .filter_map(|r| {
-            let yv = r.get(y)?.as_deref()?.parse::<f64>().ok()?;
-            let xv = r.get(x).cloned().flatten().unwrap_or_default();
-            yv.is_finite().then_some((xv, yv))
-        })
-        .collect();
-    if points.is_empty() {
-        return String::new();
-    }
-    let (ymin, ymax) = points.iter().fold((0f64, f64::MIN), |(lo, hi), (_, v)| {
-        (lo.min(*v), hi.max(*v))
-    });
-    let yspan = if ymax > ymin { ymax - ymin } else { 1.0 };
-    let ypix = |v: f64| H - PAD - (v - ymin) / yspan * (H - 2.0 * PAD);
-    let xs: Option<Vec<f64>> = points.iter().map(|(x, _)| x.parse::<f64>().ok()).collect();
-    let n = points.len() as f64;
-    let xpix: Vec<f64> = match (&xs, kind) {
-        (Some(xs), "line" | "scatter") => {
-            let (lo, hi) = xs
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-            let span = if hi > lo { hi - lo } else { 1.0 };
-            xs.iter()
-                .map(|v| PAD + (v - lo) / span * (W - 2.0 * PAD))
-                .collect()
-        }
-        _ => (0..points.len())
-            .map(|i| PAD + (i as f64 + 0.5) * (W - 2.0 * PAD) / n)
-            .collect(),
-    };
-    let mut body = String::new();
-    match kind {
-        "line" => {
-            let mut order: Vec<usize> = (0..points.len()).collect();
-            order.sort_by(|a, b| xpix[*a].total_cmp(&xpix[*b]));
-            let path: Vec<String> = order
-                .iter()
-                .map(|&i| format!("{:.1},{:.1}", xpix[i], ypix(points[i].1)))
-                .collect();
-            body.push_str(&format!(
-                "<polyline fill=\"none\" stroke=\"currentColor\" stroke-width=\"2\" points=\"{}\"/>",
-                path.join(" ")
-            ));
-        }
-        "scatter" => {
-            for (i, (_, v)) in points.iter().enumerate() {
-                body.push_str(&format!(
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"currentColor\"/>",
-                    xpix[i],
-                    ypix(*v)
-                ));
-            }
-        }
-        _ => {
-            let width = ((W - 2.0 * PAD) / n * 0.8).max(1.0);
-            let base = ypix(0f64.max(ymin));
-            for (i, (label, v)) in points.iter().enumerate() {
-                let top = ypix(*v).min(base);
-                let height = (ypix(*v) - base).abs().max(0.5);
-                body.push_str(&format!(
-                    "<rect x=\"{:.1}\" y=\"{top:.1}\" width=\"{width:.1}\" height=\"{height:.1}\" fill=\"currentColor\"><title>{}: {v}</title></rect>",
-                    xpix[i] - width / 2.0,
-                    escape(label)
-                ));
-            }
-        }
-    }
-    format!(
-        "<svg class=\"chart-svg\" role=\"img\" aria-label=\"{kind} chart\" viewBox=\"0 0 {W} {H}\" width=\"100%\">\
-         <line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/>\
-         <text x=\"2\" y=\"{PAD}\" font-size=\"10\">{ymax}</text>\
-         <text x=\"2\" y=\"{b}\" font-size=\"10\">{ymin}</text>{body}</svg>",
-        b = H - PAD,
-        r = W - PAD,
-        ymax = escape(&format!("{ymax}")),
-        ymin = escape(&format!("{ymin}")),
-    )
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::chart_svg;
-
-    fn rows(values: &[(&str, &str)]) -> Vec<Vec<Option<String>>> {
-        values
-            .iter()
-            .map(|(x, y)| vec![Some((*x).to_owned()), Some((*y).to_owned())])
-            .collect()
-    }
-
-    #[test]
-    fn charts_draw_one_mark_per_row_and_escape_labels() {
-        let data = rows(&[
-            ("<b>Oslo</b>", "709037"),
-            ("Lyon", "-522250"),
-            ("Bergen", "NA"),
-        ]);
-        let bar = chart_svg("bar", &data, 0, 1);
-        assert_eq!(bar.matches("<rect").count(), 2, "the NA row is skipped");
-        assert!(bar.contains("&lt;b&gt;Oslo"), "{bar}");
-        assert!(!bar.contains("<b>"));
-        let numbers = rows(&[("1", "2"), ("3", "4"), ("2", "9")]);
-        assert_eq!(
-            chart_svg("scatter", &numbers, 0, 1)
-                .matches("<circle")
-                .count(),
-            3
-        );
-        assert!(chart_svg("line", &numbers, 0, 1).contains("<polyline"));
-        assert_eq!(chart_svg("bar", &[], 0, 1), "");
-    }
 }

@@ -4,8 +4,8 @@
 //! sync ledger).
 
 use crate::{
-    domain::{StepOutcome, SyncStatus, SyncStep},
-    model::{ColumnSchema, DatasetSummary, SyncEvent, SyncState},
+    domain::{StepOutcome, SyncStatus, SyncStep, VersionMode},
+    model::{ColumnSchema, DatasetSummary, DatasetVersion, StagedVersion, SyncEvent, SyncState},
 };
 use sqlx::{types::Json, PgPool};
 use time::OffsetDateTime;
@@ -35,6 +35,8 @@ pub struct SummaryRecord {
     pub last_sync_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    pub version: i32,
+    pub synced_version: Option<i32>,
 }
 
 /// RFC 3339 in UTC with milliseconds (`2026-11-25T19:44:38.123Z`), as every
@@ -76,6 +78,7 @@ impl From<SummaryRecord> for DatasetSummary {
             row_count: r.row_count,
             column_count: r.column_count,
             size_bytes: r.size_bytes,
+            version: r.version,
         }
     }
 }
@@ -203,6 +206,80 @@ pub async fn sync_states_changed_since(
         .collect())
 }
 
+/// A dataset's versions, newest first.
+pub async fn dataset_versions(
+    db: &PgPool,
+    tenant_id: Uuid,
+    dataset_id: Uuid,
+) -> Result<Vec<DatasetVersion>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT v.version, v.mode AS "mode: VersionMode", v.file_name, v.source_format,
+                  v.row_count, jsonb_array_length(v.schema)::bigint AS "column_count!",
+                  v.size_bytes, u.email AS "uploaded_by?", v.created_at
+           FROM dataset_versions v LEFT JOIN users u ON u.id = v.uploaded_by
+           WHERE v.tenant_id = $1 AND v.dataset_id = $2
+           ORDER BY v.version DESC"#,
+        tenant_id,
+        dataset_id,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| DatasetVersion {
+            version: r.version,
+            mode: r.mode,
+            file_name: r.file_name,
+            source_format: r.source_format,
+            row_count: r.row_count,
+            column_count: r.column_count,
+            size_bytes: r.size_bytes,
+            uploaded_by: r.uploaded_by,
+            created_at: rfc3339(r.created_at),
+        })
+        .collect())
+}
+
+/// A file staged onto the tenant's dataset, with its schema difference.
+pub async fn staged_version(
+    db: &PgPool,
+    tenant_id: Uuid,
+    dataset_id: Uuid,
+    staged_id: Uuid,
+) -> Result<Option<StagedVersion>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT s.id, s.file_name, s.source_format, s.row_count, s.size_bytes, s.created_at,
+                  s.schema AS "schema!: Json<Vec<ColumnSchema>>",
+                  d.name AS dataset_name, d.version,
+                  d.schema AS "current!: Json<Vec<ColumnSchema>>"
+           FROM staged_versions s JOIN datasets d ON d.id = s.dataset_id
+           WHERE s.tenant_id = $1 AND s.dataset_id = $2 AND s.id = $3
+             AND d.sync_status <> 'deleting'"#,
+        tenant_id,
+        dataset_id,
+        staged_id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| {
+        let diff = crate::domain::schema_diff(&r.current.0, &r.schema.0);
+        StagedVersion {
+            id: r.id,
+            dataset_id,
+            dataset_name: r.dataset_name,
+            current_version: r.version,
+            file_name: r.file_name,
+            source_format: r.source_format,
+            row_count: r.row_count,
+            size_bytes: r.size_bytes,
+            columns: r.schema.0,
+            append_conflicts: diff.append_conflicts(),
+            diff,
+            created_at: rfc3339(r.created_at),
+        }
+    }))
+}
+
 /// A dataset's sync timeline, oldest first.
 pub async fn sync_events(
     db: &PgPool,
@@ -256,6 +333,8 @@ pub struct QueryDataset {
     pub name: String,
     pub schema: Vec<ColumnSchema>,
     pub status: crate::domain::SyncStatus,
+    /// Silver holds the current version.
+    pub lakehouse_current: bool,
 }
 
 /// Every dataset of the tenant the query page may read (not those being
@@ -266,7 +345,9 @@ pub async fn query_datasets(
 ) -> Result<Vec<QueryDataset>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"SELECT id, name, schema AS "schema!: Json<Vec<ColumnSchema>>",
-                  sync_status AS "status!: crate::domain::SyncStatus"
+                  sync_status AS "status!: crate::domain::SyncStatus",
+                  (sync_status = 'synced' AND synced_version IS NOT DISTINCT FROM version)
+                    AS "lakehouse_current!"
            FROM datasets WHERE tenant_id = $1 AND sync_status <> 'deleting'
            ORDER BY created_at, id"#,
         tenant_id,
@@ -280,6 +361,7 @@ pub async fn query_datasets(
             name: r.name,
             schema: r.schema.0,
             status: r.status,
+            lakehouse_current: r.lakehouse_current,
         })
         .collect())
 }

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod auth;
 pub mod catalog;
+pub mod monitor;
 pub mod query;
 pub mod reader;
 pub mod sql;

@@ -22,6 +22,8 @@ pub struct QueryLimits {
     pub timeout: Duration,
     /// Rows shown; the result says when there were more.
     pub max_rows: usize,
+    /// Largest file a download of a whole result may write.
+    pub max_download_bytes: u64,
     /// One permit per query that may run at once.
     pub slots: Arc<tokio::sync::Semaphore>,
 }
@@ -38,6 +40,8 @@ pub struct LocalTable {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
+    #[error("the result is larger than {0} MiB, the most one download may be; narrow the query")]
+    TooLarge(u64),
     #[error("as many queries as this server runs at once are running; try again in a moment")]
     Busy,
     #[error("the query ran longer than {0} s and was stopped")]
@@ -115,8 +119,13 @@ fn sql_error(e: duckdb::Error, tables: &[&LocalTable], limits: &QueryLimits) -> 
     QueryError::Sql(text)
 }
 
-/// Opens the sandbox with `tables` and nothing else, locked.
-fn sandbox(tables: &[&LocalTable], limits: &QueryLimits) -> Result<Connection, duckdb::Error> {
+/// Opens the sandbox with `tables` and nothing else, locked. `writable` is
+/// the one file an export may write.
+fn sandbox(
+    tables: &[&LocalTable],
+    limits: &QueryLimits,
+    writable: Option<&std::path::Path>,
+) -> Result<Connection, duckdb::Error> {
     let config = duckdb::Config::default()
         .enable_autoload_extension(false)?
         .with("autoinstall_known_extensions", "false")?
@@ -128,6 +137,7 @@ fn sandbox(tables: &[&LocalTable], limits: &QueryLimits) -> Result<Connection, d
     let files: Vec<String> = tables
         .iter()
         .map(|t| quote_literal(&t.file.to_string_lossy()))
+        .chain(writable.map(|w| quote_literal(&w.to_string_lossy())))
         .collect();
     let mut setup = String::new();
     for t in tables {
@@ -211,7 +221,7 @@ pub fn run_local(
 ) -> Result<LocalResult, QueryError> {
     let sql = sql.trim().trim_end_matches(';').trim();
     let named = named_in(sql, tables);
-    let conn = sandbox(&named, limits).map_err(|e| sql_error(e, &named, limits))?;
+    let conn = sandbox(&named, limits, None).map_err(|e| sql_error(e, &named, limits))?;
     read_only(&conn, sql)?;
     let interrupt = conn.interrupt_handle();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -263,6 +273,106 @@ pub fn run_local(
     })
 }
 
+/// The formats a query's whole result downloads as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Parquet,
+}
+
+impl ExportFormat {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "csv" => Some(Self::Csv),
+            "parquet" => Some(Self::Parquet),
+            _ => None,
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+
+    fn copy_options(self) -> &'static str {
+        match self {
+            Self::Csv => "FORMAT csv, HEADER true",
+            Self::Parquet => "FORMAT parquet, COMPRESSION zstd",
+        }
+    }
+}
+
+/// Writes the whole result of `sql` (no row cap) to `dest`, a new file in
+/// the server's scratch space, with the sandbox of [`run_local`]: `dest` is
+/// the one file it may write. DuckDB streams the result to the file, so the
+/// memory used is the query's own budget whatever the size; the file may
+/// grow to `max_download_bytes`, then the query is stopped. Returns the
+/// rows written.
+/// Blocking: call it from `spawn_blocking` (the caller holds a slot).
+pub fn export_local(
+    tables: &[LocalTable],
+    sql: &str,
+    limits: &QueryLimits,
+    format: ExportFormat,
+    dest: &std::path::Path,
+) -> Result<u64, QueryError> {
+    let max_bytes = limits.max_download_bytes;
+    let sql = sql.trim().trim_end_matches(';').trim();
+    let named = named_in(sql, tables);
+    let conn = sandbox(&named, limits, Some(dest)).map_err(|e| sql_error(e, &named, limits))?;
+    read_only(&conn, sql)?;
+    let interrupt = conn.interrupt_handle();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let deadline = std::time::Instant::now() + limits.timeout;
+    let watched = dest.to_owned();
+    // Stops the query at its deadline, or as soon as the file outgrows
+    // `max_bytes`; says which.
+    let watcher = std::thread::spawn(move || loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match done_rx.recv_timeout(left.min(Duration::from_millis(50))) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if left.is_zero() {
+                    interrupt.interrupt();
+                    return None;
+                }
+                if std::fs::metadata(&watched).is_ok_and(|m| m.len() > max_bytes) {
+                    interrupt.interrupt();
+                    return Some(QueryError::TooLarge(max_bytes >> 20));
+                }
+            }
+            _ => return None,
+        }
+    });
+    // The newline ends a trailing `--` comment before the closing parenthesis.
+    let written = conn.execute(
+        &format!(
+            "COPY (SELECT * FROM ({sql}\n) q) TO {} ({})",
+            quote_literal(&dest.to_string_lossy()),
+            format.copy_options()
+        ),
+        [],
+    );
+    let _ = done_tx.send(());
+    let stopped = watcher.join().ok().flatten();
+    let outgrown = std::fs::metadata(dest).is_ok_and(|m| m.len() > max_bytes);
+    match (written, stopped) {
+        (_, Some(too_large)) => Err(too_large),
+        // Finished between two looks at the file.
+        (Ok(_), None) if outgrown => Err(QueryError::TooLarge(max_bytes >> 20)),
+        (Ok(rows), None) => Ok(rows as u64),
+        (Err(e), None) => Err(sql_error(e, &named, limits)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +395,7 @@ mod tests {
             threads: 1,
             timeout: Duration::from_secs(5),
             max_rows: 2,
+            max_download_bytes: 1 << 20,
             slots: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
@@ -378,6 +489,81 @@ mod tests {
                 panic!("{sql} ran: {:?}", out.rows);
             }
         }
+    }
+
+    #[test]
+    fn exports_write_the_whole_result_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tables, other) = tables(dir.path());
+        let csv = dir.path().join("out.csv");
+        let rows = export_local(
+            &tables,
+            "SELECT customer_id, name FROM customers ORDER BY customer_id -- all of them",
+            &limits(),
+            ExportFormat::Csv,
+            &csv,
+        )
+        .unwrap();
+        assert_eq!(rows, 3, "no row cap on a download");
+        assert_eq!(
+            std::fs::read_to_string(&csv).unwrap(),
+            "customer_id,name\n1,Ada\n2,Grace\n3,\n"
+        );
+        let parquet = dir.path().join("out.parquet");
+        export_local(
+            &tables,
+            "SELECT * FROM customers",
+            &limits(),
+            ExportFormat::Parquet,
+            &parquet,
+        )
+        .unwrap();
+        let count: i64 = Connection::open_in_memory()
+            .unwrap()
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM read_parquet({})",
+                    quote_literal(&parquet.to_string_lossy())
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(count, 3);
+
+        // The sandbox holds: no other file, and nothing but a query.
+        let other = quote_literal(&other.to_string_lossy());
+        for sql in [
+            format!("SELECT * FROM {other}"),
+            format!("SELECT 1) q) TO {other} (FORMAT csv); SELECT (1"),
+            "SELECT 1; COPY customers TO '/tmp/x.csv'".to_owned(),
+        ] {
+            let out = dir.path().join("refused.csv");
+            assert!(
+                export_local(&tables, &sql, &limits(), ExportFormat::Csv, &out).is_err(),
+                "{sql} ran"
+            );
+        }
+        // A result that outgrows the cap is stopped.
+        let big = dir.path().join("big.csv");
+        let err = export_local(
+            &tables,
+            &format!(
+                "SELECT repeat('x', 100) AS pad FROM {}",
+                (0..15)
+                    .map(|i| format!("customers c{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            &QueryLimits {
+                timeout: Duration::from_secs(30),
+                ..limits()
+            },
+            ExportFormat::Csv,
+            &big,
+        )
+        .unwrap_err();
+        assert!(matches!(err, QueryError::TooLarge(1)), "{err}");
     }
 
     #[test]
@@ -514,6 +700,7 @@ pub fn query_tables(
                     })
                     .collect(),
                 status: d.status,
+                lakehouse_current: d.lakehouse_current,
             };
             let local = LocalTable {
                 name,
@@ -540,7 +727,7 @@ pub enum RouteError {
 }
 
 /// Runs `sql` where `engine` says (`auto`: the lakehouse when every dataset
-/// the query names is synced, locally otherwise, and locally too when the
+/// the query names is synced at its current version, locally otherwise, and locally too when the
 /// lakehouse does not answer), and says which engine ran and why.
 pub async fn route(
     tables: Vec<(crate::model::QueryTable, LocalTable)>,
@@ -567,8 +754,11 @@ pub async fn route(
     };
     let unsynced: Vec<String> = named
         .iter()
-        .filter(|(t, _)| t.status != SyncStatus::Synced)
-        .map(|(t, _)| format!("{} ({})", t.name, t.status.label()))
+        .filter(|(t, _)| !t.lakehouse_current)
+        .map(|(t, _)| match t.status {
+            SyncStatus::Synced => format!("{} (synced at an older version)", t.name),
+            other => format!("{} ({})", t.name, other.label()),
+        })
         .collect();
 
     let lake_plan: Result<(Arc<dyn LakehouseQuery>, String), RouteError> = match &lakehouse {

@@ -1,8 +1,8 @@
-//! Download URLs for the MCP server, signed for one tenant and one dataset
-//! with an expiry (HMAC-SHA256), instead of a bearer key: a URL that leaks
-//! opens one file for a few minutes, and nothing else.
+//! Download URLs for the MCP server, signed for one tenant, one dataset and
+//! one version with an expiry (HMAC-SHA256), instead of a bearer key: a URL
+//! that leaks opens one file for a few minutes, and nothing else.
 //!
-//! `{base}/internal/storage/datasets/{dataset}.parquet?tenant={t}&expires={unix}&signature={hex}`
+//! `{base}/internal/storage/datasets/{dataset}.parquet?version={n}&tenant={t}&expires={unix}&signature={hex}`
 
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -40,19 +40,23 @@ impl UrlSigner {
         }
     }
 
-    fn mac(&self, tenant: Uuid, dataset: Uuid, expires: i64) -> HmacSha256 {
+    fn mac(&self, tenant: Uuid, dataset: Uuid, version: i32, expires: i64) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length");
-        mac.update(format!("{tenant}\n{dataset}\n{expires}").as_bytes());
+        mac.update(format!("{tenant}\n{dataset}\n{version}\n{expires}").as_bytes());
         mac
     }
 
     /// The URL of the dataset's Parquet file under `base` (the internal
     /// listener as the MCP server reaches it), valid for [`URL_TTL`].
-    pub fn sign(&self, base: &str, tenant: Uuid, dataset: Uuid) -> String {
+    pub fn sign(&self, base: &str, tenant: Uuid, dataset: Uuid, version: i32) -> String {
         let expires = (OffsetDateTime::now_utc() + URL_TTL).unix_timestamp();
-        let signature = hex::encode(self.mac(tenant, dataset, expires).finalize().into_bytes());
+        let signature = hex::encode(
+            self.mac(tenant, dataset, version, expires)
+                .finalize()
+                .into_bytes(),
+        );
         format!(
-            "{}/internal/storage/datasets/{dataset}.parquet?tenant={tenant}&expires={expires}&signature={signature}",
+            "{}/internal/storage/datasets/{dataset}.parquet?version={version}&tenant={tenant}&expires={expires}&signature={signature}",
             base.trim_end_matches('/')
         )
     }
@@ -62,11 +66,12 @@ impl UrlSigner {
         &self,
         tenant: Uuid,
         dataset: Uuid,
+        version: i32,
         expires: i64,
         signature: &str,
     ) -> Result<(), SignatureError> {
         let bytes = hex::decode(signature).map_err(|_| SignatureError::Invalid)?;
-        self.mac(tenant, dataset, expires)
+        self.mac(tenant, dataset, version, expires)
             .verify_slice(&bytes)
             .map_err(|_| SignatureError::Invalid)?;
         if OffsetDateTime::now_utc().unix_timestamp() >= expires {
@@ -96,31 +101,35 @@ mod tests {
     fn a_url_opens_its_own_dataset_only_until_it_expires() {
         let signer = UrlSigner::new(&SecretString::from("0123456789abcdef0123"));
         let (tenant, dataset) = (Uuid::new_v4(), Uuid::new_v4());
-        let url = signer.sign("http://127.0.0.1:3010/", tenant, dataset);
+        let url = signer.sign("http://127.0.0.1:3010/", tenant, dataset, 2);
         assert!(url.starts_with(&format!(
-            "http://127.0.0.1:3010/internal/storage/datasets/{dataset}.parquet?tenant={tenant}&"
+            "http://127.0.0.1:3010/internal/storage/datasets/{dataset}.parquet?version=2&tenant={tenant}&"
         )));
         let (expires, signature) = parts(&url);
-        assert_eq!(signer.verify(tenant, dataset, expires, &signature), Ok(()));
+        assert_eq!(
+            signer.verify(tenant, dataset, 2, expires, &signature),
+            Ok(())
+        );
         let other = Uuid::new_v4();
-        for (t, d, e, s) in [
-            (other, dataset, expires, signature.as_str()),
-            (tenant, other, expires, signature.as_str()),
-            (tenant, dataset, expires + 3600, signature.as_str()),
-            (tenant, dataset, expires, "00"),
-            (tenant, dataset, expires, "not hex"),
+        for (t, d, v, e, s) in [
+            (other, dataset, 2, expires, signature.as_str()),
+            (tenant, other, 2, expires, signature.as_str()),
+            (tenant, dataset, 1, expires, signature.as_str()),
+            (tenant, dataset, 2, expires + 3600, signature.as_str()),
+            (tenant, dataset, 2, expires, "00"),
+            (tenant, dataset, 2, expires, "not hex"),
         ] {
-            assert_eq!(signer.verify(t, d, e, s), Err(SignatureError::Invalid));
+            assert_eq!(signer.verify(t, d, v, e, s), Err(SignatureError::Invalid));
         }
         let past = OffsetDateTime::now_utc().unix_timestamp() - 1;
-        let stale = hex::encode(signer.mac(tenant, dataset, past).finalize().into_bytes());
+        let stale = hex::encode(signer.mac(tenant, dataset, 2, past).finalize().into_bytes());
         assert_eq!(
-            signer.verify(tenant, dataset, past, &stale),
+            signer.verify(tenant, dataset, 2, past, &stale),
             Err(SignatureError::Expired)
         );
         let stranger = UrlSigner::new(&SecretString::from("another secret 0123456"));
         assert_eq!(
-            stranger.verify(tenant, dataset, expires, &signature),
+            stranger.verify(tenant, dataset, 2, expires, &signature),
             Err(SignatureError::Invalid)
         );
     }

@@ -118,6 +118,8 @@ pub enum UploadError {
     InsufficientStorage,
     #[error("the upload sent nothing for {0} s and was ended; nothing was kept")]
     Stalled(u64),
+    #[error(transparent)]
+    Version(#[from] crate::versions::VersionError),
     #[error("something went wrong on our side; it has been logged")]
     Internal(#[source] anyhow::Error),
 }
@@ -135,6 +137,7 @@ impl UploadError {
             Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Self::Stalled(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Version(e) => crate::http::versions::status(e),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,11 +154,12 @@ impl UploadError {
             Self::Busy(_) => "busy",
             Self::InsufficientStorage => "insufficient_storage",
             Self::Stalled(_) => "upload_stalled",
+            Self::Version(e) => crate::http::versions::code(e),
             Self::Internal(_) => "internal",
         }
     }
 
-    fn body(&self) -> ErrorBody {
+    pub(crate) fn body(&self) -> ErrorBody {
         ErrorBody::new(self.code(), capitalise(&self.to_string()))
     }
 
@@ -195,7 +199,10 @@ fn ingest_status(e: &IngestError) -> StatusCode {
 impl IntoResponse for UploadError {
     fn into_response(self) -> Response {
         match &self {
-            Self::Internal(cause) => tracing::error!(error = ?cause, "upload failed"),
+            Self::Internal(cause)
+            | Self::Version(crate::versions::VersionError::Internal(cause)) => {
+                tracing::error!(error = ?cause, "upload failed")
+            }
             Self::Ingest(IngestError::Internal(cause)) => {
                 tracing::error!(error = ?cause, "conversion failed")
             }
@@ -221,7 +228,7 @@ fn capitalise(s: &str) -> String {
     }
 }
 
-fn wants_json(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -238,7 +245,7 @@ async fn upload(
     // At most UPLOAD_MAX_CONCURRENT at once; beyond it, 503 with Retry-After
     // rather than every upload slowing to a crawl (or the disk filling).
     let outcome = match state.uploads.clone().try_acquire_owned() {
-        Ok(_permit) => receive_and_store(&state, who.tenant_id, request).await,
+        Ok(_permit) => receive_and_store(&state, &who, request).await,
         Err(_) => Err(UploadError::Busy(state.upload_max_concurrent)),
     };
     match (outcome, json) {
@@ -259,18 +266,22 @@ async fn upload(
     }
 }
 
-/// The form, received: the optional name and the inspected file.
-struct Received {
-    file: ReceivedFile,
-    file_name: String,
-    name: Option<String>,
+/// The form, received: the optional name and mode, and the inspected file.
+pub struct Received {
+    pub file: ReceivedFile,
+    pub file_name: String,
+    pub name: Option<String>,
+    /// A new version's `mode` field (`preview`, `replace` or `append`).
+    pub mode: Option<String>,
 }
 
-async fn receive_and_store(
+/// Refuses a body whose declared length is past the cap before reading a
+/// byte (bodies without a length are counted while they stream), and opens
+/// it as multipart.
+pub(crate) async fn open_multipart(
     state: &ServerState,
-    tenant_id: Uuid,
     request: Request,
-) -> Result<UploadResponse, UploadError> {
+) -> Result<(Multipart, u64), UploadError> {
     let max = state.upload_max_bytes;
     let declared = request
         .headers()
@@ -278,17 +289,24 @@ async fn receive_and_store(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max.saturating_add(MULTIPART_OVERHEAD)) {
-        // Refuse before reading a byte. Bodies without a length are counted below.
         return Err(UploadError::TooLarge { max });
     }
     let multipart = Multipart::from_request(request, state)
         .await
         .map_err(|_| UploadError::NotMultipart)?;
+    Ok((multipart, declared.unwrap_or(0)))
+}
 
+async fn receive_and_store(
+    state: &ServerState,
+    who: &Principal,
+    request: Request,
+) -> Result<UploadResponse, UploadError> {
+    let (multipart, declared) = open_multipart(state, request).await?;
     let id = Uuid::new_v4();
     tracing::Span::current().record("dataset_id", tracing::field::display(id));
     let started = std::time::Instant::now();
-    let received = receive(state, id, multipart, declared.unwrap_or(0)).await?;
+    let received = receive(state, id, multipart, declared).await?;
     tracing::info!(
         bytes = received.file.size,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -299,14 +317,15 @@ async fn receive_and_store(
     // goes away now, the work still finishes (or cleans up) instead of being
     // dropped halfway.
     let state = state.clone();
-    tokio::spawn(async move { store(&state, tenant_id, id, received).await })
+    let (tenant_id, user_id) = (who.tenant_id, who.user_id);
+    tokio::spawn(async move { store(&state, tenant_id, user_id, id, received).await })
         .await
         .map_err(|e| UploadError::Internal(e.into()))?
 }
 
-/// Reads the form's fields: `name` (small), `file` (streamed to scratch);
-/// anything else is drained and ignored.
-async fn receive(
+/// Reads the form's fields: `name` and `mode` (small), `file` (streamed to
+/// scratch); anything else is drained and ignored.
+pub(crate) async fn receive(
     state: &ServerState,
     id: Uuid,
     mut multipart: Multipart,
@@ -315,6 +334,7 @@ async fn receive(
     let max = state.upload_max_bytes;
     let multipart_err = |e| UploadError::from_multipart(e, max);
     let mut name = None;
+    let mut mode = None;
     let mut file = None;
     let idle = state.upload_idle_timeout;
     let chunk_err = |e: ReceiveError| UploadError::from_receive(e, max);
@@ -327,6 +347,22 @@ async fn receive(
         };
         let field_name = field.name().map(str::to_owned);
         match field_name.as_deref() {
+            Some("mode") => {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = ingest::next_chunk(&mut field, idle)
+                    .await
+                    .map_err(chunk_err)?
+                {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > 64 {
+                        return Err(UploadError::Body(
+                            "the mode field is longer than any mode; use preview, replace or append"
+                                .to_owned(),
+                        ));
+                    }
+                }
+                mode = Some(String::from_utf8_lossy(&bytes).trim().to_owned());
+            }
             Some("name") => {
                 // Bounded while it streams: a huge `name` is refused at its
                 // first bytes over the cap, never buffered whole.
@@ -406,12 +442,14 @@ async fn receive(
         file,
         file_name,
         name,
+        mode,
     })
 }
 
 async fn store(
     state: &ServerState,
     tenant_id: Uuid,
+    user_id: Uuid,
     id: Uuid,
     received: Received,
 ) -> Result<UploadResponse, UploadError> {
@@ -419,9 +457,49 @@ async fn store(
         Some(n) if !n.is_empty() => DatasetName::parse(n)?,
         _ => DatasetName::parse(name_from_file_name(&received.file_name))?,
     };
+    let dest = state.storage.parquet_path(id);
+    let size = received.file.size;
+    let file_name = received.file_name.clone();
+    let converted = convert_received(state, id, received, &dest).await?;
 
+    // The Parquet file is in place; from here a failure must remove it again.
+    let committed = insert(
+        state, tenant_id, user_id, id, &name, &file_name, size, &converted,
+    )
+    .await;
+    match committed {
+        Ok(done) => Ok(done),
+        Err(e) => match settle_ambiguous_commit(state, tenant_id, id).await {
+            // The server committed though the client saw an error: the
+            // dataset exists, so it is the answer and its file stays.
+            Some(Some(done)) => {
+                tracing::warn!(error = %e, dataset = %id, "the commit reported an error but took effect");
+                Ok(done)
+            }
+            Some(None) => {
+                remove_quietly(&dest).await;
+                Err(e)
+            }
+            // Unknown: a row may exist, so the file stays; start-up
+            // reconciliation removes it if no row does.
+            None => {
+                tracing::warn!(dataset = %id, "could not tell whether the dataset was committed; its file is kept");
+                Err(e)
+            }
+        },
+    }
+}
+
+/// Converts the received upload to Parquet at `dest` (whole or not at all)
+/// and removes the upload.
+pub(crate) async fn convert_received(
+    state: &ServerState,
+    id: Uuid,
+    received: Received,
+    dest: &Path,
+) -> Result<Converted, UploadError> {
     let storage = state.storage.clone();
-    let dest = storage.parquet_path(id);
+    let dest = dest.to_owned();
     let scratch_parquet = ScratchFile::new(storage.tmp_dir().join(format!("{id}.parquet.partial")));
     let source = received.file.file.path().to_path_buf();
     let file_name = received.file_name.clone();
@@ -450,42 +528,9 @@ async fn store(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "converted to Parquet"
     );
-    let size = received.file.size;
     received.file.file.remove_in_background();
     drop(scratch_parquet);
-
-    // The Parquet file is in place; from here a failure must remove it again.
-    let committed = insert(
-        state,
-        tenant_id,
-        id,
-        &name,
-        &received.file_name,
-        size,
-        &converted,
-    )
-    .await;
-    match committed {
-        Ok(done) => Ok(done),
-        Err(e) => match settle_ambiguous_commit(state, tenant_id, id).await {
-            // The server committed though the client saw an error: the
-            // dataset exists, so it is the answer and its file stays.
-            Some(Some(done)) => {
-                tracing::warn!(error = %e, dataset = %id, "the commit reported an error but took effect");
-                Ok(done)
-            }
-            Some(None) => {
-                remove_quietly(&dest).await;
-                Err(e)
-            }
-            // Unknown: a row may exist, so the file stays; start-up
-            // reconciliation removes it if no row does.
-            None => {
-                tracing::warn!(dataset = %id, "could not tell whether the dataset was committed; its file is kept");
-                Err(e)
-            }
-        },
-    }
+    Ok(converted)
 }
 
 /// After a failed commit: whether the dataset row exists after all
@@ -512,9 +557,11 @@ async fn settle_ambiguous_commit(
     None
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn insert(
     state: &ServerState,
     tenant_id: Uuid,
+    user_id: Uuid,
     id: Uuid,
     name: &DatasetName,
     file_name: &str,
@@ -535,6 +582,7 @@ async fn insert(
             row_count: converted.row_count,
             size_bytes: i64::try_from(size).map_err(|e| UploadError::Internal(e.into()))?,
             sync_status: state.sync_mode.initial_status(),
+            uploaded_by: Some(user_id),
         },
     )
     .await
@@ -553,7 +601,7 @@ async fn insert(
     })
 }
 
-async fn remove_quietly(path: &Path) {
+pub(crate) async fn remove_quietly(path: &Path) {
     if let Err(e) = tokio::fs::remove_file(path).await {
         tracing::warn!(path = %path.display(), error = %e, "could not remove an uncommitted dataset file");
     }

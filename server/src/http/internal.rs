@@ -103,6 +103,8 @@ async fn introspect(
 /// The signed part of a download URL.
 #[derive(Deserialize)]
 struct Signed {
+    /// The dataset version whose own rows are wanted (default 1).
+    version: Option<i32>,
     tenant: Option<Uuid>,
     expires: Option<i64>,
     signature: Option<String>,
@@ -130,19 +132,27 @@ async fn serve(
     };
     let verdict = match signed.ok().map(|Query(s)| s) {
         Some(Signed {
+            version,
             tenant: Some(tenant),
             expires: Some(expires),
             signature: Some(signature),
-        }) => state
-            .signer
-            .verify(tenant, id, expires, &signature)
-            .map_err(|e| e.to_string()),
+        }) => {
+            let version = version.unwrap_or(1);
+            state
+                .signer
+                .verify(tenant, id, version, expires, &signature)
+                .map(|()| version)
+                .map_err(|e| e.to_string())
+        }
         _ => Err("the link is not signed (tenant, expires and signature are required)".to_owned()),
     };
-    if let Err(why) = verdict {
-        return error_response(StatusCode::FORBIDDEN, "bad_signature", why);
-    }
-    let path = state.storage.parquet_path(id);
+    let version = match verdict {
+        Ok(v) => v,
+        Err(why) => return error_response(StatusCode::FORBIDDEN, "bad_signature", why),
+    };
+    let Some(path) = state.storage.version_file(id, version) else {
+        return error_response(StatusCode::NOT_FOUND, "not_found", "no such dataset file");
+    };
     match tokio::fs::symlink_metadata(&path).await {
         Ok(meta) if meta.file_type().is_file() => {}
         _ => return error_response(StatusCode::NOT_FOUND, "not_found", "no such dataset file"),

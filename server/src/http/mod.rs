@@ -7,6 +7,8 @@ pub mod events;
 pub mod health;
 pub mod internal;
 pub mod metrics;
+pub mod query;
+pub mod versions;
 
 use axum::{
     http::StatusCode,

@@ -94,7 +94,8 @@ impl Ledger {
         dataset_id: Uuid,
     ) -> Result<Option<super::service::DatasetRef>, sqlx::Error> {
         let row = sqlx::query!(
-            "SELECT tenant_id, name, schema FROM datasets WHERE id = $1 AND sync_status <> 'deleting'",
+            "SELECT tenant_id, name, schema, version, base_version FROM datasets
+             WHERE id = $1 AND sync_status <> 'deleting'",
             dataset_id,
         )
         .fetch_optional(&self.db)
@@ -103,6 +104,8 @@ impl Ledger {
             tenant_id: r.tenant_id,
             name: r.name,
             schema: r.schema,
+            version: r.version,
+            base_version: r.base_version,
         }))
     }
 
@@ -392,28 +395,45 @@ impl Ledger {
         tx.commit().await
     }
 
-    /// The seed's `update_dataset_metadata`: both table names, `synced`, and
-    /// when. Also closes the metadata step's timeline row.
+    /// The seed's `update_dataset_metadata`: both table names, the version
+    /// silver holds, and when. `synced` only if that is the current version;
+    /// a newer version uploaded meanwhile keeps the status of its own sync
+    /// request (`pending` or `queued`; `local_only` when sync is manual).
+    /// The synced version only moves forward. Also closes the metadata
+    /// step's timeline row.
     pub async fn mark_synced(
         &self,
         a: Attempt,
         bronze_table: &str,
         silver_table: &str,
+        version: i32,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.db.begin().await?;
         sqlx::query!(
-            "UPDATE datasets SET sync_status = 'synced', sync_step = NULL, sync_attempt = NULL,
+            "UPDATE datasets SET
+               sync_status = CASE WHEN version <= $4 THEN 'synced'::sync_status
+                 ELSE COALESCE(
+                   (SELECT CASE WHEN r.dispatched_at IS NULL THEN 'pending' ELSE 'queued' END::sync_status
+                      FROM sync_requests r
+                     WHERE r.dataset_id = $1 AND r.reason <> 'delete' AND r.created_at >
+                           (SELECT created_at FROM sync_requests WHERE id = $5)
+                     ORDER BY r.created_at DESC LIMIT 1),
+                   'local_only') END,
+               sync_step = NULL, sync_attempt = NULL,
                sync_max_attempts = NULL, sync_next_retry_at = NULL, sync_error = NULL,
-               bronze_table = $2, silver_table = $3, last_sync_at = now()
+               bronze_table = $2, silver_table = $3, last_sync_at = now(),
+               synced_version = GREATEST(COALESCE(synced_version, 0), LEAST($4, version))
              WHERE id = $1 AND sync_status <> 'deleting'",
             a.dataset_id,
             bronze_table,
             silver_table,
+            version,
+            a.request_id,
         )
         .execute(&mut *tx)
         .await?;
-        let detail =
-            serde_json::json!({"bronze_table": bronze_table, "silver_table": silver_table});
+        let detail = serde_json::json!({"bronze_table": bronze_table, "silver_table": silver_table,
+            "version": version});
         Self::close_event(
             &mut tx,
             a,

@@ -13,6 +13,7 @@ pub mod failure;
 pub mod lakehouse_query;
 pub mod ledger;
 pub mod metrics;
+pub mod reconciler;
 pub mod registration;
 pub mod service;
 
@@ -40,7 +41,7 @@ pub fn mcp_deadlines() -> contract::client::Deadlines {
 pub struct SyncEndpoint {
     listener: TcpListener,
     deps: Arc<service::SyncDeps>,
-    /// The URL Restate calls the endpoint at.
+    /// The URL Restate calls this revision of the endpoint at.
     pub endpoint_url: String,
     admin_url: String,
     /// restate-server's request identity key (`RESTATE_IDENTITY_KEY`).
@@ -66,10 +67,16 @@ impl SyncEndpoint {
                 )
             })?;
         let bound = listener.local_addr()?;
-        let endpoint_url = sync
-            .restate_endpoint_url
+        let revision = sync
+            .restate_deployment_revision
             .clone()
-            .unwrap_or_else(|| format!("http://{bound}"));
+            .unwrap_or_else(registration::default_revision);
+        let endpoint_url = registration::deployment_url(
+            sync.restate_endpoint_url
+                .as_deref()
+                .unwrap_or(&format!("http://{bound}")),
+            &revision,
+        );
         let internal_base_url = sync
             .internal_base_url
             .clone()

@@ -116,6 +116,17 @@ pub struct DatasetRef {
     pub tenant_id: Uuid,
     pub name: String,
     pub schema: serde_json::Value,
+    /// The version this sync brings to the lakehouse (journals written
+    /// before versions existed replay as version 1).
+    #[serde(default = "first_version")]
+    pub version: i32,
+    /// The first version whose rows silver holds (the latest replace).
+    #[serde(default = "first_version")]
+    pub base_version: i32,
+}
+
+fn first_version() -> i32 {
+    1
 }
 
 /// Read once per sync by the first journaled action.
@@ -220,6 +231,7 @@ impl DatasetSync {
         };
 
         let tenant_id = dataset.tenant_id;
+        let version = dataset.version;
         let bronze_args = CreateDatasetArgs {
             tenant_id: tenant_id.to_string(),
             dataset_id: dataset_id.to_string(),
@@ -227,17 +239,29 @@ impl DatasetSync {
             // Signed afresh by each attempt (the link expires).
             parquet_url: String::new(),
             schema: dataset.schema,
-            // The Parquet file never changes after upload, so a re-sync is
-            // the same version: same table, no duplicated rows.
-            version: Some(1),
+            version: None,
         };
+        // Bronze keeps every version: each is staged once (MCP skips a
+        // version it already holds, so a retry or a re-sync adds no rows),
+        // oldest first, the current one last.
         let bronze = self
             .run_step(&mut job, SyncStep::Bronze, move |deps, _| {
-                let mut args = bronze_args.clone();
-                args.parquet_url = deps
-                    .signer
-                    .sign(&deps.internal_base_url, tenant_id, dataset_id);
-                async move { Ok(deps.mcp.call::<CreateDataset>(&args).await?) }
+                let args = bronze_args.clone();
+                async move {
+                    let mut last = None;
+                    for v in 1..=version {
+                        let mut args = args.clone();
+                        args.version = u32::try_from(v).ok();
+                        args.parquet_url =
+                            deps.signer
+                                .sign(&deps.internal_base_url, tenant_id, dataset_id, v);
+                        last = Some(deps.mcp.call::<CreateDataset>(&args).await?);
+                    }
+                    last.ok_or_else(|| StepFailure {
+                        retryable: false,
+                        message: format!("the dataset has no version to sync ({version})"),
+                    })
+                }
             })
             .await?;
         job.record.state.bronze_table = Some(bronze.bronze_table.clone());
@@ -259,7 +283,7 @@ impl DatasetSync {
             let (bronze, silver) = tables.clone();
             async move {
                 deps.ledger
-                    .mark_synced(a, &bronze, &silver)
+                    .mark_synced(a, &bronze, &silver, version)
                     .await
                     .map_err(|e| StepFailure {
                         retryable: true,

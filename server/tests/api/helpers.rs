@@ -29,8 +29,29 @@ pub struct TestApp {
     pub stop: tokio_util::sync::CancellationToken,
     /// Between the app and Postgres when `Options::cut_commits` asked for it.
     pub commit_cutter: Option<CommitCutter>,
+    /// The settings it was started with (a replica starts from them).
+    vars: HashMap<&'static str, String>,
     /// Dropped last: the database goes once the pool has closed.
     _database: TestDb,
+}
+
+/// A second server process on the same database and storage path (see
+/// [`TestApp::replica`]); stopped when dropped.
+pub struct Replica {
+    pub addr: SocketAddr,
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+impl Replica {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 pub struct Options {
@@ -141,7 +162,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     let data_dir = tempfile::tempdir().expect("temp dir");
 
-    let mut vars: HashMap<&str, String> = HashMap::from([
+    let mut vars: HashMap<&'static str, String> = HashMap::from([
         ("DATABASE_URL", database_url.clone()),
         ("DATA_STORAGE_PATH", data_dir.path().display().to_string()),
         ("LEPTOS_SITE_ADDR", "127.0.0.1:0".to_owned()),
@@ -158,6 +179,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     // without an admin).
     vars.retain(|_, v| !v.is_empty());
     let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
+    let started_with = vars.clone();
     let app = Application::build(settings)
         .await
         .expect("application starts");
@@ -177,6 +199,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         data_dir,
         stop,
         commit_cutter,
+        vars: started_with,
         _database: database,
     };
     app.client = if options.sign_in {
@@ -203,6 +226,33 @@ pub fn element_text(html: &str, id: &str) -> Option<String> {
     let open = rest.find('>')? + 1;
     let close = rest[open..].find('<')?;
     Some(rest[open..open + close].to_owned())
+}
+
+impl TestApp {
+    /// Another replica of this server, as behind one load balancer: the same
+    /// database, storage path and settings, its own listeners. Its public
+    /// URL is this one's (so browsers' origins match), and the download
+    /// links its syncs sign point at this one's internal listener, which
+    /// serves the same shared files.
+    pub async fn replica(&self) -> Replica {
+        let mut vars = self.vars.clone();
+        for key in ["LEPTOS_SITE_ADDR", "INTERNAL_ADDR", "RESTATE_ENDPOINT_ADDR"] {
+            vars.insert(key, "127.0.0.1:0".to_owned());
+        }
+        vars.insert("PUBLIC_URL", self.url(""));
+        vars.insert(
+            "INTERNAL_BASE_URL",
+            format!("http://{}", self.internal_addr),
+        );
+        let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("replica settings");
+        let app = Application::build(settings)
+            .await
+            .expect("the replica starts");
+        let addr = app.local_addr();
+        let stop = app.shutdown_token();
+        tokio::spawn(app.run_until_stopped());
+        Replica { addr, stop }
+    }
 }
 
 impl Drop for TestApp {
@@ -402,14 +452,23 @@ impl TestApp {
             .expect("count")
     }
 
-    /// Every file left under the data directory (datasets and scratch).
+    /// Every file left under the data directory: datasets, and scratch files
+    /// in any process's scratch directory (not the directories themselves,
+    /// nor the lock files that mark a process's scratch as in use).
     pub fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, files: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&path, files);
+                } else if path.extension().is_none_or(|e| e != "lock") {
+                    files.push(path);
+                }
+            }
+        }
         let mut files = Vec::new();
         for dir in ["datasets", "tmp"] {
-            let path = self.data_dir.path().join(dir);
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                files.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-            }
+            walk(&self.data_dir.path().join(dir), &mut files);
         }
         files
     }

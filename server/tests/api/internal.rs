@@ -23,7 +23,7 @@ fn signer() -> UrlSigner {
 
 /// The signed link the sync would hand the MCP server.
 fn link(app: &TestApp, tenant: Uuid, dataset: Uuid) -> String {
-    signer().sign(&app.internal_url(""), tenant, dataset)
+    signer().sign(&app.internal_url(""), tenant, dataset, 1)
 }
 
 async fn get(url: &str) -> reqwest::Response {
@@ -102,6 +102,7 @@ async fn a_tampered_foreign_expired_or_unsigned_link_gets_403() {
             &app.internal_url(""),
             tenant,
             id,
+            1,
         ),
     ];
     for url in cases {

@@ -200,3 +200,159 @@ async fn auto_runs_on_the_lakehouse_once_every_named_dataset_is_synced() {
     let (status, body) = run(&app, &app.client, sql, "lakehouse").await;
     assert_eq!(status, 503, "{body}");
 }
+
+/// GETs a download of `sql`'s whole result.
+async fn download(
+    app: &TestApp,
+    client: &reqwest::Client,
+    sql: &str,
+    format: &str,
+) -> reqwest::Response {
+    client
+        .get(app.url("/api/query/download"))
+        .query(&[("sql", sql), ("format", format)])
+        .send()
+        .await
+        .expect("sent")
+}
+
+/// A download is the whole result, not the page's capped view: a million
+/// rows (about 30 MB of CSV) pass through a 16 MiB query budget, because
+/// DuckDB streams them to a scratch file that then streams to the client in
+/// chunks; nothing is left on disk afterwards.
+#[tokio::test]
+async fn a_download_of_a_million_rows_streams_in_bounded_memory() {
+    let app = spawn_app_with(Options {
+        env: vec![
+            ("QUERY_MEMORY_LIMIT", "16MiB".to_owned()),
+            ("QUERY_MAX_ROWS", "10".to_owned()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    // Real-world shapes: nulls as NA, negative decimals.
+    let mut csv = String::from("id,name,delta\n");
+    for i in 0..2000 {
+        let name = if i % 7 == 0 {
+            "NA".to_owned()
+        } else {
+            format!("city {i}")
+        };
+        csv.push_str(&format!("{i},{name},{}\n", -(i as f64) / 4.0));
+    }
+    app.upload("numbers.csv", csv.into_bytes(), Some("Numbers"))
+        .await
+        .expect_ok();
+    let sql =
+        "SELECT a.id AS a, b.id AS b, a.name, b.delta FROM numbers a, numbers b WHERE b.id < 500";
+
+    let response = download(&app, &app.client, sql, "csv").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert_eq!(response.headers()["x-row-count"], "1000000");
+    assert!(response.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment; filename=\"query-"));
+    let length: u64 = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        length > 16 << 20,
+        "bigger than the query's memory: {length}"
+    );
+    let mut body = response.bytes_stream();
+    let (mut bytes, mut lines, mut chunks, mut head) = (0u64, 0u64, 0u64, Vec::new());
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        let chunk = chunk.expect("a chunk");
+        if head.len() < 64 {
+            head.extend_from_slice(&chunk[..chunk.len().min(64)]);
+        }
+        bytes += chunk.len() as u64;
+        lines += memchr::memchr_iter(b'\n', &chunk).count() as u64;
+        chunks += 1;
+    }
+    assert_eq!(bytes, length);
+    assert_eq!(lines, 1_000_001, "a header and every row");
+    assert!(chunks > 1, "streamed, not sent whole");
+    assert!(
+        String::from_utf8_lossy(&head).starts_with("a,b,name,delta\n"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    // Parquet: the same rows, typed.
+    let response = download(&app, &app.client, sql, "parquet").await;
+    assert_eq!(response.status(), 200);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("result.parquet");
+    std::fs::write(&file, response.bytes().await.unwrap()).unwrap();
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let (rows, nulls, min): (i64, i64, f64) = conn
+        .query_row(
+            &format!(
+                "SELECT count(*), count(*) FILTER (WHERE name IS NULL), min(delta) FROM read_parquet('{}')",
+                file.display()
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, nulls, min), (1_000_000, 286 * 500, -124.75));
+
+    // No scratch file stays behind.
+    let left: Vec<_> = app
+        .stored_files()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("download-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn downloads_refuse_bad_formats_other_tenants_tables_and_files() {
+    let app = spawn_app().await;
+    let a = app
+        .upload("cities.csv", CSV.as_bytes().to_vec(), Some("Secret Cities"))
+        .await
+        .expect_ok()
+        .dataset
+        .id;
+    let response = download(&app, &app.client, "SELECT * FROM secret_cities", "xlsx").await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("csv or parquet"));
+    let response = download(&app, &app.client, " ", "csv").await;
+    assert_eq!(response.status(), 400);
+
+    let b = app.new_tenant("b@example.org").await;
+    let response = download(&app, &b, "SELECT * FROM secret_cities", "csv").await;
+    assert_eq!(response.status(), 422);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("secret_cities") && !text.contains("Oslo"),
+        "{text}"
+    );
+    let file = app.parquet_path(a).to_string_lossy().into_owned();
+    for sql in [
+        format!("SELECT * FROM '{file}'"),
+        "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+        format!("SELECT 1) q) TO '{file}' (FORMAT csv); SELECT (1"),
+        "COPY (SELECT 1) TO '/tmp/out.csv'".to_owned(),
+    ] {
+        let response = download(&app, &b, &sql, "csv").await;
+        assert_eq!(response.status(), 422, "{sql}");
+        assert!(!response.text().await.unwrap().contains("Oslo"), "{sql}");
+    }
+    // Signed out: nothing.
+    let anonymous = reqwest::Client::new();
+    let response = download(&app, &anonymous, "SELECT * FROM secret_cities", "csv").await;
+    assert_eq!(response.status(), 401);
+    // The owner's file is intact after the attempt to overwrite it.
+    let (_, rows) = crate::helpers::read_parquet(&app.parquet_path(a));
+    assert_eq!(rows.len(), 3);
+}

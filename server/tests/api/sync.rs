@@ -43,6 +43,9 @@ pub async fn spawn_synced_app(restate: &Restate, mcp: &Mcp, sync: Sync) -> TestA
             ("RESTATE_ADMIN_URL", restate.admin_url()),
             ("DATABRICKS_RETRY_ATTEMPTS", sync.attempts.to_string()),
             ("DATABRICKS_RETRY_INTERVAL", sync.interval_secs.to_string()),
+            // The invocation reconciler checks every sync of every test.
+            ("SYNC_RECONCILE_INTERVAL_SECS", "1".to_owned()),
+            ("SYNC_RECONCILE_GRACE_SECS", "2".to_owned()),
         ],
         ..Options::default()
     })
@@ -589,4 +592,145 @@ async fn mcp_killed_mid_call_is_retrying_within_seconds_then_synced() {
         count_rows(&mcp, &tenant, &synced.silver_table.unwrap()).await,
         json!(400_000)
     );
+}
+
+/// An operator kills a sync's invocation while it waits to retry: the
+/// reconciler sees the invocation ended without the sync, marks the dataset
+/// `failed` with the reason, and Retry then syncs it.
+#[tokio::test]
+async fn a_sync_whose_invocation_was_killed_is_failed_with_the_reason_and_can_be_retried() {
+    let restate = Restate::started().await.unwrap();
+    let mut mcp = Mcp::in_process(); // down: the sync waits in `retrying`
+    let app = spawn_synced_app(
+        &restate,
+        &mcp,
+        Sync {
+            attempts: 100,
+            interval_secs: 1,
+        },
+    )
+    .await;
+    let id = upload(&app, "killed", CSV).await;
+    wait_for(&app, id, SyncStatus::Retrying, Duration::from_secs(30)).await;
+    let invocation = invocation_of(&app, id).await;
+    let killed = reqwest::Client::new()
+        .patch(format!(
+            "{}/invocations/{invocation}/kill",
+            restate.admin_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(killed.status().is_success(), "{:?}", killed.text().await);
+
+    let failed = wait_for(&app, id, SyncStatus::Failed, Duration::from_secs(30)).await;
+    let error = failed.sync_error.unwrap();
+    assert!(
+        error.contains(&invocation) && error.contains("killed"),
+        "{error}"
+    );
+    // Its open timeline row is closed too.
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sync_events WHERE dataset_id = $1 AND finished_at IS NULL",
+    )
+    .bind(id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(open, 0);
+
+    mcp.start().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/api/retry_sync"))
+        .header("Accept", "application/json")
+        .form(&[("id", id.to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(60)).await;
+}
+
+/// Two replicas behind one Postgres and one storage path, each with its own
+/// dispatcher and Restate endpoint: uploads to either sync, each exactly
+/// once (one request, one accepted dispatch, one succeeded attempt per
+/// step), and the live events of one replica report the syncs of uploads
+/// made to the other.
+#[tokio::test]
+async fn two_replicas_share_the_work_and_every_sync_runs_exactly_once() {
+    use crate::events::Events;
+    let restate = Restate::started().await.unwrap();
+    let mcp = started_mcp().await;
+    let a = spawn_synced_app(&restate, &mcp, Sync::default()).await;
+    let b = a.replica().await;
+    let mut events = Events::open_as(&a, &a.client).await;
+
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let url = if i % 2 == 0 {
+            a.url("/api/datasets")
+        } else {
+            b.url("/api/datasets")
+        };
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(CSV.as_bytes().to_vec()).file_name(format!("r{i}.csv")),
+        );
+        let response = a
+            .client
+            .post(url)
+            .header("Accept", "application/json")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        ids.push(Uuid::parse_str(body["dataset"]["id"].as_str().unwrap()).unwrap());
+    }
+    for id in &ids {
+        wait_for(&a, *id, SyncStatus::Synced, Duration::from_secs(60)).await;
+    }
+    for id in &ids {
+        let (requests, dispatched): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE invocation_id IS NOT NULL)
+             FROM sync_requests WHERE dataset_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&a.db)
+        .await
+        .unwrap();
+        assert_eq!((requests, dispatched), (1, 1), "{id}");
+        let steps: Vec<(SyncStep, i64)> = sqlx::query_as(
+            "SELECT step, count(*) FROM sync_events
+             WHERE dataset_id = $1 AND outcome = 'succeeded' GROUP BY step ORDER BY step",
+        )
+        .bind(id)
+        .fetch_all(&a.db)
+        .await
+        .unwrap();
+        assert_eq!(
+            steps,
+            [
+                (SyncStep::Queued, 1),
+                (SyncStep::Bronze, 1),
+                (SyncStep::Silver, 1),
+                (SyncStep::Metadata, 1)
+            ],
+            "{id}"
+        );
+    }
+    // Replica a's stream saw the datasets uploaded to b reach `synced`.
+    let mut waiting: std::collections::HashSet<String> =
+        ids.iter().skip(1).step_by(2).map(Uuid::to_string).collect();
+    while !waiting.is_empty() {
+        let (name, data) = events
+            .next(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("no synced event for {waiting:?}"));
+        if name == "status" && data["state"]["status"] == "synced" {
+            waiting.remove(data["state"]["dataset_id"].as_str().unwrap_or_default());
+        }
+    }
 }
