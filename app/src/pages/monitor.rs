@@ -195,7 +195,7 @@ fn Monitor(m: SyncMonitor) -> impl IntoView {
             } else {
                 view! {
                     <div class="table-scroll">
-                        <table class="preview" id="slowest-syncs">
+                        <table class="listing" id="slowest-syncs">
                             <thead>
                                 <tr>
                                     <th>"Dataset"</th>

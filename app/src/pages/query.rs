@@ -249,7 +249,7 @@ fn AnswerView(answer: QueryAnswer) -> impl IntoView {
         </p>
         <ResultChart columns=columns.clone() rows=rows.clone() />
         <div class="table-scroll">
-            <table class="preview" id="query-result">
+            <table class="listing" id="query-result">
                 <thead>
                     <tr>
                         {columns

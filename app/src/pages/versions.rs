@@ -27,7 +27,7 @@ pub fn VersionsSection(id: Uuid, versions: Vec<DatasetVersion>) -> impl IntoView
             <h2>"Versions"</h2>
             {error.map(|e| view! { <p class="error" role="alert" id="version-error">{e}</p> })}
             <div class="table-scroll">
-                <table class="preview" id="version-history">
+                <table class="listing" id="version-history">
                     <thead>
                         <tr>
                             <th>"Version"</th>
@@ -166,7 +166,7 @@ fn StagedView(staged: StagedVersion, error: Option<String>) -> impl IntoView {
                 view! { <p id="schema-same">"Same columns, same types."</p> }.into_any()
             } else {
                 view! {
-                    <table class="preview" id="schema-diff">
+                    <table class="listing" id="schema-diff">
                         <thead>
                             <tr>
                                 <th>"Column"</th>
