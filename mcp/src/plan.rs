@@ -13,8 +13,57 @@ pub use contract::NULL_TOKENS;
 pub const SOURCE_FILE_COLUMN: &str = "_source_file";
 /// The bronze column holding the caller's dataset id.
 pub const DATASET_ID_COLUMN: &str = "_dataset_id";
-/// Lineage columns every bronze table carries after the file's own columns.
-pub const BRONZE_LINEAGE: [&str; 2] = [DATASET_ID_COLUMN, SOURCE_FILE_COLUMN];
+/// The bronze column holding the dataset version a row was staged with.
+pub const VERSION_COLUMN: &str = "_version";
+/// The bronze column holding when that version was staged; in silver, when
+/// the transform ran.
+pub const INGESTED_AT_COLUMN: &str = "_ingested_at";
+/// Lineage columns every bronze table carries after the file's own columns
+/// (the same names, in the same order, as silver's [`LINEAGE_COLUMNS`]).
+pub const BRONZE_LINEAGE: [&str; 4] = LINEAGE_COLUMNS;
+
+/// Silver's table properties (Databricks): the newest and the first
+/// version it holds.
+pub const VERSION_PROPERTY: &str = "servicetsunami.version";
+pub const BASE_VERSION_PROPERTY: &str = "servicetsunami.base_version";
+
+/// Which bronze versions silver reads: `base..=version`. An append keeps
+/// the base of the version it adds to; a replace starts a new base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionRange {
+    pub base: u32,
+    pub version: u32,
+}
+
+impl VersionRange {
+    /// The range a `transform_to_silver` call asks for: `version` defaults
+    /// to the newest staged, `base` to 1, and a base past the version is
+    /// the version alone.
+    pub fn new(base: Option<u32>, version: Option<u32>, newest: u32) -> Self {
+        let version = version.unwrap_or(newest).max(1);
+        let base = base.unwrap_or(1).clamp(1, version);
+        Self { base, version }
+    }
+
+    pub fn contains(self, version: u32) -> bool {
+        (self.base..=self.version).contains(&version)
+    }
+}
+
+/// `FROM` text for the bronze rows silver reads: the whole table of a
+/// bronze made before versions (it has no `_version`), else the range.
+pub fn bronze_rows(dialect: Dialect, bronze: &TableName, range: Option<VersionRange>) -> String {
+    match range {
+        None => dialect.table(bronze),
+        Some(r) => format!(
+            "{} WHERE {} BETWEEN {} AND {}",
+            dialect.table(bronze),
+            dialect.ident(VERSION_COLUMN),
+            r.base,
+            r.version
+        ),
+    }
+}
 
 const INT_RE: &str = "^[+-]?[0-9]+$";
 const DECIMAL_RE: &str = "^[+-]?[0-9]+[.][0-9]+$";
@@ -158,6 +207,8 @@ pub struct ColumnPlan {
 pub struct SilverPlan {
     pub bronze: TableName,
     pub silver: TableName,
+    /// The bronze versions read; `None` for a bronze made before versions.
+    pub range: Option<VersionRange>,
     /// One instant for the whole batch, so both dialects write the same value.
     pub ingested_at: String,
     pub columns: Vec<ColumnPlan>,
@@ -166,7 +217,12 @@ pub struct SilverPlan {
 /// Now, as the silver plan's `ingested_at` literal (both dialects read it as
 /// a TIMESTAMP): `2026-01-02 03:04:05.123456`, UTC.
 pub fn now_timestamp() -> String {
-    time::OffsetDateTime::now_utc()
+    timestamp_literal(time::OffsetDateTime::now_utc())
+}
+
+/// An instant as a TIMESTAMP literal's text, in UTC.
+pub fn timestamp_literal(at: time::OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
         .format(time::macros::format_description!(
             "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
         ))
@@ -229,7 +285,12 @@ fn in_list(dialect: Dialect, values: &[&str]) -> String {
 
 /// The statistics query: one row with the total row count first, then
 /// [`STATS_PER_COLUMN`] values per string column, in `string_columns` order.
-pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]) -> String {
+pub fn stats_sql(
+    dialect: Dialect,
+    bronze: &TableName,
+    range: Option<VersionRange>,
+    string_columns: &[String],
+) -> String {
     let mut cleaned = Vec::new();
     let mut aggs = vec!["COUNT(*)".to_owned()];
     for (i, col) in string_columns.iter().enumerate() {
@@ -273,14 +334,11 @@ pub fn stats_sql(dialect: Dialect, bronze: &TableName, string_columns: &[String]
             format!("CAST(COALESCE(MAX(CASE WHEN {numeric} THEN {scale} END), 0) AS BIGINT)"),
         ]);
     }
+    let rows = bronze_rows(dialect, bronze, range);
     let inner = if cleaned.is_empty() {
-        format!("SELECT 1 AS one FROM {}", dialect.table(bronze))
+        format!("SELECT 1 AS one FROM {rows}")
     } else {
-        format!(
-            "SELECT {} FROM {}",
-            cleaned.join(", "),
-            dialect.table(bronze)
-        )
+        format!("SELECT {} FROM {rows}", cleaned.join(", "))
     };
     format!("SELECT {} FROM ({inner}) AS s", aggs.join(", "))
 }
@@ -365,6 +423,7 @@ impl SilverPlan {
     pub fn new(
         bronze: TableName,
         silver: TableName,
+        range: Option<VersionRange>,
         ingested_at: String,
         source: &[SourceColumn],
     ) -> Self {
@@ -389,6 +448,7 @@ impl SilverPlan {
         Self {
             bronze,
             silver,
+            range,
             ingested_at,
             columns,
         }
@@ -418,35 +478,64 @@ impl SilverPlan {
     }
 
     /// The select that produces silver rows: typed, cleaned, de-duplicated,
-    /// with lineage.
+    /// with lineage. A row that several versions in the range hold (the
+    /// same file appended twice) is kept once, with the lineage of the
+    /// first version that held it.
     pub fn select_sql(&self, dialect: Dialect) -> String {
+        let ident = |name: &str| dialect.ident(name);
+        let (dataset, file, version) = (
+            ident(DATASET_ID_COLUMN),
+            ident(SOURCE_FILE_COLUMN),
+            ident(VERSION_COLUMN),
+        );
         let mut exprs: Vec<String> = self
             .columns
             .iter()
             .map(|c| self.column_expr(dialect, c))
             .collect();
-        exprs.push(dialect.ident(DATASET_ID_COLUMN));
-        exprs.push(dialect.ident(SOURCE_FILE_COLUMN));
-        let ts = format!("CAST({} AS TIMESTAMP)", dialect.literal(&self.ingested_at));
-        let mut outer: Vec<String> = self
+        exprs.push(dataset.clone());
+        exprs.push(file.clone());
+        exprs.push(match self.range {
+            Some(_) => version.clone(),
+            // A bronze made before versions holds version 1.
+            None => format!("CAST(1 AS INT) AS {version}"),
+        });
+        let mut keys: Vec<String> = self
             .columns
             .iter()
-            .map(|c| dialect.ident(c.target.as_str()))
+            .map(|c| ident(c.target.as_str()))
             .collect();
-        outer.push(dialect.ident(DATASET_ID_COLUMN));
-        outer.push(dialect.ident(SOURCE_FILE_COLUMN));
-        outer.push(format!("{ts} AS {}", dialect.ident("_ingested_at")));
+        keys.push(dataset);
+        let ts = format!("CAST({} AS TIMESTAMP)", dialect.literal(&self.ingested_at));
+        let mut outer = keys.clone();
+        outer.push(format!("min_by({file}, {version}) AS {file}"));
+        outer.push(format!("min({version}) AS {version}"));
+        outer.push(format!("{ts} AS {}", ident(INGESTED_AT_COLUMN)));
         format!(
-            "SELECT {} FROM (SELECT DISTINCT {} FROM {}) AS d",
+            "SELECT {} FROM (SELECT {} FROM {}) AS d GROUP BY {}",
             outer.join(", "),
             exprs.join(", "),
-            dialect.table(&self.bronze)
+            bronze_rows(dialect, &self.bronze, self.range),
+            keys.join(", ")
         )
     }
 
+    /// The silver CTAS. On Databricks the table's properties record the
+    /// versions it holds ([`VERSION_PROPERTY`], [`BASE_VERSION_PROPERTY`]),
+    /// so an older sync can tell it would go backwards.
     pub fn create_sql(&self, dialect: Dialect) -> String {
+        let properties = match (dialect, self.range) {
+            (Dialect::Databricks, Some(r)) => format!(
+                " TBLPROPERTIES ({} = {}, {} = {})",
+                dialect.literal(VERSION_PROPERTY),
+                dialect.literal(&r.version.to_string()),
+                dialect.literal(BASE_VERSION_PROPERTY),
+                dialect.literal(&r.base.to_string())
+            ),
+            _ => String::new(),
+        };
         format!(
-            "CREATE OR REPLACE TABLE {} AS {}",
+            "CREATE OR REPLACE TABLE {}{properties} AS {}",
             dialect.table(&self.silver),
             self.select_sql(dialect)
         )
@@ -486,6 +575,8 @@ impl SilverPlan {
             row_count,
             columns,
             duplicates_removed: bronze_rows.saturating_sub(row_count),
+            version: self.range.map_or(1, |r| r.version),
+            base_version: self.range.map_or(1, |r| r.base),
         }
     }
 
@@ -604,6 +695,7 @@ mod tests {
         SilverPlan::new(
             name("lh.acme_bronze.sales_e40c292c"),
             name("lh.acme_silver.sales_e40c292c"),
+            Some(VersionRange::new(Some(2), Some(3), 3)),
             "2026-01-02 03:04:05.000000".into(),
             &[
                 SourceColumn {
@@ -631,6 +723,16 @@ mod tests {
                     data_type: "VARCHAR".into(),
                     stats: None,
                 },
+                SourceColumn {
+                    name: VERSION_COLUMN.into(),
+                    data_type: "INTEGER".into(),
+                    stats: None,
+                },
+                SourceColumn {
+                    name: INGESTED_AT_COLUMN.into(),
+                    data_type: "TIMESTAMP".into(),
+                    stats: None,
+                },
             ],
         )
     }
@@ -641,12 +743,66 @@ mod tests {
         assert_eq!(
             sql,
             "CREATE OR REPLACE TABLE \"lh\".\"acme_silver\".\"sales_e40c292c\" AS SELECT \"order_id\", \"it_s_oddx\", \"amount\", \
-             \"_dataset_id\", \"_source_file\", CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS \"_ingested_at\" \
-             FROM (SELECT DISTINCT CAST(CASE WHEN trim(\"Order ID\") IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN') \
+             \"_dataset_id\", min_by(\"_source_file\", \"_version\") AS \"_source_file\", min(\"_version\") AS \"_version\", \
+             CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS \"_ingested_at\" \
+             FROM (SELECT CAST(CASE WHEN trim(\"Order ID\") IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN') \
              THEN NULL ELSE trim(\"Order ID\") END AS BIGINT) AS \"order_id\", CASE WHEN trim(\"it's \"\"odd\"\"`\") IN ('', 'NULL', \
              'null', 'N/A', 'NA', 'n/a', '-', 'NaN') THEN NULL ELSE trim(\"it's \"\"odd\"\"`\") END AS \"it_s_oddx\", \"amount\" AS \
-             \"amount\", \"_dataset_id\", \"_source_file\" FROM \"lh\".\"acme_bronze\".\"sales_e40c292c\") AS d"
+             \"amount\", \"_dataset_id\", \"_source_file\", \"_version\" FROM \"lh\".\"acme_bronze\".\"sales_e40c292c\" \
+             WHERE \"_version\" BETWEEN 2 AND 3) AS d GROUP BY \"order_id\", \"it_s_oddx\", \"amount\", \"_dataset_id\""
         );
+    }
+
+    #[test]
+    fn a_bronze_without_versions_reads_whole_as_version_1() {
+        let mut plan = sample_plan();
+        plan.range = None;
+        let sql = plan.select_sql(Dialect::DuckDb);
+        assert!(sql.contains("CAST(1 AS INT) AS \"_version\""), "{sql}");
+        assert!(!sql.contains("WHERE"), "{sql}");
+        let result = plan.result(&[2, 0, 0, 0], &[], 3);
+        assert_eq!((result.version, result.base_version), (1, 1));
+        assert_eq!(result.duplicates_removed, 1);
+        let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "order_id",
+                "it_s_oddx",
+                "amount",
+                "_dataset_id",
+                "_source_file",
+                "_version",
+                "_ingested_at"
+            ]
+        );
+    }
+
+    #[test]
+    fn version_ranges_default_and_clamp() {
+        assert_eq!(
+            VersionRange::new(None, None, 4),
+            VersionRange {
+                base: 1,
+                version: 4
+            }
+        );
+        assert_eq!(
+            VersionRange::new(Some(9), Some(3), 4),
+            VersionRange {
+                base: 3,
+                version: 3
+            }
+        );
+        assert_eq!(
+            VersionRange::new(Some(0), Some(0), 0),
+            VersionRange {
+                base: 1,
+                version: 1
+            }
+        );
+        assert!(VersionRange::new(Some(2), Some(3), 3).contains(2));
+        assert!(!VersionRange::new(Some(2), Some(3), 3).contains(1));
     }
 
     #[test]
@@ -654,15 +810,16 @@ mod tests {
         let sql = sample_plan().create_sql(Dialect::Databricks);
         assert!(
             sql.starts_with(
-                "CREATE OR REPLACE TABLE `lh`.`acme_silver`.`sales_e40c292c` AS SELECT `order_id`"
+                "CREATE OR REPLACE TABLE `lh`.`acme_silver`.`sales_e40c292c` TBLPROPERTIES \
+                 ('servicetsunami.version' = '3', 'servicetsunami.base_version' = '2') AS SELECT `order_id`"
             ),
             "{sql}"
         );
         assert!(sql.contains("CAST(CASE WHEN trim(`Order ID`) IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN')"), "{sql}");
         assert!(sql.contains("trim(`it's \"odd\"```)"), "{sql}");
-        assert!(sql.contains("`amount`, `_dataset_id`, `_source_file`, CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS `_ingested_at`"), "{sql}");
+        assert!(sql.contains("`amount`, `_dataset_id`, min_by(`_source_file`, `_version`) AS `_source_file`, min(`_version`) AS `_version`, CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS `_ingested_at`"), "{sql}");
         assert!(
-            sql.ends_with("FROM `lh`.`acme_bronze`.`sales_e40c292c`) AS d"),
+            sql.ends_with("FROM `lh`.`acme_bronze`.`sales_e40c292c` WHERE `_version` BETWEEN 2 AND 3) AS d GROUP BY `order_id`, `it_s_oddx`, `amount`, `_dataset_id`"),
             "{sql}"
         );
         assert!(
@@ -680,13 +837,18 @@ mod tests {
     #[test]
     fn stats_sql_uses_dialect_functions() {
         let cols = vec!["x".to_owned()];
-        let duck = stats_sql(Dialect::DuckDb, &name("lh.a_bronze.t"), &cols);
+        let duck = stats_sql(Dialect::DuckDb, &name("lh.a_bronze.t"), None, &cols);
         assert!(
             duck.contains("regexp_matches(v0, '^[+-]?[0-9]+$')")
                 && duck.contains("TRY_CAST(v0 AS BIGINT)"),
             "{duck}"
         );
-        let dbx = stats_sql(Dialect::Databricks, &name("lh.a_bronze.t"), &cols);
+        let range = Some(VersionRange::new(Some(2), Some(2), 2));
+        let dbx = stats_sql(Dialect::Databricks, &name("lh.a_bronze.t"), range, &cols);
+        assert!(
+            dbx.ends_with("FROM `lh`.`a_bronze`.`t` WHERE `_version` BETWEEN 2 AND 2) AS s"),
+            "{dbx}"
+        );
         assert!(
             dbx.contains("(v0 RLIKE '^[+-]?[0-9]+$')") && dbx.contains("try_cast(v0 AS BIGINT)"),
             "{dbx}"

@@ -5,7 +5,7 @@
 //! errors.
 
 use crate::access::principal_of;
-use crate::backend::{BronzeRequest, Lakehouse, QueryRequest};
+use crate::backend::{BronzeRequest, Lakehouse, QueryRequest, SilverVersions};
 use crate::domain::{table_ident, DatasetId, DatasetVersion, TableName, TenantId};
 use crate::download;
 use crate::error::ToolError;
@@ -53,8 +53,10 @@ impl LakehouseTools {
     }
 
     #[tool(
-        description = "Download a dataset's Parquet file, stage it in the tenant's volume and create its bronze table. \
-                       Repeating the call for the same dataset_id and version gives the same table and no duplicate rows.",
+        description = "Download a dataset's Parquet file, stage it in the tenant's volume as the given version (default 1) \
+                       and (re)create its bronze table over every staged version, with lineage columns _dataset_id, \
+                       _source_file, _version, _ingested_at. Repeating the call for the same dataset_id and version \
+                       gives the same table and no duplicate rows.",
         annotations(
             title = "Create bronze table",
             read_only_hint = false,
@@ -113,7 +115,9 @@ impl LakehouseTools {
         description = "Create the silver table from a bronze table: snake_case unique column names, trimmed strings, \
                        null tokens ('', NULL, null, N/A, NA, n/a, -, NaN) as NULL, string columns retyped only when every \
                        value converts (leading-zero identifiers stay text), exact duplicates removed, lineage columns \
-                       _dataset_id, _source_file, _ingested_at.",
+                       _dataset_id, _source_file, _version, _ingested_at. Silver holds bronze versions \
+                       base_version..=version (defaults: 1 and the newest staged); a call for a version older \
+                       than silver's changes nothing.",
         annotations(
             title = "Create silver table",
             read_only_hint = false,
@@ -134,7 +138,14 @@ impl LakehouseTools {
         let result = self
             .ctx
             .lakehouse
-            .transform_to_silver(tenant, bronze)
+            .transform_to_silver(
+                tenant,
+                bronze,
+                SilverVersions {
+                    version: args.version,
+                    base_version: args.base_version,
+                },
+            )
             .await?;
         tracing::info!(table = %result.silver_table, rows = result.row_count, "silver ready");
         Ok(Json(result))

@@ -125,6 +125,10 @@ struct Double {
     owners: HashMap<String, String>,
     /// Tables dropped (canned ones included).
     dropped: HashSet<String>,
+    /// The newest `_version` each bronze CTAS read: full name → version.
+    versions: HashMap<String, u32>,
+    /// `TBLPROPERTIES` silver CTAS set: full name → properties.
+    properties: HashMap<String, HashMap<String, String>>,
     /// Directories made with `PUT /api/2.0/fs/directories…`.
     directories: HashSet<String>,
     files_dir: Option<tempfile::TempDir>,
@@ -224,6 +228,31 @@ fn failed(id: &str, code: &str, class: &str, sql_state: &str, text: &str) -> Val
     })
 }
 
+/// Whether a staged file's path matches a `read_files` path: equal, or a
+/// glob whose version directory is `v*` or `v{a,b,…}` (Databricks globs, as
+/// in "read_files table-valued function": `*` and `{ab,cd}`).
+fn glob_matches(glob: &str, path: &str) -> bool {
+    if glob == path {
+        return true;
+    }
+    let (Some((gdir, grest)), Some((pdir, prest))) =
+        (glob.rsplit_once("/v"), path.rsplit_once("/v"))
+    else {
+        return false;
+    };
+    let (Some((gv, gfile)), Some((pv, pfile))) = (grest.split_once('/'), prest.split_once('/'))
+    else {
+        return false;
+    };
+    gdir == pdir
+        && gfile == pfile
+        && (gv == "*"
+            || gv
+                .strip_prefix('{')
+                .and_then(|g| g.strip_suffix('}'))
+                .is_some_and(|list| list.split(',').any(|v| v == pv)))
+}
+
 /// Spark's type text for a DuckDB type of the staged Parquet file.
 fn spark_type(duckdb_type: &str) -> String {
     match duckdb_type {
@@ -234,28 +263,62 @@ fn spark_type(duckdb_type: &str) -> String {
 }
 
 impl Double {
-    /// The columns `read_files(path, format => 'parquet')` produces.
+    /// The staged files a `read_files` path names: one file, or a glob over
+    /// a dataset's version directories (`…/v*/data.parquet`,
+    /// `…/v{2,3}/data.parquet`), oldest version first.
+    fn matching(&self, path: &str) -> Vec<(u32, String)> {
+        let mut found: Vec<(u32, String)> = self
+            .uploads
+            .keys()
+            .filter_map(|p| {
+                let version = p
+                    .rsplit_once("/v")
+                    .and_then(|(_, rest)| rest.split_once('/'))
+                    .and_then(|(v, _)| v.parse::<u32>().ok())?;
+                glob_matches(path, p).then(|| (version, p.clone()))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// The columns `read_files(path, format => 'parquet', mergeSchema =>
+    /// true)` produces: every matched file's columns, merged by name in the
+    /// order they first appear, then the rescue column.
     fn read_files(&mut self, path: &str) -> Option<Vec<(String, String)>> {
-        let bytes = self.uploads.get(path)?.clone();
+        let files = self.matching(path);
+        if files.is_empty() {
+            return None;
+        }
         let dir = self
             .files_dir
-            .get_or_insert_with(|| tempfile::tempdir().unwrap());
-        let file = dir.path().join("staged.parquet");
-        std::fs::write(&file, bytes).unwrap();
-        let conn = duckdb::Connection::open_in_memory().unwrap();
-        let mut stmt = conn
-            .prepare(&format!(
-                "DESCRIBE SELECT * FROM read_parquet('{}')",
-                file.display()
-            ))
-            .ok()?;
-        let mut columns: Vec<(String, String)> = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, spark_type(&r.get::<_, String>(1)?)))
-            })
-            .ok()?
-            .collect::<Result<_, _>>()
-            .ok()?;
+            .get_or_insert_with(|| tempfile::tempdir().unwrap())
+            .path()
+            .to_path_buf();
+        let mut columns: Vec<(String, String)> = Vec::new();
+        for (i, (_, upload)) in files.iter().enumerate() {
+            let file = dir.join(format!("staged-{i}.parquet"));
+            std::fs::write(&file, &self.uploads[upload]).unwrap();
+            let conn = duckdb::Connection::open_in_memory().unwrap();
+            let mut stmt = conn
+                .prepare(&format!(
+                    "DESCRIBE SELECT * FROM read_parquet('{}')",
+                    file.display()
+                ))
+                .ok()?;
+            let these: Vec<(String, String)> = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, spark_type(&r.get::<_, String>(1)?)))
+                })
+                .ok()?
+                .collect::<Result<_, _>>()
+                .ok()?;
+            for column in these {
+                if !columns.iter().any(|(n, _)| *n == column.0) {
+                    columns.push(column);
+                }
+            }
+        }
         columns.push(("_rescued_data".into(), "string".into()));
         Some(columns)
     }
@@ -279,6 +342,57 @@ impl Double {
         }
         if statement.contains(" AS SELECT *, ") && statement.contains("read_files(") {
             return self.bronze(id, statement).map(|()| vec![]);
+        }
+        if let Some(rest) = statement.strip_prefix("DESCRIBE QUERY SELECT * FROM read_files('") {
+            let path = rest.split('\'').next().unwrap();
+            let Some(columns) = self.read_files(path) else {
+                return Err(failed(
+                    id,
+                    "BAD_REQUEST",
+                    "PATH_NOT_FOUND",
+                    "42K03",
+                    &format!("Path does not exist: {path}."),
+                ));
+            };
+            // DESCRIBE QUERY answers col_name, data_type, comment.
+            return Ok(columns
+                .into_iter()
+                .map(|(n, t)| vec![Value::String(n), Value::String(t), Value::Null])
+                .collect());
+        }
+        if let Some(rest) = statement.strip_prefix("SELECT max(`_version`) FROM ") {
+            let table = rest.replace('`', "");
+            return Ok(vec![vec![self
+                .versions
+                .get(&table)
+                .map_or(Value::Null, |v| Value::String(v.to_string()))]]);
+        }
+        if statement.starts_with("CREATE OR REPLACE TABLE ")
+            && statement.contains("TBLPROPERTIES ('servicetsunami.version'")
+        {
+            // A silver CTAS: the double keeps the properties it sets.
+            let table = statement
+                .strip_prefix("CREATE OR REPLACE TABLE ")
+                .and_then(|r| r.split(' ').next())
+                .unwrap()
+                .replace('`', "");
+            let inside = statement
+                .split("TBLPROPERTIES (")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .unwrap();
+            let properties = inside
+                .split(", ")
+                .filter_map(|pair| pair.split_once(" = "))
+                .map(|(k, v)| {
+                    (
+                        k.trim_matches('\'').to_owned(),
+                        v.trim_matches('\'').to_owned(),
+                    )
+                })
+                .collect();
+            self.properties.insert(table, properties);
+            return Ok(vec![]);
         }
         if let Some(table) = statement.strip_prefix("DROP TABLE IF EXISTS ") {
             let table = table.replace('`', "");
@@ -377,6 +491,11 @@ impl Double {
         }
         columns.push(("_dataset_id".into(), "string".into()));
         columns.push(("_source_file".into(), "string".into()));
+        columns.push(("_version".into(), "int".into()));
+        columns.push(("_ingested_at".into(), "timestamp".into()));
+        if let Some(newest) = self.matching(path).last().map(|(v, _)| *v) {
+            self.versions.insert(table.clone(), newest);
+        }
         let owner = statement
             .split(", '")
             .nth(1)
@@ -804,7 +923,8 @@ fn uc_table(st: &Double, full_name: &str) -> Option<Value> {
     }
     Some(json!({
         "name": name, "full_name": full_name, "table_type": "MANAGED", "updated_at": 1_767_225_600_000_i64,
-        "columns": columns.iter().enumerate().map(|(i, (n, t))| json!({"name": n, "type_text": t, "position": i})).collect::<Vec<_>>()
+        "columns": columns.iter().enumerate().map(|(i, (n, t))| json!({"name": n, "type_text": t, "position": i})).collect::<Vec<_>>(),
+        "properties": st.properties.get(full_name).cloned().unwrap_or_default()
     }))
 }
 
@@ -1461,18 +1581,23 @@ async fn bronze_and_silver_follow_the_documented_flow() {
             "score",
             "_rescued_data",
             "_dataset_id",
-            "_source_file"
+            "_source_file",
+            "_version",
+            "_ingested_at"
         ]
     );
+    assert_eq!(bronze.version, 2);
 
     let silver = lake
         .transform_to_silver(
             TenantId::parse("acme").unwrap(),
             TableName::parse(&bronze.bronze_table).unwrap(),
+            Default::default(),
         )
         .await
         .unwrap();
     assert_eq!(silver.silver_table, "main_cat.acme_silver.sales_e40c292c");
+    assert_eq!((silver.base_version, silver.version), (1, 2));
     assert_eq!(silver.duplicates_removed, 1);
     assert_eq!(silver.columns[1].data_type, "DECIMAL(4,2)");
     assert_eq!(silver.columns[1].null_count, 1);
@@ -1499,11 +1624,16 @@ async fn bronze_and_silver_follow_the_documented_flow() {
         statements[3],
         "CREATE OR REPLACE TABLE `main_cat`.`acme_bronze`.`sales_e40c292c` \
          TBLPROPERTIES ('delta.columnMapping.mode' = 'name') AS SELECT *, 'a' AS `_dataset_id`, \
-         _metadata.file_path AS `_source_file` FROM read_files('/Volumes/main_cat/acme_bronze/raw/a/v2/data.parquet', format => 'parquet')"
+         _metadata.file_path AS `_source_file`, \
+         CAST(regexp_extract(_metadata.file_path, '/v([0-9]+)/data[.]parquet$', 1) AS INT) AS `_version`, \
+         _metadata.file_modification_time AS `_ingested_at` \
+         FROM read_files('/Volumes/main_cat/acme_bronze/raw/a/v*/data.parquet', format => 'parquet', mergeSchema => true)"
     );
     let ctas = statements
         .iter()
-        .find(|s| s.contains("`acme_silver`.`sales_e40c292c` AS"))
+        .find(|s| {
+            s.starts_with("CREATE OR REPLACE TABLE `main_cat`.`acme_silver`.`sales_e40c292c`")
+        })
         .unwrap();
     assert!(
         ctas.contains("END AS `customer_id`"),
@@ -1512,10 +1642,126 @@ async fn bronze_and_silver_follow_the_documented_flow() {
     assert!(!ctas.contains("AS BIGINT) AS `customer_id`"), "{ctas}");
     assert!(ctas.contains("AS DECIMAL(4,2)) AS `amount`"), "{ctas}");
     assert!(ctas.contains("`score` AS `score`"), "{ctas}");
-    assert!(ctas.contains("SELECT DISTINCT"), "{ctas}");
+    assert!(
+        ctas.contains("WHERE `_version` BETWEEN 1 AND 2) AS d GROUP BY `customer_id`, `amount`, `score`, `_dataset_id`"),
+        "{ctas}"
+    );
+    assert!(
+        ctas.contains(
+            "TBLPROPERTIES ('servicetsunami.version' = '2', 'servicetsunami.base_version' = '1')"
+        ),
+        "{ctas}"
+    );
     assert!(
         !ctas.contains("_rescued_data"),
         "read_files' rescue column stays in bronze: {ctas}"
+    );
+}
+
+/// A Parquet file of the sales rows, plus a `legacy` column when asked.
+fn sales_parquet_with(dir: &std::path::Path, name: &str, legacy: bool) -> std::path::PathBuf {
+    let file = dir.join(name);
+    let extra = if legacy { ", 7::DOUBLE AS legacy" } else { "" };
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    conn.execute_batch(&format!(
+        "COPY (SELECT *{extra} FROM (VALUES ('007', '1.50', 0.5::DOUBLE), ('008', NULL, -2.25::DOUBLE)) \
+         t(\"Customer ID\", \"Amount\", score)) TO '{}' (FORMAT parquet)",
+        file.display()
+    ))
+    .unwrap();
+    file
+}
+
+#[tokio::test]
+async fn bronze_keeps_every_version_and_silver_reads_its_range_never_going_back() {
+    use servicetsunami_mcp::backend::SilverVersions;
+    let (url, double) = start_double(Double::default()).await;
+    let lake = DatabricksLakehouse::new(settings(&url, None))
+        .unwrap()
+        .with_backoff(Duration::from_millis(20));
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = || TenantId::parse("acme").unwrap();
+    let dataset = DatasetId::parse("a").unwrap();
+    // Version 1 has a column that version 2 (a replace) dropped.
+    let mut bronze = None;
+    for (version, legacy) in [(1, true), (2, false)] {
+        let made = lake
+            .create_bronze(BronzeRequest {
+                tenant: tenant(),
+                table: table_ident("Sales", &dataset).unwrap(),
+                dataset: dataset.clone(),
+                version: DatasetVersion::parse(Some(version)).unwrap(),
+                download: sales_parquet_with(dir.path(), &format!("v{version}.parquet"), legacy),
+            })
+            .await
+            .unwrap();
+        assert_eq!(made.version, version);
+        bronze = Some(made);
+    }
+    let bronze = bronze.unwrap();
+    let names: Vec<&str> = bronze.columns.iter().map(|c| c.name.as_str()).collect();
+    assert!(
+        names.contains(&"legacy"),
+        "bronze keeps version 1's columns: {names:?}"
+    );
+    assert_eq!(
+        double.lock().unwrap().uploads.len(),
+        2,
+        "both versions stay staged"
+    );
+
+    // The replace: silver reads version 2 alone, so `legacy` is not in it.
+    let table = TableName::parse(&bronze.bronze_table).unwrap();
+    let silver = lake
+        .transform_to_silver(
+            tenant(),
+            table.clone(),
+            SilverVersions {
+                version: Some(2),
+                base_version: Some(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((silver.base_version, silver.version), (2, 2));
+    let sent = statements(&double);
+    assert!(
+        sent.iter().any(|s| s
+            == "DESCRIBE QUERY SELECT * FROM read_files('/Volumes/main_cat/acme_bronze/raw/a/v{2}/data.parquet', \
+                format => 'parquet', mergeSchema => true)"),
+        "{sent:#?}"
+    );
+    let ctas = sent
+        .iter()
+        .find(|s| s.contains("`acme_silver`.`sales_e40c292c` TBLPROPERTIES"))
+        .unwrap()
+        .clone();
+    assert!(!ctas.contains("legacy"), "{ctas}");
+    assert!(ctas.contains("WHERE `_version` BETWEEN 2 AND 2)"), "{ctas}");
+    assert!(
+        ctas.contains("('servicetsunami.version' = '2', 'servicetsunami.base_version' = '2')"),
+        "{ctas}"
+    );
+
+    // A late sync of version 1 changes nothing and says what silver holds.
+    let before = statements(&double).len();
+    let late = lake
+        .transform_to_silver(
+            tenant(),
+            table,
+            SilverVersions {
+                version: Some(1),
+                base_version: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((late.base_version, late.version), (2, 2));
+    assert!(
+        !statements(&double)[before..]
+            .iter()
+            .any(|s| s.starts_with("CREATE")),
+        "no table is rebuilt"
     );
 }
 
@@ -1539,9 +1785,13 @@ async fn drop_dataset_removes_its_tables_and_every_staged_version_only() {
             })
             .await
             .unwrap();
-        lake.transform_to_silver(tenant(), TableName::parse(&bronze.bronze_table).unwrap())
-            .await
-            .unwrap();
+        lake.transform_to_silver(
+            tenant(),
+            TableName::parse(&bronze.bronze_table).unwrap(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
     }
     // Another dataset's staged file, and a table whose name ends in the same
     // short id but whose rows belong to another dataset.
@@ -1659,6 +1909,7 @@ async fn a_bronze_column_without_a_name_is_refused_before_silver() {
         .transform_to_silver(
             TenantId::parse("acme").unwrap(),
             TableName::parse("main_cat.acme_bronze.odd_e40c292c").unwrap(),
+            Default::default(),
         )
         .await
         .unwrap_err();
@@ -1679,7 +1930,7 @@ async fn external_location_makes_bronze_external_and_status_uses_uc() {
     let sql = lake.bronze_sql(
         &table,
         "a",
-        "/Volumes/main_cat/acme_bronze/raw/a/v1/data.parquet",
+        "/Volumes/main_cat/acme_bronze/raw/a/v*/data.parquet",
     );
     assert!(
         sql.contains("LOCATION 'abfss://lake@acct.dfs.core.windows.net/st/acme_bronze/sales_e40c292c' TBLPROPERTIES"),

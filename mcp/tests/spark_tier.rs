@@ -244,6 +244,7 @@ async fn the_databricks_silver_plan_on_spark_matches_the_local_silver_row_for_ro
         .transform_to_silver(
             TenantId::parse("acme").unwrap(),
             TableName::parse(&bronze.bronze_table).unwrap(),
+            Default::default(),
         )
         .await
         .unwrap();
@@ -265,8 +266,9 @@ async fn the_databricks_silver_plan_on_spark_matches_the_local_silver_row_for_ro
         file.display()
     ));
     spark.sql(&format!(
-        "CREATE OR REPLACE VIEW {} AS SELECT *, 'ds-1' AS `_dataset_id`, 'bronze.parquet' AS `_source_file` \
-         FROM acme_bronze.people_file",
+        "CREATE OR REPLACE VIEW {} AS SELECT *, 'ds-1' AS `_dataset_id`, 'bronze.parquet' AS `_source_file`, \
+         CAST(regexp_extract('/x/v1/data.parquet', '/v([0-9]+)/data[.]parquet$', 1) AS INT) AS `_version`, \
+         current_timestamp() AS `_ingested_at` FROM acme_bronze.people_file",
         Dialect::Databricks.table(&spark_bronze)
     ));
     let described = spark.sql(&format!(
@@ -284,9 +286,11 @@ async fn the_databricks_silver_plan_on_spark_matches_the_local_silver_row_for_ro
         })
         .collect();
     let strings = plan::string_columns(Dialect::Databricks, &columns);
+    let range = Some(plan::VersionRange::new(Some(1), Some(1), 1));
     let stats = spark.sql(&plan::stats_sql(
         Dialect::Databricks,
         &spark_bronze,
+        range,
         &strings,
     ));
     let values: Vec<u64> = stats["rows"][0]
@@ -296,7 +300,13 @@ async fn the_databricks_silver_plan_on_spark_matches_the_local_silver_row_for_ro
         .map(|v| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
         .collect();
     let source = plan::source_columns(&columns, &strings, &values).unwrap();
-    let plan = SilverPlan::new(spark_bronze, spark_silver, plan::now_timestamp(), &source);
+    let plan = SilverPlan::new(
+        spark_bronze,
+        spark_silver,
+        range,
+        plan::now_timestamp(),
+        &source,
+    );
     let answer = spark.sql(&plan.select_sql(Dialect::Databricks));
     let spark_rows = rows_of(&answer);
     // The plan typed what it should, on Spark too.

@@ -124,6 +124,8 @@ async fn direct_sync(mcp: &Mcp, app: &TestApp, id: Uuid) -> (Duration, Duration)
         .call::<TransformToSilver>(&TransformArgs {
             tenant_id: REFERENCE_TENANT.to_owned(),
             bronze_table: bronze.bronze_table,
+            version: None,
+            base_version: None,
         })
         .await
         .expect("transform_to_silver");

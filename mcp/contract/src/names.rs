@@ -35,8 +35,8 @@ use std::collections::HashSet;
 /// and table names).
 pub const MAX_IDENTIFIER_CHARS: usize = 255;
 
-/// Columns every silver table adds after the data columns.
-pub const LINEAGE_COLUMNS: [&str; 3] = ["_dataset_id", "_source_file", "_ingested_at"];
+/// Columns every bronze and silver table adds after the data columns.
+pub const LINEAGE_COLUMNS: [&str; 4] = ["_dataset_id", "_source_file", "_version", "_ingested_at"];
 
 /// dlt's `_REDUCE_ALPHABET`.
 fn reduce(c: char) -> char {
@@ -309,7 +309,10 @@ mod tests {
 
     #[test]
     fn lineage_names_are_reserved() {
-        let got = normalize_column_names(&["_ingested_at", "id", "_source_file"]);
-        assert_eq!(got, vec!["_ingested_at_2", "id", "_source_file_2"]);
+        let got = normalize_column_names(&["_ingested_at", "id", "_source_file", "_version"]);
+        assert_eq!(
+            got,
+            vec!["_ingested_at_2", "id", "_source_file_2", "_version_2"]
+        );
     }
 }

@@ -74,6 +74,17 @@ pub struct TransformArgs {
     pub tenant_id: String,
     /// The bronze table returned by create_dataset (catalog.schema.table).
     pub bronze_table: String,
+    /// The dataset version silver is built for (default: the newest staged).
+    /// A call for a version older than the one silver already holds changes
+    /// nothing and reports the table as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// The first version silver reads: the version that last replaced the
+    /// data (default 1, every version). Silver holds the rows of bronze
+    /// versions `base_version..=version`, so a replace (`base_version` =
+    /// `version`) keeps only the newest file and an append keeps them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_version: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +156,9 @@ pub struct BronzeResult {
     pub volume_path: String,
     pub row_count: u64,
     pub columns: Vec<ColumnInfo>,
+    /// The version this call staged; bronze holds it and every earlier one.
+    #[serde(default)]
+    pub version: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +178,14 @@ pub struct SilverResult {
     pub row_count: u64,
     pub columns: Vec<SilverColumn>,
     pub duplicates_removed: u64,
+    /// The newest dataset version silver holds (0 from a server that
+    /// predates versions). Larger than the call's `version` when a newer
+    /// sync already built it: the call then changed nothing.
+    #[serde(default)]
+    pub version: u32,
+    /// The first version silver holds.
+    #[serde(default)]
+    pub base_version: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

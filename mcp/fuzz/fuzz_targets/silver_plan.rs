@@ -90,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
     let plan = SilverPlan::new(
         TableName::parse("lh.acme_bronze.t").unwrap(),
         TableName::parse("lh.acme_silver.t").unwrap(),
+        Some(plan::VersionRange::new(Some(1), Some(2), 2)),
         "2026-01-01 00:00:00.000000".into(),
         &source,
     );
@@ -105,8 +106,7 @@ fuzz_target!(|data: &[u8]| {
     referenced(&tree, &mut refs);
     let mut allowed: HashSet<String> = columns.iter().map(|(n, _)| n.to_lowercase()).collect();
     // Bronze's lineage columns, which silver carries on.
-    allowed.insert(plan::DATASET_ID_COLUMN.to_lowercase());
-    allowed.insert(plan::SOURCE_FILE_COLUMN.to_lowercase());
+    allowed.extend(plan::BRONZE_LINEAGE.iter().map(|c| c.to_lowercase()));
     // Names the plan defines (the cleaned columns' aliases), never a bronze
     // name copied in: an alias is a normalised name or ours.
     let mut defined = Vec::new();

@@ -2,10 +2,13 @@
 //! DuckDB database file named after the catalog, so DuckDB's own
 //! `catalog.schema.table` names match Unity Catalog's three levels.
 //!
-//! DuckDB allows one writer per database, so every catalog change goes
-//! through `writer` (an async mutex, held across the blocking call); reads
-//! use their own connections cloned from the same database instance and run
-//! alongside writes under DuckDB's MVCC.
+//! Catalog changes go through one writer connection per tenant (an async
+//! mutex, held across the blocking call): a tenant's changes are serialised,
+//! and tenants never wait on each other, since their schemas and views are
+//! disjoint and DuckDB's optimistic concurrency commits disjoint writes side
+//! by side. Heavy work (silver's rows, statistics) runs on read connections
+//! cloned from the same database instance, alongside writes under MVCC; a
+//! writer is held only for the short catalog change.
 //!
 //! **Every table is Parquet files in the tenant's own directories.** Bronze
 //! is a view over the staged file (`volumes/<catalog>/<tenant>_bronze/raw/…`),
@@ -18,14 +21,14 @@
 //! cannot change that.
 
 use super::{
-    layer_of, silver_name_for, Backend, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus,
-    DropResult, QueryRequest, QueryResult, SilverResult, TableDescription, TableList, TableStatus,
-    TableSummary,
+    layer_of, silver_name_for, silver_unchanged, Backend, BronzeRequest, BronzeResult, ColumnInfo,
+    DatasetStatus, DropResult, QueryRequest, QueryResult, SilverResult, SilverVersions,
+    TableDescription, TableList, TableStatus, TableSummary,
 };
 use crate::config::SandboxLimits;
 use crate::domain::{DatasetId, Ident, TableName, TenantId};
 use crate::error::{BackendError, ToolError};
-use crate::plan::{self, Dialect, SilverPlan, BRONZE_LINEAGE};
+use crate::plan::{self, Dialect, SilverPlan, VersionRange, BRONZE_LINEAGE};
 use crate::sandbox::{Sandbox, SandboxView};
 use duckdb::Connection;
 use std::path::{Path, PathBuf};
@@ -37,11 +40,13 @@ const D: Dialect = Dialect::DuckDb;
 /// The volume inside each tenant's bronze schema that holds raw files.
 pub const VOLUME: &str = "raw";
 
+type Writer = Arc<tokio::sync::Mutex<Connection>>;
+
 pub struct LocalLakehouse {
     root: PathBuf,
     catalog: Ident,
-    /// The only connection that changes the catalog.
-    writer: Arc<tokio::sync::Mutex<Connection>>,
+    /// Each tenant's connection for catalog changes, made on first use.
+    writers: Mutex<std::collections::HashMap<TenantId, Writer>>,
     /// Template for read connections (cloning is cheap and shares the database).
     readers: Mutex<Connection>,
     /// What one `query` may use.
@@ -71,6 +76,12 @@ fn now_rfc3339() -> String {
 struct TableNote {
     dataset_id: String,
     updated_at: String,
+    /// Bronze: the newest version staged. Silver: the newest it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
+    /// Silver: the first version it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base_version: Option<u32>,
 }
 
 impl LocalLakehouse {
@@ -89,24 +100,20 @@ impl LocalLakehouse {
             "SET allowed_directories = [{}]; SET enable_external_access = false; SET lock_configuration = true;",
             D.literal(&format!("{}/", root.to_string_lossy()))
         ))?;
-        let readers = conn.try_clone()?;
         let lake = Self {
             root,
             catalog,
-            writer: Arc::new(tokio::sync::Mutex::new(conn)),
-            readers: Mutex::new(readers),
+            writers: Mutex::new(Default::default()),
+            readers: Mutex::new(conn.try_clone()?),
             sandbox,
         };
-        lake.upgrade_silver_tables()?;
+        lake.upgrade_silver_tables(&conn)?;
         Ok(lake)
     }
 
     /// Lakehouses made before silver moved to files kept silver rows in
     /// DuckDB tables: write each to its file and make it a view, once.
-    fn upgrade_silver_tables(&self) -> Result<(), BackendError> {
-        let conn = self.writer.try_lock().map_err(|_| {
-            BackendError::Invariant("the writer is taken while the lakehouse opens")
-        })?;
+    fn upgrade_silver_tables(&self, conn: &Connection) -> Result<(), BackendError> {
         let mut stmt = conn.prepare(
             "SELECT schema_name, table_name, comment FROM duckdb_tables()
              WHERE database_name = ? AND ends_with(schema_name, '_silver')",
@@ -199,26 +206,45 @@ impl LocalLakehouse {
             .map_err(blocking_err)?
     }
 
-    /// Runs `f` with the single writer, on the blocking pool.
+    /// Runs `f` with `tenant`'s writer, on the blocking pool.
     async fn write<T: Send + 'static>(
         &self,
+        tenant: &TenantId,
         f: impl FnOnce(&Connection) -> Result<T, ToolError> + Send + 'static,
     ) -> Result<T, ToolError> {
-        let guard = self.writer.clone().lock_owned().await;
+        let writer = {
+            let mut writers = self.writers.lock().map_err(|_| {
+                ToolError::Backend(BackendError::Invariant("the writers' lock is poisoned"))
+            })?;
+            match writers.get(tenant) {
+                Some(writer) => writer.clone(),
+                None => {
+                    let writer: Writer = Arc::new(tokio::sync::Mutex::new(self.reader()?));
+                    writers.insert(tenant.clone(), writer.clone());
+                    writer
+                }
+            }
+        };
+        let guard = writer.lock_owned().await;
         tokio::task::spawn_blocking(move || f(&guard))
             .await
             .map_err(blocking_err)?
     }
 
     pub fn volume_file(&self, tenant: &TenantId, dataset: &DatasetId, version: u32) -> PathBuf {
+        self.dataset_dir(tenant, dataset)
+            .join(format!("v{version}"))
+            .join("data.parquet")
+    }
+
+    /// Where a dataset's staged versions live, one `v<N>/` each.
+    fn dataset_dir(&self, tenant: &TenantId, dataset: &DatasetId) -> PathBuf {
         self.root
             .join("volumes")
             .join(self.catalog.as_str())
             .join(tenant.bronze_schema().as_str())
             .join(VOLUME)
             .join(dataset.as_str())
-            .join(format!("v{version}"))
-            .join("data.parquet")
     }
 }
 
@@ -237,49 +263,77 @@ impl Backend for LocalLakehouse {
         // call keeps the first file rather than rewriting it under the table.
         if tokio::fs::try_exists(&staged).await.map_err(io)? {
             let _ = tokio::fs::remove_file(&req.download).await;
-        } else if tokio::fs::rename(&req.download, &staged).await.is_err() {
-            // Different file systems: copy to a sibling, then rename atomically.
+        } else {
+            // Into the lakehouse first (a rename, or a copy across file
+            // systems), under a name no view reads.
             let partial = staged.with_extension("parquet.partial");
-            tokio::fs::copy(&req.download, &partial).await.map_err(io)?;
+            if tokio::fs::rename(&req.download, &partial).await.is_err() {
+                tokio::fs::copy(&req.download, &partial).await.map_err(io)?;
+                let _ = tokio::fs::remove_file(&req.download).await;
+            }
+            // The file's own columns must leave room for lineage: checked
+            // before it is staged, so a refused file stays out of every
+            // later version's bronze.
+            let path = partial.to_string_lossy().into_owned();
+            let checked = self
+                .read(move |conn| {
+                    let columns = describe(
+                        conn,
+                        &format!("SELECT * FROM read_parquet({})", D.literal(&path)),
+                    )?;
+                    match columns
+                        .iter()
+                        .find(|c| BRONZE_LINEAGE.contains(&c.name.as_str()))
+                    {
+                        Some(clash) => Err(ToolError::ReservedColumn {
+                            column: clash.name.clone(),
+                        }),
+                        None => Ok(()),
+                    }
+                })
+                .await;
+            if let Err(e) = checked {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(e);
+            }
             tokio::fs::rename(&partial, &staged).await.map_err(io)?;
-            let _ = tokio::fs::remove_file(&req.download).await;
         }
         let name = TableName::new(
             self.catalog.clone(),
             req.tenant.bronze_schema(),
             req.table.clone(),
         );
+        // Bronze keeps every staged version, this one and any other.
+        let versions = staged_versions(&self.dataset_dir(&req.tenant, &req.dataset)).await?;
+        let newest = versions.last().map_or(req.version.get(), |v| v.version);
         let (tenant, dataset) = (req.tenant.clone(), req.dataset.clone());
-        let path = staged.to_string_lossy().into_owned();
-        let volume_path = path.clone();
+        let volume_path = staged.to_string_lossy().into_owned();
         let table = name.clone();
         let (columns, row_count) = self
-            .write(move |conn| {
-                let file_columns = describe(
-                    conn,
-                    &format!("SELECT * FROM read_parquet({})", D.literal(&path)),
-                )?;
-                if let Some(clash) = file_columns
-                    .iter()
-                    .find(|c| BRONZE_LINEAGE.contains(&c.name.as_str()))
-                {
-                    return Err(ToolError::ReservedColumn {
-                        column: clash.name.clone(),
-                    });
-                }
-                in_transaction(conn, |conn| {
-                    for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
-                        conn.execute_batch(&format!(
-                            "CREATE SCHEMA IF NOT EXISTS {}.{}",
-                            D.ident(table.catalog.as_str()),
-                            D.ident(schema.as_str())
-                        ))
-                        .map_err(db)?;
+            .write(&req.tenant, move |conn| {
+                let create = |casts: &[Vec<String>]| {
+                    in_transaction(conn, |conn| {
+                        for schema in [tenant.bronze_schema(), tenant.silver_schema()] {
+                            conn.execute_batch(&format!(
+                                "CREATE SCHEMA IF NOT EXISTS {}.{}",
+                                D.ident(table.catalog.as_str()),
+                                D.ident(schema.as_str())
+                            ))
+                            .map_err(db)?;
+                        }
+                        conn.execute_batch(&bronze_sql(&table, dataset.as_str(), &versions, casts))
+                            .map_err(db)?;
+                        set_note(conn, "VIEW", &table, dataset.as_str(), Some((newest, 1)))
+                    })
+                };
+                if let Err(first) = create(&[]) {
+                    // Versions that disagree on a column's type (a replace
+                    // may change any): bronze keeps that column as text.
+                    let casts = conflicting_columns(conn, &versions)?;
+                    if casts.is_empty() || create(&casts).is_err() {
+                        return Err(first);
                     }
-                    conn.execute_batch(&bronze_sql(&table, dataset.as_str(), &path))
-                        .map_err(db)?;
-                    set_note(conn, "VIEW", &table, dataset.as_str())
-                })?;
+                }
                 // Parquet keeps its row count in the footer: no scan.
                 Ok((
                     describe(conn, &format!("SELECT * FROM {}", D.table(&table)))?,
@@ -287,23 +341,19 @@ impl Backend for LocalLakehouse {
                 ))
             })
             .await?;
-        Ok(BronzeRequest::result(
-            &name,
-            volume_path,
-            row_count,
-            columns,
-        ))
+        Ok(req.result(&name, volume_path, row_count, columns))
     }
 
     async fn transform_to_silver(
         &self,
         tenant: TenantId,
         bronze: TableName,
+        versions: SilverVersions,
     ) -> Result<SilverResult, ToolError> {
         let silver = silver_name_for(&self.catalog, &tenant, &bronze)?;
         // Statistics are a read: many datasets can be profiled at once.
-        let source = bronze.clone();
-        let (source_columns, bronze_rows, dataset_id) = self
+        let (source, current) = (bronze.clone(), silver.clone());
+        let prepared = self
             .read(move |conn| {
                 let columns = table_columns(conn, &source)?;
                 if columns.is_empty() {
@@ -315,8 +365,59 @@ impl Backend for LocalLakehouse {
                         position,
                     });
                 }
+                let note = bronze_note(conn, &source)?;
+                let range = if columns.iter().any(|c| c.name == plan::VERSION_COLUMN) {
+                    let newest = match note.as_ref().and_then(|n| n.version) {
+                        Some(v) => v,
+                        None => newest_version(conn, &source)?,
+                    };
+                    let range = VersionRange::new(versions.base_version, versions.version, newest);
+                    // A newer sync built silver already: leave it be.
+                    if let Some(held) = bronze_note(conn, &current)?
+                        .filter(|n| n.version.is_some_and(|v| v > range.version))
+                    {
+                        let typed = table_columns(conn, &current)?;
+                        return Ok(Prepared::Unchanged(silver_unchanged(
+                            &current,
+                            count(conn, &current)?,
+                            &typed,
+                            held.version.unwrap_or(range.version),
+                            held.base_version.unwrap_or(1),
+                        )));
+                    }
+                    Some(range)
+                } else {
+                    None
+                };
+                // A replace may have dropped columns: silver has those of
+                // the versions it reads (and lineage).
+                let columns = match (range, view_sql(conn, &source)?) {
+                    (Some(range), Some(sql)) => {
+                        let mut present = std::collections::HashSet::new();
+                        for file in parquet_paths(&sql) {
+                            if staged_version_of(&file).is_some_and(|v| range.contains(v)) {
+                                let select =
+                                    format!("SELECT * FROM read_parquet({})", D.literal(&file));
+                                present
+                                    .extend(describe(conn, &select)?.into_iter().map(|c| c.name));
+                            }
+                        }
+                        if present.is_empty() {
+                            columns
+                        } else {
+                            columns
+                                .into_iter()
+                                .filter(|c| {
+                                    present.contains(&c.name)
+                                        || BRONZE_LINEAGE.contains(&c.name.as_str())
+                                })
+                                .collect()
+                        }
+                    }
+                    _ => columns,
+                };
                 let strings = plan::string_columns(D, &columns);
-                let sql = plan::stats_sql(D, &source, &strings);
+                let sql = plan::stats_sql(D, &source, range, &strings);
                 let values: Vec<u64> = conn
                     .query_row(&sql, [], |row| {
                         (0..plan::stats_width(&strings))
@@ -328,7 +429,7 @@ impl Backend for LocalLakehouse {
                     plan::source_columns(&columns, &strings, &values).ok_or(ToolError::Backend(
                         BackendError::Invariant("the statistics row has the wrong width"),
                     ))?;
-                let dataset_id = match bronze_note(conn, &source)? {
+                let dataset_id = match note {
                     Some(note) => note.dataset_id,
                     // A bronze view made by hand carries no note: scan for it.
                     None => conn
@@ -340,12 +441,27 @@ impl Backend for LocalLakehouse {
                         .map_err(db)?
                         .unwrap_or_default(),
                 };
-                Ok((source_columns, values[0], dataset_id))
+                Ok(Prepared::Build {
+                    columns: source_columns,
+                    bronze_rows: values[0],
+                    dataset_id,
+                    range,
+                })
             })
             .await?;
+        let (source_columns, bronze_rows, dataset_id, range) = match prepared {
+            Prepared::Unchanged(result) => return Ok(result),
+            Prepared::Build {
+                columns,
+                bronze_rows,
+                dataset_id,
+                range,
+            } => (columns, bronze_rows, dataset_id, range),
+        };
         let plan = SilverPlan::new(
             bronze,
             silver.clone(),
+            range,
             plan::now_timestamp(),
             &source_columns,
         );
@@ -376,10 +492,16 @@ impl Backend for LocalLakehouse {
         let target = silver.clone();
         let view = silver_view_sql(&silver, &file.to_string_lossy());
         let swapped = self
-            .write(move |conn| {
+            .write(&tenant, move |conn| {
                 in_transaction(conn, |conn| {
                     conn.execute_batch(&view).map_err(db)?;
-                    set_note(conn, "VIEW", &target, &dataset_id)
+                    set_note(
+                        conn,
+                        "VIEW",
+                        &target,
+                        &dataset_id,
+                        range.map(|r| (r.version, r.base)),
+                    )
                 })
             })
             .await;
@@ -469,7 +591,7 @@ impl Backend for LocalLakehouse {
         // The views go first (one transaction), so no query or status sees
         // a table whose files are gone; then the files.
         let dropped = self
-            .write(move |conn| {
+            .write(&tenant, move |conn| {
                 let mut found = Vec::new();
                 for schema in schemas {
                     let mut stmt = conn
@@ -620,7 +742,8 @@ impl Backend for LocalLakehouse {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(db)?;
-            let storage_location = sql.and_then(|s| parquet_paths(&s).into_iter().next());
+            // Bronze reads every version's file: the newest is its location.
+            let storage_location = sql.and_then(|s| parquet_paths(&s).into_iter().last());
             Ok(TableDescription {
                 full_name: table.to_string(),
                 sql_name: D.table(&table),
@@ -881,17 +1004,141 @@ async fn remove_tree(dir: &Path) -> std::io::Result<u64> {
     .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
-/// The bronze "external table": a view over the staged file, read in place.
-pub fn bronze_sql(table: &TableName, dataset_id: &str, path: &str) -> String {
-    format!(
-        "CREATE OR REPLACE VIEW {} AS SELECT *, {} AS {}, {} AS {} FROM read_parquet({})",
-        D.table(table),
-        D.literal(dataset_id),
-        D.ident(plan::DATASET_ID_COLUMN),
-        D.literal(path),
-        D.ident(plan::SOURCE_FILE_COLUMN),
-        D.literal(path)
-    )
+/// One staged version of a dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedVersion {
+    pub version: u32,
+    pub path: String,
+    /// When it was staged, as a TIMESTAMP literal (the file's modification
+    /// time: a staged file is never rewritten).
+    pub staged_at: String,
+}
+
+/// The staged versions under a dataset's directory, oldest first.
+async fn staged_versions(dir: &Path) -> Result<Vec<StagedVersion>, ToolError> {
+    let mut found = Vec::new();
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(io(e)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(io)? {
+        let name = entry.file_name();
+        let Some(version) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('v'))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let file = entry.path().join("data.parquet");
+        let Ok(meta) = tokio::fs::metadata(&file).await else {
+            continue;
+        };
+        let staged_at = meta
+            .modified()
+            .map(OffsetDateTime::from)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        found.push(StagedVersion {
+            version,
+            path: file.to_string_lossy().into_owned(),
+            staged_at: plan::timestamp_literal(staged_at),
+        });
+    }
+    found.sort_by_key(|v| v.version);
+    Ok(found)
+}
+
+/// For each staged version, its columns whose type differs from another
+/// version's (empty when none differs).
+fn conflicting_columns(
+    conn: &Connection,
+    versions: &[StagedVersion],
+) -> Result<Vec<Vec<String>>, ToolError> {
+    let mut per_version = Vec::with_capacity(versions.len());
+    let mut types: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        Default::default();
+    for v in versions {
+        let select = format!("SELECT * FROM read_parquet({})", D.literal(&v.path));
+        let columns = describe(conn, &select)?;
+        for c in &columns {
+            types
+                .entry(c.name.clone())
+                .or_default()
+                .insert(c.data_type.clone());
+        }
+        per_version.push(columns);
+    }
+    let conflicting = |name: &str| types.get(name).is_some_and(|t| t.len() > 1);
+    let casts: Vec<Vec<String>> = per_version
+        .into_iter()
+        .map(|columns| {
+            columns
+                .into_iter()
+                .filter(|c| conflicting(&c.name))
+                .map(|c| c.name)
+                .collect()
+        })
+        .collect();
+    Ok(if casts.iter().all(Vec::is_empty) {
+        Vec::new()
+    } else {
+        casts
+    })
+}
+
+/// The bronze "external table": a view over every staged version's file,
+/// read in place, each row with its lineage (`_dataset_id`,
+/// `_source_file`, `_version`, `_ingested_at`). Versions with different
+/// columns line up by name; `casts[i]` are version `i`'s columns read as
+/// text (none when `casts` is empty).
+pub fn bronze_sql(
+    table: &TableName,
+    dataset_id: &str,
+    versions: &[StagedVersion],
+    casts: &[Vec<String>],
+) -> String {
+    let parts: Vec<String> = versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let casts = casts.get(i).map_or(&[][..], Vec::as_slice);
+            let replace = if casts.is_empty() {
+                String::new()
+            } else {
+                let casts: Vec<String> = casts
+                    .iter()
+                    .map(|c| format!("CAST({0} AS VARCHAR) AS {0}", D.ident(c)))
+                    .collect();
+                format!(" REPLACE ({})", casts.join(", "))
+            };
+            format!(
+                "SELECT *{replace}, {} AS {}, {} AS {}, CAST({} AS INTEGER) AS {}, CAST({} AS TIMESTAMP) AS {} FROM read_parquet({})",
+                D.literal(dataset_id),
+                D.ident(plan::DATASET_ID_COLUMN),
+                D.literal(&v.path),
+                D.ident(plan::SOURCE_FILE_COLUMN),
+                v.version,
+                D.ident(plan::VERSION_COLUMN),
+                D.literal(&v.staged_at),
+                D.ident(plan::INGESTED_AT_COLUMN),
+                D.literal(&v.path)
+            )
+        })
+        .collect();
+    let body = match parts.as_slice() {
+        [one] => one.clone(),
+        _ => {
+            // By name, then lineage moved after every version's columns.
+            let lineage: Vec<String> = BRONZE_LINEAGE.iter().map(|c| D.ident(c)).collect();
+            format!(
+                "SELECT * EXCLUDE ({0}), {0} FROM ({1}) AS versions",
+                lineage.join(", "),
+                parts.join(" UNION ALL BY NAME ")
+            )
+        }
+    };
+    format!("CREATE OR REPLACE VIEW {} AS {body}", D.table(table))
 }
 
 fn set_note(
@@ -899,10 +1146,13 @@ fn set_note(
     kind: &str,
     table: &TableName,
     dataset_id: &str,
+    versions: Option<(u32, u32)>,
 ) -> Result<(), ToolError> {
     let note = serde_json::to_string(&TableNote {
         dataset_id: dataset_id.to_owned(),
         updated_at: now_rfc3339(),
+        version: versions.map(|(v, _)| v),
+        base_version: versions.map(|(_, b)| b),
     })
     .unwrap_or_default();
     conn.execute_batch(&format!(
@@ -913,7 +1163,60 @@ fn set_note(
     .map_err(db)
 }
 
-/// The note `create_dataset` left on a bronze view, if any.
+/// What `transform_to_silver` found before it builds.
+enum Prepared {
+    Unchanged(SilverResult),
+    Build {
+        columns: Vec<plan::SourceColumn>,
+        bronze_rows: u64,
+        dataset_id: String,
+        range: Option<VersionRange>,
+    },
+}
+
+/// The version of a staged file, from its `…/v<N>/data.parquet` path.
+fn staged_version_of(path: &str) -> Option<u32> {
+    Path::new(path)
+        .parent()?
+        .file_name()?
+        .to_str()?
+        .strip_prefix('v')?
+        .parse()
+        .ok()
+}
+
+/// The newest `_version` a bronze view holds (1 when it holds none).
+fn newest_version(conn: &Connection, bronze: &TableName) -> Result<u32, ToolError> {
+    let newest: Option<i64> = conn
+        .query_row(
+            &format!(
+                "SELECT max({}) FROM {}",
+                D.ident(plan::VERSION_COLUMN),
+                D.table(bronze)
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    Ok(newest.and_then(|v| u32::try_from(v).ok()).unwrap_or(1))
+}
+
+/// A view's SQL, if it is a view.
+fn view_sql(conn: &Connection, view: &TableName) -> Result<Option<String>, ToolError> {
+    conn.query_row(
+        "SELECT any_value(sql) FROM duckdb_views()
+         WHERE database_name = ? AND schema_name = ? AND view_name = ?",
+        duckdb::params![
+            view.catalog.as_str(),
+            view.schema.as_str(),
+            view.table.as_str()
+        ],
+        |r| r.get(0),
+    )
+    .map_err(db)
+}
+
+/// The note the lakehouse left on a view (bronze or silver), if any.
 fn bronze_note(conn: &Connection, view: &TableName) -> Result<Option<TableNote>, ToolError> {
     let comment: Option<String> = conn
         .query_row(

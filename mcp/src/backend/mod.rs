@@ -26,6 +26,14 @@ pub struct BronzeRequest {
     pub download: PathBuf,
 }
 
+/// Which bronze versions silver is built from (see
+/// [`crate::plan::VersionRange`]); `None` takes the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SilverVersions {
+    pub version: Option<u32>,
+    pub base_version: Option<u32>,
+}
+
 /// A read-only query that passed the guard, with its limits.
 #[derive(Debug, Clone)]
 pub struct QueryRequest {
@@ -45,11 +53,13 @@ pub trait Lakehouse: Send + Sync + 'static {
     fn catalog(&self) -> &Ident;
     /// Stages the file in the tenant's volume and (re)creates the bronze table.
     fn create_bronze(&self, request: BronzeRequest) -> LakeResult<'_, BronzeResult>;
-    /// Builds the silver table from a bronze table of the same tenant.
+    /// Builds the silver table from versions of a bronze table of the same
+    /// tenant; a call for a version older than silver's changes nothing.
     fn transform_to_silver(
         &self,
         tenant: TenantId,
         bronze: TableName,
+        versions: SilverVersions,
     ) -> LakeResult<'_, SilverResult>;
     fn dataset_status(&self, tenant: TenantId, dataset: DatasetId)
         -> LakeResult<'_, DatasetStatus>;
@@ -72,6 +82,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         tenant: TenantId,
         bronze: TableName,
+        versions: SilverVersions,
     ) -> impl Future<Output = Result<SilverResult, ToolError>> + Send;
     fn dataset_status(
         &self,
@@ -108,8 +119,9 @@ impl<B: Backend> Lakehouse for B {
         &self,
         tenant: TenantId,
         bronze: TableName,
+        versions: SilverVersions,
     ) -> LakeResult<'_, SilverResult> {
-        Box::pin(Backend::transform_to_silver(self, tenant, bronze))
+        Box::pin(Backend::transform_to_silver(self, tenant, bronze, versions))
     }
     fn dataset_status(
         &self,
@@ -135,6 +147,7 @@ impl<B: Backend> Lakehouse for B {
 impl BronzeRequest {
     /// What `create_dataset` reports once `table` exists.
     pub fn result(
+        &self,
         table: &TableName,
         volume_path: String,
         row_count: u64,
@@ -145,7 +158,36 @@ impl BronzeRequest {
             volume_path,
             row_count,
             columns,
+            version: self.version.get(),
         }
+    }
+}
+
+/// What `transform_to_silver` reports when silver already holds a newer
+/// version than the call asked for: the table as it is, unchanged.
+pub fn silver_unchanged(
+    silver: &TableName,
+    row_count: u64,
+    columns: &[ColumnInfo],
+    version: u32,
+    base_version: u32,
+) -> SilverResult {
+    SilverResult {
+        silver_table: silver.to_string(),
+        row_count,
+        columns: columns
+            .iter()
+            .map(|c| SilverColumn {
+                name: c.name.clone(),
+                data_type: c.data_type.clone(),
+                // Not known without the plan that built it.
+                source_column: None,
+                null_count: 0,
+            })
+            .collect(),
+        duplicates_removed: 0,
+        version,
+        base_version,
     }
 }
 

@@ -107,7 +107,11 @@ async fn main() -> anyhow::Result<()> {
         let backend_bronze = t.elapsed();
         let t = Instant::now();
         let silver = lake
-            .transform_to_silver(tenant, TableName::parse(&bronze.bronze_table)?)
+            .transform_to_silver(
+                tenant,
+                TableName::parse(&bronze.bronze_table)?,
+                Default::default(),
+            )
             .await?;
         let backend_silver = t.elapsed();
 
@@ -121,11 +125,18 @@ async fn main() -> anyhow::Result<()> {
         conn.execute_batch(
             "CREATE SCHEMA IF NOT EXISTS bench_bronze; CREATE SCHEMA IF NOT EXISTS bench_silver;",
         )?;
+        let staged_version = servicetsunami_mcp::backend::local::StagedVersion {
+            version: 1,
+            path: staged.to_string_lossy().into_owned(),
+            staged_at: plan::now_timestamp(),
+        };
         conn.execute_batch(&servicetsunami_mcp::backend::local::bronze_sql(
             &bronze_name,
             &format!("bench-{round}"),
-            &staged.to_string_lossy(),
+            &[staged_version],
+            &[],
         ))?;
+        let range = Some(plan::VersionRange::new(None, None, 1));
         let _: i64 = conn.query_row(
             &format!("SELECT count(*) FROM {}", d.table(&bronze_name)),
             [],
@@ -144,17 +155,21 @@ async fn main() -> anyhow::Result<()> {
             })?
             .collect::<Result<_, _>>()?;
         let strings = plan::string_columns(d, &columns);
-        let values: Vec<u64> =
-            conn.query_row(&plan::stats_sql(d, &bronze_name, &strings), [], |r| {
+        let values: Vec<u64> = conn.query_row(
+            &plan::stats_sql(d, &bronze_name, range, &strings),
+            [],
+            |r| {
                 (0..plan::stats_width(&strings))
                     .map(|i| r.get::<_, i64>(i).map(|v| v as u64))
                     .collect()
-            })?;
+            },
+        )?;
         let source_columns =
             plan::source_columns(&columns, &strings, &values).context("stats width")?;
         let plan = SilverPlan::new(
             bronze_name,
             silver_name,
+            range,
             "2026-01-01 00:00:00.000000".into(),
             &source_columns,
         );

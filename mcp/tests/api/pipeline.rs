@@ -1,4 +1,5 @@
 use crate::helpers::{call, create_args, spawn_app, MESSY_SELECT};
+use rmcp::{service::RunningService, RoleClient};
 use serde_json::{json, Value};
 
 fn column<'a>(result: &'a Value, name: &str) -> &'a Value {
@@ -250,20 +251,199 @@ async fn create_dataset_is_idempotent_per_version() {
         .unwrap()
         .ends_with("v1/data.parquet"));
 
-    // A new version is staged beside the old one and replaces the table.
+    // A new version is staged beside the old one; bronze keeps both.
     let url2 = app.files.parquet(
         "small2.parquet",
-        "SELECT range AS id, 'w' AS label FROM range(3)",
+        "SELECT range AS id, 'w' AS label, range * 2 AS extra FROM range(3)",
     );
     let mut args2 = create_args("acme", "ds-idem", "Small", &url2);
     args2["version"] = json!(2);
     let v2 = call(&client, "create_dataset", args2).await.unwrap();
     assert_eq!(v2["bronze_table"], first["bronze_table"]);
-    assert_eq!(v2["row_count"], 3);
+    assert_eq!(v2["version"], 2);
+    assert_eq!(v2["row_count"], 13, "version 1's 10 rows and version 2's 3");
     assert!(v2["volume_path"]
         .as_str()
         .unwrap()
         .ends_with("/v2/data.parquet"));
+}
+
+/// Rows per `_version` of a table, through the query tool.
+async fn rows_per_version(client: &RunningService<RoleClient, ()>, table: &str) -> Vec<(i64, i64)> {
+    let counted = call(
+        client,
+        "query",
+        json!({"tenant_id": "acme", "sql": format!(
+            "SELECT _version, count(*) AS n FROM {table} GROUP BY _version ORDER BY _version"
+        )}),
+    )
+    .await
+    .unwrap();
+    counted["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["_version"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn bronze_keeps_every_version_and_silver_holds_its_range() {
+    let app = spawn_app().await;
+    let client = app.client().await;
+    let silver_of = |bronze: &str, version: u32, base: u32| json!({"tenant_id": "acme", "bronze_table": bronze, "version": version, "base_version": base});
+    let stage = |name: &str, sql: &str, version: u32| {
+        let url = app.files.parquet(name, sql);
+        let mut args = create_args("acme", "ds-v", "Versions", &url);
+        args["version"] = json!(version);
+        args
+    };
+    // Version 1: three rows with NA for a missing amount.
+    let v1 = call(
+        &client,
+        "create_dataset",
+        stage(
+            "v1.parquet",
+            "SELECT * FROM (VALUES (1, '10.5', 'old'), (2, 'NA', 'old'), (3, '-2', 'old')) t(id, amount, note)",
+            1,
+        ),
+    )
+    .await
+    .unwrap();
+    let bronze = v1["bronze_table"].as_str().unwrap().to_owned();
+    let s1 = call(&client, "transform_to_silver", silver_of(&bronze, 1, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s1["base_version"].as_u64(), s1["version"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(s1["row_count"], 3);
+
+    // Version 2, appended: a row repeated from version 1 is kept once.
+    call(
+        &client,
+        "create_dataset",
+        stage(
+            "v2.parquet",
+            "SELECT * FROM (VALUES (3, '-2', 'old'), (4, '7', 'new')) t(id, amount, note)",
+            2,
+        ),
+    )
+    .await
+    .unwrap();
+    let s2 = call(&client, "transform_to_silver", silver_of(&bronze, 2, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s2["base_version"].as_u64(), s2["version"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(s2["row_count"], 4);
+    assert_eq!(s2["duplicates_removed"], 1);
+    assert_eq!(column(&s2, "amount")["data_type"], "DECIMAL(3,1)");
+    let silver = s2["silver_table"].as_str().unwrap().to_owned();
+    assert_eq!(rows_per_version(&client, &bronze).await, [(1, 3), (2, 2)]);
+    assert_eq!(
+        rows_per_version(&client, &silver).await,
+        [(1, 3), (2, 1)],
+        "the repeated row keeps version 1's lineage"
+    );
+
+    // Version 3 replaces: other columns, `id` now text. Bronze keeps every
+    // version (the clashing column as text); silver is version 3 alone.
+    let v3 = call(
+        &client,
+        "create_dataset",
+        stage(
+            "v3.parquet",
+            "SELECT * FROM (VALUES ('A-1', DATE '2024-01-31')) t(id, seen)",
+            3,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v3["row_count"], 6);
+    assert_eq!(column(&v3, "id")["data_type"], "VARCHAR");
+    assert_eq!(
+        rows_per_version(&client, &bronze).await,
+        [(1, 3), (2, 2), (3, 1)]
+    );
+    let s3 = call(&client, "transform_to_silver", silver_of(&bronze, 3, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s3["base_version"].as_u64(), s3["version"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(s3["row_count"], 1);
+    let names: Vec<&str> = s3["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "id",
+            "seen",
+            "_dataset_id",
+            "_source_file",
+            "_version",
+            "_ingested_at"
+        ],
+        "only version 3's columns"
+    );
+
+    // A late sync of version 2 changes nothing and says what silver holds.
+    let late = call(&client, "transform_to_silver", silver_of(&bronze, 2, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (late["base_version"].as_u64(), late["version"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(late["row_count"], 1);
+    assert_eq!(rows_per_version(&client, &silver).await, [(3, 1)]);
+
+    // Bronze's lineage names its staging time per version.
+    let times = call(
+        &client,
+        "query",
+        json!({"tenant_id": "acme", "sql": format!(
+            "SELECT count(DISTINCT _ingested_at) AS n, min(_ingested_at) IS NOT NULL AS known FROM {bronze}"
+        )}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(times["rows"][0]["known"], true);
+    assert!(times["rows"][0]["n"].as_i64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn a_file_with_a_lineage_column_name_is_refused_by_name_and_not_staged() {
+    let app = spawn_app().await;
+    let client = app.client().await;
+    let url = app
+        .files
+        .parquet("clash.parquet", "SELECT 1 AS id, 2 AS _version");
+    let err = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "ds-clash", "Clash", &url),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("_version") && err.contains("reserved"),
+        "{err}"
+    );
+    let staged = app
+        .lakehouse
+        .path()
+        .join("volumes/servicetsunami/acme_bronze/raw/ds-clash/v1/data.parquet");
+    assert!(!staged.exists(), "a refused file is not staged");
 }
 
 #[tokio::test]
@@ -411,4 +591,47 @@ async fn drop_dataset_removes_both_tables_and_every_file_of_the_dataset_only() {
     .unwrap();
     assert_eq!(again["dropped_tables"], json!([]));
     assert_eq!(again["removed_files"], 0);
+}
+
+#[tokio::test]
+async fn a_small_tenants_sync_finishes_while_a_big_one_runs() {
+    let app = spawn_app().await;
+    let client = std::sync::Arc::new(app.client().await);
+    let big = app.files.parquet(
+        "big.parquet",
+        "SELECT range AS id, lpad(CAST(range % 100000 AS VARCHAR), 6, '0') AS code, \
+         CAST(range % 977 AS VARCHAR) || '.25' AS amount, 'NA' AS note, \
+         CAST(DATE '2024-01-01' + CAST(range % 365 AS INTEGER) AS VARCHAR) AS day FROM range(3000000)",
+    );
+    let small = app.files.parquet(
+        "small.parquet",
+        "SELECT range AS id, CAST(-range AS VARCHAR) AS amount FROM range(10)",
+    );
+    let sync = |tenant: &'static str, dataset: &'static str, url: String| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let bronze = call(
+                &client,
+                "create_dataset",
+                create_args(tenant, dataset, dataset, &url),
+            )
+            .await
+            .unwrap();
+            call(
+                &client,
+                "transform_to_silver",
+                json!({"tenant_id": tenant, "bronze_table": bronze["bronze_table"]}),
+            )
+            .await
+            .unwrap();
+            std::time::Instant::now()
+        })
+    };
+    let big_sync = sync("bigco", "big", big);
+    // The big one is past its bronze and into silver's rows.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let small_done = sync("smallco", "small", small).await.unwrap();
+    assert!(!big_sync.is_finished(), "the big sync should still run");
+    let big_done = big_sync.await.unwrap();
+    assert!(small_done < big_done);
 }

@@ -231,7 +231,7 @@ impl DatasetSync {
         };
 
         let tenant_id = dataset.tenant_id;
-        let version = dataset.version;
+        let (version, base_version) = (dataset.version, dataset.base_version);
         let bronze_args = CreateDatasetArgs {
             tenant_id: tenant_id.to_string(),
             dataset_id: dataset_id.to_string(),
@@ -266,9 +266,13 @@ impl DatasetSync {
             .await?;
         job.record.state.bronze_table = Some(bronze.bronze_table.clone());
 
+        // Silver holds the versions since the last replace: the current
+        // one alone after a replace, every one after appends.
         let silver_args = TransformArgs {
             tenant_id: dataset.tenant_id.to_string(),
             bronze_table: bronze.bronze_table.clone(),
+            version: u32::try_from(version).ok(),
+            base_version: u32::try_from(base_version).ok(),
         };
         let silver = self
             .run_step(&mut job, SyncStep::Silver, move |deps, _| {
@@ -277,6 +281,12 @@ impl DatasetSync {
             })
             .await?;
         job.record.state.silver_table = Some(silver.silver_table.clone());
+        // A newer sync may have built silver already (this one then changed
+        // nothing): the ledger records what silver holds, never less.
+        let version = i32::try_from(silver.version)
+            .ok()
+            .filter(|held| *held > 0)
+            .map_or(version, |held| held.max(version));
 
         let tables = (bronze.bronze_table, silver.silver_table);
         self.run_step(&mut job, SyncStep::Metadata, move |deps, a| {

@@ -333,3 +333,132 @@ async fn the_plain_form_flow_stages_shows_the_difference_and_commits() {
     assert!(page.contains("id=\"version-history\""), "{page}");
     assert!(page.contains("tiers.csv"), "{page}");
 }
+
+/// Waits until the lakehouse holds `version` of the dataset.
+async fn wait_synced_version(app: &TestApp, id: Uuid, version: i32) {
+    let found = stack::wait::until(
+        std::time::Duration::from_secs(90),
+        "the synced version",
+        || async {
+            let (status, synced): (String, Option<i32>) = sqlx::query_as(
+                "SELECT sync_status::text, synced_version FROM datasets WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            (status == "synced" && synced == Some(version)).then_some(())
+        },
+    )
+    .await;
+    assert!(found.is_ok(), "version {version} of {id} was not synced");
+}
+
+/// Rows per `_version` of a lakehouse table, through MCP's `query`.
+async fn rows_per_version(mcp: &stack::Mcp, tenant: &str, table: &str) -> Vec<(i64, i64)> {
+    let out = mcp
+        .call(
+            "query",
+            serde_json::json!({"tenant_id": tenant, "sql": format!(
+                "SELECT _version, count(*) AS n FROM {} GROUP BY _version ORDER BY _version",
+                crate::sync::quoted(table)
+            )}),
+        )
+        .await
+        .expect("query");
+    out["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["_version"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_lakehouse_keeps_every_version_in_bronze_and_silver_follows_append_and_replace() {
+    use crate::sync::{spawn_synced_app, started_mcp, tenant_of, Sync};
+    let restate = stack::Restate::started().await.unwrap();
+    let mcp = started_mcp().await;
+    let app = spawn_synced_app(&restate, &mcp, Sync::default()).await;
+    let id = first_version(&app).await;
+    wait_synced_version(&app, id, 1).await;
+    let tenant = tenant_of(&app, id).await;
+
+    // Append: two rows more, one with NA, one negative.
+    let (status, body) = post_version(
+        &app,
+        &app.client,
+        id,
+        "more.csv",
+        "Customer ID,Name,Amount\n4,Grace,1.25\n5,NA,-7\n",
+        "append",
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    wait_synced_version(&app, id, 2).await;
+    let (bronze, silver): (String, String) =
+        sqlx::query_as("SELECT bronze_table, silver_table FROM datasets WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows_per_version(&mcp, &tenant, &bronze).await,
+        [(1, 3), (2, 2)]
+    );
+    assert_eq!(
+        rows_per_version(&mcp, &tenant, &silver).await,
+        [(1, 3), (2, 2)]
+    );
+
+    // Replace with other columns: bronze keeps all three versions, silver
+    // holds version 3 alone, with its columns only.
+    let (status, body) = post_version(
+        &app,
+        &app.client,
+        id,
+        "cities.csv",
+        "Customer ID,City\n9,Oslo\n",
+        "replace",
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    wait_synced_version(&app, id, 3).await;
+    assert_eq!(
+        rows_per_version(&mcp, &tenant, &bronze).await,
+        [(1, 3), (2, 2), (3, 1)]
+    );
+    assert_eq!(rows_per_version(&mcp, &tenant, &silver).await, [(3, 1)]);
+    let described = mcp
+        .call(
+            "describe_table",
+            serde_json::json!({"full_name": silver, "tenant_id": tenant}),
+        )
+        .await
+        .expect("describe_table");
+    assert_eq!(
+        names(&described["columns"]),
+        [
+            "customer_id",
+            "city",
+            "_dataset_id",
+            "_source_file",
+            "_version",
+            "_ingested_at"
+        ]
+    );
+
+    // The query page's auto engine runs on the lakehouse: silver holds the
+    // current version.
+    let response = app
+        .client
+        .post(app.url("/api/run_query"))
+        .header("Accept", "application/json")
+        .form(&[("sql", "SELECT city FROM customers"), ("engine", "auto")])
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["engine"], "lakehouse", "{answer}");
+    assert_eq!(answer["rows"], serde_json::json!([["Oslo"]]));
+}

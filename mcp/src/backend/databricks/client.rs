@@ -920,6 +920,9 @@ pub struct UcTable {
     /// Milliseconds since the epoch.
     #[serde(default)]
     pub updated_at: Option<i64>,
+    /// The table's properties (`TBLPROPERTIES`), as the API lists them.
+    #[serde(default)]
+    pub properties: Option<std::collections::HashMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

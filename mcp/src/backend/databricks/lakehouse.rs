@@ -6,14 +6,16 @@ use super::client::{
     millis_to_rfc3339, DatabricksClient, DatabricksError, StatementResult, UcColumn,
 };
 use crate::backend::{
-    layer_of, silver_name_for, Backend, BronzeRequest, BronzeResult, ColumnInfo, DatasetStatus,
-    DropResult, QueryRequest, QueryResult, SilverResult, TableDescription, TableList, TableStatus,
-    TableSummary,
+    layer_of, silver_name_for, silver_unchanged, Backend, BronzeRequest, BronzeResult, ColumnInfo,
+    DatasetStatus, DropResult, QueryRequest, QueryResult, SilverResult, SilverVersions,
+    TableDescription, TableList, TableStatus, TableSummary,
 };
 use crate::config::DatabricksSettings;
 use crate::domain::{DatasetId, Ident, TableName, TenantId};
 use crate::error::{BackendError, ToolError};
-use crate::plan::{self, Dialect, SilverPlan};
+use crate::plan::{
+    self, Dialect, SilverPlan, VersionRange, BASE_VERSION_PROPERTY, VERSION_PROPERTY,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -103,16 +105,20 @@ impl DatabricksLakehouse {
         )
     }
 
-    /// The bronze CTAS. Unity Catalog forbids tables defined on /Volumes
-    /// paths, so bronze copies the staged file with `read_files`; with an
-    /// external location it is an EXTERNAL table there instead.
+    /// The bronze CTAS over every staged version of the dataset. Unity
+    /// Catalog forbids tables defined on /Volumes paths, so bronze copies
+    /// the staged files with `read_files` (schemas merged by name, so a
+    /// replaced version may add or drop columns); with an external location
+    /// it is an EXTERNAL table there instead. Each row's `_version` comes
+    /// from its file's `v<N>` directory and `_ingested_at` from when that
+    /// file was staged (`_metadata`, the file metadata column).
     ///
     /// Bronze keeps the file's column names as uploaded ("Customer ID"), so
     /// it is created with Delta column mapping by name: without it Delta
     /// refuses spaces and `,;{}()\n\t=` in names
     /// (`DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES`). Silver renames to
     /// normalised names and needs no mapping.
-    pub fn bronze_sql(&self, table: &TableName, dataset_id: &str, volume_path: &str) -> String {
+    pub fn bronze_sql(&self, table: &TableName, dataset_id: &str, staged_glob: &str) -> String {
         let location = self
             .settings
             .external_location
@@ -125,16 +131,49 @@ impl DatabricksLakehouse {
             })
             .unwrap_or_default();
         format!(
-            "CREATE OR REPLACE TABLE {}{location} TBLPROPERTIES ({} = 'name') AS SELECT *, {} AS {}, _metadata.file_path AS {} FROM read_files({}, format => 'parquet')",
+            "CREATE OR REPLACE TABLE {}{location} TBLPROPERTIES ({} = 'name') AS SELECT *, {} AS {}, \
+             _metadata.file_path AS {}, CAST(regexp_extract(_metadata.file_path, {}, 1) AS INT) AS {}, \
+             _metadata.file_modification_time AS {} FROM read_files({}, format => 'parquet', mergeSchema => true)",
             D.table(table),
             D.literal(COLUMN_MAPPING),
             D.literal(dataset_id),
             D.ident(plan::DATASET_ID_COLUMN),
             D.ident(plan::SOURCE_FILE_COLUMN),
-            D.literal(volume_path)
+            D.literal(VERSION_IN_PATH),
+            D.ident(plan::VERSION_COLUMN),
+            D.ident(plan::INGESTED_AT_COLUMN),
+            D.literal(staged_glob)
         )
     }
+
+    /// The dataset directory in the volume: `…/<dataset>`.
+    fn dataset_dir(&self, tenant: &TenantId, dataset: &DatasetId) -> String {
+        let staged = self.volume_path(tenant, dataset, 1);
+        staged
+            .strip_suffix("/v1/data.parquet")
+            .unwrap_or(&staged)
+            .to_owned()
+    }
 }
+
+/// A glob over the staged files of `versions` (every version when `None`):
+/// `…/<dataset>/v*/data.parquet`, or `…/v{2,3}/data.parquet` for a range.
+pub fn versions_glob(dataset_dir: &str, versions: Option<VersionRange>) -> String {
+    let pick = match versions {
+        None => "v*".to_owned(),
+        Some(r) => format!(
+            "v{{{}}}",
+            (r.base..=r.version)
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    };
+    format!("{dataset_dir}/{pick}/data.parquet")
+}
+
+/// The regular expression that takes a staged file's version from its path.
+const VERSION_IN_PATH: &str = "/v([0-9]+)/data[.]parquet$";
 
 impl Backend for DatabricksLakehouse {
     fn catalog(&self) -> &Ident {
@@ -168,7 +207,8 @@ impl Backend for DatabricksLakehouse {
             req.tenant.bronze_schema(),
             req.table.clone(),
         );
-        self.run(&self.bronze_sql(&table, req.dataset.as_str(), &volume_path))
+        let glob = versions_glob(&self.dataset_dir(&req.tenant, &req.dataset), None);
+        self.run(&self.bronze_sql(&table, req.dataset.as_str(), &glob))
             .await?;
         let row_count = self
             .run(&format!("SELECT count(*) FROM {}", D.table(&table)))
@@ -184,18 +224,14 @@ impl Backend for DatabricksLakehouse {
             .map_err(backend)?
             .map(|t| t.columns.iter().map(UcColumn::info).collect())
             .unwrap_or_default();
-        Ok(BronzeRequest::result(
-            &table,
-            volume_path,
-            row_count,
-            columns,
-        ))
+        Ok(req.result(&table, volume_path, row_count, columns))
     }
 
     async fn transform_to_silver(
         &self,
         tenant: TenantId,
         bronze: TableName,
+        versions: SilverVersions,
     ) -> Result<SilverResult, ToolError> {
         let silver = silver_name_for(&self.settings.catalog, &tenant, &bronze)?;
         let source = self
@@ -204,7 +240,7 @@ impl Backend for DatabricksLakehouse {
             .await
             .map_err(backend)?
             .ok_or_else(|| ToolError::NotFound(bronze.to_string()))?;
-        let columns: Vec<ColumnInfo> = source
+        let mut columns: Vec<ColumnInfo> = source
             .columns
             .iter()
             .filter(|c| !c.name.eq_ignore_ascii_case(RESCUED_DATA_COLUMN))
@@ -216,9 +252,93 @@ impl Backend for DatabricksLakehouse {
                 position,
             });
         }
+        let range = if columns.iter().any(|c| c.name == plan::VERSION_COLUMN) {
+            let newest = self
+                .run(&format!(
+                    "SELECT max({}) FROM {}",
+                    D.ident(plan::VERSION_COLUMN),
+                    D.table(&bronze)
+                ))
+                .await?
+                .numbers()
+                .first()
+                .copied()
+                .and_then(|v| u32::try_from(v).ok())
+                .filter(|v| *v > 0)
+                .unwrap_or(1);
+            let range = VersionRange::new(versions.base_version, versions.version, newest);
+            // A newer sync built silver already: leave it be.
+            if let Some(current) = self.client.get_table(&silver).await.map_err(backend)? {
+                let held = |key: &str| {
+                    current
+                        .properties
+                        .as_ref()
+                        .and_then(|p| p.get(key))
+                        .and_then(|v| v.parse::<u32>().ok())
+                };
+                if let Some(version) = held(VERSION_PROPERTY).filter(|v| *v > range.version) {
+                    let rows = self
+                        .run(&format!("SELECT count(*) FROM {}", D.table(&silver)))
+                        .await?
+                        .numbers();
+                    let typed: Vec<ColumnInfo> =
+                        current.columns.iter().map(UcColumn::info).collect();
+                    return Ok(silver_unchanged(
+                        &silver,
+                        rows.first().copied().unwrap_or(0),
+                        &typed,
+                        version,
+                        held(BASE_VERSION_PROPERTY).unwrap_or(1),
+                    ));
+                }
+            }
+            // A replace may have dropped columns: silver has those of the
+            // versions it reads (and lineage).
+            if range.base > 1 || range.version < newest {
+                // Bronze names its dataset only by a short id; its rows
+                // carry the whole one.
+                let owner = self
+                    .run(&format!(
+                        "SELECT {} FROM {} LIMIT 1",
+                        D.ident(plan::DATASET_ID_COLUMN),
+                        D.table(&bronze)
+                    ))
+                    .await?;
+                let dir = owner
+                    .rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(Option::as_deref)
+                    .and_then(|id| DatasetId::parse(id).ok())
+                    .map(|dataset| self.dataset_dir(&tenant, &dataset));
+                if let Some(dir) = dir {
+                    let glob = versions_glob(&dir, Some(range));
+                    let described = self
+                        .run(&format!(
+                            "DESCRIBE QUERY SELECT * FROM read_files({}, format => 'parquet', mergeSchema => true)",
+                            D.literal(&glob)
+                        ))
+                        .await?;
+                    let present: std::collections::HashSet<String> = described
+                        .rows
+                        .iter()
+                        .filter_map(|r| r.first().cloned().flatten())
+                        .collect();
+                    if !present.is_empty() {
+                        columns.retain(|c| {
+                            present.contains(&c.name)
+                                || plan::BRONZE_LINEAGE.contains(&c.name.as_str())
+                        });
+                    }
+                }
+            }
+            Some(range)
+        } else {
+            None
+        };
         let strings = plan::string_columns(D, &columns);
         let values = self
-            .run(&plan::stats_sql(D, &bronze, &strings))
+            .run(&plan::stats_sql(D, &bronze, range, &strings))
             .await?
             .numbers();
         let source_columns =
@@ -228,6 +348,7 @@ impl Backend for DatabricksLakehouse {
         let plan = SilverPlan::new(
             bronze,
             silver.clone(),
+            range,
             plan::now_timestamp(),
             &source_columns,
         );
@@ -333,13 +454,8 @@ impl Backend for DatabricksLakehouse {
                 dropped.push(name.to_string());
             }
         }
-        let staged = self.volume_path(&tenant, &dataset, 1);
-        let dir = staged
-            .strip_suffix("/v1/data.parquet")
-            .ok_or(ToolError::Backend(BackendError::Invariant(
-                "a staged file has no dataset directory",
-            )))?;
-        let removed_files = self.client.remove_tree(dir).await.map_err(backend)?;
+        let dir = self.dataset_dir(&tenant, &dataset);
+        let removed_files = self.client.remove_tree(&dir).await.map_err(backend)?;
         Ok(DropResult {
             dataset_id: id,
             dropped_tables: dropped,
