@@ -23,4 +23,4 @@ pub mod wait;
 pub use app::AppProcess;
 pub use db::TestDb;
 pub use mcp::Mcp;
-pub use restate::Restate;
+pub use restate::{Restate, RestateCluster};

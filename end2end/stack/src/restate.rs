@@ -41,6 +41,22 @@ pub struct Restate {
     child: Option<Child>,
     /// `publickeyv1_…`: what the DatasetSync endpoint verifies requests with.
     pub identity_key: String,
+    /// Where `identity.pem` is: the data directory, or a cluster's shared one.
+    key_dir: PathBuf,
+    /// Set for a node of a [`RestateCluster`].
+    membership: Option<Membership>,
+}
+
+/// A node's place in a cluster, written to its configuration file.
+#[derive(Debug, Clone)]
+struct Membership {
+    cluster_name: String,
+    node_name: String,
+    /// Exactly one node provisions the cluster; the others join it.
+    auto_provision: bool,
+    /// Every node's node-to-node port (the metadata servers' addresses).
+    peers: Vec<u16>,
+    replication: usize,
 }
 
 /// The PKCS#8 DER prefix of an ed25519 private key (RFC 8410); the 32-byte
@@ -110,6 +126,7 @@ impl Restate {
     pub fn at(ingress_port: u16, admin_port: u16, node_port: u16, data: DataDir) -> Self {
         let identity_key =
             ensure_identity_key(data.path()).expect("the identity key in the data directory");
+        let key_dir = data.path().to_path_buf();
         Self {
             ingress_port,
             admin_port,
@@ -117,6 +134,8 @@ impl Restate {
             data,
             child: None,
             identity_key,
+            key_dir,
+            membership: None,
         }
     }
 
@@ -145,13 +164,49 @@ impl Restate {
 
     /// Starts the server and waits until its admin API and ingress answer.
     pub async fn start(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
+    /// The configuration file of a cluster node: its name, the cluster's,
+    /// the metadata servers, and the replication of logs and partitions.
+    fn write_cluster_config(&self, m: &Membership) -> anyhow::Result<PathBuf> {
+        let peers: Vec<String> = m
+            .peers
+            .iter()
+            .map(|p| format!("\"http://127.0.0.1:{p}/\""))
+            .collect();
+        let config = format!(
+            "cluster-name = \"{}\"\nnode-name = \"{}\"\nauto-provision = {}\n\
+             advertised-address = \"http://127.0.0.1:{}/\"\ndefault-replication = {}\n\n\
+             [metadata-client]\naddresses = [{}]\n",
+            m.cluster_name,
+            m.node_name,
+            m.auto_provision,
+            self.node_port,
+            m.replication,
+            peers.join(", ")
+        );
+        let path = self.data.path().join("cluster.toml");
+        std::fs::write(&path, config).context("the node's configuration file")?;
+        Ok(path)
+    }
+
+    /// Starts the process without waiting for it.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
         anyhow::ensure!(self.child.is_none(), "restate-server is already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .context("the restate-server log")?;
-        let child = Command::new(locate::restate_server_bin()?)
+        let mut command = Command::new(locate::restate_server_bin()?);
+        if let Some(m) = &self.membership {
+            command
+                .arg("--config-file")
+                .arg(self.write_cluster_config(m)?);
+        }
+        let child = command
             .arg("--base-dir")
             .arg(self.data.path())
             .arg("--no-logo")
@@ -171,7 +226,7 @@ impl Restate {
             // Every request to a service endpoint is signed with this key.
             .env(
                 "RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE",
-                identity_pem(self.data.path()),
+                identity_pem(&self.key_dir),
             )
             .env(
                 "RESTATE_LOG_FILTER",
@@ -183,7 +238,13 @@ impl Restate {
             .spawn()
             .context("restate-server starts")?;
         self.child = Some(child);
-        let within = Duration::from_secs(30);
+        Ok(())
+    }
+
+    /// Waits until the admin API and the ingress answer.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        // A node joining a cluster waits for the one that provisions it.
+        let within = Duration::from_secs(if self.membership.is_some() { 60 } else { 30 });
         wait::http_ok(
             &format!("{}/health", self.admin_url()),
             "restate-server admin",
@@ -228,5 +289,62 @@ impl Restate {
 impl Drop for Restate {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A cluster of restate-server nodes on loopback, formed by restate-server's
+/// own clustering: every node runs every role (metadata server, log server,
+/// worker, admin, ingress), the first provisions the cluster, and logs and
+/// partitions are replicated on `replication` nodes, so a cluster of 3 with
+/// replication 2 keeps working when one node dies. All nodes sign requests
+/// to service endpoints with one shared key.
+pub struct RestateCluster {
+    pub nodes: Vec<Restate>,
+    pub identity_key: String,
+    _keys: tempfile::TempDir,
+}
+
+impl RestateCluster {
+    /// `size` nodes, started, each with its own ports and data directory.
+    pub async fn started(size: usize, replication: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            size >= replication && replication >= 1,
+            "{size} nodes cannot hold {replication} replicas"
+        );
+        let keys = tempfile::tempdir()?;
+        let identity_key = ensure_identity_key(keys.path())?;
+        let ports: Vec<(u16, u16, u16)> = (0..size)
+            .map(|_| (wait::free_port(), wait::free_port(), wait::free_port()))
+            .collect();
+        let peers: Vec<u16> = ports.iter().map(|(_, _, node)| *node).collect();
+        let mut suffix = [0u8; 4];
+        getrandom::fill(&mut suffix).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let cluster_name = format!("st-{}", bs58::encode(suffix).into_string());
+        let mut nodes = Vec::with_capacity(size);
+        for (i, (ingress, admin, node)) in ports.into_iter().enumerate() {
+            let mut restate = Restate::at(ingress, admin, node, DataDir::temp());
+            restate.identity_key = identity_key.clone();
+            restate.key_dir = keys.path().to_path_buf();
+            restate.membership = Some(Membership {
+                cluster_name: cluster_name.clone(),
+                node_name: format!("n{}", i + 1),
+                auto_provision: i == 0,
+                peers: peers.clone(),
+                replication,
+            });
+            nodes.push(restate);
+        }
+        // All at once: the first provisions, the others join it.
+        for node in &mut nodes {
+            node.spawn()?;
+        }
+        for node in &nodes {
+            node.wait_ready().await?;
+        }
+        Ok(Self {
+            nodes,
+            identity_key,
+            _keys: keys,
+        })
     }
 }

@@ -734,3 +734,71 @@ async fn two_replicas_share_the_work_and_every_sync_runs_exactly_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_restate_cluster_node_killed_mid_sync_loses_no_sync_and_runs_each_once() {
+    // Three nodes, logs and partitions on two of them each: one may die.
+    let mut cluster = stack::RestateCluster::started(3, 2).await.unwrap();
+    let mcp = started_mcp().await;
+    let app = spawn_synced_app(&cluster.nodes[0], &mcp, Sync::default()).await;
+
+    // Several datasets, so their keys fall on partitions led by every node.
+    let rows = 60_000;
+    let csv = big_csv(rows);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(upload(&app, &format!("part{i}"), &csv).await);
+    }
+    eventually(Duration::from_secs(60), "a sync to be running", || async {
+        let mut running = false;
+        for id in &ids {
+            running |= row(&app, *id).await.sync_status == SyncStatus::Syncing;
+        }
+        running.then_some(())
+    })
+    .await;
+    // Not the node the app talks to: the partitions it led fail over.
+    cluster.nodes[2].kill();
+
+    let tenant = tenant_of(&app, ids[0]).await;
+    for id in &ids {
+        let synced = wait_for(&app, *id, SyncStatus::Synced, Duration::from_secs(180)).await;
+        let timeline = events(&app, *id).await;
+        for step in [SyncStep::Bronze, SyncStep::Silver, SyncStep::Metadata] {
+            let succeeded = timeline
+                .iter()
+                .filter(|e| e.0 == step && e.2 == StepOutcome::Succeeded)
+                .count();
+            assert_eq!(succeeded, 1, "{step:?} of {id}: {timeline:?}");
+        }
+        assert_eq!(
+            count_rows(&mcp, &tenant, &synced.silver_table.unwrap()).await,
+            json!(rows),
+            "no row lost or doubled"
+        );
+    }
+    let tables = mcp
+        .call("list_tables", json!({"tenant_id": tenant}))
+        .await
+        .unwrap();
+    assert_eq!(
+        tables["tables"].as_array().unwrap().len(),
+        2 * ids.len(),
+        "one bronze and one silver table each: {tables:#}"
+    );
+    let undispatched: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sync_requests WHERE dispatched_at IS NULL")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(undispatched, 0);
+    // The surviving nodes' CLI shows nothing left running (its query may
+    // be refused while the cluster still tries the dead node: asked again).
+    let listed = eventually(
+        Duration::from_secs(60),
+        "the CLI to list invocations",
+        || async { cluster.nodes[1].cli(&["invocations", "list"]).ok() },
+    )
+    .await;
+    assert!(!listed.contains("DatasetSync/sync"), "{listed}");
+}
