@@ -89,8 +89,12 @@ pub struct Settings {
     /// may decompress to (a gzip bomb is refused as it streams).
     pub upload_max_decompressed_bytes: u64,
     /// `UPLOAD_MAX_CONCURRENT` (default twice the CPUs, at least 2): uploads
-    /// at once; more get 503 with `Retry-After`.
+    /// received and converted at once.
     pub upload_max_concurrent: usize,
+    /// `UPLOAD_QUEUE_WAIT_SECS` (default 30): how long an upload beyond
+    /// `UPLOAD_MAX_CONCURRENT` waits for its turn (its body unread, held back
+    /// by TCP) before it gets 503 with `Retry-After`; 0 refuses at once.
+    pub upload_queue_wait: std::time::Duration,
     /// `UPLOAD_MIN_FREE_DISK` (default 1GiB): an upload that would leave less
     /// free space than this on `DATA_STORAGE_PATH`'s file system is refused
     /// (507) and nothing of it kept.
@@ -99,8 +103,11 @@ pub struct Settings {
     /// nothing for this long is ended (408); a trickling client cannot hold
     /// an upload slot, a scratch file and a connection forever.
     pub upload_idle_timeout: std::time::Duration,
-    /// `HTTP_MAX_CONNECTIONS` (default 1024): connections open at once on the
-    /// public port (a request's headers must arrive within 30 s).
+    /// `HTTP_MAX_CONNECTIONS` (default 4096): connections open at once on the
+    /// public port (a request's headers must arrive within 30 s). Every open
+    /// page holds one for its live status, so this is above the open pages
+    /// plus the uploads expected at once; the process's open-file limit must
+    /// allow it (checked at start-up).
     pub http_max_connections: usize,
     /// `SHUTDOWN_GRACE_SECS` (default 30): on SIGTERM, how long in-flight
     /// requests may finish before their connections are closed anyway.
@@ -189,6 +196,8 @@ impl Settings {
             env.parse_at_least("UPLOAD_MAX_CONCURRENT", (2 * cpus).max(2), 1)?;
         let duckdb_threads = env.parse_at_least("DUCKDB_THREADS", cpus, 1)?;
         let upload_min_free_disk = env.byte_size("UPLOAD_MIN_FREE_DISK", 1 << 30)?;
+        let upload_queue_wait =
+            std::time::Duration::from_secs(env.parse("UPLOAD_QUEUE_WAIT_SECS", 30u64)?);
         let upload_idle_timeout = std::time::Duration::from_secs(env.parse_at_least(
             "UPLOAD_IDLE_TIMEOUT_SECS",
             30u64,
@@ -370,9 +379,10 @@ impl Settings {
             upload_max_bytes,
             upload_max_decompressed_bytes,
             upload_max_concurrent,
+            upload_queue_wait,
             upload_min_free_disk,
             upload_idle_timeout,
-            http_max_connections: env.parse_at_least("HTTP_MAX_CONNECTIONS", 1024usize, 1)?,
+            http_max_connections: env.parse_at_least("HTTP_MAX_CONNECTIONS", 4096usize, 1)?,
             shutdown_grace,
             storage_orphan_grace,
             duckdb_threads,

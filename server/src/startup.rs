@@ -55,6 +55,7 @@ impl Application {
     /// Connects, migrates, opens storage and binds the listen address (port 0
     /// picks a free port; [`Application::local_addr`] tells which).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        warn_if_files_are_short(settings.http_max_connections);
         let db = connect_and_migrate(&settings).await?;
         let default_tenant = catalog::ensure_default_tenant(&db)
             .await
@@ -200,6 +201,7 @@ impl Application {
             upload_idle_timeout: settings.upload_idle_timeout,
             uploads: Arc::new(tokio::sync::Semaphore::new(settings.upload_max_concurrent)),
             upload_max_concurrent: settings.upload_max_concurrent,
+            upload_queue_wait: settings.upload_queue_wait,
             sync_mode,
             hub: LiveHub::default(),
             stop: CancellationToken::new(),
@@ -437,4 +439,26 @@ pub fn router(state: ServerState) -> Router {
         .layer(sessions)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Each connection is a file descriptor: warns when the process's soft
+/// open-file limit (`/proc/self/limits`) is below `HTTP_MAX_CONNECTIONS`
+/// plus room for the database, DuckDB and scratch files, since the
+/// connections past it would fail to be accepted rather than wait.
+fn warn_if_files_are_short(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(soft) = soft.filter(|soft| *soft < max_connections + 256) {
+        tracing::warn!(
+            open_file_limit = soft,
+            http_max_connections = max_connections,
+            "the open-file limit is below HTTP_MAX_CONNECTIONS + 256: raise it (ulimit -n, LimitNOFILE) or lower HTTP_MAX_CONNECTIONS"
+        );
+    }
 }

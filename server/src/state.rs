@@ -38,6 +38,8 @@ pub struct ServerStateInner {
     /// Uploads running at once (`UPLOAD_MAX_CONCURRENT` permits).
     pub uploads: Arc<tokio::sync::Semaphore>,
     pub upload_max_concurrent: usize,
+    /// How long an upload waits for a permit before it is told to retry.
+    pub upload_queue_wait: std::time::Duration,
     /// Whether sync is available, and whether uploads queue one by themselves.
     pub sync_mode: SyncMode,
     /// Live sync states fanned out to `GET /api/events`.

@@ -110,7 +110,9 @@ pub enum UploadError {
     Body(String),
     #[error(transparent)]
     Ingest(#[from] IngestError),
-    #[error("the server is busy with {0} other uploads; try again in a few seconds")]
+    #[error(
+        "the server is busy with {0} other uploads and more waiting; try again in a few seconds"
+    )]
     Busy(usize),
     #[error(
         "the server is short of disk space for this upload; nothing was kept, try again later"
@@ -228,6 +230,27 @@ fn capitalise(s: &str) -> String {
     }
 }
 
+/// A turn to receive an upload: at once when one is free, else after
+/// waiting up to `UPLOAD_QUEUE_WAIT_SECS` (the body stays unread meanwhile,
+/// so the client is held back by TCP, not buffered); then `Busy`.
+pub(crate) async fn upload_permit(
+    state: &ServerState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, UploadError> {
+    let busy = || UploadError::Busy(state.upload_max_concurrent);
+    if let Ok(permit) = state.uploads.clone().try_acquire_owned() {
+        return Ok(permit);
+    }
+    match tokio::time::timeout(
+        state.upload_queue_wait,
+        state.uploads.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(busy()),
+    }
+}
+
 pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -242,11 +265,12 @@ async fn upload(
     request: Request,
 ) -> Response {
     let json = wants_json(request.headers());
-    // At most UPLOAD_MAX_CONCURRENT at once; beyond it, 503 with Retry-After
-    // rather than every upload slowing to a crawl (or the disk filling).
-    let outcome = match state.uploads.clone().try_acquire_owned() {
+    // At most UPLOAD_MAX_CONCURRENT at once; beyond it an upload waits its
+    // turn for a while, then gets 503 with Retry-After, rather than every
+    // upload slowing to a crawl (or the disk filling).
+    let outcome = match upload_permit(&state).await {
         Ok(_permit) => receive_and_store(&state, &who, request).await,
-        Err(_) => Err(UploadError::Busy(state.upload_max_concurrent)),
+        Err(e) => Err(e),
     };
     match (outcome, json) {
         (Ok(done), true) => (StatusCode::CREATED, Json(done)).into_response(),

@@ -93,9 +93,9 @@ async fn upload_version(
     request: Request,
 ) -> Response {
     let json = wants_json(request.headers());
-    let outcome = match state.uploads.clone().try_acquire_owned() {
+    let outcome = match crate::http::datasets::upload_permit(&state).await {
         Ok(_permit) => receive_version(&state, &who, &id, request).await,
-        Err(_) => Err(UploadError::Busy(state.upload_max_concurrent)),
+        Err(e) => Err(e),
     };
     match (outcome, json) {
         (Ok(Made::Staged(s)), true) => (StatusCode::OK, Json(s)).into_response(),

@@ -128,7 +128,10 @@ async fn a_header_of_300_000_columns_is_refused_before_the_sniffer() {
 #[tokio::test]
 async fn uploads_beyond_the_concurrency_cap_get_503_with_retry_after() {
     let app = spawn_app_with(Options {
-        env: vec![("UPLOAD_MAX_CONCURRENT", "1".to_owned())],
+        env: vec![
+            ("UPLOAD_MAX_CONCURRENT", "1".to_owned()),
+            ("UPLOAD_QUEUE_WAIT_SECS", "1".to_owned()),
+        ],
         ..Options::default()
     })
     .await;
@@ -355,4 +358,65 @@ async fn servers_close_connections_that_trickle_headers() {
             "{server}: {closed_after:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_upload_beyond_the_cap_waits_its_turn_and_is_stored() {
+    let app = spawn_app_with(Options {
+        env: vec![
+            ("UPLOAD_MAX_CONCURRENT", "1".to_owned()),
+            ("UPLOAD_QUEUE_WAIT_SECS", "30".to_owned()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    // The first upload holds the only turn while its body trickles in.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::stream(body).file_name("slow.csv"),
+    );
+    let (client, url) = (app.client.clone(), app.url("/api/datasets"));
+    let first = tokio::spawn(async move {
+        let response = client
+            .post(url)
+            .header("Accept", "application/json")
+            .multipart(form)
+            .send()
+            .await
+            .expect("sent");
+        response.status().as_u16()
+    });
+    tx.send(Ok(bytes::Bytes::from_static(b"a,b\n1,2\n")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The second waits rather than being refused…
+    let (client, url) = (app.client.clone(), app.url("/api/datasets"));
+    let second = tokio::spawn(async move {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"x,y\n-1,NA\n".to_vec()).file_name("second.csv"),
+        );
+        let response = client
+            .post(url)
+            .header("Accept", "application/json")
+            .multipart(form)
+            .send()
+            .await
+            .expect("sent");
+        response.status().as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!second.is_finished(), "the second upload should be waiting");
+    // …and is stored once the first one is done.
+    tx.send(Ok(bytes::Bytes::from_static(b"3,4\n")))
+        .await
+        .unwrap();
+    drop(tx);
+    assert_eq!(first.await.unwrap(), 201);
+    assert_eq!(second.await.unwrap(), 201);
+    assert_eq!(app.dataset_count().await, 2);
 }
