@@ -365,7 +365,7 @@ impl Backend for LocalLakehouse {
                         position,
                     });
                 }
-                let note = bronze_note(conn, &source)?;
+                let ViewEntry { sql, note } = view_entry(conn, &source)?;
                 let range = if columns.iter().any(|c| c.name == plan::VERSION_COLUMN) {
                     let newest = match note.as_ref().and_then(|n| n.version) {
                         Some(v) => v,
@@ -373,7 +373,8 @@ impl Backend for LocalLakehouse {
                     };
                     let range = VersionRange::new(versions.base_version, versions.version, newest);
                     // A newer sync built silver already: leave it be.
-                    if let Some(held) = bronze_note(conn, &current)?
+                    if let Some(held) = view_entry(conn, &current)?
+                        .note
                         .filter(|n| n.version.is_some_and(|v| v > range.version))
                     {
                         let typed = table_columns(conn, &current)?;
@@ -391,7 +392,7 @@ impl Backend for LocalLakehouse {
                 };
                 // A replace may have dropped columns: silver has those of
                 // the versions it reads (and lineage).
-                let columns = match (range, view_sql(conn, &source)?) {
+                let columns = match (range, sql) {
                     (Some(range), Some(sql)) => {
                         let mut present = std::collections::HashSet::new();
                         for file in parquet_paths(&sql) {
@@ -1201,36 +1202,30 @@ fn newest_version(conn: &Connection, bronze: &TableName) -> Result<u32, ToolErro
     Ok(newest.and_then(|v| u32::try_from(v).ok()).unwrap_or(1))
 }
 
-/// A view's SQL, if it is a view.
-fn view_sql(conn: &Connection, view: &TableName) -> Result<Option<String>, ToolError> {
-    conn.query_row(
-        "SELECT any_value(sql) FROM duckdb_views()
-         WHERE database_name = ? AND schema_name = ? AND view_name = ?",
-        duckdb::params![
-            view.catalog.as_str(),
-            view.schema.as_str(),
-            view.table.as_str()
-        ],
-        |r| r.get(0),
-    )
-    .map_err(db)
+/// A view as the catalog keeps it: its SQL and the note the lakehouse left
+/// on it (bronze or silver); both `None` when there is no such view.
+struct ViewEntry {
+    sql: Option<String>,
+    note: Option<TableNote>,
 }
 
-/// The note the lakehouse left on a view (bronze or silver), if any.
-fn bronze_note(conn: &Connection, view: &TableName) -> Result<Option<TableNote>, ToolError> {
-    let comment: Option<String> = conn
+fn view_entry(conn: &Connection, view: &TableName) -> Result<ViewEntry, ToolError> {
+    let (sql, comment): (Option<String>, Option<String>) = conn
         .query_row(
-            "SELECT any_value(comment) FROM duckdb_views()
+            "SELECT any_value(sql), any_value(comment) FROM duckdb_views()
              WHERE database_name = ? AND schema_name = ? AND view_name = ?",
             duckdb::params![
                 view.catalog.as_str(),
                 view.schema.as_str(),
                 view.table.as_str()
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(db)?;
-    Ok(comment.and_then(|c| serde_json::from_str(&c).ok()))
+    Ok(ViewEntry {
+        sql,
+        note: comment.and_then(|c| serde_json::from_str(&c).ok()),
+    })
 }
 
 /// Runs `f` as one transaction, so its statements become visible together and

@@ -146,6 +146,23 @@ impl DatabricksLakehouse {
         )
     }
 
+    /// The dataset a table's rows belong to (its `_dataset_id`); `None` for
+    /// an empty table.
+    async fn owner_of(&self, table: &TableName) -> Result<Option<String>, ToolError> {
+        let found = self
+            .run(&format!(
+                "SELECT {} FROM {} LIMIT 1",
+                D.ident(plan::DATASET_ID_COLUMN),
+                D.table(table)
+            ))
+            .await?;
+        Ok(found
+            .rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
+    }
+
     /// The dataset directory in the volume: `…/<dataset>`.
     fn dataset_dir(&self, tenant: &TenantId, dataset: &DatasetId) -> String {
         let staged = self.volume_path(tenant, dataset, 1);
@@ -297,19 +314,10 @@ impl Backend for DatabricksLakehouse {
             if range.base > 1 || range.version < newest {
                 // Bronze names its dataset only by a short id; its rows
                 // carry the whole one.
-                let owner = self
-                    .run(&format!(
-                        "SELECT {} FROM {} LIMIT 1",
-                        D.ident(plan::DATASET_ID_COLUMN),
-                        D.table(&bronze)
-                    ))
-                    .await?;
-                let dir = owner
-                    .rows
-                    .first()
-                    .and_then(|r| r.first())
-                    .and_then(Option::as_deref)
-                    .and_then(|id| DatasetId::parse(id).ok())
+                let dir = self
+                    .owner_of(&bronze)
+                    .await?
+                    .and_then(|id| DatasetId::parse(&id).ok())
                     .map(|dataset| self.dataset_dir(&tenant, &dataset));
                 if let Some(dir) = dir {
                     let glob = versions_glob(&dir, Some(range));
@@ -433,20 +441,7 @@ impl Backend for DatabricksLakehouse {
                 // The short id could collide: both layers carry
                 // `_dataset_id`, which names the owner (an empty table is
                 // taken as ours).
-                let owner = self
-                    .run(&format!(
-                        "SELECT {} FROM {} LIMIT 1",
-                        D.ident(plan::DATASET_ID_COLUMN),
-                        D.table(&name)
-                    ))
-                    .await?;
-                if owner
-                    .rows
-                    .first()
-                    .and_then(|r| r.first())
-                    .and_then(Option::as_deref)
-                    .is_some_and(|owner| owner != id)
-                {
+                if self.owner_of(&name).await?.is_some_and(|owner| owner != id) {
                     continue;
                 }
                 self.run(&format!("DROP TABLE IF EXISTS {}", D.table(&name)))
