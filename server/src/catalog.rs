@@ -39,6 +39,8 @@ pub struct NewDataset<'a> {
     pub sync_status: SyncStatus,
     /// The user who uploaded it (version 1's uploader).
     pub uploaded_by: Option<Uuid>,
+    /// The client's `Idempotency-Key`, if it sent one.
+    pub upload_key: Option<&'a str>,
 }
 
 /// Inserts the row inside `tx` and returns it as the pages show it.
@@ -48,8 +50,9 @@ pub async fn insert_dataset(
 ) -> Result<DatasetSummary, sqlx::Error> {
     sqlx::query!(
         "INSERT INTO datasets
-           (id, tenant_id, name, file_name, source_format, schema, row_count, size_bytes, sync_status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+           (id, tenant_id, name, file_name, source_format, schema, row_count, size_bytes, sync_status,
+            upload_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         new.id,
         new.tenant_id,
         new.name.as_str(),
@@ -59,6 +62,7 @@ pub async fn insert_dataset(
         new.row_count,
         new.size_bytes,
         new.sync_status as SyncStatus,
+        new.upload_key,
     )
     .execute(&mut **tx)
     .await?;
@@ -85,4 +89,24 @@ pub async fn insert_dataset(
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.into())
+}
+
+/// The dataset a tenant's earlier upload with this `Idempotency-Key` made.
+pub async fn find_by_upload_key(
+    db: &PgPool,
+    tenant_id: Uuid,
+    key: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT id FROM datasets WHERE tenant_id = $1 AND upload_key = $2",
+        tenant_id,
+        key,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Whether `e` is the unique violation of a repeated `Idempotency-Key`.
+pub fn is_upload_key_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.constraint() == Some("datasets_upload_key"))
 }

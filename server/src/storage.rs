@@ -29,6 +29,9 @@ pub struct Storage {
     /// The conversion instance's first connection; each upload works on its
     /// own clone (`try_clone` shares the database, not the connection state).
     engine: Arc<Mutex<Connection>>,
+    /// Conversions take it shared; one that ran out of memory beside others
+    /// takes it exclusively for its second try.
+    pub conversions: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Storage {
@@ -48,6 +51,7 @@ impl Storage {
             tmp_dir,
             _scratch_lock: Arc::new(lock),
             engine: Arc::new(Mutex::new(engine)),
+            conversions: Arc::new(tokio::sync::RwLock::new(())),
         })
     }
 

@@ -46,6 +46,12 @@ impl AppProcess {
         self.child.id()
     }
 
+    /// SIGKILL: no chance to finish a request, commit, or clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM (a graceful shutdown, as in production), then SIGKILL if it
     /// has not stopped within `grace`.
     pub async fn stop(mut self, grace: Duration) {
@@ -90,4 +96,47 @@ pub fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Signs in at `base` through the log-in form and makes a personal access
+/// token (valid a day) through the Tokens form, as a person would.
+pub async fn personal_token(base: &str, email: &str, password: &str) -> anyhow::Result<String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("origin", base.parse()?);
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .default_headers(headers)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    browser
+        .post(format!("{base}/auth/login"))
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await?;
+    let made = browser
+        .post(format!("{base}/account/tokens"))
+        .form(&[("name", "stack"), ("expires_in_days", "1")])
+        .send()
+        .await?;
+    // The form answers with a redirect to the page that shows the token once.
+    let page = made
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or("/settings")
+        .to_owned();
+    let html = browser
+        .get(format!("{base}{page}"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let start = html
+        .find("id=\"new-secret\"")
+        .with_context(|| format!("no token on {page}"))?;
+    let rest = &html[start..];
+    let open = rest.find('>').map_or(rest.len(), |i| i + 1);
+    let rest = &rest[open..];
+    Ok(rest[..rest.find('<').unwrap_or(rest.len())].to_owned())
 }

@@ -11,11 +11,17 @@
 //!   `Application::build`), stoppable and restartable on the same port.
 //! - [`app`]: the `servicetsunami` binary as a process.
 //! - [`db`]: test databases cloned from one migrated template, dropped after use.
+//! - [`postgres`]: a PostgreSQL server of its own, to restart or crash.
+//! - [`proxy`]: a TCP proxy that can be told to cut and refuse connections.
+//! - [`faults`]: the fault-injection run over all of them (the `faults` binary).
 
 pub mod app;
 pub mod db;
+pub mod faults;
 pub mod locate;
 pub mod mcp;
+pub mod postgres;
+pub mod proxy;
 pub mod restate;
 pub mod slow;
 pub mod wait;

@@ -19,47 +19,6 @@ pub struct BenchServer {
 const ADMIN_EMAIL: &str = "bench@example.org";
 const ADMIN_PASSWORD: &str = "bench admin password";
 
-/// Signs in through the log-in form and makes a personal access token.
-async fn make_token(base: &str) -> anyhow::Result<String> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("origin", base.parse()?);
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .default_headers(headers)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    browser
-        .post(format!("{base}/auth/login"))
-        .form(&[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)])
-        .send()
-        .await?;
-    let made = browser
-        .post(format!("{base}/account/tokens"))
-        .form(&[("name", "bench"), ("expires_in_days", "1")])
-        .send()
-        .await?;
-    // The form answers with a redirect to the page that shows the token once.
-    let page = made
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .unwrap_or("/settings")
-        .to_owned();
-    let html = browser
-        .get(format!("{base}{page}"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let start = html
-        .find("id=\"new-secret\"")
-        .ok_or_else(|| anyhow::anyhow!("no token on {page}"))?;
-    let rest = &html[start..];
-    let open = rest.find('>').map_or(rest.len(), |i| i + 1);
-    let rest = &rest[open..];
-    Ok(rest[..rest.find('<').unwrap_or(rest.len())].to_owned())
-}
-
 /// A client that sends the token on every request.
 pub fn authed_client(token: &str, http1_only: bool) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -90,7 +49,12 @@ impl BenchServer {
         );
         let port = stack::wait::free_port();
         let app = AppProcess::start(port, &vars, stdout, Duration::from_secs(30)).await?;
-        let token = make_token(&format!("http://127.0.0.1:{port}")).await?;
+        let token = stack::app::personal_token(
+            &format!("http://127.0.0.1:{port}"),
+            ADMIN_EMAIL,
+            ADMIN_PASSWORD,
+        )
+        .await?;
         Ok(Self {
             pid: app.pid(),
             port,

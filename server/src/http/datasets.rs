@@ -33,6 +33,8 @@ use uuid::Uuid;
 
 /// Longest file name accepted, in characters.
 pub const MAX_FILE_NAME_CHARS: usize = 255;
+/// Longest `Idempotency-Key` accepted, in characters.
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
 /// Multipart framing and the small `name` field on top of the file itself.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 /// The `name` field, in bytes (200 characters of up to 4 bytes, and room).
@@ -122,6 +124,13 @@ pub enum UploadError {
     Stalled(u64),
     #[error(transparent)]
     Version(#[from] crate::versions::VersionError),
+    #[error(
+        "the Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"
+    )]
+    InvalidIdempotencyKey,
+    /// Another upload with the same key committed first (resolved in `store`).
+    #[error("another upload with this Idempotency-Key was stored first")]
+    KeyTaken,
     #[error("something went wrong on our side; it has been logged")]
     Internal(#[source] anyhow::Error),
 }
@@ -134,7 +143,9 @@ impl UploadError {
             Self::MissingFile
             | Self::FileNameTooLong { .. }
             | Self::InvalidName(_)
+            | Self::InvalidIdempotencyKey
             | Self::Body(_) => StatusCode::BAD_REQUEST,
+            Self::KeyTaken => StatusCode::CONFLICT,
             Self::Ingest(e) => ingest_status(e),
             Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
@@ -152,6 +163,8 @@ impl UploadError {
             Self::FileNameTooLong { .. } => "file_name_too_long",
             Self::InvalidName(_) => "invalid_name",
             Self::Body(_) => "bad_body",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::KeyTaken => "idempotency_key_taken",
             Self::Ingest(e) => e.code(),
             Self::Busy(_) => "busy",
             Self::InsufficientStorage => "insufficient_storage",
@@ -193,7 +206,9 @@ fn ingest_status(e: &IngestError) -> StatusCode {
         IngestError::UnsupportedCompression { .. } | IngestError::GzippedParquet => {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         }
-        IngestError::DecompressedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        IngestError::DecompressedTooLarge { .. } | IngestError::OutOfMemory => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -258,6 +273,52 @@ pub(crate) fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
+/// What a stored upload answers: the dataset made now, or the one an earlier
+/// upload with the same `Idempotency-Key` made.
+pub struct Stored {
+    pub response: UploadResponse,
+    pub replayed: bool,
+}
+
+/// The `Idempotency-Key` header: absent, or 1–255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, UploadError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| UploadError::InvalidIdempotencyKey)?;
+    let valid =
+        (1..=IDEMPOTENCY_KEY_MAX).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(Some(key.to_owned()))
+    } else {
+        Err(UploadError::InvalidIdempotencyKey)
+    }
+}
+
+/// The dataset an earlier upload of the tenant's with `key` made, if any.
+async fn replay(
+    state: &ServerState,
+    tenant_id: Uuid,
+    key: &str,
+) -> Result<Option<Stored>, UploadError> {
+    let internal = |e: sqlx::Error| UploadError::Internal(e.into());
+    let Some(id) = catalog::find_by_upload_key(state.db(), tenant_id, key)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(None);
+    };
+    let found = app::ssr::catalog::find_dataset(state.db(), tenant_id, id)
+        .await
+        .map_err(internal)?;
+    Ok(found.map(|(dataset, schema)| Stored {
+        response: UploadResponse { dataset, schema },
+        replayed: true,
+    }))
+}
+
 #[tracing::instrument(skip_all, fields(dataset_id))]
 async fn upload(
     State(state): State<ServerState>,
@@ -265,17 +326,47 @@ async fn upload(
     request: Request,
 ) -> Response {
     let json = wants_json(request.headers());
-    // At most UPLOAD_MAX_CONCURRENT at once; beyond it an upload waits its
-    // turn for a while, then gets 503 with Retry-After, rather than every
-    // upload slowing to a crawl (or the disk filling).
-    let outcome = match upload_permit(&state).await {
-        Ok(_permit) => receive_and_store(&state, &who, request).await,
+    let outcome = match idempotency_key(request.headers()) {
         Err(e) => Err(e),
+        Ok(key) => {
+            // A repeat of an upload that was stored: its dataset, at once,
+            // without reading the body or waiting for a turn.
+            let earlier = match &key {
+                Some(key) => replay(&state, who.tenant_id, key).await,
+                None => Ok(None),
+            };
+            match earlier {
+                Ok(Some(stored)) => Ok(stored),
+                Err(e) => Err(e),
+                // At most UPLOAD_MAX_CONCURRENT at once; beyond it an upload
+                // waits its turn for a while, then gets 503 with Retry-After,
+                // rather than every upload slowing to a crawl (or the disk
+                // filling).
+                Ok(None) => match upload_permit(&state).await {
+                    Ok(_permit) => receive_and_store(&state, &who, key, request).await,
+                    Err(e) => Err(e),
+                },
+            }
+        }
     };
     match (outcome, json) {
-        (Ok(done), true) => (StatusCode::CREATED, Json(done)).into_response(),
+        (Ok(Stored { response, replayed }), true) => {
+            let status = if replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            let mut answer = (status, Json(response)).into_response();
+            if replayed {
+                answer.headers_mut().insert(
+                    "idempotent-replayed",
+                    axum::http::HeaderValue::from_static("true"),
+                );
+            }
+            answer
+        }
         (Ok(done), false) => {
-            Redirect::to(&format!("/datasets/{}", done.dataset.id)).into_response()
+            Redirect::to(&format!("/datasets/{}", done.response.dataset.id)).into_response()
         }
         (Err(e), true) => e.into_response(),
         (Err(e), false) => {
@@ -324,8 +415,9 @@ pub(crate) async fn open_multipart(
 async fn receive_and_store(
     state: &ServerState,
     who: &Principal,
+    key: Option<String>,
     request: Request,
-) -> Result<UploadResponse, UploadError> {
+) -> Result<Stored, UploadError> {
     let (multipart, declared) = open_multipart(state, request).await?;
     let id = Uuid::new_v4();
     tracing::Span::current().record("dataset_id", tracing::field::display(id));
@@ -342,7 +434,7 @@ async fn receive_and_store(
     // dropped halfway.
     let state = state.clone();
     let (tenant_id, user_id) = (who.tenant_id, who.user_id);
-    tokio::spawn(async move { store(&state, tenant_id, user_id, id, received).await })
+    tokio::spawn(async move { store(&state, tenant_id, user_id, id, key, received).await })
         .await
         .map_err(|e| UploadError::Internal(e.into()))?
 }
@@ -475,8 +567,9 @@ async fn store(
     tenant_id: Uuid,
     user_id: Uuid,
     id: Uuid,
+    key: Option<String>,
     received: Received,
-) -> Result<UploadResponse, UploadError> {
+) -> Result<Stored, UploadError> {
     let name = match received.name.as_deref().map(str::trim) {
         Some(n) if !n.is_empty() => DatasetName::parse(n)?,
         _ => DatasetName::parse(name_from_file_name(&received.file_name))?,
@@ -488,17 +581,45 @@ async fn store(
 
     // The Parquet file is in place; from here a failure must remove it again.
     let committed = insert(
-        state, tenant_id, user_id, id, &name, &file_name, size, &converted,
+        state,
+        NewDataset {
+            id,
+            tenant_id,
+            name: &name,
+            file_name: &file_name,
+            source_format: &converted.format,
+            schema: &converted.schema,
+            row_count: converted.row_count,
+            size_bytes: i64::try_from(size).map_err(|e| UploadError::Internal(e.into()))?,
+            sync_status: state.sync_mode.initial_status(),
+            uploaded_by: Some(user_id),
+            upload_key: key.as_deref(),
+        },
     )
     .await;
     match committed {
-        Ok(done) => Ok(done),
+        Ok(response) => Ok(Stored {
+            response,
+            replayed: false,
+        }),
+        // The same key, sent twice at once: the other one committed first,
+        // so its dataset is the answer and this file goes.
+        Err(UploadError::KeyTaken) => {
+            remove_quietly(&dest).await;
+            let key = key.as_deref().unwrap_or_default();
+            replay(state, tenant_id, key)
+                .await?
+                .ok_or_else(|| UploadError::Internal(anyhow::anyhow!("the key's dataset vanished")))
+        }
         Err(e) => match settle_ambiguous_commit(state, tenant_id, id).await {
             // The server committed though the client saw an error: the
             // dataset exists, so it is the answer and its file stays.
-            Some(Some(done)) => {
+            Some(Some(response)) => {
                 tracing::warn!(error = %e, dataset = %id, "the commit reported an error but took effect");
-                Ok(done)
+                Ok(Stored {
+                    response,
+                    replayed: false,
+                })
             }
             Some(None) => {
                 remove_quietly(&dest).await;
@@ -531,23 +652,48 @@ pub(crate) async fn convert_received(
     let scratch_path = scratch_parquet.path().to_path_buf();
     let dest_path = dest.clone();
     let started = std::time::Instant::now();
-    let converted: Converted = tokio::task::spawn_blocking(move || {
-        let conn = storage
-            .connection()
-            .map_err(|e| IngestError::Internal(e.into()))?;
-        ingest::convert(
-            &conn,
-            &ConvertJob {
-                source: &source,
-                detected,
-                original_name: &file_name,
-                scratch: &scratch_path,
-                dest: &dest_path,
-            },
-        )
-    })
-    .await
-    .map_err(|e| UploadError::Internal(e.into()))??;
+    let run = || {
+        let (storage, source, file_name, scratch_path, dest_path) = (
+            storage.clone(),
+            source.clone(),
+            file_name.clone(),
+            scratch_path.clone(),
+            dest_path.clone(),
+        );
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = storage
+                    .connection()
+                    .map_err(|e| IngestError::Internal(e.into()))?;
+                ingest::convert(
+                    &conn,
+                    &ConvertJob {
+                        source: &source,
+                        detected,
+                        original_name: &file_name,
+                        scratch: &scratch_path,
+                        dest: &dest_path,
+                    },
+                )
+            })
+            .await
+            .map_err(|e| UploadError::Internal(e.into()))?
+            .map_err(UploadError::from)
+        }
+    };
+    // Conversions share the engine's memory limit. One that runs out beside
+    // others is tried again with the engine to itself; only a file too big
+    // even then is refused (413).
+    let shared = storage.conversions.clone().read_owned().await;
+    let converted: Converted = match run().await {
+        Err(UploadError::Ingest(IngestError::OutOfMemory)) => {
+            drop(shared);
+            tracing::warn!("a conversion ran out of memory beside others; trying it alone");
+            let _alone = storage.conversions.clone().write_owned().await;
+            run().await?
+        }
+        other => other?,
+    };
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "converted to Parquet"
@@ -581,39 +727,21 @@ async fn settle_ambiguous_commit(
     None
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn insert(
-    state: &ServerState,
-    tenant_id: Uuid,
-    user_id: Uuid,
-    id: Uuid,
-    name: &DatasetName,
-    file_name: &str,
-    size: u64,
-    converted: &Converted,
-) -> Result<UploadResponse, UploadError> {
+/// Inserts the dataset row (and its sync request, when sync is automatic)
+/// in one transaction.
+async fn insert(state: &ServerState, new: NewDataset<'_>) -> Result<UploadResponse, UploadError> {
     let internal = |e: sqlx::Error| UploadError::Internal(e.into());
     let mut tx = state.db().begin().await.map_err(internal)?;
-    let dataset = catalog::insert_dataset(
-        &mut tx,
-        &NewDataset {
-            id,
-            tenant_id,
-            name,
-            file_name,
-            source_format: &converted.format,
-            schema: &converted.schema,
-            row_count: converted.row_count,
-            size_bytes: i64::try_from(size).map_err(|e| UploadError::Internal(e.into()))?,
-            sync_status: state.sync_mode.initial_status(),
-            uploaded_by: Some(user_id),
-        },
-    )
-    .await
-    .map_err(internal)?;
+    let dataset = catalog::insert_dataset(&mut tx, &new).await.map_err(|e| {
+        if catalog::is_upload_key_conflict(&e) {
+            UploadError::KeyTaken
+        } else {
+            internal(e)
+        }
+    })?;
     if state.sync_mode.auto {
         // The outbox: the sync request commits with the dataset or not at all.
-        Ledger::request_upload_sync(&mut tx, tenant_id, id)
+        Ledger::request_upload_sync(&mut tx, new.tenant_id, new.id)
             .await
             .map_err(internal)?;
     }
@@ -621,7 +749,7 @@ async fn insert(
     tracing::info!(rows = dataset.row_count, format = %dataset.source_format, "dataset stored");
     Ok(UploadResponse {
         dataset,
-        schema: converted.schema.clone(),
+        schema: new.schema.to_vec(),
     })
 }
 

@@ -385,6 +385,13 @@ fn check_columns(columns: &[(String, String)]) -> Result<(), IngestError> {
                 max: MAX_COLUMN_NAME_CHARS,
             });
         }
+        // Bronze adds these to every row; a file's own column of that name
+        // could never be synced.
+        if contract::names::LINEAGE_COLUMNS.contains(&name.as_str()) {
+            return Err(IngestError::ReservedColumn {
+                column: name.clone(),
+            });
+        }
         let unsupported = data_type
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .any(|word| UNSUPPORTED_TYPES.contains(&word))
@@ -453,7 +460,10 @@ fn user_error(
             .trim_start_matches("IO Error: ");
         m.lines().next().unwrap_or(m).trim().to_owned()
     };
-    if msg.contains("Out of Memory") || msg.contains("No space left") {
+    if msg.contains("Out of Memory") {
+        return IngestError::OutOfMemory;
+    }
+    if msg.contains("No space left") {
         return internal(anyhow::anyhow!(raw));
     }
     match kind {
@@ -558,5 +568,27 @@ mod tests {
             Err(IngestError::ColumnNameTooLong { position: 1, .. })
         ));
         assert!(matches!(check_columns(&[]), Err(IngestError::NoColumns)));
+    }
+
+    #[test]
+    fn a_column_named_like_lineage_is_refused_and_a_lookalike_is_not() {
+        for reserved in contract::names::LINEAGE_COLUMNS {
+            let columns = vec![
+                ("id".to_owned(), "BIGINT".to_owned()),
+                (reserved.to_owned(), "VARCHAR".to_owned()),
+            ];
+            match check_columns(&columns) {
+                Err(IngestError::ReservedColumn { column }) => assert_eq!(column, reserved),
+                other => panic!("{reserved}: {other:?}"),
+            }
+        }
+        // Only the exact name clashes in bronze; silver's normalised names
+        // step around the rest.
+        let lookalikes = vec![
+            ("_Version".to_owned(), "BIGINT".to_owned()),
+            ("version".to_owned(), "BIGINT".to_owned()),
+            ("_version ".to_owned(), "BIGINT".to_owned()),
+        ];
+        assert!(check_columns(&lookalikes).is_ok());
     }
 }

@@ -46,8 +46,13 @@ pub enum IngestError {
         len: usize,
         max: usize,
     },
+    #[error("column \"{column}\" has a name the lakehouse keeps for lineage ({}); rename it", contract::names::LINEAGE_COLUMNS.join(", "))]
+    ReservedColumn { column: String },
     #[error("column \"{column}\" has type {data_type}, which the lakehouse cannot store")]
     UnsupportedType { column: String, data_type: String },
+    /// Raised only after a second try with the engine to itself.
+    #[error("the file needs more memory to convert than the server allows (DUCKDB_MEMORY_LIMIT), even with nothing else converting; split it, or send it as Parquet or NDJSON")]
+    OutOfMemory,
     #[error("internal error while converting the file")]
     Internal(#[source] anyhow::Error),
 }
@@ -70,7 +75,9 @@ impl IngestError {
             Self::TooManyColumns { .. } | Self::HeaderTooWide { .. } => "too_many_columns",
             Self::DecompressedTooLarge { .. } => "decompressed_too_large",
             Self::ColumnNameTooLong { .. } => "column_name_too_long",
+            Self::ReservedColumn { .. } => "reserved_column",
             Self::UnsupportedType { .. } => "unsupported_type",
+            Self::OutOfMemory => "too_large_to_convert",
             Self::Internal(_) => "internal",
         }
     }

@@ -149,7 +149,25 @@ impl Dispatcher {
                 Ok(invocation_id) => {
                     SyncMetrics::inc(&self.metrics.dispatched);
                     tracing::info!(request = %d.id, dataset = %d.dataset_id, invocation = %invocation_id, "sync request accepted");
-                    self.ledger.mark_queued(d.id, &invocation_id).await?;
+                    // Restate has it now: record that even if Postgres is
+                    // restarting, and never drop the rest of the round's
+                    // answers over one failed write (a request left
+                    // unmarked is sent again when its lease ends, and
+                    // Restate answers it with the same invocation).
+                    let mut wait = Duration::from_millis(100);
+                    for tries_left in (0..6).rev() {
+                        match self.ledger.mark_queued(d.id, &invocation_id).await {
+                            Ok(()) => break,
+                            Err(e) if tries_left == 0 => {
+                                tracing::warn!(request = %d.id, error = %e,
+                                    "could not record an accepted sync request; it is sent again when its lease ends");
+                            }
+                            Err(_) => {
+                                tokio::time::sleep(wait).await;
+                                wait *= 2;
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     SyncMetrics::inc(&self.metrics.dispatch_errors);

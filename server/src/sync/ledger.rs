@@ -52,6 +52,21 @@ impl SyncMode {
     }
 }
 
+/// What [`Ledger::step_started`] found.
+#[derive(Debug)]
+pub enum StepStart {
+    /// Do the attempt's work.
+    Run,
+    /// The dataset is gone or being deleted.
+    Stop,
+    /// The attempt already ended; this is its outcome.
+    Recorded {
+        outcome: StepOutcome,
+        error: Option<String>,
+        detail: Option<serde_json::Value>,
+    },
+}
+
 /// Identifies one attempt of one step of one sync request.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Attempt {
@@ -266,10 +281,31 @@ impl Ledger {
     }
 
     /// A step attempt starts: `syncing` (step, attempt n of N) and an open
-    /// timeline row. `false` when the dataset is gone or being deleted: the
-    /// sync must stop.
-    pub async fn step_started(&self, a: Attempt) -> Result<bool, sqlx::Error> {
+    /// timeline row. [`StepStart::Stop`] when the dataset is gone or being
+    /// deleted: the sync must stop. [`StepStart::Recorded`] when this very
+    /// attempt already ended (its journaled action ran, the ledger wrote the
+    /// outcome, and the process died before Restate journaled it): the
+    /// outcome stands and the work is not done again, so each step's effect
+    /// and its timeline row happen once.
+    pub async fn step_started(&self, a: Attempt) -> Result<StepStart, sqlx::Error> {
         let mut tx = self.db.begin().await?;
+        let recorded = sqlx::query!(
+            r#"SELECT outcome AS "outcome: StepOutcome", error, detail FROM sync_events
+                WHERE request_id = $1 AND step = $2 AND attempt = $3 AND finished_at IS NOT NULL"#,
+            a.request_id,
+            a.step as SyncStep,
+            a.attempt(),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(r) = recorded {
+            tx.commit().await?;
+            return Ok(StepStart::Recorded {
+                outcome: r.outcome,
+                error: r.error,
+                detail: r.detail,
+            });
+        }
         let live = sqlx::query!(
             "UPDATE datasets SET sync_status = 'syncing', sync_step = $2, sync_attempt = $3,
                sync_max_attempts = $4, sync_next_retry_at = NULL
@@ -285,7 +321,7 @@ impl Ledger {
             == 1;
         if !live {
             tx.commit().await?;
-            return Ok(false);
+            return Ok(StepStart::Stop);
         }
         sqlx::query!(
             "INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts, outcome)
@@ -301,7 +337,7 @@ impl Ledger {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(StepStart::Run)
     }
 
     /// Closes a step attempt's timeline row (first write wins).

@@ -22,11 +22,11 @@
 //! invalid input) fails the sync at once.
 
 use super::{
-    ledger::{Attempt, Ledger},
+    ledger::{Attempt, Ledger, StepStart},
     metrics::SyncMetrics,
 };
 use app::{
-    domain::{SyncStatus, SyncStep},
+    domain::{StepOutcome, SyncStatus, SyncStep},
     model::SyncState,
 };
 use contract::{
@@ -439,6 +439,30 @@ impl Job<'_, '_> {
     }
 }
 
+/// The outcome an attempt's timeline row recorded, as the attempt's result;
+/// `None` if it cannot stand for one (an output that no longer reads), so
+/// the attempt runs again.
+fn recorded_outcome<T: DeserializeOwned>(
+    outcome: StepOutcome,
+    error: Option<String>,
+    detail: Option<serde_json::Value>,
+) -> Option<Result<T, StepFailure>> {
+    let failure = |retryable| {
+        Some(Err(StepFailure {
+            retryable,
+            message: error.clone().unwrap_or_default(),
+        }))
+    };
+    match outcome {
+        StepOutcome::Succeeded => serde_json::from_value(detail.unwrap_or(serde_json::Value::Null))
+            .ok()
+            .map(Ok),
+        StepOutcome::Retrying => failure(true),
+        StepOutcome::Failed => failure(false),
+        StepOutcome::Running => None,
+    }
+}
+
 impl DatasetSync {
     /// Runs one step with its attempts; returns its output, or fails the
     /// invocation with a terminal error once the step has failed for good.
@@ -480,11 +504,24 @@ impl DatasetSync {
             let outcome = job
                 .ctx
                 .run(move || async move {
-                    if !deps.ledger.step_started(a).await? {
-                        return Ok(Json(Err(StepFailure {
-                            retryable: false,
-                            message: "the dataset is being deleted".to_owned(),
-                        })));
+                    match deps.ledger.step_started(a).await? {
+                        StepStart::Run => {}
+                        StepStart::Stop => {
+                            return Ok(Json(Err(StepFailure {
+                                retryable: false,
+                                message: "the dataset is being deleted".to_owned(),
+                            })));
+                        }
+                        // Ended before the process died: that outcome stands.
+                        StepStart::Recorded {
+                            outcome,
+                            error,
+                            detail,
+                        } => {
+                            if let Some(recorded) = recorded_outcome::<T>(outcome, error, detail) {
+                                return Ok(Json(recorded));
+                            }
+                        }
                     }
                     let started = Instant::now();
                     let result = attempt_work.await;

@@ -407,3 +407,117 @@ async fn times_of_day_are_written_as_text() {
         assert_eq!(rows[1][at], None, "{file}: NA and NULL stay null");
     }
 }
+
+/// An upload sent with `Idempotency-Key` by `client` (the app's own, or a
+/// token's): its status, `Idempotent-Replayed` header and JSON body.
+async fn keyed_upload(
+    app: &crate::helpers::TestApp,
+    client: &reqwest::Client,
+    key: &str,
+    csv: &'static str,
+) -> (u16, bool, serde_json::Value) {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.as_bytes().to_vec()).file_name("keyed.csv"),
+    );
+    let response = client
+        .post(app.url("/api/datasets"))
+        .header("Accept", "application/json")
+        .header("Idempotency-Key", key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    let replayed = response.headers().get("idempotent-replayed").is_some();
+    (
+        status,
+        replayed,
+        response.json().await.expect("a JSON body"),
+    )
+}
+
+#[tokio::test]
+async fn an_upload_sent_again_with_its_idempotency_key_makes_no_second_dataset() {
+    let app = spawn_app().await;
+    let csv = "id,amount\n1,-2.5\n2,NA\n";
+
+    let (status, replayed, first) = keyed_upload(&app, &app.client, "order-42", csv).await;
+    assert_eq!((status, replayed), (201, false), "{first}");
+    // Sent again (a client that lost the answer): the same dataset, at once.
+    let (status, replayed, again) = keyed_upload(&app, &app.client, "order-42", csv).await;
+    assert_eq!((status, replayed), (200, true), "{again}");
+    assert_eq!(again["dataset"]["id"], first["dataset"]["id"]);
+    assert_eq!(again["dataset"]["row_count"], 2);
+    assert_eq!(app.dataset_count().await, 1);
+    assert_eq!(app.stored_files().len(), 1, "one Parquet file, no scratch");
+
+    // Ten at once with one new key: one dataset between them, every answer
+    // names it, and the losers' files are gone.
+    let answers =
+        futures::future::join_all((0..10).map(|_| keyed_upload(&app, &app.client, "batch-7", csv)))
+            .await;
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|(status, _, body)| {
+            assert!(matches!(status, 200 | 201), "{status} {body}");
+            body["dataset"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    assert_eq!(app.dataset_count().await, 2);
+    eventually(
+        Duration::from_secs(10),
+        "the losers' files to go",
+        || async { (app.stored_files().len() == 2).then_some(()) },
+    )
+    .await;
+
+    // Another tenant's key space is its own.
+    let b = app.new_tenant("keys-b@other.example.org").await;
+    let token = app.token(&b, "tokens").await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let as_b = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let (status, _, theirs) = keyed_upload(&app, &as_b, "order-42", csv).await;
+    assert_eq!(status, 201, "{theirs}");
+    assert_ne!(theirs["dataset"]["id"], first["dataset"]["id"]);
+
+    // A deleted dataset frees its key.
+    let id = first["dataset"]["id"].as_str().unwrap();
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/api/datasets/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let (status, replayed, fresh) = keyed_upload(&app, &app.client, "order-42", csv).await;
+    assert_eq!((status, replayed), (201, false), "{fresh}");
+    assert_ne!(fresh["dataset"]["id"], first["dataset"]["id"]);
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_refused_by_name_and_nothing_is_kept() {
+    let app = spawn_app().await;
+    let long = "k".repeat(256);
+    for key in ["", "with space", "tab\there", long.as_str()] {
+        let (status, _, body) = keyed_upload(&app, &app.client, key, "a\n1\n").await;
+        assert_eq!(status, 400, "{key:?}: {body}");
+        assert_eq!(body["code"], "invalid_idempotency_key", "{key:?}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key"),
+            "{body}"
+        );
+    }
+    app.assert_nothing_persisted().await;
+    // 255 visible characters is a key.
+    let (status, _, body) = keyed_upload(&app, &app.client, &"k".repeat(255), "a\n1\n").await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -138,6 +138,33 @@ async fn unsupported_type() {
 }
 
 #[tokio::test]
+async fn a_column_named_like_a_lineage_column_is_refused_in_every_format() {
+    let app = spawn_app().await;
+    let msg = rejected(
+        &app,
+        "export.csv",
+        "id,_version,amount\n1,3,-2.5\n2,NA,4\n",
+        422,
+        "reserved_column",
+    )
+    .await;
+    assert!(
+        msg.contains("\"_version\"") && msg.contains("_ingested_at") && msg.contains("rename"),
+        "{msg}"
+    );
+    rejected(
+        &app,
+        "events.ndjson",
+        "{\"id\": 1, \"_ingested_at\": \"2024-01-01\"}\n",
+        422,
+        "reserved_column",
+    )
+    .await;
+    let parquet = parquet_from_sql("SELECT 1 AS id, 'x.csv' AS _source_file");
+    rejected(&app, "lineage.parquet", parquet, 422, "reserved_column").await;
+}
+
+#[tokio::test]
 async fn too_many_columns() {
     let app = spawn_app().await;
     let header: Vec<String> = (0..1001).map(|i| format!("c{i}")).collect();
