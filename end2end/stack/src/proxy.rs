@@ -99,32 +99,12 @@ async fn forward(client: TcpStream, upstream: SocketAddr, failing: &AtomicBool) 
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let up = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match client_read.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if server_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
         let _ = server_write.shutdown().await;
         std::future::pending::<()>().await;
     };
     let down = async {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match server_read.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if client_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
     };
     let cut = async {
         while !failing.load(Ordering::SeqCst) {
