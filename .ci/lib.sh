@@ -168,6 +168,11 @@ ensure_pyspark() {
   fi
 }
 
+# A TrueType font for the benchmark report's plots (stack::report).
+ensure_fonts() {
+  if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then apt_install fonts-dejavu-core; fi
+}
+
 ensure_chromium() {
   if [ ! -x /usr/bin/chromium ]; then apt_install chromium; fi
 }

@@ -35,6 +35,8 @@ test("delete names what goes, and the row leaves every open window", async ({ br
   await expect(rowB).toBeVisible();
 
   await row.getByRole("link", { name }).click();
+  // The list page is hydrated too: wait for the dataset page before asking.
+  await expect(a).toHaveURL(/\/datasets\/[0-9a-f-]{36}$/);
   await hydrated(a);
   await a.locator("#delete-dataset").click();
   // The confirmation names the dataset, its rows and its lakehouse tables.
@@ -88,6 +90,7 @@ test("a new version shows its schema difference, then replaces the dataset and s
   const row = await uploadCsv(page, name, smallCsv);
   await expect(row.locator(".badge")).toHaveText("synced", { timeout: 30_000 });
   await row.getByRole("link", { name }).click();
+  await expect(page).toHaveURL(/\/datasets\/[0-9a-f-]{36}$/);
   await hydrated(page);
   await expect(page.locator("#version-history tbody tr")).toHaveCount(1);
 

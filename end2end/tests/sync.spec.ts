@@ -36,6 +36,8 @@ test("after failed, the retry button leads to synced", async ({ page }, testInfo
   await expect(row.locator(".badge")).toHaveText("failed", { timeout: 40_000 });
 
   await row.getByRole("link", { name }).click();
+  // The list page is hydrated too: wait for the dataset page before asking.
+  await expect(page).toHaveURL(/\/datasets\/[0-9a-f-]{36}$/);
   await hydrated(page);
   await expect(page.locator("#sync .badge")).toHaveText("failed");
   await expect(page.locator("#sync-error")).toContainText("MCP");
@@ -57,6 +59,8 @@ test("the dataset page shows the preview, the schema and the timeline with every
   const row = await uploadCsv(page, name, smallCsv);
   await expect(row.locator(".badge")).toHaveText("synced", { timeout: 30_000 });
   await row.getByRole("link", { name }).click();
+  // The list page is hydrated too: wait for the dataset page before asking.
+  await expect(page).toHaveURL(/\/datasets\/[0-9a-f-]{36}$/);
   await hydrated(page);
 
   await expect(page.locator("table.preview")).toContainText("Bergen");

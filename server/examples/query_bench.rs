@@ -151,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| query | DuckDB alone (median) | query page (median) | ratio |");
     println!("|---|---:|---:|---:|");
     let mut ratios = Vec::new();
+    let (mut alone_total, mut page_total) = (0.0, 0.0);
     for (label, sql) in QUERIES {
         let (mut alone, mut page) = (Vec::new(), Vec::new());
         for _ in 0..runs {
@@ -176,6 +177,8 @@ async fn main() -> anyhow::Result<()> {
         let (a, p) = (median(alone), median(page));
         let ratio = p.as_secs_f64() / a.as_secs_f64();
         ratios.push(ratio);
+        alone_total += a.as_secs_f64() * 1e3;
+        page_total += p.as_secs_f64() * 1e3;
         println!(
             "| {label} | {:.1} ms | {:.1} ms | {ratio:.2} |",
             a.as_secs_f64() * 1e3,
@@ -188,6 +191,29 @@ async fn main() -> anyhow::Result<()> {
         ratios[ratios.len() / 2],
         stack::app::rss_kib(server.pid) / 1024
     );
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(json) = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+    {
+        stack::report::write(
+            std::path::Path::new(json),
+            &[stack::report::Measurement {
+                bench: "query routing".into(),
+                size: rows as f64,
+                size_unit: "rows".into(),
+                figures: vec![stack::report::Figure {
+                    name: format!("query page, {} queries (sum of medians)", QUERIES.len()),
+                    reference_name: "DuckDB alone on the stored file".into(),
+                    unit: "ms".into(),
+                    measured: page_total,
+                    reference: alone_total,
+                    target_ratio: Some(1.2),
+                }],
+            }],
+        )?;
+    }
     server.stop().await?;
     Ok(())
 }

@@ -133,11 +133,13 @@ async fn latencies(
 async fn main() -> anyhow::Result<()> {
     let mut clients = 1000usize;
     let mut changes = 100usize;
+    let mut json: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--clients" => clients = args.next().context("--clients N")?.parse()?,
             "--changes" => changes = args.next().context("--changes N")?.parse()?,
+            "--json" => json = Some(args.next().context("--json FILE")?.into()),
             "--bench" => {}
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -233,5 +235,48 @@ async fn main() -> anyhow::Result<()> {
         "| difference | {:.1} | (target ≤ 50 MB for {clients}) |",
         peak_rss.saturating_sub(idle_rss) as f64 / 1024.0
     );
+    if let Some(json) = json {
+        let figure = |name: &str, reference_name: &str, unit: &str, measured, reference| {
+            stack::report::Figure {
+                name: name.into(),
+                reference_name: reference_name.into(),
+                unit: unit.into(),
+                measured,
+                reference,
+                target_ratio: None,
+            }
+        };
+        stack::report::write(
+            &json,
+            &[stack::report::Measurement {
+                bench: "SSE fan-out".into(),
+                size: clients as f64,
+                size_unit: "subscribers".into(),
+                figures: vec![
+                    figure(
+                        "commit → receipt, p50",
+                        "one subscriber, p50",
+                        "ms",
+                        ms(f50),
+                        ms(r50),
+                    ),
+                    figure(
+                        "commit → receipt, p99",
+                        "one subscriber, p99",
+                        "ms",
+                        ms(f99),
+                        ms(r99),
+                    ),
+                    figure(
+                        "server RSS with the subscribers",
+                        "server RSS with none",
+                        "MiB",
+                        peak_rss as f64 / 1024.0,
+                        idle_rss as f64 / 1024.0,
+                    ),
+                ],
+            }],
+        )?;
+    }
     Ok(())
 }

@@ -10,10 +10,14 @@
 //! 2. **Throughput:** M datasets stored with auto-sync off, then one bulk sync
 //!    (`sync_all`); time until every one is `synced`. Reference: the same
 //!    tool calls made directly, 16 at a time.
+//! 3. **Where the time goes:** the gaps between the timestamps the sync's own
+//!    rows record, and Restate's own floor on this machine: a virtual object
+//!    whose handler does three empty journaled steps, called through the
+//!    same restate-server's ingress (the engine's cost with nothing of ours).
 //!
 //! ```sh
 //! source .ci/lib.sh && cargo build "${CARGO_PACKAGES[@]}" --lib --tests --examples && \
-//!   "$CARGO_TARGET_DIR/debug/examples/sync_bench" [--syncs 200] [--queued 500]
+//!   "$CARGO_TARGET_DIR/debug/examples/sync_bench" [--syncs 200] [--queued 500] [--json FILE]
 //! ```
 
 #[expect(dead_code, reason = "the benchmark uses only part of the test helpers")]
@@ -71,6 +75,75 @@ async fn app(restate: &Restate, mcp: &Mcp, auto_sync: bool) -> TestApp {
         ..Options::default()
     })
     .await
+}
+
+/// Restate's own floor: three empty journaled steps in a virtual object's
+/// handler, which is the shape of a sync (one object per dataset, a
+/// journaled action per step) with none of its work.
+mod floor {
+    use restate_sdk::prelude::*;
+
+    pub struct Floor;
+
+    #[restate_sdk::object]
+    impl Floor {
+        #[handler]
+        async fn run(&self, ctx: ObjectContext<'_>) -> Result<(), HandlerError> {
+            for _ in 0..3 {
+                ctx.run(|| async { Ok(()) }).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Serves [`floor::Floor`] on a free port, registers it, and calls it `n` times
+/// one after another (each on a key of its own) after a few unmeasured
+/// calls; the sorted latencies of the calls.
+async fn restate_floor(restate: &Restate, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let endpoint = restate_sdk::prelude::Endpoint::builder()
+        .bind(floor::Floor)
+        .build();
+    let stop = tokio_util::sync::CancellationToken::new();
+    // Served as the app serves its own endpoint (TCP_NODELAY on), so the
+    // floor is the engine's, not Nagle's.
+    let server = tokio::spawn(servicetsunami_server::sync::serve_endpoint(
+        listener,
+        endpoint,
+        stop.clone(),
+    ));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    servicetsunami_server::sync::registration::register(&http, &restate.admin_url(), &url)
+        .await
+        .map_err(|e| anyhow::anyhow!("registering the floor service: {e}"))?;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n + 5 {
+        let started = Instant::now();
+        let response = http
+            .post(format!(
+                "{}/Floor/{}/run",
+                restate.ingress_url(),
+                Uuid::new_v4()
+            ))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the floor service answered {}",
+            response.status()
+        );
+        if i >= 5 {
+            times.push(started.elapsed());
+        }
+    }
+    stop.cancel();
+    let _ = server.await;
+    times.sort();
+    Ok(times)
 }
 
 /// Waits for `synced` notifications of every id in `pending`; returns the
@@ -147,6 +220,39 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Where a sync's time goes: the gaps between the timestamps its own rows
+/// record (each a transaction's start), p50 and p99 in ms over `ids`.
+const BREAKDOWN: &str = "
+WITH t AS (
+  SELECT r.created_at AS requested,
+         (SELECT min(e.started_at) FROM sync_events e
+           WHERE e.request_id = r.id AND e.step = 'bronze') AS bronze_start,
+         (SELECT max(e.finished_at) FROM sync_events e
+           WHERE e.request_id = r.id AND e.step = 'bronze') AS bronze_end,
+         (SELECT min(e.started_at) FROM sync_events e
+           WHERE e.request_id = r.id AND e.step = 'silver') AS silver_start,
+         (SELECT max(e.finished_at) FROM sync_events e
+           WHERE e.request_id = r.id AND e.step = 'silver') AS silver_end,
+         (SELECT min(e.started_at) FROM sync_events e
+           WHERE e.request_id = r.id AND e.step = 'metadata') AS metadata_start,
+         d.last_sync_at AS synced
+  FROM sync_requests r JOIN datasets d ON d.id = r.dataset_id
+  WHERE r.dataset_id = ANY($1)
+)
+SELECT g.ord, g.gap,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM g.span) * 1000),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM g.span) * 1000)
+FROM t, LATERAL (VALUES
+  (1, 'upload commit → bronze step starts (NOTIFY, claim, ingress, invocation, load run)',
+      bronze_start - requested),
+  (2, 'bronze step (MCP create_dataset, ledger writes)', bronze_end - bronze_start),
+  (3, 'bronze ends → silver starts (run ack, state write, ledger)', silver_start - bronze_end),
+  (4, 'silver step (MCP transform_to_silver, ledger writes)', silver_end - silver_start),
+  (5, 'silver ends → metadata starts (run ack, state write, ledger)', metadata_start - silver_end),
+  (6, 'metadata step → synced committed', synced - metadata_start)
+) AS g(ord, gap, span)
+GROUP BY g.ord, g.gap ORDER BY g.ord";
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -155,11 +261,13 @@ fn ms(d: Duration) -> String {
 async fn main() -> anyhow::Result<()> {
     let mut syncs = 200usize;
     let mut queued = 500usize;
+    let mut json: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--syncs" => syncs = args.next().context("--syncs N")?.parse()?,
             "--queued" => queued = args.next().context("--queued N")?.parse()?,
+            "--json" => json = Some(args.next().context("--json FILE")?.into()),
             "--bench" => {}
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -212,8 +320,14 @@ async fn main() -> anyhow::Result<()> {
     ] {
         times.sort();
     }
+    let breakdown: Vec<(i32, String, f64, f64)> = sqlx::query_as(BREAKDOWN)
+        .bind(&ids)
+        .fetch_all(&a.db)
+        .await?;
     a.stop.cancel();
     drop(listener);
+
+    let floor = restate_floor(&restate, syncs).await?;
 
     // --- Throughput ------------------------------------------------------------
     let b = app(&restate, &mcp, false).await;
@@ -300,6 +414,22 @@ async fn main() -> anyhow::Result<()> {
             ms(percentile(times, 99.0))
         );
     }
+    let overhead_p50 = percentile(&sync_times, 50.0).saturating_sub(percentile(&reference, 50.0));
+    let overhead_p99 = percentile(&sync_times, 99.0).saturating_sub(percentile(&reference, 99.0));
+    println!(
+        "| Restate's own floor: a virtual object's 3 empty journaled steps, called through the ingress | {} | {} | overhead / floor: {:.2} / {:.2} |",
+        ms(percentile(&floor, 50.0)),
+        ms(percentile(&floor, 99.0)),
+        overhead_p50.as_secs_f64() / percentile(&floor, 50.0).as_secs_f64(),
+        overhead_p99.as_secs_f64() / percentile(&floor, 99.0).as_secs_f64(),
+    );
+    println!();
+    println!("Where the sync's time goes (from its own rows' timestamps; each sorted on its own)");
+    println!("| gap | p50 | p99 |");
+    println!("|---|---|---|");
+    for (_, gap, p50, p99) in &breakdown {
+        println!("| {gap} | {p50:.1} ms | {p99:.1} ms |");
+    }
     println!();
     println!("Throughput, {queued} syncs queued at once (one bulk sync)");
     println!("| measurement | wall | syncs/s | ratio |");
@@ -315,5 +445,63 @@ async fn main() -> anyhow::Result<()> {
         rate(queued, bulk),
         bulk.as_secs_f64() / direct_bulk.as_secs_f64()
     );
+    if let Some(json) = json {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let figure = |name: &str, reference_name: &str, unit: &str, measured, reference, target| {
+            stack::report::Figure {
+                name: name.into(),
+                reference_name: reference_name.into(),
+                unit: unit.into(),
+                measured,
+                reference,
+                target_ratio: target,
+            }
+        };
+        let (p50, p99) = (percentile(&sync_times, 50.0), percentile(&sync_times, 99.0));
+        let (r50, r99) = (percentile(&reference, 50.0), percentile(&reference, 99.0));
+        stack::report::write(
+            &json,
+            &[stack::report::Measurement {
+                bench: "orchestration".into(),
+                size: queued as f64,
+                size_unit: "syncs in the bulk sync".into(),
+                figures: vec![
+                    figure(
+                        "upload → synced, p50",
+                        "upload + direct MCP calls, p50",
+                        "ms",
+                        ms(p50),
+                        ms(r50),
+                        // overhead p50 ≤ 25 ms over the reference
+                        Some((ms(r50) + 25.0) / ms(r50)),
+                    ),
+                    figure(
+                        "upload → synced, p99",
+                        "upload + direct MCP calls, p99",
+                        "ms",
+                        ms(p99),
+                        ms(r99),
+                        Some((ms(r99) + 60.0) / ms(r99)),
+                    ),
+                    figure(
+                        "orchestration overhead (sync − reference), p50",
+                        "Restate's own 3-step floor, p50",
+                        "ms",
+                        ms(overhead_p50),
+                        ms(percentile(&floor, 50.0)),
+                        None,
+                    ),
+                    figure(
+                        "bulk sync, wall time",
+                        "direct MCP calls, 16 at a time",
+                        "s",
+                        bulk.as_secs_f64(),
+                        direct_bulk.as_secs_f64(),
+                        Some(1.1),
+                    ),
+                ],
+            }],
+        )?;
+    }
     Ok(())
 }

@@ -3,11 +3,14 @@
 //! the same file directly, in the same run, with the same engine limits. The
 //! two sides alternate for `--rounds` rounds (default 3) after a warm-up round;
 //! the ratio is taken between the medians, and the best of each side is shown
-//! beside it.
+//! beside it. With `--pyarrow PYTHON` (a Python with pyarrow), pyarrow's
+//! CSV → Parquet is a second reference, in the same rounds. The server's peak
+//! memory is compared with DuckDB's COPY alone in a process of its own.
 //!
 //! ```sh
 //! source .ci/lib.sh && cargo build "${CARGO_PACKAGES[@]}" --lib --tests --examples && \
-//!   "$CARGO_TARGET_DIR/debug/examples/upload_bench" [--size 1GB] [--rounds 3] [--shape simple|real] [--dir /tmp/x]
+//!   "$CARGO_TARGET_DIR/debug/examples/upload_bench" [--size 1GB] [--rounds 3] [--shape simple|real] \
+//!     [--dir /tmp/x] [--pyarrow PYTHON] [--json FILE]
 //! ```
 //! Needs Postgres at `TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres)
 //! and the `servicetsunami` binary built (it is looked up in the target directory).
@@ -40,6 +43,8 @@ struct Args {
     size: u64,
     dir: PathBuf,
     rounds: usize,
+    pyarrow: Option<PathBuf>,
+    json: Option<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -47,6 +52,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut dir = std::env::temp_dir().join("servicetsunami-upload-bench");
     let mut rounds = 3;
     let mut shape = Shape::Simple;
+    let (mut pyarrow, mut json) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -67,6 +73,8 @@ fn parse_args() -> anyhow::Result<Args> {
                     other => bail!("--shape takes simple or real, not {other:?}"),
                 }
             }
+            "--pyarrow" => pyarrow = Some(PathBuf::from(args.next().context("--pyarrow PYTHON")?)),
+            "--json" => json = Some(PathBuf::from(args.next().context("--json FILE")?)),
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown argument {other}"),
         }
@@ -76,6 +84,8 @@ fn parse_args() -> anyhow::Result<Args> {
         size,
         dir,
         rounds,
+        pyarrow,
+        json,
     })
 }
 
@@ -287,6 +297,58 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// pyarrow's CSV → Parquet (read_csv, then write_table with zstd) on the same
+/// threads; its own clock around the two calls, as DuckDB's is around COPY.
+const PYARROW: &str = r#"
+import sys, time
+import pyarrow as pa, pyarrow.csv as csv, pyarrow.parquet as pq
+threads = int(sys.argv[3])
+pa.set_cpu_count(threads)
+pa.set_io_thread_count(threads)
+started = time.perf_counter()
+table = csv.read_csv(sys.argv[1])
+pq.write_table(table, sys.argv[2], compression="zstd")
+print(time.perf_counter() - started, table.num_rows)
+"#;
+
+fn pyarrow_direct(python: &Path, csv: &Path, out: &Path) -> anyhow::Result<(Duration, u64)> {
+    let output = std::process::Command::new(python)
+        .arg("-c")
+        .arg(PYARROW)
+        .arg(csv)
+        .arg(out)
+        .arg(THREADS.to_string())
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "pyarrow failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    let mut parts = text.split_whitespace();
+    let seconds: f64 = parts.next().context("pyarrow printed no time")?.parse()?;
+    let rows: u64 = parts.next().context("pyarrow printed no rows")?.parse()?;
+    Ok((Duration::from_secs_f64(seconds), rows))
+}
+
+/// DuckDB's COPY alone in a fresh process (this binary with `--copy-alone`):
+/// its peak resident set is the memory reference.
+fn duckdb_alone_peak_kib(csv: &Path, out: &Path) -> anyhow::Result<u64> {
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .arg("--copy-alone")
+        .arg(csv)
+        .arg(out)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "DuckDB alone failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_file(out);
+    Ok(String::from_utf8(output.stdout)?.trim().parse()?)
+}
+
 fn duckdb_direct(csv: &Path, out: &Path) -> anyhow::Result<(Duration, u64)> {
     let conn = duckdb::Connection::open_in_memory()?;
     conn.execute_batch(&format!(
@@ -306,6 +368,13 @@ fn duckdb_direct(csv: &Path, out: &Path) -> anyhow::Result<(Duration, u64)> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--copy-alone") {
+        let (csv, out) = (argv.get(2).context("CSV")?, argv.get(3).context("OUT")?);
+        duckdb_direct(Path::new(csv), Path::new(out))?;
+        println!("{}", peak_rss_kib(std::process::id()).unwrap_or(0));
+        return Ok(());
+    }
     let args = parse_args()?;
     std::fs::create_dir_all(&args.dir)?;
     let csv = args.dir.join("bench.csv");
@@ -352,6 +421,7 @@ async fn main() -> anyhow::Result<()> {
     // the server's connection pools.
     let reference_out = args.dir.join("reference.parquet");
     let mut measured = Vec::with_capacity(args.rounds);
+    let mut pyarrow_times = Vec::with_capacity(args.rounds);
     for round in 0..=args.rounds {
         settle()?;
         let (reference, reference_rows) = duckdb_direct(&csv, &reference_out)?;
@@ -388,8 +458,23 @@ async fn main() -> anyhow::Result<()> {
         if round > 0 {
             measured.push((reference, upload));
         }
+        if let Some(python) = &args.pyarrow {
+            settle()?;
+            let (took, pyarrow_rows) = pyarrow_direct(python, &csv, &reference_out)?;
+            std::fs::remove_file(&reference_out)?;
+            anyhow::ensure!(
+                pyarrow_rows == rows,
+                "pyarrow read {pyarrow_rows} rows, expected {rows}"
+            );
+            eprintln!("  pyarrow {:.2} s", took.as_secs_f64());
+            if round > 0 {
+                pyarrow_times.push(took.as_secs_f64());
+            }
+        }
     }
     let peak_rss = peak_rss_kib(pid).unwrap_or(0);
+    settle()?;
+    let alone_rss = duckdb_alone_peak_kib(&csv, &reference_out)?;
 
     server.stop().await?;
     let _ = std::fs::remove_dir_all(&data);
@@ -404,6 +489,11 @@ async fn main() -> anyhow::Result<()> {
     let (reference_best, reference_median) = seconds(|m| m.0);
     let (upload_best, upload_median) = seconds(|m| m.1);
     let ratio = upload_median / reference_median;
+    pyarrow_times.sort_by(f64::total_cmp);
+    let pyarrow_median = (!pyarrow_times.is_empty()).then(|| {
+        let n = pyarrow_times.len();
+        (pyarrow_times[(n - 1) / 2] + pyarrow_times[n / 2]) / 2.0
+    });
     println!();
     println!(
         "upload benchmark: {mb:.0} MB CSV, {rows} rows, DuckDB threads={THREADS} memory_limit={MEMORY_LIMIT}, client {}, {} rounds",
@@ -422,6 +512,14 @@ async fn main() -> anyhow::Result<()> {
         mb / upload_median,
         format!("{ratio:.2} / {:.2}", upload_best / reference_best)
     );
+    if let Some(pyarrow) = pyarrow_median {
+        println!(
+            "| pyarrow read_csv → write_table        | {pyarrow:>10.2} | {:>8.2} | {:>13.1} | {:>31} |",
+            pyarrow_times[0],
+            mb / pyarrow,
+            format!("upload / pyarrow {:.2}", upload_median / pyarrow)
+        );
+    }
     println!();
     println!("| server memory                        | MiB      |");
     println!("|--------------------------------------|---------:|");
@@ -433,6 +531,10 @@ async fn main() -> anyhow::Result<()> {
         "| peak RSS over the uploads            | {:>8.1} |",
         peak_rss as f64 / 1024.0
     );
+    println!(
+        "| DuckDB's COPY alone, peak RSS (ref.) | {:>8.1} |",
+        alone_rss as f64 / 1024.0
+    );
     println!();
     println!(
         "targets: median ratio ≤ 1.25 → {}; peak RSS ≤ 300 MB → {}",
@@ -443,5 +545,60 @@ async fn main() -> anyhow::Result<()> {
             "NOT met"
         }
     );
+    if let Some(json) = &args.json {
+        let bench = match args.shape {
+            Shape::Simple => "ingest",
+            Shape::Real => "ingest, real-world file",
+        };
+        let figure = |name: &str, reference_name: &str, unit: &str, measured, reference, target| {
+            stack::report::Figure {
+                name: name.into(),
+                reference_name: reference_name.into(),
+                unit: unit.into(),
+                measured,
+                reference,
+                target_ratio: target,
+            }
+        };
+        let mut figures = vec![figure(
+            "HTTP upload → Parquet + catalogue",
+            "DuckDB COPY, direct",
+            "s",
+            upload_median,
+            reference_median,
+            Some(1.0),
+        )];
+        if let Some(pyarrow) = pyarrow_median {
+            figures.push(figure(
+                "HTTP upload vs pyarrow",
+                "pyarrow read_csv → write_table",
+                "s",
+                upload_median,
+                pyarrow,
+                None,
+            ));
+        }
+        let memory = figure(
+            "server peak RSS over the uploads",
+            "DuckDB COPY alone, peak RSS",
+            "MiB",
+            peak_rss as f64 / 1024.0,
+            alone_rss as f64 / 1024.0,
+            None,
+        );
+        let at = |bench: &str, figures| stack::report::Measurement {
+            bench: bench.into(),
+            size: mb,
+            size_unit: "MB of CSV".into(),
+            figures,
+        };
+        stack::report::write(
+            json,
+            &[
+                at(bench, figures),
+                at(&format!("upload memory ({bench})"), vec![memory]),
+            ],
+        )?;
+    }
     Ok(())
 }

@@ -14,6 +14,7 @@
 //! - [`postgres`]: a PostgreSQL server of its own, to restart or crash.
 //! - [`proxy`]: a TCP proxy that can be told to cut and refuse connections.
 //! - [`faults`]: the fault-injection run over all of them (the `faults` binary).
+//! - [`report`]: the benchmark report, its slopes and plots (the `bench-report` binary).
 
 pub mod app;
 pub mod db;
@@ -22,6 +23,7 @@ pub mod locate;
 pub mod mcp;
 pub mod postgres;
 pub mod proxy;
+pub mod report;
 pub mod restate;
 pub mod slow;
 pub mod wait;

@@ -12,10 +12,11 @@ use servicetsunami_mcp::domain::{
 use servicetsunami_mcp::plan::{self, Dialect, SilverPlan};
 use std::time::{Duration, Instant};
 
-fn parse_args() -> anyhow::Result<(u64, usize)> {
+fn parse_args() -> anyhow::Result<(u64, usize, Option<std::path::PathBuf>)> {
     let mut args = std::env::args().skip(1);
     let mut rows = 10_000_000;
     let mut rounds = 2;
+    let mut json = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--rows" => {
@@ -32,12 +33,15 @@ fn parse_args() -> anyhow::Result<(u64, usize)> {
                     .parse()
                     .context("--rounds needs a number")?
             }
+            "--json" => json = Some(args.next().context("--json needs a file")?.into()),
             other => {
-                bail!("unknown argument {other:?}; usage: lakehouse-bench [--rows N] [--rounds N]")
+                bail!(
+                    "unknown argument {other:?}; usage: lakehouse-bench [--rows N] [--rounds N] [--json FILE]"
+                )
             }
         }
     }
-    Ok((rows, rounds.max(1)))
+    Ok((rows, rounds.max(1), json))
 }
 
 /// A sales-like table: ids with leading zeros, decimals and dates as text,
@@ -66,7 +70,7 @@ fn secs(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (rows, rounds) = parse_args()?;
+    let (rows, rounds, json) = parse_args()?;
     let work = tempfile::tempdir()?;
     let source = work.path().join("source.parquet");
     let t = Instant::now();
@@ -232,5 +236,30 @@ async fn main() -> anyhow::Result<()> {
         "bronze rows {}, silver rows {}, duplicates removed {}",
         bronze.row_count, silver.row_count, silver.duplicates_removed
     );
+    if let Some(json) = json {
+        // The benchmark report's shape (end2end/stack/src/report.rs).
+        let figure = |name: &str, backend: Duration, direct: Duration| {
+            serde_json::json!({
+                "name": name,
+                "reference_name": "the same SQL straight into DuckDB",
+                "unit": "s",
+                "measured": backend.as_secs_f64(),
+                "reference": direct.as_secs_f64(),
+                "target_ratio": null,
+            })
+        };
+        let measurement = serde_json::json!([{
+            "bench": "bronze + silver",
+            "size": rows as f64,
+            "size_unit": "rows",
+            "figures": [
+                figure("bronze (local backend)", backend_bronze, direct_bronze),
+                figure("silver (local backend)", backend_silver, direct_silver),
+                figure("bronze + silver", backend_total, direct_total),
+            ],
+        }]);
+        std::fs::write(&json, serde_json::to_vec_pretty(&measurement)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+    }
     Ok(())
 }
