@@ -162,6 +162,34 @@ fn number(v: f64) -> String {
     }
 }
 
+/// An axis label: short (the labels of a log axis sit close together).
+fn axis_number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{}M", trim_zero(v / 1e6))
+    } else if a >= 1e3 {
+        format!("{}k", trim_zero(v / 1e3))
+    } else {
+        trim_zero(v)
+    }
+}
+
+/// `v` with at most one decimal under 10 (two under 1), none above.
+fn trim_zero(v: f64) -> String {
+    let text = if v.abs() >= 10.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
 fn exponent(k: Option<f64>) -> String {
     k.map_or("–".into(), |k| format!("{k:.2}"))
 }
@@ -263,17 +291,19 @@ pub fn load_font() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Draws a series as a PNG: measured and reference against size, both axes
-/// logarithmic (so a slope reads as a straight line's steepness).
+/// Draws a series as a PNG: measured and reference against size, on linear
+/// axes from zero (the slope is in the report's table).
 pub fn plot(series: &Series, path: &Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let draw = || -> Result<(), Box<dyn std::error::Error>> {
         let root = BitMapBackend::new(path, (760, 440)).into_drawing_area();
         root.fill(&WHITE)?;
-        let xs = series.points.iter().map(|p| p.0);
-        let ys = series.points.iter().flat_map(|p| [p.1, p.2]);
-        let (x_min, x_max) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
-        let (y_min, y_max) = ys.fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
+        let x_max = series.points.iter().map(|p| p.0).fold(0.0, f64::max);
+        let y_max = series
+            .points
+            .iter()
+            .flat_map(|p| [p.1, p.2])
+            .fold(0.0, f64::max);
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!("{}: {}", series.bench, series.name),
@@ -282,17 +312,16 @@ pub fn plot(series: &Series, path: &Path) -> anyhow::Result<()> {
             .margin(14)
             .x_label_area_size(46)
             .y_label_area_size(70)
-            .build_cartesian_2d(
-                (x_min / 1.3..x_max * 1.3).log_scale(),
-                (y_min / 1.5..y_max * 1.5).log_scale(),
-            )?;
+            .build_cartesian_2d(0.0..x_max * 1.08, 0.0..y_max * 1.2)?;
         chart
             .configure_mesh()
             .x_desc(series.size_unit.as_str())
             .y_desc(series.unit.as_str())
             .label_style(("sans-serif", 13))
-            .x_label_formatter(&|v| number(*v))
-            .y_label_formatter(&|v| number(*v))
+            .x_labels(10)
+            .y_labels(8)
+            .x_label_formatter(&|v| axis_number(*v))
+            .y_label_formatter(&|v| axis_number(*v))
             .draw()?;
         let lines = [
             (format!("measured: {}", series.name), BLUE, 1usize),
@@ -389,6 +418,16 @@ mod tests {
         let file = dir.path().join("m.json");
         write(&file, &runs).unwrap();
         assert_eq!(read(&file).unwrap(), runs);
+    }
+
+    #[test]
+    fn axis_labels_are_short() {
+        assert_eq!(axis_number(10.0), "10");
+        assert_eq!(axis_number(2.5), "2.5");
+        assert_eq!(axis_number(0.25), "0.25");
+        assert_eq!(axis_number(3_400_000.0), "3.4M");
+        assert_eq!(axis_number(300_000.0), "300k");
+        assert_eq!(axis_number(1_000.0), "1k");
     }
 
     #[test]
