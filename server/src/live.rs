@@ -145,22 +145,45 @@ impl LiveHub {
                 // The connection dropped (try_recv reports it once).
                 return Err(sqlx::Error::PoolClosed);
             };
-            let Some((id, tenant)) = ids(notification.payload()) else {
-                tracing::warn!(
-                    payload = notification.payload(),
-                    "unreadable dataset_status payload"
-                );
+            // Every notification already here, each dataset once: one
+            // transaction notifies twice (its dataset row and its timeline
+            // row), and a busy sync round many times over; one read of the
+            // current state answers them all.
+            let mut changed: Vec<(Uuid, Uuid)> = Vec::new();
+            let mut next = Some(notification);
+            while let Some(n) = next.take() {
+                match ids(n.payload()) {
+                    Some(pair) if !changed.contains(&pair) => changed.push(pair),
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!(payload = n.payload(), "unreadable dataset_status payload")
+                    }
+                }
+                if changed.len() < COALESCE_AT_MOST {
+                    next = listener.next_buffered();
+                }
+            }
+            // Nobody listens: nothing to read. A subscriber that arrives
+            // later subscribes first and then reads its snapshot, which
+            // has every change committed before it.
+            if self.subscribers() == 0 {
                 continue;
-            };
-            match catalog::sync_state(db, id).await {
-                Ok(Some((tenant_id, state))) => self.publish(tenant_id, state),
-                // Deleted (this notification says so, or a later one will).
-                Ok(None) => self.publish_removed(tenant, id),
-                Err(e) => return Err(e),
+            }
+            for (id, tenant) in changed {
+                match catalog::sync_state(db, id).await {
+                    Ok(Some((tenant_id, state))) => self.publish(tenant_id, state),
+                    // Deleted (this notification says so, or a later one will).
+                    Ok(None) => self.publish_removed(tenant, id),
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
 }
+
+/// The most datasets read for one batch of notifications (the rest wait for
+/// the next batch, so a flood cannot delay every event behind it).
+const COALESCE_AT_MOST: usize = 256;
 
 /// The dataset and tenant a notification is about.
 fn ids(payload: &str) -> Option<(Uuid, Uuid)> {
