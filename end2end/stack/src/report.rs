@@ -145,20 +145,27 @@ pub fn series(measurements: &[Measurement]) -> Vec<Series> {
     out
 }
 
+/// A table value: about three significant digits, no trailing zeros.
 fn number(v: f64) -> String {
     let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if a >= 1e6 {
-        format!("{:.2} M", v / 1e6)
+    if a >= 1e6 {
+        format!("{} M", trim_zeros(format!("{:.2}", v / 1e6)))
     } else if a >= 100.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 0.1 {
-        format!("{v:.2}")
+        trim_zeros(format!("{v:.1}"))
+    } else if a >= 0.1 || a == 0.0 {
+        trim_zeros(format!("{v:.2}"))
     } else {
-        format!("{v:.4}")
+        trim_zeros(format!("{v:.4}"))
+    }
+}
+
+fn trim_zeros(text: String) -> String {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
     }
 }
 
@@ -176,18 +183,13 @@ fn axis_number(v: f64) -> String {
 
 /// `v` with at most one decimal under 10 (two under 1), none above.
 fn trim_zero(v: f64) -> String {
-    let text = if v.abs() >= 10.0 {
+    trim_zeros(if v.abs() >= 10.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
-    };
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        text
-    }
+    })
 }
 
 fn exponent(k: Option<f64>) -> String {
@@ -428,6 +430,18 @@ mod tests {
         assert_eq!(axis_number(3_400_000.0), "3.4M");
         assert_eq!(axis_number(300_000.0), "300k");
         assert_eq!(axis_number(1_000.0), "1k");
+    }
+
+    #[test]
+    fn table_numbers_keep_three_digits_without_trailing_zeros() {
+        assert_eq!(number(50.0), "50");
+        assert_eq!(number(92.34), "92.3");
+        assert_eq!(number(175.4), "175");
+        assert_eq!(number(1.5), "1.5");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(0.0123), "0.0123");
+        assert_eq!(number(3_400_000.0), "3.4 M");
+        assert_eq!(number(10_000_000.0), "10 M");
     }
 
     #[test]
