@@ -342,16 +342,31 @@ fn SyncSection(id: Uuid) -> impl IntoView {
     let live = use_live_sync();
     let retry = ServerAction::<RetrySync>::new();
     let sync_all = ServerAction::<SyncAll>::new();
-    // Fetched again whenever a live event about this dataset arrives.
+    // Fetched again whenever a live event about this dataset arrives, but
+    // not once it is being deleted or gone: the server would answer 404
+    // (the page says it was deleted, or is already leaving).
+    let gone = move || {
+        live.is_removed(id)
+            || live
+                .state_of(id)
+                .is_some_and(|s| s.status == crate::domain::SyncStatus::Deleting)
+    };
     let detail = Resource::new(
         move || {
             (
                 live.revision_of(id),
                 retry.version().get(),
                 sync_all.version().get(),
+                gone(),
             )
         },
-        move |_| get_sync_detail(id),
+        move |(.., gone)| async move {
+            if gone {
+                Err(AppError::Deleting)
+            } else {
+                get_sync_detail(id).await
+            }
+        },
     );
     view! {
         <section class="card" id="sync">
