@@ -236,16 +236,6 @@ async fn main() -> anyhow::Result<()> {
         peak_rss.saturating_sub(idle_rss) as f64 / 1024.0
     );
     if let Some(json) = json {
-        let figure = |name: &str, reference_name: &str, unit: &str, measured, reference| {
-            stack::report::Figure {
-                name: name.into(),
-                reference_name: reference_name.into(),
-                unit: unit.into(),
-                measured,
-                reference,
-                target_ratio: None,
-            }
-        };
         stack::report::write(
             &json,
             &[stack::report::Measurement {
@@ -253,21 +243,21 @@ async fn main() -> anyhow::Result<()> {
                 size: clients as f64,
                 size_unit: "subscribers".into(),
                 figures: vec![
-                    figure(
+                    stack::report::Figure::new(
                         "commit → receipt, p50",
                         "one subscriber, p50",
                         "ms",
                         ms(f50),
                         ms(r50),
                     ),
-                    figure(
+                    stack::report::Figure::new(
                         "commit → receipt, p99",
                         "one subscriber, p99",
                         "ms",
                         ms(f99),
                         ms(r99),
                     ),
-                    figure(
+                    stack::report::Figure::new(
                         "server RSS with the subscribers",
                         "server RSS with none",
                         "MiB",

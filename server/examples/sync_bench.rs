@@ -498,14 +498,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(json) = json {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let figure = |name: &str, reference_name: &str, unit: &str, measured, reference, target| {
-            stack::report::Figure {
-                name: name.into(),
-                reference_name: reference_name.into(),
-                unit: unit.into(),
-                measured,
-                reference,
-                target_ratio: target,
-            }
+            stack::report::Figure::new(name, reference_name, unit, measured, reference)
+                .target(target)
         };
         let (p50, p99) = (percentile(&sync_times, 50.0), percentile(&sync_times, 99.0));
         let (r50, r99) = (percentile(&reference, 50.0), percentile(&reference, 99.0));

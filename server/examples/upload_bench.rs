@@ -551,14 +551,8 @@ async fn main() -> anyhow::Result<()> {
             Shape::Real => "ingest, real-world file",
         };
         let figure = |name: &str, reference_name: &str, unit: &str, measured, reference, target| {
-            stack::report::Figure {
-                name: name.into(),
-                reference_name: reference_name.into(),
-                unit: unit.into(),
-                measured,
-                reference,
-                target_ratio: target,
-            }
+            stack::report::Figure::new(name, reference_name, unit, measured, reference)
+                .target(target)
         };
         let mut figures = vec![figure(
             "HTTP upload → Parquet + catalogue",

@@ -41,6 +41,30 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// A figure without a target ratio (add one with [`Figure::target`]).
+    pub fn new(
+        name: &str,
+        reference_name: &str,
+        unit: &str,
+        measured: f64,
+        reference: f64,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            reference_name: reference_name.into(),
+            unit: unit.into(),
+            measured,
+            reference,
+            target_ratio: None,
+        }
+    }
+
+    /// The ratio the project aims at or under.
+    pub fn target(mut self, ratio: Option<f64>) -> Self {
+        self.target_ratio = ratio;
+        self
+    }
+
     pub fn ratio(&self) -> f64 {
         self.measured / self.reference
     }
