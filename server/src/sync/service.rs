@@ -5,8 +5,10 @@
 //!    replay sees the same plan even if the configuration changed.
 //! 2. `sync_to_bronze`: MCP `create_dataset` (downloads the Parquet file from
 //!    this server's internal endpoint).
-//! 3. `transform_to_silver`: MCP `transform_to_silver`.
-//! 4. `update_dataset_metadata`: Postgres (table names, `synced`, when).
+//! 3. `transform_to_silver`: MCP `transform_to_silver`; its success is
+//!    recorded with step 4, `update_dataset_metadata` (table names,
+//!    `synced`, when), in one Postgres transaction inside the same journaled
+//!    action.
 //!
 //! Its exclusive `delete` handler removes a dataset (see [`crate::removal`]):
 //! MCP `drop_dataset`, retried with backoff until it succeeds; the local
@@ -267,7 +269,9 @@ impl DatasetSync {
         job.record.state.bronze_table = Some(bronze.bronze_table.clone());
 
         // Silver holds the versions since the last replace: the current
-        // one alone after a replace, every one after appends.
+        // one alone after a replace, every one after appends. Its success
+        // ends the sync: the same transaction records the tables and
+        // `synced` (the seed's update_dataset_metadata).
         let silver_args = TransformArgs {
             tenant_id: dataset.tenant_id.to_string(),
             bronze_table: bronze.bronze_table.clone(),
@@ -275,35 +279,37 @@ impl DatasetSync {
             base_version: u32::try_from(base_version).ok(),
         };
         let silver = self
-            .run_step(&mut job, SyncStep::Silver, move |deps, _| {
+            .run_step(&mut job, SyncStep::Silver, move |deps, a| {
                 let args = silver_args.clone();
-                async move { Ok(deps.mcp.call::<TransformToSilver>(&args).await?) }
+                async move {
+                    let silver = deps.mcp.call::<TransformToSilver>(&args).await?;
+                    // A newer sync may have built silver already (this one
+                    // then changed nothing): the ledger records what silver
+                    // holds, never less.
+                    let held = i32::try_from(silver.version)
+                        .ok()
+                        .filter(|held| *held > 0)
+                        .map_or(version, |held| held.max(version));
+                    let detail = serde_json::to_value(&silver).map_err(|e| StepFailure {
+                        retryable: false,
+                        message: super::failure::internal_failure("recording silver", &e),
+                    })?;
+                    let started = Instant::now();
+                    deps.ledger
+                        .finish_sync(a, &detail, &args.bronze_table, &silver.silver_table, held)
+                        .await
+                        .map_err(|e| StepFailure {
+                            retryable: true,
+                            message: super::failure::internal_failure("updating the dataset", &e),
+                        })?;
+                    deps.metrics
+                        .observe_step(SyncStep::Metadata, started.elapsed());
+                    SyncMetrics::inc(&deps.metrics.syncs_succeeded);
+                    Ok(silver)
+                }
             })
             .await?;
         job.record.state.silver_table = Some(silver.silver_table.clone());
-        // A newer sync may have built silver already (this one then changed
-        // nothing): the ledger records what silver holds, never less.
-        let version = i32::try_from(silver.version)
-            .ok()
-            .filter(|held| *held > 0)
-            .map_or(version, |held| held.max(version));
-
-        let tables = (bronze.bronze_table, silver.silver_table);
-        self.run_step(&mut job, SyncStep::Metadata, move |deps, a| {
-            let (bronze, silver) = tables.clone();
-            async move {
-                deps.ledger
-                    .mark_synced(a, &bronze, &silver, version)
-                    .await
-                    .map_err(|e| StepFailure {
-                        retryable: true,
-                        message: super::failure::internal_failure("updating the dataset", &e),
-                    })?;
-                SyncMetrics::inc(&deps.metrics.syncs_succeeded);
-                Ok(())
-            }
-        })
-        .await?;
 
         let mut record = job.record;
         record.state.status = SyncStatus::Synced;
@@ -527,8 +533,8 @@ impl DatasetSync {
                     let result = attempt_work.await;
                     deps.metrics.observe_step(step, started.elapsed());
                     match &result {
-                        // update_dataset_metadata closes its own timeline row.
-                        Ok(_) if step == SyncStep::Metadata => {}
+                        // transform_to_silver closes its row as the sync ends.
+                        Ok(_) if step == SyncStep::Silver => {}
                         Ok(output) => {
                             let detail = serde_json::to_value(output)?;
                             deps.ledger.step_succeeded(a, &detail).await?;
