@@ -521,16 +521,16 @@ pub(crate) async fn receive(
                     min_free: state.upload_min_free_disk,
                     expected: expected_bytes,
                 };
-                let received = ingest::receive_file(
-                    &mut field,
-                    scratch,
+                let limits = ingest::ReceiveLimits {
                     max,
-                    state.upload_max_decompressed_bytes,
-                    &floor,
-                    state.upload_idle_timeout,
-                )
-                .await
-                .map_err(|e| UploadError::from_receive(e, max))?;
+                    max_decompressed: state.upload_max_decompressed_bytes,
+                    idle: state.upload_idle_timeout,
+                };
+                let early = ingest::EarlyConvert::new(state.storage.clone(), id.to_string());
+                let received =
+                    ingest::receive_file(&mut field, scratch, limits, &floor, Some(early))
+                        .await
+                        .map_err(|e| UploadError::from_receive(e, max))?;
                 file = Some((received, file_name));
             }
             // Unknown fields (and a second file) are drained and ignored, up
@@ -652,6 +652,32 @@ pub(crate) async fn convert_received(
     let scratch_path = scratch_parquet.path().to_path_buf();
     let dest_path = dest.clone();
     let started = std::time::Instant::now();
+    let mut received = received;
+    if let Some(early) = received.file.early.take() {
+        // Converted while it arrived: only the finish is left.
+        let (conn_storage, dest_path) = (storage.clone(), dest_path.clone());
+        let finished = tokio::task::spawn_blocking(move || {
+            let conn = conn_storage
+                .connection()
+                .map_err(|e| IngestError::Internal(e.into()))?;
+            ingest::convert_early(&conn, early, &dest_path)
+        })
+        .await
+        .map_err(|e| UploadError::Internal(e.into()))?;
+        match finished {
+            Ok(converted) => {
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "converted to Parquet while it arrived"
+                );
+                received.file.file.remove_in_background();
+                return Ok(converted);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "finishing the early conversion failed; converting again")
+            }
+        }
+    }
     let run = || {
         let (storage, source, file_name, scratch_path, dest_path) = (
             storage.clone(),

@@ -27,7 +27,7 @@ const WIDE_INTEGERS: &[&str] = &["HUGEINT", "UHUGEINT", "VARINT", "BIGNUM"];
 
 /// What wide integers are written as, tried in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Narrow {
+pub(super) enum Narrow {
     BigInt,
     Decimal,
 }
@@ -81,7 +81,7 @@ const TIME_OF_DAY: &[&str] = &["TIME", "TIME_NS"];
 
 /// The select list that writes `columns`: wide integers narrowed, times of
 /// day as text.
-fn select_list(columns: &[(String, String)], narrow: Narrow) -> String {
+pub(super) fn select_list(columns: &[(String, String)], narrow: Narrow) -> String {
     let replaced: Vec<String> = columns
         .iter()
         .filter(|(_, t)| is_wide(t) || TIME_OF_DAY.contains(&t.as_str()))
@@ -173,7 +173,18 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
     check_columns(&columns)?;
     lap("sniffed and described");
 
-    let out = quote_literal(&scratch.to_string_lossy());
+    // A row of another width can surface as a value that does not convert
+    // (its fields shifted into other columns' types): name the row for what
+    // it is. Only failures pay for the walk through the file.
+    let read_failure = |e: duckdb::Error| -> Result<IngestError, IngestError> {
+        if detected.kind == SourceKind::Delimited {
+            if let Some(ragged) = super::ragged::find_ragged_rows(source, detected.compression)? {
+                return Ok(ragged);
+            }
+        }
+        Ok(describe_err(e))
+    };
+    let out = literal(scratch);
     let copy = |reader: &str, columns: &[(String, String)], narrow: Narrow| {
         conn.execute(
             &format!(
@@ -216,14 +227,39 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
                             data_type: format!("{data_type} (integers beyond 38 digits)"),
                         });
                     }
-                    (None, _) => return Err(describe_err(e)),
+                    (None, _) => return Err(read_failure(e)?),
                 }
             }
-            Err(e) => return Err(describe_err(e)),
+            Err(e) => return Err(read_failure(e)?),
         }
     };
 
     lap("copied");
+    let converted = finalize(conn, scratch, dest, format, rows)?;
+    lap("inspected and made durable");
+    Ok(converted)
+}
+
+/// Finishes a conversion that [`super::EarlyConvert`] ran while the upload
+/// arrived: its Parquet file becomes `dest`. Blocking.
+pub fn convert_early(
+    conn: &Connection,
+    early: super::EarlyOutput,
+    dest: &Path,
+) -> Result<Converted, IngestError> {
+    finalize(conn, early.parquet.path(), dest, early.format, early.rows)
+}
+
+/// Describes the Parquet file written at `scratch`, makes it durable and
+/// renames it to `dest`.
+fn finalize(
+    conn: &Connection,
+    scratch: &Path,
+    dest: &Path,
+    format: String,
+    rows: usize,
+) -> Result<Converted, IngestError> {
+    let out = literal(scratch);
     // Describe what was written, not what was planned: the file is the truth.
     let written = describe(conn, &format!("read_parquet({out})")).map_err(internal)?;
     let nulls = null_counts(conn, &out).map_err(internal)?;
@@ -240,7 +276,6 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         })
         .collect();
 
-    lap("inspected the Parquet file");
     let file = std::fs::File::open(scratch).map_err(internal)?;
     file.sync_all().map_err(internal)?;
     std::fs::rename(scratch, dest).map_err(internal)?;
@@ -250,13 +285,77 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
             .and_then(|d| d.sync_all())
             .map_err(internal)?;
     }
-
-    lap("made durable");
     Ok(Converted {
         format,
         schema,
         row_count: i64::try_from(rows).map_err(internal)?,
     })
+}
+
+/// `path` as a SQL string literal.
+pub(super) fn literal(path: &Path) -> String {
+    quote_literal(&path.to_string_lossy())
+}
+
+/// The format's name for delimited text with `delimiter`.
+pub(super) fn format_name(delimiter: &str) -> String {
+    match delimiter {
+        "," => "csv".to_owned(),
+        "\t" => "tsv".to_owned(),
+        other => format!("csv (delimiter {other:?})"),
+    }
+}
+
+/// What the sniffer found in delimited text: the delimiter, the columns, and
+/// the reader options that read exactly so (no sniffing again).
+pub(super) struct Dialect {
+    pub delimiter: String,
+    pub columns: Vec<(String, String)>,
+    /// `read_csv`'s arguments after the path, with the closing parenthesis.
+    options: String,
+}
+
+impl Dialect {
+    /// `read_csv` of `path` with the sniffed dialect and types.
+    pub fn reader(&self, path: &Path) -> String {
+        format!("read_csv({}{}", literal(path), self.options)
+    }
+}
+
+/// Sniffs the delimited text at `path` with the options uploads are read
+/// with, and takes the sniffer's own complete `read_csv` call for it.
+pub(super) fn sniff_dialect(conn: &Connection, path: &Path) -> Result<Dialect, String> {
+    let src = literal(path);
+    // The delimiter, the columns, and the sniffer's `FROM read_csv(...)`.
+    let mut dialect = Dialect {
+        delimiter: String::new(),
+        columns: Vec::new(),
+        options: String::new(),
+    };
+    let mut run = || -> Result<String, duckdb::Error> {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT Delimiter, Prompt, c.name, c.type FROM (SELECT Delimiter, Prompt, \
+             unnest(Columns) AS c FROM sniff_csv({src}, {}))",
+            csv_options("none", false)
+        ))?;
+        let mut prompt = String::new();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            dialect.delimiter = row.get(0)?;
+            prompt = row.get(1)?;
+            dialect.columns.push((row.get(2)?, row.get(3)?));
+        }
+        Ok(prompt)
+    };
+    let prompt = run().map_err(|e| e.to_string())?;
+    let head = format!("FROM read_csv({src}");
+    let options = prompt
+        .strip_prefix(&head)
+        .map(|rest| rest.trim_end().trim_end_matches(';'))
+        .filter(|rest| rest.starts_with(", ") && rest.ends_with(')'))
+        .ok_or_else(|| format!("an unexpected reader from the sniffer: {prompt}"))?;
+    dialect.options = options.to_owned();
+    Ok(dialect)
 }
 
 /// The format's name (for delimited text, from the sniffer's delimiter) and
@@ -289,12 +388,7 @@ fn sniff_and_describe(
                 }
             }
             let (delimiter, columns) = sniffed.map_err(describe_err)?;
-            let format = match delimiter.as_str() {
-                "," => "csv".to_owned(),
-                "\t" => "tsv".to_owned(),
-                other => format!("csv (delimiter {other:?})"),
-            };
-            return Ok((format, columns));
+            return Ok((format_name(&delimiter), columns));
         }
         SourceKind::JsonArray => "json",
         SourceKind::Ndjson => "ndjson",
@@ -366,7 +460,7 @@ fn describe(conn: &Connection, reader: &str) -> Result<Vec<(String, String)>, du
     rows.collect()
 }
 
-fn check_columns(columns: &[(String, String)]) -> Result<(), IngestError> {
+pub(super) fn check_columns(columns: &[(String, String)]) -> Result<(), IngestError> {
     if columns.is_empty() {
         return Err(IngestError::NoColumns);
     }

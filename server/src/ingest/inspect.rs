@@ -340,6 +340,20 @@ impl Inspector {
         Ok(())
     }
 
+    /// Whether what was seen so far is uncompressed text that will be read
+    /// as delimited text (not JSON, not markup), as [`Self::finish`] decides.
+    pub fn plain_delimited(&self) -> bool {
+        let State::Text(scan) = &self.state else {
+            return false;
+        };
+        let text = scan
+            .sample
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(&scan.sample);
+        markup_kind(text).is_none()
+            && matches!(text.iter().find(|b| !b.is_ascii_whitespace()), Some(b) if !matches!(b, b'[' | b'{'))
+    }
+
     /// Bytes seen so far.
     pub fn total(&self) -> u64 {
         self.total

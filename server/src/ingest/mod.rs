@@ -8,14 +8,25 @@
 //!    truncated gzip) before DuckDB is involved.
 //! 2. [`convert`] has DuckDB sniff and read the file and write Parquet (ZSTD)
 //!    under a scratch name, then renames it into place.
+//!
+//! Delimited text skips most of the second stage's wait: [`EarlyConvert`]
+//! runs DuckDB's conversion on a pipe fed as the bytes arrive, and
+//! [`convert_early`] only finishes it; anything it cannot do goes the
+//! ordinary way.
 
 mod convert;
 mod error;
 mod inspect;
 mod ragged;
 mod receive;
+mod stream;
 
-pub use convert::{convert, ConvertJob, Converted, MAX_COLUMNS, MAX_COLUMN_NAME_CHARS};
+pub use convert::{
+    convert, convert_early, ConvertJob, Converted, MAX_COLUMNS, MAX_COLUMN_NAME_CHARS,
+};
 pub use error::IngestError;
 pub use inspect::{Compression, Detected, Inspector, SourceKind};
-pub use receive::{next_chunk, receive_file, DiskFloor, ReceiveError, ReceivedFile, ScratchFile};
+pub use receive::{
+    next_chunk, receive_file, DiskFloor, ReceiveError, ReceiveLimits, ReceivedFile, ScratchFile,
+};
+pub use stream::{EarlyConvert, EarlyOutput};

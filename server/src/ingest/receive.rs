@@ -5,7 +5,7 @@
 //! overlap and bad input fails while it streams. The byte cap and the disk
 //! floor are counted as the bytes arrive.
 
-use super::{Detected, IngestError, Inspector};
+use super::{Compression, Detected, EarlyConvert, EarlyOutput, IngestError, Inspector, SourceKind};
 use axum::extract::multipart::{Field, MultipartError};
 use std::path::{Path, PathBuf};
 
@@ -66,6 +66,14 @@ impl DiskFloor<'_> {
     }
 }
 
+/// How much an upload may send, and how long it may go silent.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiveLimits {
+    pub max: u64,
+    pub max_decompressed: u64,
+    pub idle: std::time::Duration,
+}
+
 /// A file under the scratch directory that is deleted when dropped.
 pub struct ScratchFile(PathBuf);
 
@@ -103,7 +111,17 @@ impl Drop for ScratchFile {
 /// disk (or decompression) is slower than the network, receiving waits.
 struct ScratchWriter {
     chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
-    task: tokio::task::JoinHandle<Result<Detected, ReceiveError>>,
+    /// Set before the queue closes when the upload arrived whole; a queue
+    /// closed without it is an upload that failed.
+    complete: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Taken when awaited.
+    task: Option<tokio::task::JoinHandle<Result<Written, ReceiveError>>>,
+}
+
+/// What the writer thread made of a complete upload.
+struct Written {
+    detected: Detected,
+    early: Option<EarlyOutput>,
 }
 
 impl ScratchWriter {
@@ -112,9 +130,15 @@ impl ScratchWriter {
 
     /// Creates the file here, so that it exists before anything can try to
     /// remove it again (the scratch guard, on an early error).
-    async fn create(path: &Path, mut inspector: Inspector) -> Result<Self, ReceiveError> {
+    async fn create(
+        path: &Path,
+        mut inspector: Inspector,
+        mut early: Option<EarlyConvert>,
+    ) -> Result<Self, ReceiveError> {
         let file = tokio::fs::File::create(path).await?.into_std().await;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(Self::QUEUE);
+        let complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let arrived = complete.clone();
         let task = tokio::task::spawn_blocking(move || {
             use std::io::Write;
             // Chunks are large (tens to hundreds of KiB): written as they
@@ -123,13 +147,29 @@ impl ScratchWriter {
             while let Some(chunk) = rx.blocking_recv() {
                 inspector.feed(&chunk)?;
                 out.write_all(&chunk)?;
+                if let Some(early) = &mut early {
+                    early.feed(&chunk, inspector.plain_delimited());
+                }
             }
             out.flush()?;
-            Ok(inspector.finish()?)
+            if !arrived.load(std::sync::atomic::Ordering::Acquire) {
+                // The upload failed; nobody waits for this.
+                return Err(ReceiveError::WriterGone);
+            }
+            let detected = inspector.finish()?;
+            let delimited = Detected {
+                kind: SourceKind::Delimited,
+                compression: Compression::None,
+            };
+            let early = early
+                .filter(|_| detected == delimited)
+                .and_then(EarlyConvert::finish);
+            Ok(Written { detected, early })
         });
         Ok(Self {
             chunks: Some(tx),
-            task,
+            complete,
+            task: Some(task),
         })
     }
 
@@ -144,12 +184,23 @@ impl ScratchWriter {
         Err(ReceiveError::WriterGone)
     }
 
-    /// Waits until everything is inspected, written and the file closed.
-    async fn finish(&mut self) -> Result<Detected, ReceiveError> {
+    /// Stops the writer after a failed upload and waits until it has
+    /// cleaned up.
+    async fn abort(&mut self) {
         self.chunks = None;
-        match (&mut self.task).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(ReceiveError::WriterGone),
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until everything is inspected, written and the file closed.
+    async fn finish(&mut self) -> Result<Written, ReceiveError> {
+        self.complete
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.chunks = None;
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(Err(ReceiveError::WriterGone)),
+            None => Err(ReceiveError::WriterGone),
         }
     }
 }
@@ -159,43 +210,65 @@ pub struct ReceivedFile {
     pub file: ScratchFile,
     pub size: u64,
     pub detected: Detected,
+    /// The Parquet file, when it was converted while it arrived.
+    pub early: Option<EarlyOutput>,
 }
 
 /// Streams `field` into `scratch` (which is removed again on any error),
 /// refusing more than `max` bytes, or gzip data that decompresses to more
-/// than `max_decompressed`.
+/// than `max_decompressed`; `early`, if given, converts it as it arrives.
 pub async fn receive_file(
     field: &mut Field<'_>,
     scratch: ScratchFile,
-    max: u64,
-    max_decompressed: u64,
+    limits: ReceiveLimits,
     floor: &DiskFloor<'_>,
-    idle: std::time::Duration,
+    early: Option<EarlyConvert>,
 ) -> Result<ReceivedFile, ReceiveError> {
+    let ReceiveLimits {
+        max,
+        max_decompressed,
+        idle,
+    } = limits;
     // The upload is stored twice for a moment (as sent, then as Parquet).
     floor.check(floor.expected.saturating_mul(2))?;
     let inspector = Inspector::with_decompressed_limit(max_decompressed);
-    let mut out = ScratchWriter::create(scratch.path(), inspector).await?;
+    let mut out = ScratchWriter::create(scratch.path(), inspector, early).await?;
     let mut chunks = 0u64;
     let mut size = 0u64;
     let mut next_check = DiskFloor::EVERY;
-    while let Some(chunk) = next_chunk(field, idle).await? {
-        if size + chunk.len() as u64 > max {
-            return Err(ReceiveError::TooLarge { max });
+    let received = async {
+        while let Some(chunk) = next_chunk(field, idle).await? {
+            if size + chunk.len() as u64 > max {
+                return Err(ReceiveError::TooLarge { max });
+            }
+            size += chunk.len() as u64;
+            if size >= next_check {
+                next_check += DiskFloor::EVERY;
+                floor.check(DiskFloor::EVERY)?;
+            }
+            chunks += 1;
+            out.write(chunk).await?;
         }
-        size += chunk.len() as u64;
-        if size >= next_check {
-            next_check += DiskFloor::EVERY;
-            floor.check(DiskFloor::EVERY)?;
-        }
-        chunks += 1;
-        out.write(chunk).await?;
+        Ok(())
     }
-    let detected = out.finish().await?;
-    tracing::debug!(chunks, bytes = size, "file field received");
+    .await;
+    if let Err(e) = received {
+        // The writer drops what it made (an early conversion's file too)
+        // before the uploader hears of the failure.
+        out.abort().await;
+        return Err(e);
+    }
+    let Written { detected, early } = out.finish().await?;
+    tracing::debug!(
+        chunks,
+        bytes = size,
+        converted = early.is_some(),
+        "file field received"
+    );
     Ok(ReceivedFile {
         file: scratch,
         size,
         detected,
+        early,
     })
 }

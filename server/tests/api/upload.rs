@@ -1,7 +1,8 @@
 //! Uploads that must succeed: every format, odd headers, concurrency.
 
 use crate::helpers::{
-    eventually, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with, Options,
+    eventually, export_csv, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with,
+    Options,
 };
 use app::{domain::SyncStatus, model::ColumnSchema};
 use std::{collections::HashSet, time::Duration};
@@ -520,4 +521,59 @@ async fn a_malformed_idempotency_key_is_refused_by_name_and_nothing_is_kept() {
     // 255 visible characters is a key.
     let (status, _, body) = keyed_upload(&app, &app.client, &"k".repeat(255), "a\n1\n").await;
     assert_eq!(status, 201, "{body}");
+}
+
+/// A large export is converted while it arrives (`ingest::stream`): the
+/// dataset has the types, nulls and rows the conversion after the receipt
+/// gives, and no scratch file stays.
+#[tokio::test]
+async fn a_large_export_streams_into_the_same_dataset() {
+    let app = spawn_app().await;
+    let csv = export_csv(60_000, None);
+    let done = app.upload("orders.csv", csv, None).await.expect_ok();
+    assert_eq!(done.dataset.source_format, "csv");
+    assert_eq!(done.dataset.row_count, 60_000);
+    assert_eq!(
+        types(&done.schema),
+        vec![
+            ("id", "BIGINT"),
+            ("customer", "VARCHAR"),
+            ("amount", "DOUBLE"),
+            ("ordered_at", "TIMESTAMP WITH TIME ZONE"),
+            ("shipped", "BOOLEAN"),
+            ("note", "VARCHAR"),
+        ]
+    );
+    let nullable: Vec<bool> = done.schema.iter().map(|c| c.nullable).collect();
+    assert_eq!(nullable, vec![false, false, true, false, false, true]);
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(rows.len(), 60_000);
+    assert_eq!(rows[0][2], None, "NA is null");
+    assert_eq!(rows[1][2].as_deref(), Some("-6848.63"));
+    assert_eq!(rows[1][5].as_deref(), Some("a, b and \"c\""));
+    assert_eq!(rows[59_999][0].as_deref(), Some("59999"));
+    let tmp = app.data_dir.path().join("tmp");
+    eventually(
+        Duration::from_secs(5),
+        "the scratch files to go",
+        || async {
+            app.stored_files()
+                .iter()
+                .all(|p| !p.starts_with(&tmp))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// A value past the sniffer's sample that its column's type cannot hold:
+/// the column is typed from the whole file, as for any upload.
+#[tokio::test]
+async fn a_late_value_past_the_sample_types_its_column_from_the_whole_file() {
+    let app = spawn_app().await;
+    let csv = export_csv(120_000, Some((30_000, "-b")));
+    let done = app.upload("orders.csv", csv, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 120_000);
+    assert_eq!(types(&done.schema)[0], ("id", "VARCHAR"));
+    assert_eq!(types(&done.schema)[2], ("amount", "DOUBLE"));
 }

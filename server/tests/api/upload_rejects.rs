@@ -1,6 +1,8 @@
 //! Uploads that must be refused with a clear 4xx, leaving nothing behind.
 
-use crate::helpers::{gzip, parquet_from_sql, spawn_app, spawn_app_with, Options, TestApp};
+use crate::helpers::{
+    export_csv, gzip, parquet_from_sql, spawn_app, spawn_app_with, Options, TestApp,
+};
 use bytes::Bytes;
 
 /// Uploads, expects a rejection with `status` and `code`, returns the message,
@@ -306,5 +308,54 @@ async fn form_post_without_javascript_redirects_with_the_error() {
     assert_eq!(response.status(), 303);
     let location = response.headers()["location"].to_str().unwrap();
     assert_eq!(location, "/?upload_error=The%20file%20is%20empty#upload");
+    app.assert_nothing_persisted().await;
+}
+
+/// Faults deep in a large file (past the rows an upload's conversion starts
+/// from while it arrives) are named as in a small one, and leave nothing.
+#[tokio::test]
+async fn faults_deep_in_a_large_file_are_named_and_leave_nothing() {
+    let app = spawn_app().await;
+    // Row 30,002 (line 30,004) gets a seventh field: its values shift into
+    // columns whose types they do not fit, which DuckDB reports as a
+    // conversion error; the message names the row's width all the same.
+    let ragged = export_csv(40_000, Some((30_002, ",x")));
+    let msg = rejected(&app, "ragged.csv", ragged, 422, "ragged_rows").await;
+    assert_eq!(
+        msg,
+        "Line 30004 has 7 fields but the header has 6; every row needs the same number of fields"
+    );
+
+    let mut latin1 = export_csv(40_000, Some((30_002, "-Jos\u{e9}")));
+    let at = latin1.iter().position(|&b| b == 0xC3).expect("the é");
+    latin1.splice(at..at + 2, [0xE9]);
+    let msg = rejected(&app, "latin1.csv", latin1, 422, "invalid_utf8").await;
+    assert!(msg.contains("(line 30004,"), "{msg}");
+}
+
+/// An upload over the limit that was already being converted as it arrived
+/// is refused with 413, and its conversion's file goes with it.
+#[tokio::test]
+async fn an_oversize_upload_converting_as_it_arrives_leaves_nothing() {
+    let app = spawn_app_with(Options {
+        upload_max_bytes: 2 << 20,
+        ..Options::default()
+    })
+    .await;
+    let chunks = std::iter::once(Ok::<_, std::io::Error>(Bytes::from_static(b"a,b\n")))
+        .chain((0..4096).map(|_| Ok(Bytes::from("1,2\n".repeat(512)))));
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    let part = reqwest::multipart::Part::stream(body).file_name("big.csv");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = app
+        .client
+        .post(app.url("/api/datasets"))
+        .header("Accept", "application/json")
+        .multipart(form)
+        .send()
+        .await
+        .expect("an answer");
+    let (status, body) = TestApp::read_upload(response).await.expect_rejected();
+    assert_eq!((status, body.code.as_str()), (413, "too_large"));
     app.assert_nothing_persisted().await;
 }

@@ -1,0 +1,501 @@
+//! Converting delimited text while it arrives.
+//!
+//! An upload of CSV or TSV is written to its scratch file as it streams (see
+//! [`super::receive_file`]) and, from the moment its first rows are in, also
+//! into a pipe that DuckDB reads: the `COPY` to Parquet runs beside the
+//! receipt, so the uploader waits for about the longer of the two, not their
+//! sum.
+//!
+//! The `COPY` must see the columns before the rows, so the first
+//! [`SAMPLE_ROWS`] rows (exactly what the sniffer samples when it reads the
+//! whole file) are held back, sniffed, and DuckDB reads the pipe with the
+//! dialect and types the sniffer found. Anything unusual turns the early
+//! conversion off and the upload is converted from its scratch file after the
+//! receipt, as every other upload is ([`super::convert`]): a sniffer that finds
+//! one column, columns the checks refuse, a value later in the file that the
+//! types do not hold, running out of memory, a conversion engine another
+//! upload holds alone. So an upload's outcome (its types, rows and errors) is
+//! the same either way; only the wait differs.
+
+use super::convert::{self, Narrow};
+use crate::storage::Storage;
+use std::{
+    fs::File,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+/// The rows DuckDB's sniffer samples (`sample_size`); held back until seen.
+const SAMPLE_ROWS: usize = 20_480;
+/// Most bytes held back for the sample. Rows wider than this on average
+/// (about 1.6 KB) are converted after the receipt, where the sniffer sees
+/// its full sample.
+const HELD_MAX: usize = 32 << 20;
+/// How long DuckDB may take to open the pipe.
+const OPEN_DEADLINE: Duration = Duration::from_secs(10);
+/// The pipe's buffer.
+const PIPE_BYTES: usize = 1 << 20;
+/// How often a writer waiting on a full pipe checks that DuckDB still runs.
+const POLL_EVERY: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 0,
+    tv_nsec: 50_000_000,
+};
+
+/// What an early conversion wrote: the Parquet file at the scratch path and
+/// what the caller records about it. The file is removed when this is
+/// dropped unused.
+pub struct EarlyOutput {
+    pub(super) format: String,
+    pub(super) rows: usize,
+    pub(super) parquet: super::ScratchFile,
+}
+
+/// The conversion running beside the receipt.
+struct Running {
+    /// The write end of the pipe DuckDB reads; `None` once DuckDB stopped
+    /// reading (it failed; its result says why).
+    pipe: Option<File>,
+    copy: std::thread::JoinHandle<Result<usize, duckdb::Error>>,
+    format: String,
+    interrupt: std::sync::Arc<duckdb::InterruptHandle>,
+}
+
+impl Running {
+    /// Writes `bytes` to the pipe. The pipe does not block: while it is full
+    /// the writer waits for room, and stops writing for good once DuckDB
+    /// has stopped (it failed; its result says why), so a failed conversion
+    /// never holds the upload up.
+    fn send(&mut self, mut bytes: &[u8]) {
+        let Some(pipe) = &self.pipe else { return };
+        let mut out = pipe;
+        while !bytes.is_empty() {
+            match out.write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.copy.is_finished() {
+                        break;
+                    }
+                    let mut fds = [rustix::event::PollFd::new(
+                        pipe,
+                        rustix::event::PollFlags::OUT,
+                    )];
+                    let _ = rustix::event::poll(&mut fds, Some(&POLL_EVERY));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if !bytes.is_empty() {
+            self.pipe = None;
+        }
+    }
+}
+
+enum Phase {
+    /// Holding back the first rows: the bytes, and the line ends among them.
+    Holding(Vec<u8>, usize),
+    Running(Running),
+    /// Converted after the receipt instead.
+    Off,
+}
+
+/// Fed every chunk of an upload, in order, by the scratch writer's thread.
+pub struct EarlyConvert {
+    storage: Storage,
+    dir: PathBuf,
+    stem: String,
+    phase: Phase,
+    /// The Parquet file being written; removed unless handed over.
+    parquet: Option<super::ScratchFile>,
+}
+
+impl EarlyConvert {
+    /// An early conversion for the upload whose scratch files start with
+    /// `stem` in the storage's scratch directory.
+    pub fn new(storage: Storage, stem: String) -> Self {
+        Self {
+            dir: storage.tmp_dir().to_owned(),
+            storage,
+            stem,
+            phase: Phase::Holding(Vec::new(), 0),
+            parquet: None,
+        }
+    }
+
+    fn path(&self, suffix: &str) -> PathBuf {
+        self.dir.join(format!("{}.{suffix}", self.stem))
+    }
+
+    /// The next chunk, already inspected; `text` says whether the upload is
+    /// (so far) plain delimited text, the only kind converted early.
+    pub fn feed(&mut self, chunk: &[u8], text: bool) {
+        match &mut self.phase {
+            Phase::Off => {}
+            Phase::Holding(..) if !text => self.off("not plain delimited text"),
+            Phase::Holding(held, lines) => {
+                held.extend_from_slice(chunk);
+                *lines += memchr::memchr_iter(b'\n', chunk).count();
+                // The header and the sample's rows are complete.
+                if *lines > SAMPLE_ROWS {
+                    let held = std::mem::take(held);
+                    self.start(held);
+                } else if held.len() > HELD_MAX {
+                    self.off("rows too wide to hold the sniffer's sample");
+                }
+            }
+            Phase::Running(run) => run.send(chunk),
+        }
+    }
+
+    fn off(&mut self, why: &str) {
+        if !matches!(self.phase, Phase::Off) {
+            tracing::debug!(why, "converting after the receipt");
+        }
+        self.stop();
+        self.phase = Phase::Off;
+    }
+
+    /// Sniffs the held rows, starts DuckDB's `COPY` from the pipe and sends
+    /// it everything held so far.
+    fn start(&mut self, held: Vec<u8>) {
+        match self.try_start(&held) {
+            Ok(mut run) => {
+                run.send(&held);
+                self.phase = Phase::Running(run);
+            }
+            Err(why) => self.off(&why),
+        }
+    }
+
+    fn try_start(&mut self, held: &[u8]) -> Result<Running, String> {
+        // Another conversion has the engine to itself: do not compete.
+        let guard = self
+            .storage
+            .conversions
+            .clone()
+            .try_read_owned()
+            .map_err(|_| "the conversion engine is taken".to_owned())?;
+        let conn = self.storage.connection().map_err(|e| e.to_string())?;
+
+        // The complete rows, for the sniffer.
+        let whole = held
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |end| end + 1);
+        let head = self.path("head.csv");
+        std::fs::write(&head, &held[..whole]).map_err(|e| e.to_string())?;
+        let sniffed = convert::sniff_dialect(&conn, &head);
+        let _ = std::fs::remove_file(&head);
+        let sniffed = sniffed.map_err(|e| format!("the sniffer failed: {e}"))?;
+        if sniffed.columns.len() < 2 {
+            return Err("the sniffer found one column".to_owned());
+        }
+        convert::check_columns(&sniffed.columns).map_err(|e| e.to_string())?;
+
+        let fifo = self.path("pipe");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .map_err(|e| format!("creating the pipe: {e}"))?;
+        let reader = sniffed.reader(&fifo);
+        let parquet = super::ScratchFile::new(self.path("early.parquet"));
+        let copy_sql = format!(
+            "COPY (SELECT {} FROM {reader}) TO {} (FORMAT parquet, COMPRESSION zstd)",
+            convert::select_list(&sniffed.columns, Narrow::BigInt),
+            convert::literal(parquet.path()),
+        );
+        self.parquet = Some(parquet);
+        let interrupt = conn.interrupt_handle();
+        let copy = std::thread::Builder::new()
+            .name("early-convert".to_owned())
+            .spawn(move || {
+                let _guard = guard;
+                conn.execute(&copy_sql, [])
+            })
+            .map_err(|e| e.to_string())?;
+
+        // DuckDB opens the pipe when the scan starts; a COPY that fails
+        // before that never does, so the open does not block.
+        let opened = Instant::now();
+        let pipe = loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&fifo)
+            {
+                Ok(pipe) => break Some(pipe),
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                    if copy.is_finished() || opened.elapsed() > OPEN_DEADLINE {
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => break None,
+            }
+        };
+        match &pipe {
+            Some(pipe) => {
+                // Both ends are open: the name is not needed.
+                let _ = std::fs::remove_file(&fifo);
+                // Fewer, larger hand-overs (the default buffer is 64 KiB).
+                let _ = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_BYTES);
+            }
+            None => {
+                interrupt.interrupt();
+                // DuckDB may still be about to open the pipe: be its writer
+                // for a moment (a FIFO opened for reading and writing never
+                // blocks), so that it reads an empty pipe and stops, and
+                // take the name away before leaving, so no later open waits.
+                let unblock = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                    .open(&fifo);
+                let _ = std::fs::remove_file(&fifo);
+                drop(unblock);
+            }
+        }
+        Ok(Running {
+            pipe,
+            copy,
+            format: convert::format_name(&sniffed.delimiter),
+            interrupt,
+        })
+    }
+
+    /// Stops a running conversion and removes what it wrote.
+    fn stop(&mut self) {
+        if let Phase::Running(run) = std::mem::replace(&mut self.phase, Phase::Off) {
+            run.interrupt.interrupt();
+            drop(run.pipe);
+            let _ = run.copy.join();
+        }
+        self.parquet = None;
+    }
+
+    /// The upload is complete and passed inspection: the Parquet file, if
+    /// the early conversion ran to the end.
+    pub fn finish(mut self) -> Option<EarlyOutput> {
+        let Phase::Running(run) = std::mem::replace(&mut self.phase, Phase::Off) else {
+            return None;
+        };
+        // The end of the pipe is the end of the file.
+        let complete = run.pipe.is_some();
+        drop(run.pipe);
+        let result = run.copy.join();
+        match result {
+            Ok(Ok(rows)) if complete => Some(EarlyOutput {
+                format: run.format,
+                rows,
+                parquet: self.parquet.take()?,
+            }),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "the early conversion stopped; converting after the receipt");
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Drop for EarlyConvert {
+    /// An upload that failed (or whose result went unused) leaves nothing.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest;
+    use app::ssr::EngineLimits;
+    use std::path::Path;
+
+    fn storage(root: &Path) -> Storage {
+        let limits = EngineLimits {
+            threads: 2,
+            memory_limit: "256MB".to_owned(),
+        };
+        Storage::open(root, &limits).unwrap()
+    }
+
+    /// A real-world export: nulls as `NA` and empty, negative numbers,
+    /// quoted text with delimiters and quotes, timestamps with time zones.
+    fn export(rows: usize, bad_at: Option<usize>) -> Vec<u8> {
+        let mut out = String::from("id,customer,amount,ordered_at,shipped,note\n");
+        for i in 0..rows {
+            let amount = match i % 13 {
+                0 => "NA".to_owned(),
+                _ => format!("{:.2}", (i as f64 - 5_000.0) * 1.37),
+            };
+            let id = if Some(i) == bad_at {
+                "n/a-".to_owned() + &i.to_string()
+            } else {
+                i.to_string()
+            };
+            let note = match i % 5 {
+                0 => String::new(),
+                1 => "\"a, b and \"\"c\"\"\"".to_owned(),
+                _ => format!("plain {i}"),
+            };
+            out.push_str(&format!(
+                "{id},Customer {},{amount},2024-{:02}-{:02} {:02}:15:00+02:00,{},{note}\n",
+                i % 997,
+                1 + i % 12,
+                1 + i % 28,
+                i % 24,
+                i % 2 == 0,
+            ));
+        }
+        out.into_bytes()
+    }
+
+    fn feed(early: &mut EarlyConvert, bytes: &[u8]) {
+        for chunk in bytes.chunks(200_000) {
+            early.feed(chunk, true);
+        }
+    }
+
+    fn left_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("duckdb"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn rows_of(conn: &duckdb::Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// The early conversion and the ordinary one of the same file agree on
+    /// the format, the schema and every row.
+    #[test]
+    fn a_large_export_converted_while_it_arrives_matches_the_ordinary_conversion() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = storage(root.path());
+        let bytes = export(60_000, None);
+
+        let mut early = EarlyConvert::new(storage.clone(), "a".to_owned());
+        feed(&mut early, &bytes);
+        let output = early.finish().expect("converted while it arrived");
+        let conn = storage.connection().unwrap();
+        let early_dest = root.path().join("early.parquet");
+        let streamed = ingest::convert_early(&conn, output, &early_dest).unwrap();
+
+        let source = storage.tmp_dir().join("a.upload");
+        std::fs::write(&source, &bytes).unwrap();
+        let dest = root.path().join("ordinary.parquet");
+        let ordinary = ingest::convert(
+            &conn,
+            &ingest::ConvertJob {
+                source: &source,
+                detected: ingest::Detected {
+                    kind: ingest::SourceKind::Delimited,
+                    compression: ingest::Compression::None,
+                },
+                original_name: "export.csv",
+                scratch: &storage.tmp_dir().join("a.parquet.partial"),
+                dest: &dest,
+            },
+        )
+        .unwrap();
+        std::fs::remove_file(&source).unwrap();
+
+        assert_eq!(streamed.format, "csv");
+        assert_eq!(streamed.format, ordinary.format);
+        assert_eq!(streamed.row_count, 60_000);
+        assert_eq!(streamed.row_count, ordinary.row_count);
+        assert_eq!(streamed.schema, ordinary.schema);
+        let types: Vec<&str> = streamed
+            .schema
+            .iter()
+            .map(|c| c.data_type.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "BIGINT",
+                "VARCHAR",
+                "DOUBLE",
+                "TIMESTAMP WITH TIME ZONE",
+                "BOOLEAN",
+                "VARCHAR"
+            ]
+        );
+        let (a, b) = (convert::literal(&early_dest), convert::literal(&dest));
+        for (x, y) in [(&a, &b), (&b, &a)] {
+            let differ = rows_of(
+                &conn,
+                &format!("SELECT count(*) FROM (FROM read_parquet({x}) EXCEPT ALL FROM read_parquet({y}))"),
+            );
+            assert_eq!(differ, 0);
+        }
+        assert_eq!(
+            rows_of(
+                &conn,
+                &format!("SELECT count(*) FROM read_parquet({a}) WHERE amount IS NULL")
+            ),
+            60_000 / 13 + 1
+        );
+        assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
+    }
+
+    /// A value past the sample that its column's type cannot hold stops the
+    /// early conversion (the ordinary one decides the type from the whole
+    /// file), and the rest of the upload still streams through unhindered.
+    #[test]
+    fn a_late_value_the_sample_did_not_foresee_leaves_it_to_the_ordinary_conversion() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = storage(root.path());
+        let mut early = EarlyConvert::new(storage.clone(), "b".to_owned());
+        feed(&mut early, &export(300_000, Some(21_000)));
+        assert!(early.finish().is_none());
+        assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
+    }
+
+    /// An upload that fails part-way (too large, cut off, not UTF-8) drops
+    /// its early conversion, which removes everything it made.
+    #[test]
+    fn an_upload_that_fails_part_way_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = storage(root.path());
+        let bytes = export(100_000, None);
+        let mut early = EarlyConvert::new(storage.clone(), "c".to_owned());
+        feed(&mut early, &bytes[..bytes.len() / 2]);
+        assert!(matches!(early.phase, Phase::Running(_)));
+        drop(early);
+        assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
+    }
+
+    /// Small files, JSON and anything the sniffer reads as one column go the
+    /// ordinary way.
+    #[test]
+    fn small_files_json_and_single_columns_are_converted_after_the_receipt() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = storage(root.path());
+
+        let mut small = EarlyConvert::new(storage.clone(), "d".to_owned());
+        feed(&mut small, &export(1_000, None));
+        assert!(small.finish().is_none());
+
+        let mut json = EarlyConvert::new(storage.clone(), "e".to_owned());
+        for chunk in export(30_000, None).chunks(100_000) {
+            json.feed(chunk, false);
+        }
+        assert!(json.finish().is_none());
+
+        let single: String = (0..30_000).map(|i| format!("{i}\n")).collect();
+        let mut one = EarlyConvert::new(storage.clone(), "f".to_owned());
+        feed(&mut one, format!("value\n{single}").as_bytes());
+        assert!(one.finish().is_none());
+        assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
+    }
+}
