@@ -45,6 +45,9 @@ struct Args {
     rounds: usize,
     pyarrow: Option<PathBuf>,
     json: Option<PathBuf>,
+    /// The client's sending rate in bytes per second (curl's
+    /// `--limit-rate`): an upload over a network rather than loopback.
+    rate: Option<u64>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -52,7 +55,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut dir = std::env::temp_dir().join("servicetsunami-upload-bench");
     let mut rounds = 3;
     let mut shape = Shape::Simple;
-    let (mut pyarrow, mut json) = (None, None);
+    let (mut pyarrow, mut json, mut rate) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -75,6 +78,12 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--pyarrow" => pyarrow = Some(PathBuf::from(args.next().context("--pyarrow PYTHON")?)),
             "--json" => json = Some(PathBuf::from(args.next().context("--json FILE")?)),
+            "--rate" => {
+                let v = args
+                    .next()
+                    .context("--rate needs a value, e.g. 100MB (per second)")?;
+                rate = Some(parse_size(&v).with_context(|| format!("bad --rate {v}"))?);
+            }
             "--bench" => {} // passed by `cargo bench`
             other => bail!("unknown argument {other}"),
         }
@@ -86,6 +95,7 @@ fn parse_args() -> anyhow::Result<Args> {
         rounds,
         pyarrow,
         json,
+        rate,
     })
 }
 
@@ -240,8 +250,13 @@ async fn upload_with_curl(
     url: &str,
     token: &str,
     csv: &Path,
+    rate: Option<u64>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    let out = tokio::process::Command::new("curl")
+    let mut curl = tokio::process::Command::new("curl");
+    if let Some(rate) = rate {
+        curl.arg("--limit-rate").arg(rate.to_string());
+    }
+    let out = curl
         .arg("-H")
         .arg(format!("Authorization: Bearer {token}"))
         .args([
@@ -415,6 +430,10 @@ async fn main() -> anyhow::Result<()> {
         .stdout(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
+    anyhow::ensure!(
+        use_curl || args.rate.is_none(),
+        "--rate needs curl, which is not installed"
+    );
     // Rounds alternate the two sides, so that what the machine does meanwhile
     // (other load, the hypervisor reclaiming freed memory) falls on both. A
     // first round that is not counted warms both up: the file cache, DuckDB,
@@ -434,7 +453,7 @@ async fn main() -> anyhow::Result<()> {
         settle()?;
         let started = Instant::now();
         let (status, body) = if use_curl {
-            upload_with_curl(&url, &server.token, &csv).await?
+            upload_with_curl(&url, &server.token, &csv, args.rate).await?
         } else {
             upload_with_reqwest(&client, &url, &csv, bytes).await?
         };
@@ -496,8 +515,11 @@ async fn main() -> anyhow::Result<()> {
     });
     println!();
     println!(
-        "upload benchmark: {mb:.0} MB CSV, {rows} rows, DuckDB threads={THREADS} memory_limit={MEMORY_LIMIT}, client {}, {} rounds",
+        "upload benchmark: {mb:.0} MB CSV, {rows} rows, DuckDB threads={THREADS} memory_limit={MEMORY_LIMIT}, client {}{}, {} rounds",
         if use_curl { "curl" } else { "reqwest" },
+        args.rate
+            .map(|r| format!(" sending at most {:.0} MB/s", r as f64 / 1e6))
+            .unwrap_or_default(),
         args.rounds
     );
     println!("| measurement                          | median (s) | best (s) | MB/s (median) | ratio vs DuckDB (median / best) |");

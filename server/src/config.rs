@@ -103,6 +103,10 @@ pub struct Settings {
     /// nothing for this long is ended (408); a trickling client cannot hold
     /// an upload slot, a scratch file and a connection forever.
     pub upload_idle_timeout: std::time::Duration,
+    /// `UPLOAD_STREAM_BELOW` (default 200MB, per second; 0 = never): delimited
+    /// text arriving slower than this is converted while it arrives
+    /// (`ingest::EarlyConvert`); faster, it is converted once received.
+    pub upload_stream_below: u64,
     /// `HTTP_MAX_CONNECTIONS` (default 4096): connections open at once on the
     /// public port (a request's headers must arrive within 30 s). Every open
     /// page holds one for its live status, so this is above the open pages
@@ -382,6 +386,7 @@ impl Settings {
             upload_queue_wait,
             upload_min_free_disk,
             upload_idle_timeout,
+            upload_stream_below: env.byte_size("UPLOAD_STREAM_BELOW", 200_000_000)?,
             http_max_connections: env.parse_at_least("HTTP_MAX_CONNECTIONS", 4096usize, 1)?,
             shutdown_grace,
             storage_orphan_grace,

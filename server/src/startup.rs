@@ -199,6 +199,7 @@ impl Application {
             upload_max_decompressed_bytes: settings.upload_max_decompressed_bytes,
             upload_min_free_disk: settings.upload_min_free_disk,
             upload_idle_timeout: settings.upload_idle_timeout,
+            upload_stream_below: settings.upload_stream_below,
             uploads: Arc::new(tokio::sync::Semaphore::new(settings.upload_max_concurrent)),
             upload_max_concurrent: settings.upload_max_concurrent,
             upload_queue_wait: settings.upload_queue_wait,

@@ -35,6 +35,8 @@ pub struct ServerStateInner {
     pub upload_min_free_disk: u64,
     /// Longest silence inside an upload's body.
     pub upload_idle_timeout: std::time::Duration,
+    /// Bytes per second below which delimited text converts as it arrives.
+    pub upload_stream_below: u64,
     /// Uploads running at once (`UPLOAD_MAX_CONCURRENT` permits).
     pub uploads: Arc<tokio::sync::Semaphore>,
     pub upload_max_concurrent: usize,

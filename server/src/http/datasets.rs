@@ -526,11 +526,16 @@ pub(crate) async fn receive(
                     max_decompressed: state.upload_max_decompressed_bytes,
                     idle: state.upload_idle_timeout,
                 };
-                let early = ingest::EarlyConvert::new(state.storage.clone(), id.to_string());
-                let received =
-                    ingest::receive_file(&mut field, scratch, limits, &floor, Some(early))
-                        .await
-                        .map_err(|e| UploadError::from_receive(e, max))?;
+                let early = (state.upload_stream_below > 0).then(|| {
+                    ingest::EarlyConvert::new(
+                        state.storage.clone(),
+                        id.to_string(),
+                        state.upload_stream_below,
+                    )
+                });
+                let received = ingest::receive_file(&mut field, scratch, limits, &floor, early)
+                    .await
+                    .map_err(|e| UploadError::from_receive(e, max))?;
                 file = Some((received, file_name));
             }
             // Unknown fields (and a second file) are drained and ignored, up

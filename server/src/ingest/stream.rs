@@ -33,6 +33,9 @@ const SAMPLE_ROWS: usize = 20_480;
 /// (about 1.6 KB) are converted after the receipt, where the sniffer sees
 /// its full sample.
 const HELD_MAX: usize = 32 << 20;
+/// Bytes held at least before deciding, so the arrival rate is measured
+/// over more than a burst.
+const HELD_MIN: usize = 4 << 20;
 /// How long DuckDB may take to open the pipe.
 const OPEN_DEADLINE: Duration = Duration::from_secs(10);
 /// The pipe's buffer.
@@ -94,8 +97,9 @@ impl Running {
 }
 
 enum Phase {
-    /// Holding back the first rows: the bytes, and the line ends among them.
-    Holding(Vec<u8>, usize),
+    /// Holding back the first rows: the bytes, the line ends among them, and
+    /// when the first arrived.
+    Holding(Vec<u8>, usize, Option<Instant>),
     Running(Running),
     /// Converted after the receipt instead.
     Off,
@@ -109,17 +113,27 @@ pub struct EarlyConvert {
     phase: Phase,
     /// The Parquet file being written; removed unless handed over.
     parquet: Option<super::ScratchFile>,
+    /// Uploads arriving faster than this many bytes per second (measured
+    /// over the held rows) are converted after the receipt
+    /// (`UPLOAD_STREAM_BELOW`). DuckDB parses a pipe on one thread, a file on
+    /// all of them: when the bytes come faster than a pipe converts
+    /// (loopback, a fast LAN), the receipt is short anyway and converting the
+    /// whole file at once is quicker; on a slower link the conversion hides
+    /// behind the transfer. Measured on two cores, 300 MB: at 150 MB/s the
+    /// early conversion answers 12% sooner, on loopback (over 1 GB/s) 60% later.
+    stream_below: f64,
 }
 
 impl EarlyConvert {
     /// An early conversion for the upload whose scratch files start with
     /// `stem` in the storage's scratch directory.
-    pub fn new(storage: Storage, stem: String) -> Self {
+    pub fn new(storage: Storage, stem: String, stream_below: u64) -> Self {
         Self {
+            stream_below: stream_below as f64,
             dir: storage.tmp_dir().to_owned(),
             storage,
             stem,
-            phase: Phase::Holding(Vec::new(), 0),
+            phase: Phase::Holding(Vec::new(), 0, None),
             parquet: None,
         }
     }
@@ -134,11 +148,17 @@ impl EarlyConvert {
         match &mut self.phase {
             Phase::Off => {}
             Phase::Holding(..) if !text => self.off("not plain delimited text"),
-            Phase::Holding(held, lines) => {
+            Phase::Holding(held, lines, first) => {
+                let first = *first.get_or_insert_with(Instant::now);
                 held.extend_from_slice(chunk);
                 *lines += memchr::memchr_iter(b'\n', chunk).count();
                 // The header and the sample's rows are complete.
-                if *lines > SAMPLE_ROWS {
+                if *lines > SAMPLE_ROWS && held.len() >= HELD_MIN {
+                    let rate = held.len() as f64 / first.elapsed().as_secs_f64().max(1e-6);
+                    if rate > self.stream_below {
+                        self.off("arriving faster than a pipe converts");
+                        return;
+                    }
                     let held = std::mem::take(held);
                     self.start(held);
                 } else if held.len() > HELD_MAX {
@@ -316,6 +336,9 @@ mod tests {
     use app::ssr::EngineLimits;
     use std::path::Path;
 
+    /// Tests feed as fast as memory goes: convert early at any rate.
+    const ANY_RATE: u64 = u64::MAX;
+
     fn storage(root: &Path) -> Storage {
         let limits = EngineLimits {
             threads: 2,
@@ -381,9 +404,9 @@ mod tests {
     fn a_large_export_converted_while_it_arrives_matches_the_ordinary_conversion() {
         let root = tempfile::tempdir().unwrap();
         let storage = storage(root.path());
-        let bytes = export(60_000, None);
+        let bytes = export(80_000, None);
 
-        let mut early = EarlyConvert::new(storage.clone(), "a".to_owned());
+        let mut early = EarlyConvert::new(storage.clone(), "a".to_owned(), ANY_RATE);
         feed(&mut early, &bytes);
         let output = early.finish().expect("converted while it arrived");
         let conn = storage.connection().unwrap();
@@ -411,7 +434,7 @@ mod tests {
 
         assert_eq!(streamed.format, "csv");
         assert_eq!(streamed.format, ordinary.format);
-        assert_eq!(streamed.row_count, 60_000);
+        assert_eq!(streamed.row_count, 80_000);
         assert_eq!(streamed.row_count, ordinary.row_count);
         assert_eq!(streamed.schema, ordinary.schema);
         let types: Vec<&str> = streamed
@@ -443,7 +466,7 @@ mod tests {
                 &conn,
                 &format!("SELECT count(*) FROM read_parquet({a}) WHERE amount IS NULL")
             ),
-            60_000 / 13 + 1
+            80_000 / 13 + 1
         );
         assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
     }
@@ -455,7 +478,7 @@ mod tests {
     fn a_late_value_the_sample_did_not_foresee_leaves_it_to_the_ordinary_conversion() {
         let root = tempfile::tempdir().unwrap();
         let storage = storage(root.path());
-        let mut early = EarlyConvert::new(storage.clone(), "b".to_owned());
+        let mut early = EarlyConvert::new(storage.clone(), "b".to_owned(), ANY_RATE);
         feed(&mut early, &export(300_000, Some(21_000)));
         assert!(early.finish().is_none());
         assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
@@ -468,8 +491,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let storage = storage(root.path());
         let bytes = export(100_000, None);
-        let mut early = EarlyConvert::new(storage.clone(), "c".to_owned());
-        feed(&mut early, &bytes[..bytes.len() / 2]);
+        let mut early = EarlyConvert::new(storage.clone(), "c".to_owned(), ANY_RATE);
+        feed(&mut early, &bytes[..bytes.len() * 3 / 4]);
         assert!(matches!(early.phase, Phase::Running(_)));
         drop(early);
         assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
@@ -482,18 +505,18 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let storage = storage(root.path());
 
-        let mut small = EarlyConvert::new(storage.clone(), "d".to_owned());
+        let mut small = EarlyConvert::new(storage.clone(), "d".to_owned(), ANY_RATE);
         feed(&mut small, &export(1_000, None));
         assert!(small.finish().is_none());
 
-        let mut json = EarlyConvert::new(storage.clone(), "e".to_owned());
+        let mut json = EarlyConvert::new(storage.clone(), "e".to_owned(), ANY_RATE);
         for chunk in export(30_000, None).chunks(100_000) {
             json.feed(chunk, false);
         }
         assert!(json.finish().is_none());
 
         let single: String = (0..30_000).map(|i| format!("{i}\n")).collect();
-        let mut one = EarlyConvert::new(storage.clone(), "f".to_owned());
+        let mut one = EarlyConvert::new(storage.clone(), "f".to_owned(), ANY_RATE);
         feed(&mut one, format!("value\n{single}").as_bytes());
         assert!(one.finish().is_none());
         assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());

@@ -529,10 +529,10 @@ async fn a_malformed_idempotency_key_is_refused_by_name_and_nothing_is_kept() {
 #[tokio::test]
 async fn a_large_export_streams_into_the_same_dataset() {
     let app = spawn_app().await;
-    let csv = export_csv(60_000, None);
+    let csv = export_csv(80_000, None);
     let done = app.upload("orders.csv", csv, None).await.expect_ok();
     assert_eq!(done.dataset.source_format, "csv");
-    assert_eq!(done.dataset.row_count, 60_000);
+    assert_eq!(done.dataset.row_count, 80_000);
     assert_eq!(
         types(&done.schema),
         vec![
@@ -547,11 +547,11 @@ async fn a_large_export_streams_into_the_same_dataset() {
     let nullable: Vec<bool> = done.schema.iter().map(|c| c.nullable).collect();
     assert_eq!(nullable, vec![false, false, true, false, false, true]);
     let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
-    assert_eq!(rows.len(), 60_000);
+    assert_eq!(rows.len(), 80_000);
     assert_eq!(rows[0][2], None, "NA is null");
     assert_eq!(rows[1][2].as_deref(), Some("-6848.63"));
     assert_eq!(rows[1][5].as_deref(), Some("a, b and \"c\""));
-    assert_eq!(rows[59_999][0].as_deref(), Some("59999"));
+    assert_eq!(rows[79_999][0].as_deref(), Some("79999"));
     let tmp = app.data_dir.path().join("tmp");
     eventually(
         Duration::from_secs(5),

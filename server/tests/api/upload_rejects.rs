@@ -316,29 +316,30 @@ async fn form_post_without_javascript_redirects_with_the_error() {
 #[tokio::test]
 async fn faults_deep_in_a_large_file_are_named_and_leave_nothing() {
     let app = spawn_app().await;
-    // Row 30,002 (line 30,004) gets a seventh field: its values shift into
+    // Row 70,002 (line 70,004) gets a seventh field: its values shift into
     // columns whose types they do not fit, which DuckDB reports as a
     // conversion error; the message names the row's width all the same.
-    let ragged = export_csv(40_000, Some((30_002, ",x")));
+    let ragged = export_csv(100_000, Some((70_002, ",x")));
     let msg = rejected(&app, "ragged.csv", ragged, 422, "ragged_rows").await;
     assert_eq!(
         msg,
-        "Line 30004 has 7 fields but the header has 6; every row needs the same number of fields"
+        "Line 70004 has 7 fields but the header has 6; every row needs the same number of fields"
     );
 
-    let mut latin1 = export_csv(40_000, Some((30_002, "-Jos\u{e9}")));
+    let mut latin1 = export_csv(100_000, Some((70_002, "-Jos\u{e9}")));
     let at = latin1.iter().position(|&b| b == 0xC3).expect("the é");
     latin1.splice(at..at + 2, [0xE9]);
     let msg = rejected(&app, "latin1.csv", latin1, 422, "invalid_utf8").await;
-    assert!(msg.contains("(line 30004,"), "{msg}");
+    assert!(msg.contains("(line 70004,"), "{msg}");
 }
 
 /// An upload over the limit that was already being converted as it arrived
 /// is refused with 413, and its conversion's file goes with it.
 #[tokio::test]
 async fn an_oversize_upload_converting_as_it_arrives_leaves_nothing() {
+    // Over the limit after the first 4 MiB, when the conversion has begun.
     let app = spawn_app_with(Options {
-        upload_max_bytes: 2 << 20,
+        upload_max_bytes: 6 << 20,
         ..Options::default()
     })
     .await;
