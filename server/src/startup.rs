@@ -140,6 +140,8 @@ impl Application {
                 http: crate::sync::http_client(),
                 ingress_url: settings.sync.restate_ingress_url.clone(),
                 metrics: metrics.clone(),
+                retry_attempts: settings.sync.retry_attempts,
+                retry_interval: std::time::Duration::from_secs(settings.sync.retry_interval_secs),
             };
             let reconciler = Reconciler {
                 ledger: ledger.clone(),

@@ -15,7 +15,7 @@
 use super::{
     ledger::{Ledger, SyncReason},
     metrics::SyncMetrics,
-    service::SyncInput,
+    service::{Plan, SyncInput},
 };
 use futures::{stream, StreamExt};
 use sqlx::{postgres::PgListener, PgPool};
@@ -37,6 +37,9 @@ pub struct Dispatcher {
     pub http: reqwest::Client,
     pub ingress_url: String,
     pub metrics: Arc<SyncMetrics>,
+    /// The retry policy each sync is sent with (`DATABRICKS_RETRY_*`).
+    pub retry_attempts: u32,
+    pub retry_interval: Duration,
 }
 
 /// Why Restate did not accept a sync request.
@@ -132,14 +135,42 @@ impl Dispatcher {
         .fetch_all(db)
         .await?;
         let claimed = due.len() as i64;
+        // Each sync is sent with what it syncs, read here for the whole
+        // round at once, so that it needs no journaled action to read it.
+        let syncs: Vec<Uuid> = due
+            .iter()
+            .filter(|d| d.reason != SyncReason::Delete)
+            .map(|d| d.dataset_id)
+            .collect();
+        let mut datasets = match self.ledger.load_datasets(&syncs).await {
+            Ok(datasets) => datasets,
+            Err(e) => {
+                // Sent without: each handler reads its own.
+                tracing::warn!(error = %e, "reading the round's datasets failed");
+                std::collections::HashMap::new()
+            }
+        };
         let results: Vec<_> = stream::iter(due)
-            .map(|d| async move {
-                let handler = match d.reason {
-                    SyncReason::Delete => "delete",
-                    _ => "sync",
+            .map(|d| {
+                let (handler, plan) = match d.reason {
+                    SyncReason::Delete => ("delete", None),
+                    _ => (
+                        "sync",
+                        datasets.remove(&d.dataset_id).map(|dataset| Plan {
+                            dataset: Some(dataset),
+                            max_attempts: self.retry_attempts,
+                            retry_interval_ms: self.retry_interval.as_millis() as u64,
+                        }),
+                    ),
                 };
-                let sent = self.send(d.id, d.dataset_id, handler).await;
-                (d, sent)
+                async move {
+                    let input = SyncInput {
+                        request_id: d.id,
+                        plan,
+                    };
+                    let sent = self.send(&input, d.dataset_id, handler).await;
+                    (d, sent)
+                }
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
@@ -206,7 +237,7 @@ impl Dispatcher {
 
     async fn send(
         &self,
-        request_id: Uuid,
+        input: &SyncInput,
         dataset_id: Uuid,
         handler: &str,
     ) -> Result<String, DispatchError> {
@@ -217,8 +248,8 @@ impl Dispatcher {
         let response = self
             .http
             .post(&url)
-            .header("idempotency-key", request_id.to_string())
-            .json(&SyncInput { request_id })
+            .header("idempotency-key", input.request_id.to_string())
+            .json(input)
             .send()
             .await
             .map_err(|e| DispatchError::Unreachable {

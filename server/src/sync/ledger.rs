@@ -124,6 +124,34 @@ impl Ledger {
         }))
     }
 
+    /// [`Self::load_dataset`] for many datasets at once (the dispatcher's
+    /// round): those that still exist and are not being deleted.
+    pub async fn load_datasets(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, super::service::DatasetRef>, sqlx::Error> {
+        let rows = sqlx::query!(
+            "SELECT id, tenant_id, name, schema, version, base_version FROM datasets
+             WHERE id = ANY($1) AND sync_status <> 'deleting'",
+            ids,
+        )
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let dataset = super::service::DatasetRef {
+                    tenant_id: r.tenant_id,
+                    name: r.name,
+                    schema: r.schema,
+                    version: r.version,
+                    base_version: r.base_version,
+                };
+                (r.id, dataset)
+            })
+            .collect())
+    }
+
     /// The tenant's dataset's status, its row locked until `tx` ends; `None`
     /// when the tenant has no such dataset.
     async fn lock_status(

@@ -1,8 +1,10 @@
 //! `DatasetSync`, the Restate virtual object keyed by dataset id. Its
 //! exclusive `sync` handler runs the seed's steps 2–9 as journaled actions:
 //!
-//! 1. `load_dataset`: the dataset row and the retry policy, read once, so a
-//!    replay sees the same plan even if the configuration changed.
+//! 1. The plan: the dataset row and the retry policy, which the dispatcher
+//!    sends in the input (journaled with it), so a replay sees the same plan
+//!    even if the configuration changed. A call without it (an operator's
+//!    own) reads them in a first journaled action, `load_dataset`.
 //! 2. `sync_to_bronze`: MCP `create_dataset` (downloads the Parquet file from
 //!    this server's internal endpoint).
 //! 3. `transform_to_silver`: MCP `transform_to_silver`; its success is
@@ -79,10 +81,18 @@ struct DeletePlan {
     retry_interval_ms: u64,
 }
 
-/// The body of a `sync` call: which outbox request this run serves.
+/// The body of a `sync` call: which outbox request this run serves, and
+/// what to sync.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncInput {
     pub request_id: Uuid,
+    /// The dataset and the retry policy, as the dispatcher read them when it
+    /// sent the request: journaled with the input, so a replay sees the same
+    /// plan, and the sync needs no action of its own to read them. Without
+    /// it (an operator's own call, a request sent by an older server) the
+    /// handler reads them in its first journaled action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
 }
 
 /// The object's record of its last (or current) sync, kept in Restate's K/V
@@ -131,12 +141,13 @@ fn first_version() -> i32 {
     1
 }
 
-/// Read once per sync by the first journaled action.
+/// What a sync does and how often it tries: in its input, or read once by
+/// its first journaled action.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Plan {
-    dataset: Option<DatasetRef>,
-    max_attempts: u32,
-    retry_interval_ms: u64,
+pub struct Plan {
+    pub dataset: Option<DatasetRef>,
+    pub max_attempts: u32,
+    pub retry_interval_ms: u64,
 }
 
 /// The name of a step's `ctx.run` in the Restate journal.
@@ -185,25 +196,31 @@ impl DatasetSync {
         input: Json<SyncInput>,
     ) -> Result<Json<SyncRecord>, HandlerError> {
         let dataset_id = dataset_key(ctx.key())?;
-        let request_id = input.into_inner().request_id;
+        let SyncInput { request_id, plan } = input.into_inner();
 
         let deps = self.deps.clone();
-        let plan = ctx
-            .run(move || async move {
-                let dataset = deps.ledger.load_dataset(dataset_id).await?;
-                if dataset.is_some() {
-                    SyncMetrics::inc(&deps.metrics.syncs_started);
-                }
-                Ok(Json(Plan {
-                    dataset,
-                    max_attempts: deps.retry_attempts,
-                    retry_interval_ms: deps.retry_interval.as_millis() as u64,
-                }))
-            })
-            .name("load_dataset")
-            .retry_policy(store_retry_policy())
-            .await?
-            .into_inner();
+        let plan = match plan {
+            Some(plan) => {
+                SyncMetrics::inc(&deps.metrics.syncs_started);
+                plan
+            }
+            None => ctx
+                .run(move || async move {
+                    let dataset = deps.ledger.load_dataset(dataset_id).await?;
+                    if dataset.is_some() {
+                        SyncMetrics::inc(&deps.metrics.syncs_started);
+                    }
+                    Ok(Json(Plan {
+                        dataset,
+                        max_attempts: deps.retry_attempts,
+                        retry_interval_ms: deps.retry_interval.as_millis() as u64,
+                    }))
+                })
+                .name("load_dataset")
+                .retry_policy(store_retry_policy())
+                .await?
+                .into_inner(),
+        };
         let Some(dataset) = plan.dataset.clone() else {
             return Err(
                 TerminalError::new(format!("dataset {dataset_id} no longer exists")).into(),
