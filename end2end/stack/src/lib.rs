@@ -14,11 +14,13 @@
 //! - [`postgres`]: a PostgreSQL server of its own, to restart or crash.
 //! - [`proxy`]: a TCP proxy that can be told to cut and refuse connections.
 //! - [`faults`]: the fault-injection run over all of them (the `faults` binary).
+//! - [`files`]: real-world test files (nulls as `NA`, time-zone timestamps).
 //! - [`report`]: the benchmark report, its slopes and plots (the `bench-report` binary).
 
 pub mod app;
 pub mod db;
 pub mod faults;
+pub mod files;
 pub mod locate;
 pub mod mcp;
 pub mod postgres;

@@ -108,7 +108,6 @@ enum Phase {
 /// Fed every chunk of an upload, in order, by the scratch writer's thread.
 pub struct EarlyConvert {
     storage: Storage,
-    dir: PathBuf,
     stem: String,
     phase: Phase,
     /// The Parquet file being written; removed unless handed over.
@@ -130,7 +129,6 @@ impl EarlyConvert {
     pub fn new(storage: Storage, stem: String, stream_below: u64) -> Self {
         Self {
             stream_below: stream_below as f64,
-            dir: storage.tmp_dir().to_owned(),
             storage,
             stem,
             phase: Phase::Holding(Vec::new(), 0, None),
@@ -139,7 +137,9 @@ impl EarlyConvert {
     }
 
     fn path(&self, suffix: &str) -> PathBuf {
-        self.dir.join(format!("{}.{suffix}", self.stem))
+        self.storage
+            .tmp_dir()
+            .join(format!("{}.{suffix}", self.stem))
     }
 
     /// The next chunk, already inspected; `text` says whether the upload is
@@ -347,35 +347,8 @@ mod tests {
         Storage::open(root, &limits).unwrap()
     }
 
-    /// A real-world export: nulls as `NA` and empty, negative numbers,
-    /// quoted text with delimiters and quotes, timestamps with time zones.
     fn export(rows: usize, bad_at: Option<usize>) -> Vec<u8> {
-        let mut out = String::from("id,customer,amount,ordered_at,shipped,note\n");
-        for i in 0..rows {
-            let amount = match i % 13 {
-                0 => "NA".to_owned(),
-                _ => format!("{:.2}", (i as f64 - 5_000.0) * 1.37),
-            };
-            let id = if Some(i) == bad_at {
-                "n/a-".to_owned() + &i.to_string()
-            } else {
-                i.to_string()
-            };
-            let note = match i % 5 {
-                0 => String::new(),
-                1 => "\"a, b and \"\"c\"\"\"".to_owned(),
-                _ => format!("plain {i}"),
-            };
-            out.push_str(&format!(
-                "{id},Customer {},{amount},2024-{:02}-{:02} {:02}:15:00+02:00,{},{note}\n",
-                i % 997,
-                1 + i % 12,
-                1 + i % 28,
-                i % 24,
-                i % 2 == 0,
-            ));
-        }
-        out.into_bytes()
+        stack::files::export_csv(rows, bad_at.map(|at| (at, "-n/a")))
     }
 
     fn feed(early: &mut EarlyConvert, bytes: &[u8]) {

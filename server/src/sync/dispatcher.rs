@@ -175,49 +175,50 @@ impl Dispatcher {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
+        let (mut accepted, mut refused) = (Vec::new(), Vec::new());
         for (d, sent) in results {
             match sent {
                 Ok(invocation_id) => {
                     SyncMetrics::inc(&self.metrics.dispatched);
                     tracing::info!(request = %d.id, dataset = %d.dataset_id, invocation = %invocation_id, "sync request accepted");
-                    // Restate has it now: record that even if Postgres is
-                    // restarting, and never drop the rest of the round's
-                    // answers over one failed write (a request left
-                    // unmarked is sent again when its lease ends, and
-                    // Restate answers it with the same invocation).
-                    let mut wait = Duration::from_millis(100);
-                    for tries_left in (0..6).rev() {
-                        match self.ledger.mark_queued(d.id, &invocation_id).await {
-                            Ok(()) => break,
-                            Err(e) if tries_left == 0 => {
-                                tracing::warn!(request = %d.id, error = %e,
-                                    "could not record an accepted sync request; it is sent again when its lease ends");
-                            }
-                            Err(_) => {
-                                tokio::time::sleep(wait).await;
-                                wait *= 2;
-                            }
-                        }
-                    }
+                    accepted.push((d.id, invocation_id));
                 }
-                Err(e) => {
-                    SyncMetrics::inc(&self.metrics.dispatch_errors);
-                    let backoff = backoff(d.dispatch_attempts);
-                    tracing::warn!(request = %d.id, dataset = %d.dataset_id, error = %e,
-                        retry_in_ms = backoff.as_millis() as u64, "Restate did not accept a sync request");
-                    sqlx::query!(
-                        "UPDATE sync_requests SET dispatch_attempts = dispatch_attempts + 1,
-                           last_dispatch_error = $2,
-                           next_dispatch_at = now() + make_interval(secs => $3)
-                         WHERE id = $1 AND dispatched_at IS NULL",
-                        d.id,
-                        e.to_string(),
-                        backoff.as_secs_f64(),
-                    )
-                    .execute(db)
-                    .await?;
+                Err(e) => refused.push((d, e)),
+            }
+        }
+        // Restate has these now: record that first, even if Postgres is
+        // restarting (requests left unmarked are sent again when their lease
+        // ends, and Restate answers each with the same invocation).
+        let mut wait = Duration::from_millis(100);
+        for tries_left in (0..6).rev() {
+            match self.ledger.mark_queued(&accepted).await {
+                Ok(()) => break,
+                Err(e) if tries_left == 0 => {
+                    tracing::warn!(requests = accepted.len(), error = %e,
+                        "could not record accepted sync requests; they are sent again when their lease ends");
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
                 }
             }
+        }
+        for (d, e) in refused {
+            SyncMetrics::inc(&self.metrics.dispatch_errors);
+            let backoff = backoff(d.dispatch_attempts);
+            tracing::warn!(request = %d.id, dataset = %d.dataset_id, error = %e,
+                retry_in_ms = backoff.as_millis() as u64, "Restate did not accept a sync request");
+            sqlx::query!(
+                "UPDATE sync_requests SET dispatch_attempts = dispatch_attempts + 1,
+                   last_dispatch_error = $2,
+                   next_dispatch_at = now() + make_interval(secs => $3)
+                 WHERE id = $1 AND dispatched_at IS NULL",
+                d.id,
+                e.to_string(),
+                backoff.as_secs_f64(),
+            )
+            .execute(db)
+            .await?;
         }
         if claimed == BATCH {
             return Ok(Duration::ZERO);

@@ -262,50 +262,41 @@ impl Ledger {
         .await
     }
 
-    /// Restate accepted the request: `queued` (only from `pending`), and the
-    /// timeline's `queued` row from the request to its acceptance.
-    pub async fn mark_queued(
-        &self,
-        request_id: Uuid,
-        invocation_id: &str,
-    ) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        let row = sqlx::query!(
-            "UPDATE sync_requests SET dispatched_at = COALESCE(dispatched_at, now()),
-               invocation_id = $2, last_dispatch_error = NULL
-             WHERE id = $1 RETURNING tenant_id, dataset_id, created_at",
-            request_id,
-            invocation_id,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(request) = row else {
-            // The dataset (and so its request) was deleted meanwhile.
-            return tx.commit().await;
-        };
+    /// Restate accepted these requests (request id, invocation id): each
+    /// dataset `queued` (only from `pending`), and the timeline's `queued`
+    /// row from the request to its acceptance. One statement for a whole
+    /// round, idempotent: writing it again changes nothing.
+    pub async fn mark_queued(&self, accepted: &[(Uuid, String)]) -> Result<(), sqlx::Error> {
+        if accepted.is_empty() {
+            return Ok(());
+        }
+        let (ids, invocations): (Vec<Uuid>, Vec<String>) = accepted.iter().cloned().unzip();
+        // The sync may already be running, so its `queued` row can be
+        // written after the first step's; the timeline orders by start time.
+        // A request deleted meanwhile (with its dataset) matches nothing.
         sqlx::query!(
-            "UPDATE datasets SET sync_status = 'queued' WHERE id = $1 AND sync_status = 'pending'",
-            request.dataset_id,
-        )
-        .execute(&mut *tx)
-        .await?;
-        // The sync may already be running, so this row can be written after
-        // the first step's; the timeline orders by start time.
-        sqlx::query!(
-            "INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts,
+            "WITH accepted AS (
+               SELECT * FROM unnest($1::uuid[], $2::text[]) AS a(id, invocation_id)),
+             request AS (
+               UPDATE sync_requests r SET dispatched_at = COALESCE(r.dispatched_at, now()),
+                 invocation_id = a.invocation_id, last_dispatch_error = NULL
+               FROM accepted a WHERE r.id = a.id
+               RETURNING r.id, r.tenant_id, r.dataset_id, r.created_at, r.invocation_id),
+             queued AS (
+               UPDATE datasets d SET sync_status = 'queued'
+               FROM request r WHERE d.id = r.dataset_id AND d.sync_status = 'pending')
+             INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts,
                outcome, started_at, finished_at, detail)
-             VALUES ($1, $2, $3, 'queued', 1, 1, 'succeeded', $4, now(),
-               jsonb_build_object('invocation_id', $5::text))
+             SELECT tenant_id, dataset_id, id, 'queued', 1, 1, 'succeeded', created_at, now(),
+               jsonb_build_object('invocation_id', invocation_id)
+             FROM request
              ON CONFLICT (request_id, step, attempt) DO NOTHING",
-            request.tenant_id,
-            request.dataset_id,
-            request_id,
-            request.created_at,
-            invocation_id,
+            &ids,
+            &invocations,
         )
-        .execute(&mut *tx)
+        .execute(&self.db)
         .await?;
-        tx.commit().await
+        Ok(())
     }
 
     /// A step attempt starts: `syncing` (step, attempt n of N) and an open
@@ -315,57 +306,45 @@ impl Ledger {
     /// outcome, and the process died before Restate journaled it): the
     /// outcome stands and the work is not done again, so each step's effect
     /// and its timeline row happen once.
+    ///
+    /// One statement (its own transaction, one round trip): the recorded
+    /// outcome if there is one; otherwise the dataset row and the timeline
+    /// row, both only if the dataset is still there and not being deleted.
     pub async fn step_started(&self, a: Attempt) -> Result<StepStart, sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        let recorded = sqlx::query!(
-            r#"SELECT outcome AS "outcome: StepOutcome", error, detail FROM sync_events
-                WHERE request_id = $1 AND step = $2 AND attempt = $3 AND finished_at IS NOT NULL"#,
+        let row = sqlx::query!(
+            r#"WITH recorded AS (
+                 SELECT outcome, error, detail FROM sync_events
+                 WHERE request_id = $1 AND step = $2 AND attempt = $3 AND finished_at IS NOT NULL),
+               live AS (
+                 UPDATE datasets SET sync_status = 'syncing', sync_step = $2, sync_attempt = $3,
+                   sync_max_attempts = $4, sync_next_retry_at = NULL
+                 WHERE id = $5 AND sync_status <> 'deleting' AND NOT EXISTS (SELECT 1 FROM recorded)
+                 RETURNING id),
+               opened AS (
+                 INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts, outcome)
+                 SELECT $6, id, $1, $2, $3, $4, 'running' FROM live
+                 ON CONFLICT (request_id, step, attempt) DO NOTHING)
+               SELECT r.outcome AS "outcome?: StepOutcome", r.error, r.detail,
+                 EXISTS (SELECT 1 FROM live) AS "live!"
+               FROM (SELECT 1) one LEFT JOIN recorded r ON true"#,
             a.request_id,
             a.step as SyncStep,
             a.attempt(),
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(r) = recorded {
-            tx.commit().await?;
-            return Ok(StepStart::Recorded {
-                outcome: r.outcome,
-                error: r.error,
-                detail: r.detail,
-            });
-        }
-        let live = sqlx::query!(
-            "UPDATE datasets SET sync_status = 'syncing', sync_step = $2, sync_attempt = $3,
-               sync_max_attempts = $4, sync_next_retry_at = NULL
-             WHERE id = $1 AND sync_status <> 'deleting'",
-            a.dataset_id,
-            a.step as SyncStep,
-            a.attempt(),
             a.max_attempts(),
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !live {
-            tx.commit().await?;
-            return Ok(StepStart::Stop);
-        }
-        sqlx::query!(
-            "INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts, outcome)
-             VALUES ($1, $2, $3, $4, $5, $6, 'running')
-             ON CONFLICT (request_id, step, attempt) DO NOTHING",
+            a.dataset_id,
             a.tenant_id,
-            a.dataset_id,
-            a.request_id,
-            a.step as SyncStep,
-            a.attempt(),
-            a.max_attempts(),
         )
-        .execute(&mut *tx)
+        .fetch_one(&self.db)
         .await?;
-        tx.commit().await?;
-        Ok(StepStart::Run)
+        Ok(match (row.outcome, row.live) {
+            (Some(outcome), _) => StepStart::Recorded {
+                outcome,
+                error: row.error,
+                detail: row.detail,
+            },
+            (None, true) => StepStart::Run,
+            (None, false) => StepStart::Stop,
+        })
     }
 
     /// Closes a step attempt's timeline row (first write wins).
@@ -476,32 +455,19 @@ impl Ledger {
         silver_table: &str,
         version: i32,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.db.begin().await?;
-        Self::close_event(
-            &mut tx,
-            silver,
-            StepOutcome::Succeeded,
-            None,
-            None,
-            Some(detail),
-        )
-        .await?;
         let metadata = serde_json::json!({"bronze_table": bronze_table,
             "silver_table": silver_table, "version": version});
+        // One statement: its own transaction, one round trip.
         sqlx::query!(
-            "INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts,
-               outcome, finished_at, detail)
-             VALUES ($1, $2, $3, 'metadata', 1, 1, 'succeeded', now(), $4)
-             ON CONFLICT (request_id, step, attempt) DO NOTHING",
-            silver.tenant_id,
-            silver.dataset_id,
-            silver.request_id,
-            metadata,
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query!(
-            "UPDATE datasets SET
+            "WITH closed AS (
+               UPDATE sync_events SET outcome = 'succeeded', finished_at = now(), detail = $6
+               WHERE request_id = $5 AND step = $7 AND attempt = $8 AND finished_at IS NULL),
+             recorded AS (
+               INSERT INTO sync_events (tenant_id, dataset_id, request_id, step, attempt, max_attempts,
+                 outcome, finished_at, detail)
+               VALUES ($9, $1, $5, 'metadata', 1, 1, 'succeeded', now(), $10)
+               ON CONFLICT (request_id, step, attempt) DO NOTHING)
+             UPDATE datasets SET
                sync_status = CASE WHEN version <= $4 THEN 'synced'::sync_status
                  ELSE COALESCE(
                    (SELECT CASE WHEN r.dispatched_at IS NULL THEN 'pending' ELSE 'queued' END::sync_status
@@ -520,10 +486,15 @@ impl Ledger {
             silver_table,
             version,
             silver.request_id,
+            detail,
+            silver.step as SyncStep,
+            silver.attempt(),
+            silver.tenant_id,
+            metadata,
         )
-        .execute(&mut *tx)
+        .execute(&self.db)
         .await?;
-        tx.commit().await
+        Ok(())
     }
 }
 

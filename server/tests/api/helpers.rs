@@ -476,6 +476,51 @@ impl TestApp {
         files
     }
 
+    /// Waits until no scratch file is left (the consumed upload is removed
+    /// in the background, right after the answer).
+    pub async fn wait_scratch_gone(&self) {
+        let tmp = self.data_dir.path().join("tmp");
+        eventually(
+            Duration::from_secs(5),
+            "the scratch files to go",
+            || async {
+                self.stored_files()
+                    .iter()
+                    .all(|p| !p.starts_with(&tmp))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Uploads `file_name` chunked (no length the server could check
+    /// first): `header`, then `line` repeated 512 times in each of 4,096
+    /// chunks. Returns the rejection it must get.
+    pub async fn upload_chunked(
+        &self,
+        file_name: &str,
+        header: &'static [u8],
+        line: &str,
+    ) -> (u16, ErrorBody) {
+        let chunk = bytes::Bytes::from(line.repeat(512));
+        let chunks = std::iter::once(Ok::<_, std::io::Error>(bytes::Bytes::from_static(header)))
+            .chain((0..4096).map(move |_| Ok(chunk.clone())));
+        let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+        let part = reqwest::multipart::Part::stream(body).file_name(file_name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        // The server may answer before the client has sent everything; the
+        // answer, when read, is the rejection.
+        let response = self
+            .client
+            .post(self.url("/api/datasets"))
+            .header("Accept", "application/json")
+            .multipart(form)
+            .send()
+            .await
+            .expect("an answer");
+        Self::read_upload(response).await.expect_rejected()
+    }
+
     pub fn parquet_path(&self, id: Uuid) -> PathBuf {
         self.data_dir
             .path()
@@ -565,35 +610,4 @@ where
             .await
             .unwrap_or_else(|e| panic!("{e} (at {caller})"))
     }
-}
-
-/// A real-world export of `rows` rows: nulls as `NA`, negative numbers,
-/// quoted text with delimiters and quotes, timestamps with time zones. Row
-/// `bad_at` (0-based; line `bad_at + 2`) gets `bad` appended to its id.
-pub fn export_csv(rows: usize, bad_at: Option<(usize, &str)>) -> Vec<u8> {
-    let mut out = String::from("id,customer,amount,ordered_at,shipped,note\n");
-    for i in 0..rows {
-        let amount = match i % 13 {
-            0 => "NA".to_owned(),
-            _ => format!("{:.2}", (i as f64 - 5_000.0) * 1.37),
-        };
-        let id = match bad_at {
-            Some((at, bad)) if at == i => format!("{i}{bad}"),
-            _ => i.to_string(),
-        };
-        let note = match i % 5 {
-            0 => String::new(),
-            1 => "\"a, b and \"\"c\"\"\"".to_owned(),
-            _ => format!("plain {i}"),
-        };
-        out.push_str(&format!(
-            "{id},Customer {},{amount},2024-{:02}-{:02} {:02}:15:00+02:00,{},{note}\n",
-            i % 997,
-            1 + i % 12,
-            1 + i % 28,
-            i % 24,
-            i % 2 == 0,
-        ));
-    }
-    out.into_bytes()
 }

@@ -1,10 +1,10 @@
 //! Uploads that must succeed: every format, odd headers, concurrency.
 
 use crate::helpers::{
-    eventually, export_csv, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with,
-    Options,
+    eventually, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with, Options,
 };
 use app::{domain::SyncStatus, model::ColumnSchema};
+use stack::files::export_csv;
 use std::{collections::HashSet, time::Duration};
 
 fn types(schema: &[ColumnSchema]) -> Vec<(&str, &str)> {
@@ -78,14 +78,7 @@ async fn csv_upload_produces_parquet_and_a_catalogue_row() {
     assert_eq!(metadata["databricks_enabled"], false);
     assert_eq!(metadata["bronze_table"], serde_json::Value::Null);
     // The consumed upload is removed in the background, right after the answer.
-    let tmp = app.data_dir.path().join("tmp");
-    eventually(Duration::from_secs(5), "the scratch file to go", || async {
-        app.stored_files()
-            .iter()
-            .all(|p| !p.starts_with(&tmp))
-            .then_some(())
-    })
-    .await;
+    app.wait_scratch_gone().await;
 }
 
 #[tokio::test]
@@ -552,18 +545,7 @@ async fn a_large_export_streams_into_the_same_dataset() {
     assert_eq!(rows[1][2].as_deref(), Some("-6848.63"));
     assert_eq!(rows[1][5].as_deref(), Some("a, b and \"c\""));
     assert_eq!(rows[79_999][0].as_deref(), Some("79999"));
-    let tmp = app.data_dir.path().join("tmp");
-    eventually(
-        Duration::from_secs(5),
-        "the scratch files to go",
-        || async {
-            app.stored_files()
-                .iter()
-                .all(|p| !p.starts_with(&tmp))
-                .then_some(())
-        },
-    )
-    .await;
+    app.wait_scratch_gone().await;
 }
 
 /// A value past the sniffer's sample that its column's type cannot hold:

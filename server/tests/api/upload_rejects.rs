@@ -1,9 +1,7 @@
 //! Uploads that must be refused with a clear 4xx, leaving nothing behind.
 
-use crate::helpers::{
-    export_csv, gzip, parquet_from_sql, spawn_app, spawn_app_with, Options, TestApp,
-};
-use bytes::Bytes;
+use crate::helpers::{gzip, parquet_from_sql, spawn_app, spawn_app_with, Options, TestApp};
+use stack::files::export_csv;
 
 /// Uploads, expects a rejection with `status` and `code`, returns the message,
 /// and checks that no row and no file remain.
@@ -243,22 +241,7 @@ async fn size_cap_is_enforced_mid_stream_without_content_length() {
     })
     .await;
     // 4 MiB of valid CSV sent chunked, so the server only learns the size by counting.
-    let chunks = std::iter::once(Ok::<_, std::io::Error>(Bytes::from_static(b"n\n")))
-        .chain((0..4096).map(|_| Ok(Bytes::from("1\n".repeat(512)))));
-    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
-    let part = reqwest::multipart::Part::stream(body).file_name("big.csv");
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let response = app
-        .client
-        .post(app.url("/api/datasets"))
-        .header("Accept", "application/json")
-        .multipart(form)
-        .send()
-        .await;
-    // The server may answer before the client has sent everything; either way
-    // the answer, when read, is 413 with a clear message.
-    let response = response.expect("an answer");
-    let (status, body) = TestApp::read_upload(response).await.expect_rejected();
+    let (status, body) = app.upload_chunked("big.csv", b"n\n", "1\n").await;
     assert_eq!((status, body.code.as_str()), (413, "too_large"));
     assert_eq!(
         body.message,
@@ -343,20 +326,7 @@ async fn an_oversize_upload_converting_as_it_arrives_leaves_nothing() {
         ..Options::default()
     })
     .await;
-    let chunks = std::iter::once(Ok::<_, std::io::Error>(Bytes::from_static(b"a,b\n")))
-        .chain((0..4096).map(|_| Ok(Bytes::from("1,2\n".repeat(512)))));
-    let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
-    let part = reqwest::multipart::Part::stream(body).file_name("big.csv");
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let response = app
-        .client
-        .post(app.url("/api/datasets"))
-        .header("Accept", "application/json")
-        .multipart(form)
-        .send()
-        .await
-        .expect("an answer");
-    let (status, body) = TestApp::read_upload(response).await.expect_rejected();
+    let (status, body) = app.upload_chunked("big.csv", b"a,b\n", "1,2\n").await;
     assert_eq!((status, body.code.as_str()), (413, "too_large"));
     app.assert_nothing_persisted().await;
 }
