@@ -169,17 +169,14 @@ async fn uploads_beyond_the_concurrency_cap_get_503_with_retry_after() {
         crate::helpers::Uploaded::Ok(_) => panic!("the second upload was let in"),
     };
     assert_eq!(response_status, 503);
-    let retry = app
-        .client
-        .post(app.url("/api/datasets"))
-        .header("Accept", "application/json")
-        .multipart(reqwest::multipart::Form::new().part(
+    let retry = post(
+        &app,
+        reqwest::multipart::Form::new().part(
             "file",
             reqwest::multipart::Part::bytes(b"x\n1\n".to_vec()).file_name("c.csv"),
-        ))
-        .send()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(retry.status(), 503);
     assert_eq!(retry.headers()["retry-after"], "5");
 

@@ -421,6 +421,13 @@ impl TestApp {
             "file",
             reqwest::multipart::Part::bytes(bytes.into()).file_name(file_name.to_owned()),
         );
+        self.upload_form(form).await
+    }
+
+    /// Sends `form` to `POST /api/datasets` as the JSON client does, and
+    /// reads the answer. The server may answer before the client has sent
+    /// everything (a rejection mid-stream); the answer is then the rejection.
+    pub async fn upload_form(&self, form: reqwest::multipart::Form) -> Uploaded {
         let response = self
             .client
             .post(self.url("/api/datasets"))
@@ -428,7 +435,7 @@ impl TestApp {
             .multipart(form)
             .send()
             .await
-            .expect("request sent");
+            .expect("an answer");
         Self::read_upload(response).await
     }
 
@@ -508,17 +515,7 @@ impl TestApp {
         let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
         let part = reqwest::multipart::Part::stream(body).file_name(file_name.to_owned());
         let form = reqwest::multipart::Form::new().part("file", part);
-        // The server may answer before the client has sent everything; the
-        // answer, when read, is the rejection.
-        let response = self
-            .client
-            .post(self.url("/api/datasets"))
-            .header("Accept", "application/json")
-            .multipart(form)
-            .send()
-            .await
-            .expect("an answer");
-        Self::read_upload(response).await.expect_rejected()
+        self.upload_form(form).await.expect_rejected()
     }
 
     pub fn parquet_path(&self, id: Uuid) -> PathBuf {

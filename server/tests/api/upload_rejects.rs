@@ -221,15 +221,7 @@ async fn other_compression_is_named() {
 async fn missing_file_field() {
     let app = spawn_app().await;
     let form = reqwest::multipart::Form::new().text("name", "no file");
-    let response = app
-        .client
-        .post(app.url("/api/datasets"))
-        .header("Accept", "application/json")
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = TestApp::read_upload(response).await.expect_rejected();
+    let (status, body) = app.upload_form(form).await.expect_rejected();
     assert_eq!((status, body.code.as_str()), (400, "missing_file"));
 }
 
@@ -261,15 +253,7 @@ async fn declared_oversize_is_refused_before_reading() {
         "file",
         reqwest::multipart::Part::bytes(vec![b'a'; 2 << 20]).file_name("big.csv"),
     );
-    let response = app
-        .client
-        .post(app.url("/api/datasets"))
-        .header("Accept", "application/json")
-        .multipart(form)
-        .send()
-        .await
-        .expect("an answer");
-    let (status, body) = TestApp::read_upload(response).await.expect_rejected();
+    let (status, body) = app.upload_form(form).await.expect_rejected();
     assert_eq!((status, body.code.as_str()), (413, "too_large"));
     app.assert_nothing_persisted().await;
 }
