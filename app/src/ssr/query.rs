@@ -126,20 +126,28 @@ fn sandbox(
     limits: &QueryLimits,
     writable: Option<&std::path::Path>,
 ) -> Result<Connection, duckdb::Error> {
+    // No async I/O threads: DuckDB 2.0 can deadlock when a COPY that hands
+    // its writes to them is stopped or fails half-way (the aborting writer
+    // waits for a write task that waits for the writer's lock), and stopping
+    // a download at its cap or deadline is routine here. Writes are made by
+    // the query's own threads instead.
     let config = duckdb::Config::default()
         .enable_autoload_extension(false)?
         .with("autoinstall_known_extensions", "false")?
         .with("threads", limits.threads.max(1).to_string())?
         .with("memory_limit", format!("{}B", limits.memory_bytes))?
         // No spill directory: a query that outgrows its memory fails.
-        .with("temp_directory", "")?;
+        .with("temp_directory", "")?
+        .with("async_threads", "0")?;
     let conn = Connection::open_in_memory_with_flags(config)?;
     let files: Vec<String> = tables
         .iter()
         .map(|t| quote_literal(&t.file.to_string_lossy()))
         .chain(writable.map(|w| quote_literal(&w.to_string_lossy())))
         .collect();
-    let mut setup = String::new();
+    // Each file's footer is read once, not again for every bind (the
+    // view's, then the query's).
+    let mut setup = String::from("SET parquet_metadata_cache = true;");
     for t in tables {
         let select: Vec<String> = t
             .columns
@@ -232,33 +240,56 @@ pub fn run_local(
         }
     });
     let result = (|| {
-        let mut columns = Vec::new();
-        {
-            let mut describe = conn.prepare(&format!("DESCRIBE SELECT * FROM ({sql}) q"))?;
-            let mut rows = describe.query([])?;
-            while let Some(row) = rows.next()? {
-                columns.push(QueryColumn {
-                    name: row.get(0)?,
-                    data_type: row.get(1)?,
-                });
-            }
-        }
+        // One statement gives the rows and the columns: each row carries its
+        // columns' types (`typeof`, folded to constants when the query is
+        // bound) before its values as text, under the names DESCRIBE would
+        // give. Only an empty result pays for a DESCRIBE.
+        let mut stmt = conn.prepare(&format!(
+            "SELECT * FROM (SELECT typeof(COLUMNS(*)), {} FROM ({sql}\n) q LIMIT {}) OFFSET 0",
+            super::reader::bounded_text("COLUMNS(*)::VARCHAR", MAX_QUERY_CELL_CHARS),
+            limits.max_rows + 1
+        ))?;
+        let mut result = stmt.query([])?;
+        let names = result
+            .as_ref()
+            .map(|s| s.column_names())
+            .unwrap_or_default();
+        let width = names.len() / 2;
+        let mut types = None;
         let mut rows = Vec::new();
-        if !columns.is_empty() {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT * FROM (SELECT {} FROM ({sql}) q LIMIT {}) OFFSET 0",
-                super::reader::bounded_text("COLUMNS(*)::VARCHAR", MAX_QUERY_CELL_CHARS),
-                limits.max_rows + 1
-            ))?;
-            let mut result = stmt.query([])?;
-            while let Some(row) = result.next()? {
-                let mut values = Vec::with_capacity(columns.len());
-                for i in 0..columns.len() {
-                    values.push(row.get::<_, Option<String>>(i)?);
-                }
-                rows.push(values);
+        while let Some(row) = result.next()? {
+            if types.is_none() {
+                types = Some(
+                    (0..width)
+                        .map(|i| row.get::<_, String>(i))
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
             }
+            let mut values = Vec::with_capacity(width);
+            for i in width..2 * width {
+                values.push(row.get::<_, Option<String>>(i)?);
+            }
+            rows.push(values);
         }
+        let columns = match types {
+            Some(types) => names
+                .into_iter()
+                .zip(types)
+                .map(|(name, data_type)| QueryColumn { name, data_type })
+                .collect(),
+            None => {
+                let mut describe = conn.prepare(&format!("DESCRIBE SELECT * FROM ({sql}\n) q"))?;
+                let mut found = describe.query([])?;
+                let mut columns = Vec::new();
+                while let Some(row) = found.next()? {
+                    columns.push(QueryColumn {
+                        name: row.get(0)?,
+                        data_type: row.get(1)?,
+                    });
+                }
+                columns
+            }
+        };
         Ok::<_, duckdb::Error>((columns, rows))
     })();
     let _ = done_tx.send(());

@@ -39,11 +39,16 @@ pub struct EngineLimits {
 }
 
 /// Opens an in-memory DuckDB instance within `limits`, spilling to `spill_dir`.
+/// Without async I/O threads: DuckDB 2.0 can deadlock when a `COPY … TO`
+/// that hands its writes to them fails or is stopped half-way (the aborting
+/// writer waits for a write task that waits for the writer's lock), and a
+/// conversion that fails (a value the sample did not foresee) or is stopped
+/// (an upload cut off) is routine. The statement's own threads write instead.
 pub fn open_engine(limits: &EngineLimits, spill_dir: &Path) -> Result<Connection, duckdb::Error> {
     let conn = Connection::open_in_memory()?;
     conn.execute_batch(&format!(
         "SET threads = {}; SET memory_limit = {}; SET temp_directory = {}; \
-         SET enable_progress_bar = false;",
+         SET enable_progress_bar = false; SET async_threads = 0;",
         limits.threads.max(1),
         quote_literal(&limits.memory_limit),
         quote_literal(&spill_dir.to_string_lossy()),

@@ -91,9 +91,13 @@ impl LocalLakehouse {
     pub fn open(root: &Path, catalog: Ident, sandbox: SandboxLimits) -> Result<Self, BackendError> {
         std::fs::create_dir_all(root.join("volumes"))?;
         let root = root.canonicalize()?;
+        // No async I/O threads: DuckDB 2.0 can deadlock when a `COPY … TO`
+        // that hands its writes to them fails half-way (the aborting writer
+        // waits for a write task that waits for the writer's lock).
         let config = duckdb::Config::default()
             .enable_autoload_extension(false)?
-            .with("autoinstall_known_extensions", "false")?;
+            .with("autoinstall_known_extensions", "false")?
+            .with("async_threads", "0")?;
         let conn =
             Connection::open_with_flags(root.join(format!("{}.duckdb", catalog.as_str())), config)?;
         conn.execute_batch(&format!(

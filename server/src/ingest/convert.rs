@@ -158,7 +158,11 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         |what: &str| tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{what}");
 
     let mut reader = reader_sql(detected, &src, compression, false);
-    let (mut format, columns) = sniff_and_describe(
+    let Described {
+        mut format,
+        columns,
+        reader: explicit,
+    } = sniff_and_describe(
         conn,
         detected,
         &src,
@@ -171,6 +175,10 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         format.push_str("+gzip");
     }
     check_columns(&columns)?;
+    let mut explicit_in_use = explicit.is_some();
+    if let Some(explicit) = explicit {
+        reader = explicit;
+    }
     lap("sniffed and described");
 
     // A row of another width can surface as a value that does not convert
@@ -198,39 +206,49 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
     let mut narrow = Narrow::BigInt;
     let mut full_scan = false;
     let rows = loop {
-        match copy(&reader, &columns, narrow) {
+        let e = match copy(&reader, &columns, narrow) {
             Ok(rows) => break rows,
-            Err(e) if is_conversion_error(&e) => {
-                // The sniffer types columns from a sample; a later value that
-                // does not fit means the sample misled it, so read the whole
-                // file to decide.
-                if detected.kind == SourceKind::Delimited && !full_scan {
-                    full_scan = true;
-                    reader = reader_sql(detected, &src, compression, true);
-                    columns = describe(conn, &reader).map_err(describe_err)?;
-                    check_columns(&columns)?;
-                    continue;
-                }
-                // Wide integers past BIGINT: DECIMAL(38,0) holds them.
-                let wide = columns.iter().find(|(_, t)| is_wide(t));
-                match (wide, narrow) {
-                    (Some(_), Narrow::BigInt) => narrow = Narrow::Decimal,
-                    (Some((name, data_type)), Narrow::Decimal) => {
-                        let column = columns
-                            .iter()
-                            .find(|(n, t)| {
-                                is_wide(t) && e.to_string().contains(&format!("column {n}"))
-                            })
-                            .map_or(name, |(n, _)| n);
-                        return Err(IngestError::UnsupportedType {
-                            column: column.clone(),
-                            data_type: format!("{data_type} (integers beyond 38 digits)"),
-                        });
-                    }
-                    (None, _) => return Err(read_failure(e)?),
-                }
+            Err(e) => e,
+        };
+        let conversion = is_conversion_error(&e);
+        if explicit_in_use && !conversion && is_reader_error(&e) {
+            // The reader as found, and it failed: the sniffer's dialect with
+            // RFC 4180's quote where its sample had none, and a file that
+            // quote does not fit (a `"` that opens a field and never closes),
+            // or JSON's columns, named, that its reader did not take as
+            // found. Read as the reader itself would.
+            explicit_in_use = false;
+            reader = reader_sql(detected, &src, compression, false);
+            continue;
+        }
+        if conversion && detected.kind == SourceKind::Delimited && !full_scan {
+            // The sniffer types columns from a sample; a later value that
+            // does not fit means the sample misled it, so read the whole
+            // file to decide.
+            full_scan = true;
+            reader = reader_sql(detected, &src, compression, true);
+            columns = describe(conn, &reader).map_err(describe_err)?;
+            check_columns(&columns)?;
+            continue;
+        }
+        if !conversion {
+            return Err(read_failure(e)?);
+        }
+        // Wide integers past BIGINT: DECIMAL(38,0) holds them.
+        let wide = columns.iter().find(|(_, t)| is_wide(t));
+        match (wide, narrow) {
+            (Some(_), Narrow::BigInt) => narrow = Narrow::Decimal,
+            (Some((name, data_type)), Narrow::Decimal) => {
+                let column = columns
+                    .iter()
+                    .find(|(n, t)| is_wide(t) && e.to_string().contains(&format!("column {n}")))
+                    .map_or(name, |(n, _)| n);
+                return Err(IngestError::UnsupportedType {
+                    column: column.clone(),
+                    data_type: format!("{data_type} (integers beyond 38 digits)"),
+                });
             }
-            Err(e) => return Err(read_failure(e)?),
+            (None, _) => return Err(read_failure(e)?),
         }
     };
 
@@ -311,59 +329,40 @@ pub(super) fn format_name(delimiter: &str) -> String {
 pub(super) struct Dialect {
     pub delimiter: String,
     pub columns: Vec<(String, String)>,
-    /// `read_csv`'s arguments after the path, with the closing parenthesis.
-    options: String,
+    /// `read_csv`'s arguments after the path, with the closing parenthesis;
+    /// `None` when the sniffer's reader was not one this code can take.
+    options: Option<String>,
 }
 
 impl Dialect {
+    /// `read_csv` of `src` (a SQL string literal) with the sniffed dialect
+    /// and types, if the sniffer gave them.
+    fn explicit_reader(&self, src: &str) -> Option<String> {
+        self.options
+            .as_ref()
+            .map(|options| format!("read_csv({src}{options}"))
+    }
+
     /// `read_csv` of `path` with the sniffed dialect and types.
-    pub fn reader(&self, path: &Path) -> String {
-        format!("read_csv({}{}", literal(path), self.options)
+    pub fn reader(&self, path: &Path) -> Result<String, String> {
+        self.explicit_reader(&literal(path))
+            .ok_or_else(|| "the sniffer gave no reader it can take".to_owned())
     }
 }
 
-/// Sniffs the delimited text at `path` with the options uploads are read
-/// with, and takes the sniffer's own complete `read_csv` call for it.
+/// Sniffs the uncompressed delimited text at `path` with the options uploads
+/// are read with.
 pub(super) fn sniff_dialect(conn: &Connection, path: &Path) -> Result<Dialect, String> {
-    let src = literal(path);
-    // The delimiter, the columns, and the sniffer's `FROM read_csv(...)`.
-    let mut dialect = Dialect {
-        delimiter: String::new(),
-        columns: Vec::new(),
-        options: String::new(),
-    };
-    let mut run = || -> Result<String, duckdb::Error> {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT Delimiter, Prompt, c.name, c.type FROM (SELECT Delimiter, Prompt, \
-             unnest(Columns) AS c FROM sniff_csv({src}, {}))",
-            csv_options("none", false)
-        ))?;
-        let mut prompt = String::new();
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            dialect.delimiter = row.get(0)?;
-            prompt = row.get(1)?;
-            dialect.columns.push((row.get(2)?, row.get(3)?));
-        }
-        Ok(prompt)
-    };
-    let prompt = run().map_err(|e| e.to_string())?;
-    let head = format!("FROM read_csv({src}");
-    let options = prompt
-        .strip_prefix(&head)
-        .map(|rest| rest.trim_end().trim_end_matches(';'))
-        .filter(|rest| rest.starts_with(", ") && rest.ends_with(')'))
-        .ok_or_else(|| format!("an unexpected reader from the sniffer: {prompt}"))?;
-    dialect.options = options.to_owned();
-    Ok(dialect)
+    sniff_csv(conn, &literal(path), "none").map_err(|e| e.to_string())
 }
 
-/// The format's name (for delimited text, from the sniffer's delimiter) and
-/// the columns the reader will produce. For delimited text both come from one
-/// run of the sniffer, with the reader's options: a separate DESCRIBE would
-/// sniff the file again. A sniffer that fails, or settles for one column while
-/// the header has delimiters, has met rows of different widths: the first such
-/// row is named.
+/// The format's name (for delimited text, from the sniffer's delimiter), the
+/// columns the reader will produce and, for delimited text, the sniffer's
+/// explicit reader to read the file with. For delimited text all three come
+/// from one run of the sniffer, with the reader's options: a separate
+/// DESCRIBE, or an auto-detecting reader, would sniff the file again. A
+/// sniffer that fails, or settles for one column while the header has
+/// delimiters, has met rows of different widths: the first such row is named.
 fn sniff_and_describe(
     conn: &Connection,
     detected: Detected,
@@ -372,13 +371,13 @@ fn sniff_and_describe(
     reader: &str,
     source: &Path,
     original_name: &str,
-) -> Result<(String, Vec<(String, String)>), IngestError> {
+) -> Result<Described, IngestError> {
     let describe_err = |e: duckdb::Error| user_error(detected.kind, &e, source, original_name);
     let format = match detected.kind {
         SourceKind::Delimited => {
             let sniffed = sniff_csv(conn, src, compression);
             let suspicious = match &sniffed {
-                Ok((_, columns)) => columns.len() == 1,
+                Ok(dialect) => dialect.columns.len() == 1,
                 Err(_) => true,
             };
             if suspicious {
@@ -387,38 +386,108 @@ fn sniff_and_describe(
                     return Err(ragged);
                 }
             }
-            let (delimiter, columns) = sniffed.map_err(describe_err)?;
-            return Ok((format_name(&delimiter), columns));
+            let dialect = sniffed.map_err(describe_err)?;
+            let reader = dialect.explicit_reader(src);
+            return Ok(Described {
+                format: format_name(&dialect.delimiter),
+                columns: dialect.columns,
+                reader,
+            });
         }
         SourceKind::JsonArray => "json",
         SourceKind::Ndjson => "ndjson",
         SourceKind::Parquet => "parquet",
     };
     let columns = describe(conn, reader).map_err(describe_err)?;
-    Ok((format.to_owned(), columns))
+    let explicit = match detected.kind {
+        SourceKind::JsonArray | SourceKind::Ndjson => {
+            Some(json_reader(detected.kind, src, compression, &columns))
+        }
+        _ => None,
+    };
+    Ok(Described {
+        format: format.to_owned(),
+        columns,
+        reader: explicit,
+    })
 }
 
-/// The sniffer's delimiter and columns (names and types, in order), with the
-/// options `reader_sql` reads delimited text with.
-fn sniff_csv(
-    conn: &Connection,
+/// What [`sniff_and_describe`] found.
+struct Described {
+    format: String,
+    columns: Vec<(String, String)>,
+    /// The reader that reads the file as found, without looking again.
+    reader: Option<String>,
+}
+
+/// `read_json` of `src` with `columns` as they were found. Finding them read
+/// the whole file, so the conversion names them rather than look again.
+fn json_reader(
+    kind: SourceKind,
     src: &str,
     compression: &str,
-) -> Result<(String, Vec<(String, String)>), duckdb::Error> {
+    columns: &[(String, String)],
+) -> String {
+    let columns: Vec<String> = columns
+        .iter()
+        .map(|(name, data_type)| format!("{}: {}", quote_literal(name), quote_literal(data_type)))
+        .collect();
+    format!(
+        "read_json({src}, format = '{}', compression = '{compression}', columns = {{{}}})",
+        json_format(kind),
+        columns.join(", ")
+    )
+}
+
+/// `read_json`'s format for `kind`.
+fn json_format(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::JsonArray => "array",
+        _ => "auto",
+    }
+}
+
+/// Sniffs the delimited text at `src` (a SQL string literal) with the options
+/// `reader_sql` reads it with: the delimiter, the columns (names and types, in
+/// order), and the sniffer's own complete `read_csv` call for it, so that
+/// reading the file does not sniff it a second time.
+fn sniff_csv(conn: &Connection, src: &str, compression: &str) -> Result<Dialect, duckdb::Error> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT Delimiter, c.name, c.type FROM (SELECT Delimiter, unnest(Columns) AS c \
-         FROM sniff_csv({src}, {}))",
+        "SELECT Delimiter, Prompt, c.name, c.type FROM (SELECT Delimiter, Prompt, \
+         unnest(Columns) AS c FROM sniff_csv({src}, {}))",
         csv_options(compression, false)
     ))?;
     // One row per column. No rows means no columns, which the caller refuses.
-    let mut delimiter = String::from(",");
-    let mut columns = Vec::new();
+    let mut dialect = Dialect {
+        delimiter: String::from(","),
+        columns: Vec::new(),
+        options: None,
+    };
+    let mut prompt = String::new();
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
-        delimiter = row.get(0)?;
-        columns.push((row.get(1)?, row.get(2)?));
+        dialect.delimiter = row.get(0)?;
+        prompt = row.get(1)?;
+        dialect.columns.push((row.get(2)?, row.get(3)?));
     }
-    Ok((delimiter, columns))
+    let head = format!("FROM read_csv({src}");
+    dialect.options = prompt
+        .strip_prefix(&head)
+        .map(|rest| rest.trim_end().trim_end_matches(';'))
+        .filter(|rest| rest.starts_with(", ") && rest.ends_with(')'))
+        .map(quote_as_rfc4180);
+    Ok(dialect)
+}
+
+/// The sniffer's options with RFC 4180's quote where it found none. It
+/// settles for no quote character when its sample holds no `"` used as one;
+/// read so, a field quoted further on (an address with a comma at row
+/// 50,000) would keep its quotes, or split. The `"` quote reads that sample
+/// exactly the same (a `"` inside an unquoted field stays a character); a
+/// file it does not fit fails with a CSV error, and is then read as the
+/// sniffer would have.
+fn quote_as_rfc4180(options: &str) -> String {
+    options.replacen(", quote='', escape='', ", ", quote='\"', escape='\"', ", 1)
 }
 
 /// How delimited text is read: never skipping leading rows, strict about row
@@ -441,12 +510,13 @@ fn reader_sql(detected: Detected, src: &str, compression: &str, full_scan: bool)
         SourceKind::Delimited => {
             format!("read_csv({src}, {})", csv_options(compression, full_scan))
         }
-        SourceKind::JsonArray => {
-            format!("read_json({src}, format = 'array', compression = '{compression}')")
-        }
-        SourceKind::Ndjson => {
-            format!("read_json({src}, format = 'auto', compression = '{compression}')")
-        }
+        // Typed from every record: JSON's reader casts leniently, so a
+        // sample's types would change later values without a word (1.5 read
+        // as BIGINT is 2, "yes" as BOOLEAN is true).
+        SourceKind::JsonArray | SourceKind::Ndjson => format!(
+            "read_json({src}, format = '{}', compression = '{compression}', sample_size = -1)",
+            json_format(detected.kind)
+        ),
         SourceKind::Parquet => format!("read_parquet({src})"),
     }
 }
@@ -515,6 +585,13 @@ fn null_counts(
         Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?))
     })?;
     rows.collect()
+}
+
+/// A CSV or JSON reader's complaint about the text (not memory, disk or an
+/// interrupt).
+fn is_reader_error(e: &duckdb::Error) -> bool {
+    let msg = e.to_string();
+    msg.contains("CSV Error") || msg.contains("JSON")
 }
 
 fn is_conversion_error(e: &duckdb::Error) -> bool {

@@ -215,13 +215,13 @@ impl EarlyConvert {
         convert::check_columns(&sniffed.columns).map_err(|e| e.to_string())?;
 
         let fifo = self.path("pipe");
+        let reader = sniffed.reader(&fifo)?;
         rustix::fs::mkfifoat(
             rustix::fs::CWD,
             &fifo,
             rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
         )
         .map_err(|e| format!("creating the pipe: {e}"))?;
-        let reader = sniffed.reader(&fifo);
         let parquet = super::ScratchFile::new(self.path("early.parquet"));
         let copy_sql = format!(
             "COPY (SELECT {} FROM {reader}) TO {} (FORMAT parquet, COMPRESSION zstd)",
@@ -367,6 +367,28 @@ mod tests {
         names
     }
 
+    /// `bytes` converted the ordinary way, after the receipt, to `dest`.
+    fn convert_after_receipt(storage: &Storage, bytes: &[u8], dest: &Path) -> ingest::Converted {
+        let source = storage.tmp_dir().join("ordinary.upload");
+        std::fs::write(&source, bytes).unwrap();
+        let converted = ingest::convert(
+            &storage.connection().unwrap(),
+            &ingest::ConvertJob {
+                source: &source,
+                detected: ingest::Detected {
+                    kind: ingest::SourceKind::Delimited,
+                    compression: ingest::Compression::None,
+                },
+                original_name: "export.csv",
+                scratch: &storage.tmp_dir().join("ordinary.parquet.partial"),
+                dest,
+            },
+        )
+        .unwrap();
+        std::fs::remove_file(&source).unwrap();
+        converted
+    }
+
     fn rows_of(conn: &duckdb::Connection, sql: &str) -> i64 {
         conn.query_row(sql, [], |r| r.get(0)).unwrap()
     }
@@ -386,24 +408,8 @@ mod tests {
         let early_dest = root.path().join("early.parquet");
         let streamed = ingest::convert_early(&conn, output, &early_dest).unwrap();
 
-        let source = storage.tmp_dir().join("a.upload");
-        std::fs::write(&source, &bytes).unwrap();
         let dest = root.path().join("ordinary.parquet");
-        let ordinary = ingest::convert(
-            &conn,
-            &ingest::ConvertJob {
-                source: &source,
-                detected: ingest::Detected {
-                    kind: ingest::SourceKind::Delimited,
-                    compression: ingest::Compression::None,
-                },
-                original_name: "export.csv",
-                scratch: &storage.tmp_dir().join("a.parquet.partial"),
-                dest: &dest,
-            },
-        )
-        .unwrap();
-        std::fs::remove_file(&source).unwrap();
+        let ordinary = convert_after_receipt(&storage, &bytes, &dest);
 
         assert_eq!(streamed.format, "csv");
         assert_eq!(streamed.format, ordinary.format);
@@ -441,6 +447,86 @@ mod tests {
             ),
             80_000 / 13 + 1
         );
+        assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
+    }
+
+    /// Quoting that starts only after the sniffer's sample (a writer that
+    /// quotes only where it must) is read as quoting whichever way the file
+    /// is converted: fields keep their text, not their quotes, and a quoted
+    /// delimiter does not split its row. A quote inside an unquoted field
+    /// stays a character, as in the sample's dialect.
+    #[test]
+    fn quoting_that_starts_after_the_sample_is_read_as_quoting_both_ways() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = storage(root.path());
+        let mut text = String::from("id,name,note\n");
+        let pad = "x".repeat(200);
+        for i in 0..30_000 {
+            text.push_str(&format!("{i},name {i},{pad}\n"));
+        }
+        text.push_str(
+            "30000,\"Smith, J\",y\n30001,\"Smith J\",\"He said \"\"hi\"\"\"\n30002,5'10\" tall,z\n",
+        );
+        let mut early = EarlyConvert::new(storage.clone(), "q".to_owned(), ANY_RATE);
+        feed(&mut early, text.as_bytes());
+        let output = early.finish().expect("converted while it arrived");
+        let conn = storage.connection().unwrap();
+        let streamed = root.path().join("early.parquet");
+        assert_eq!(
+            ingest::convert_early(&conn, output, &streamed)
+                .unwrap()
+                .row_count,
+            30_003
+        );
+        let ordinary = root.path().join("ordinary.parquet");
+        assert_eq!(
+            convert_after_receipt(&storage, text.as_bytes(), &ordinary).row_count,
+            30_003
+        );
+        for file in [&streamed, &ordinary] {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT name, note FROM read_parquet({}) WHERE id >= 30000 ORDER BY id",
+                    convert::literal(file)
+                ))
+                .unwrap();
+            let late: Vec<(String, String)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(
+                late,
+                [
+                    ("Smith, J".to_owned(), "y".to_owned()),
+                    ("Smith J".to_owned(), "He said \"hi\"".to_owned()),
+                    ("5'10\" tall".to_owned(), "z".to_owned()),
+                ],
+                "{}",
+                file.display()
+            );
+        }
+
+        // A `"` that opens a field and never closes does not fit that
+        // quote: such a file is read as the sniffer found it, quotes kept.
+        let rows = &text[text.find("\n1,").unwrap() + 1..text.find("\n30000,").unwrap() + 1];
+        let broken = format!("id,name,note\n0,\"abc,y\n{rows}");
+        let literal = root.path().join("literal.parquet");
+        assert_eq!(
+            convert_after_receipt(&storage, broken.as_bytes(), &literal).row_count,
+            30_000
+        );
+        let first: String = conn
+            .query_row(
+                &format!(
+                    "SELECT name FROM read_parquet({}) WHERE id = 0",
+                    convert::literal(&literal)
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(first, "\"abc");
         assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
     }
 

@@ -315,6 +315,57 @@ async fn null_tokens_are_nulls_locally_as_in_silver() {
     assert_eq!(codes, vec![Some("A"), Some("B"), None, None]);
 }
 
+/// JSON is typed from every record, not from the reader's sample of the
+/// first 20,480: an amount that turns fractional later, and a key that first
+/// appears later, arrive as they are (DuckDB's JSON reader, typed from the
+/// sample, rounds 1.5 into BIGINT without a word, and refuses the new key).
+#[tokio::test]
+async fn json_values_past_the_sample_keep_their_type_and_keys() {
+    let app = spawn_app().await;
+    let mut ndjson = String::new();
+    for i in 0..25_000 {
+        ndjson.push_str(&format!("{{\"id\": {i}, \"amount\": {i}, \"ok\": true}}\n"));
+    }
+    ndjson.push_str("{\"id\": 25000, \"amount\": -1.5, \"ok\": false, \"note\": \"late\"}\n");
+    let done = app
+        .upload("late.ndjson", ndjson.clone(), None)
+        .await
+        .expect_ok();
+    assert_eq!(done.dataset.row_count, 25_001);
+    assert_eq!(
+        types(&done.schema),
+        vec![
+            ("id", "BIGINT"),
+            ("amount", "DOUBLE"),
+            ("ok", "BOOLEAN"),
+            ("note", "VARCHAR")
+        ]
+    );
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    let last = rows.last().expect("rows");
+    assert_eq!(
+        last.iter().map(Option::as_deref).collect::<Vec<_>>(),
+        [Some("25000"), Some("-1.5"), Some("false"), Some("late")]
+    );
+
+    // The same records as one JSON array, gzipped.
+    let array = format!("[{}]", ndjson.trim_end().replace('\n', ","));
+    let done = app
+        .upload("late.json.gz", gzip(array.as_bytes()), None)
+        .await
+        .expect_ok();
+    assert_eq!(done.dataset.source_format, "json+gzip");
+    assert_eq!(
+        types(&done.schema),
+        vec![
+            ("id", "BIGINT"),
+            ("amount", "DOUBLE"),
+            ("ok", "BOOLEAN"),
+            ("note", "VARCHAR")
+        ]
+    );
+}
+
 /// The server commits the dataset but the connection drops before the app
 /// hears so: the app checks, finds the row, answers 201 and keeps the file
 /// (it used to delete the file of a committed dataset).
