@@ -327,20 +327,18 @@ async fn json_values_past_the_sample_keep_their_type_and_keys() {
         ndjson.push_str(&format!("{{\"id\": {i}, \"amount\": {i}, \"ok\": true}}\n"));
     }
     ndjson.push_str("{\"id\": 25000, \"amount\": -1.5, \"ok\": false, \"note\": \"late\"}\n");
+    let expected = vec![
+        ("id", "BIGINT"),
+        ("amount", "DOUBLE"),
+        ("ok", "BOOLEAN"),
+        ("note", "VARCHAR"),
+    ];
     let done = app
         .upload("late.ndjson", ndjson.clone(), None)
         .await
         .expect_ok();
     assert_eq!(done.dataset.row_count, 25_001);
-    assert_eq!(
-        types(&done.schema),
-        vec![
-            ("id", "BIGINT"),
-            ("amount", "DOUBLE"),
-            ("ok", "BOOLEAN"),
-            ("note", "VARCHAR")
-        ]
-    );
+    assert_eq!(types(&done.schema), expected);
     let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
     let last = rows.last().expect("rows");
     assert_eq!(
@@ -355,15 +353,7 @@ async fn json_values_past_the_sample_keep_their_type_and_keys() {
         .await
         .expect_ok();
     assert_eq!(done.dataset.source_format, "json+gzip");
-    assert_eq!(
-        types(&done.schema),
-        vec![
-            ("id", "BIGINT"),
-            ("amount", "DOUBLE"),
-            ("ok", "BOOLEAN"),
-            ("note", "VARCHAR")
-        ]
-    );
+    assert_eq!(types(&done.schema), expected);
 }
 
 /// The server commits the dataset but the connection drops before the app
