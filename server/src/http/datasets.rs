@@ -658,38 +658,45 @@ pub(crate) async fn convert_received(
     let dest_path = dest.clone();
     let started = std::time::Instant::now();
     let mut received = received;
-    if let Some(early) = received.file.early.take() {
-        // Converted while it arrived: only the finish is left.
-        let (conn_storage, dest_path) = (storage.clone(), dest_path.clone());
-        let finished = tokio::task::spawn_blocking(move || {
-            let conn = conn_storage
-                .connection()
-                .map_err(|e| IngestError::Internal(e.into()))?;
-            ingest::convert_early(&conn, early, &dest_path)
-        })
-        .await
-        .map_err(|e| UploadError::Internal(e.into()))?;
-        match finished {
-            Ok(converted) => {
-                tracing::info!(
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "converted to Parquet while it arrived"
-                );
-                received.file.file.remove_in_background();
-                return Ok(converted);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "finishing the early conversion failed; converting again")
+    let mut sniffed = None;
+    match received.file.early.take() {
+        // Arrived too fast to convert as it came; its first rows are sniffed.
+        Some(ingest::Early::Sniffed(dialect)) => sniffed = Some(dialect),
+        Some(ingest::Early::Converted(early)) => {
+            // Converted while it arrived: only the finish is left.
+            let (conn_storage, dest_path) = (storage.clone(), dest_path.clone());
+            let finished = tokio::task::spawn_blocking(move || {
+                let conn = conn_storage
+                    .connection()
+                    .map_err(|e| IngestError::Internal(e.into()))?;
+                ingest::convert_early(&conn, early, &dest_path)
+            })
+            .await
+            .map_err(|e| UploadError::Internal(e.into()))?;
+            match finished {
+                Ok(converted) => {
+                    tracing::info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "converted to Parquet while it arrived"
+                    );
+                    received.file.file.remove_in_background();
+                    return Ok(converted);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "finishing the early conversion failed; converting again")
+                }
             }
         }
+        None => {}
     }
     let run = || {
-        let (storage, source, file_name, scratch_path, dest_path) = (
+        let (storage, source, file_name, scratch_path, dest_path, sniffed) = (
             storage.clone(),
             source.clone(),
             file_name.clone(),
             scratch_path.clone(),
             dest_path.clone(),
+            sniffed.clone(),
         );
         async move {
             tokio::task::spawn_blocking(move || {
@@ -704,6 +711,7 @@ pub(crate) async fn convert_received(
                         original_name: &file_name,
                         scratch: &scratch_path,
                         dest: &dest_path,
+                        sniffed: sniffed.as_ref(),
                     },
                 )
             })

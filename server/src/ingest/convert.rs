@@ -128,6 +128,10 @@ pub struct ConvertJob<'a> {
     pub original_name: &'a str,
     pub scratch: &'a Path,
     pub dest: &'a Path,
+    /// Uncompressed delimited text's dialect and types, sniffed from its
+    /// first rows while it arrived ([`super::Early::Sniffed`]): read with
+    /// them rather than sniff again.
+    pub sniffed: Option<&'a Dialect>,
 }
 
 /// Runs `job`; on error nothing is left at `scratch` or `dest`. Blocking.
@@ -146,6 +150,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         original_name,
         scratch,
         dest,
+        sniffed,
     } = job;
     let src = quote_literal(&source.to_string_lossy());
     let compression = match detected.compression {
@@ -158,19 +163,31 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         |what: &str| tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{what}");
 
     let mut reader = reader_sql(detected, &src, compression, false);
+    let sniffed_aside = sniffed
+        .filter(|_| detected.kind == SourceKind::Delimited && compression == "none")
+        .and_then(|dialect| {
+            Some(Described {
+                format: format_name(&dialect.delimiter),
+                columns: dialect.columns.clone(),
+                reader: Some(dialect.explicit_reader(&src)?),
+            })
+        });
     let Described {
         mut format,
         columns,
         reader: explicit,
-    } = sniff_and_describe(
-        conn,
-        detected,
-        &src,
-        compression,
-        &reader,
-        source,
-        original_name,
-    )?;
+    } = match sniffed_aside {
+        Some(described) => described,
+        None => sniff_and_describe(
+            conn,
+            detected,
+            &src,
+            compression,
+            &reader,
+            source,
+            original_name,
+        )?,
+    };
     if detected.compression == Compression::Gzip {
         format.push_str("+gzip");
     }
@@ -326,7 +343,8 @@ pub(super) fn format_name(delimiter: &str) -> String {
 
 /// What the sniffer found in delimited text: the delimiter, the columns, and
 /// the reader options that read exactly so (no sniffing again).
-pub(super) struct Dialect {
+#[derive(Debug, Clone)]
+pub struct Dialect {
     pub delimiter: String,
     pub columns: Vec<(String, String)>,
     /// `read_csv`'s arguments after the path, with the closing parenthesis;

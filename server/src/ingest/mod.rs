@@ -12,7 +12,9 @@
 //! Delimited text skips most of the second stage's wait: [`EarlyConvert`]
 //! runs DuckDB's conversion on a pipe fed as the bytes arrive, and
 //! [`convert_early`] only finishes it; anything it cannot do goes the
-//! ordinary way.
+//! ordinary way. Text arriving faster than a pipe converts goes the ordinary
+//! way too, with the dialect and types sniffed from its first rows while the
+//! rest arrived ([`Early::Sniffed`]).
 
 mod convert;
 mod error;
@@ -22,11 +24,11 @@ mod receive;
 mod stream;
 
 pub use convert::{
-    convert, convert_early, ConvertJob, Converted, MAX_COLUMNS, MAX_COLUMN_NAME_CHARS,
+    convert, convert_early, ConvertJob, Converted, Dialect, MAX_COLUMNS, MAX_COLUMN_NAME_CHARS,
 };
 pub use error::IngestError;
 pub use inspect::{Compression, Detected, Inspector, SourceKind};
 pub use receive::{
     next_chunk, receive_file, DiskFloor, ReceiveError, ReceiveLimits, ReceivedFile, ScratchFile,
 };
-pub use stream::{EarlyConvert, EarlyOutput};
+pub use stream::{Early, EarlyConvert, EarlyOutput};

@@ -5,7 +5,7 @@
 //! overlap and bad input fails while it streams. The byte cap and the disk
 //! floor are counted as the bytes arrive.
 
-use super::{Compression, Detected, EarlyConvert, EarlyOutput, IngestError, Inspector, SourceKind};
+use super::{Compression, Detected, Early, EarlyConvert, IngestError, Inspector, SourceKind};
 use axum::extract::multipart::{Field, MultipartError};
 use std::path::{Path, PathBuf};
 
@@ -121,7 +121,7 @@ struct ScratchWriter {
 /// What the writer thread made of a complete upload.
 struct Written {
     detected: Detected,
-    early: Option<EarlyOutput>,
+    early: Option<Early>,
 }
 
 impl ScratchWriter {
@@ -210,8 +210,9 @@ pub struct ReceivedFile {
     pub file: ScratchFile,
     pub size: u64,
     pub detected: Detected,
-    /// The Parquet file, when it was converted while it arrived.
-    pub early: Option<EarlyOutput>,
+    /// The Parquet file, when it was converted while it arrived, or the
+    /// dialect and types of its first rows, when it arrived too fast for that.
+    pub early: Option<Early>,
 }
 
 /// Streams `field` into `scratch` (which is removed again on any error),
@@ -262,7 +263,7 @@ pub async fn receive_file(
     tracing::debug!(
         chunks,
         bytes = size,
-        converted = early.is_some(),
+        converted = matches!(early, Some(Early::Converted(_))),
         "file field received"
     );
     Ok(ReceivedFile {

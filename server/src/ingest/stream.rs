@@ -16,6 +16,12 @@
 //! types do not hold, running out of memory, a conversion engine another
 //! upload holds alone. So an upload's outcome (its types, rows and errors) is
 //! the same either way; only the wait differs.
+//!
+//! Bytes arriving faster than a pipe converts (loopback, a fast LAN) are
+//! converted after the receipt, from the file, where DuckDB reads on every
+//! thread; their held rows are still sniffed, on a thread of their own while
+//! the rest arrives ([`Early::Sniffed`]), so that conversion starts reading
+//! the moment the last byte is in.
 
 use super::convert::{self, Narrow};
 use crate::storage::Storage;
@@ -23,7 +29,7 @@ use std::{
     fs::File,
     io::Write,
     os::unix::fs::OpenOptionsExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -101,8 +107,21 @@ enum Phase {
     /// when the first arrived.
     Holding(Vec<u8>, usize, Option<Instant>),
     Running(Running),
+    /// Arriving too fast to convert from a pipe: converted after the
+    /// receipt, from the scratch file, with the dialect and types this
+    /// thread finds in the held rows meanwhile (so the conversion does not
+    /// sniff again once the last byte is in).
+    Sniffing(std::thread::JoinHandle<Result<convert::Dialect, String>>),
     /// Converted after the receipt instead.
     Off,
+}
+
+/// What an early conversion has for the conversion after the receipt.
+pub enum Early {
+    /// The whole upload, converted while it arrived.
+    Converted(EarlyOutput),
+    /// The dialect and types of its held rows, sniffed while it arrived.
+    Sniffed(convert::Dialect),
 }
 
 /// Fed every chunk of an upload, in order, by the scratch writer's thread.
@@ -156,7 +175,8 @@ impl EarlyConvert {
                 if *lines > SAMPLE_ROWS && held.len() >= HELD_MIN {
                     let rate = held.len() as f64 / first.elapsed().as_secs_f64().max(1e-6);
                     if rate > self.stream_below {
-                        self.off("arriving faster than a pipe converts");
+                        let held = std::mem::take(held);
+                        self.sniff_aside(held);
                         return;
                     }
                     let held = std::mem::take(held);
@@ -166,6 +186,30 @@ impl EarlyConvert {
                 }
             }
             Phase::Running(run) => run.send(chunk),
+            Phase::Sniffing(_) if !text => self.off("not plain delimited text"),
+            Phase::Sniffing(_) => {}
+        }
+    }
+
+    /// Sniffs the held rows on a thread of its own while the rest arrives,
+    /// for the conversion after the receipt.
+    fn sniff_aside(&mut self, held: Vec<u8>) {
+        tracing::debug!("arriving faster than a pipe converts: converting after the receipt");
+        let Ok(guard) = self.storage.conversions.clone().try_read_owned() else {
+            self.off("the conversion engine is taken");
+            return;
+        };
+        let (storage, head) = (self.storage.clone(), self.path("head.csv"));
+        let sniffing = std::thread::Builder::new()
+            .name("early-sniff".to_owned())
+            .spawn(move || {
+                let _guard = guard;
+                let conn = storage.connection().map_err(|e| e.to_string())?;
+                sniff_rows(&conn, &head, &held)
+            });
+        match sniffing {
+            Ok(handle) => self.phase = Phase::Sniffing(handle),
+            Err(e) => self.off(&e.to_string()),
         }
     }
 
@@ -198,21 +242,7 @@ impl EarlyConvert {
             .try_read_owned()
             .map_err(|_| "the conversion engine is taken".to_owned())?;
         let conn = self.storage.connection().map_err(|e| e.to_string())?;
-
-        // The complete rows, for the sniffer.
-        let whole = held
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |end| end + 1);
-        let head = self.path("head.csv");
-        std::fs::write(&head, &held[..whole]).map_err(|e| e.to_string())?;
-        let sniffed = convert::sniff_dialect(&conn, &head);
-        let _ = std::fs::remove_file(&head);
-        let sniffed = sniffed.map_err(|e| format!("the sniffer failed: {e}"))?;
-        if sniffed.columns.len() < 2 {
-            return Err("the sniffer found one column".to_owned());
-        }
-        convert::check_columns(&sniffed.columns).map_err(|e| e.to_string())?;
+        let sniffed = sniff_rows(&conn, &self.path("head.csv"), held)?;
 
         let fifo = self.path("pipe");
         let reader = sniffed.reader(&fifo)?;
@@ -287,32 +317,53 @@ impl EarlyConvert {
         })
     }
 
-    /// Stops a running conversion and removes what it wrote.
+    /// Stops a running conversion (or sniff) and removes what it wrote.
     fn stop(&mut self) {
-        if let Phase::Running(run) = std::mem::replace(&mut self.phase, Phase::Off) {
-            run.interrupt.interrupt();
-            drop(run.pipe);
-            let _ = run.copy.join();
+        match std::mem::replace(&mut self.phase, Phase::Off) {
+            Phase::Running(run) => {
+                run.interrupt.interrupt();
+                drop(run.pipe);
+                let _ = run.copy.join();
+            }
+            Phase::Sniffing(sniffing) => {
+                let _ = sniffing.join();
+            }
+            Phase::Holding(..) | Phase::Off => {}
         }
         self.parquet = None;
     }
 
     /// The upload is complete and passed inspection: the Parquet file, if
-    /// the early conversion ran to the end.
-    pub fn finish(mut self) -> Option<EarlyOutput> {
-        let Phase::Running(run) = std::mem::replace(&mut self.phase, Phase::Off) else {
-            return None;
+    /// the early conversion ran to the end, or the dialect and types of its
+    /// first rows, if it arrived too fast for one.
+    pub fn finish(mut self) -> Option<Early> {
+        let run = match std::mem::replace(&mut self.phase, Phase::Off) {
+            Phase::Running(run) => run,
+            Phase::Sniffing(sniffing) => {
+                return match sniffing.join() {
+                    Ok(Ok(dialect)) => Some(Early::Sniffed(dialect)),
+                    Ok(Err(why)) => {
+                        tracing::debug!(
+                            why,
+                            "no dialect from the first rows; the conversion sniffs"
+                        );
+                        None
+                    }
+                    Err(_) => None,
+                };
+            }
+            Phase::Holding(..) | Phase::Off => return None,
         };
         // The end of the pipe is the end of the file.
         let complete = run.pipe.is_some();
         drop(run.pipe);
         let result = run.copy.join();
         match result {
-            Ok(Ok(rows)) if complete => Some(EarlyOutput {
+            Ok(Ok(rows)) if complete => Some(Early::Converted(EarlyOutput {
                 format: run.format,
                 rows,
                 parquet: self.parquet.take()?,
-            }),
+            })),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "the early conversion stopped; converting after the receipt");
                 None
@@ -320,6 +371,31 @@ impl EarlyConvert {
             _ => None,
         }
     }
+}
+
+/// Sniffs the complete rows among `held` (written to `head` for the
+/// sniffer, and removed again): the dialect and types to read the whole
+/// upload with, if they are ones a conversion can start from (the sniffer
+/// ran, found more than one column, and the columns pass the checks;
+/// anything else is for the ordinary conversion to sniff and name).
+fn sniff_rows(
+    conn: &duckdb::Connection,
+    head: &Path,
+    held: &[u8],
+) -> Result<convert::Dialect, String> {
+    let whole = held
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1);
+    std::fs::write(head, &held[..whole]).map_err(|e| e.to_string())?;
+    let sniffed = convert::sniff_dialect(conn, head);
+    let _ = std::fs::remove_file(head);
+    let sniffed = sniffed.map_err(|e| format!("the sniffer failed: {e}"))?;
+    if sniffed.columns.len() < 2 {
+        return Err("the sniffer found one column".to_owned());
+    }
+    convert::check_columns(&sniffed.columns).map_err(|e| e.to_string())?;
+    Ok(sniffed)
 }
 
 impl Drop for EarlyConvert {
@@ -338,6 +414,8 @@ mod tests {
 
     /// Tests feed as fast as memory goes: convert early at any rate.
     const ANY_RATE: u64 = u64::MAX;
+    /// Or at none: every upload arrives faster than this.
+    const NO_RATE: u64 = 1;
 
     fn storage(root: &Path) -> Storage {
         let limits = EngineLimits {
@@ -367,8 +445,26 @@ mod tests {
         names
     }
 
+    /// The Parquet file an early conversion wrote while the upload arrived.
+    fn converted(early: EarlyConvert) -> EarlyOutput {
+        match early.finish() {
+            Some(Early::Converted(output)) => output,
+            _ => panic!("not converted while it arrived"),
+        }
+    }
+
     /// `bytes` converted the ordinary way, after the receipt, to `dest`.
     fn convert_after_receipt(storage: &Storage, bytes: &[u8], dest: &Path) -> ingest::Converted {
+        convert_sniffed(storage, bytes, dest, None)
+    }
+
+    /// The same, with the dialect sniffed from the first rows beforehand.
+    fn convert_sniffed(
+        storage: &Storage,
+        bytes: &[u8],
+        dest: &Path,
+        sniffed: Option<&convert::Dialect>,
+    ) -> ingest::Converted {
         let source = storage.tmp_dir().join("ordinary.upload");
         std::fs::write(&source, bytes).unwrap();
         let converted = ingest::convert(
@@ -382,6 +478,7 @@ mod tests {
                 original_name: "export.csv",
                 scratch: &storage.tmp_dir().join("ordinary.parquet.partial"),
                 dest,
+                sniffed,
             },
         )
         .unwrap();
@@ -403,7 +500,7 @@ mod tests {
 
         let mut early = EarlyConvert::new(storage.clone(), "a".to_owned(), ANY_RATE);
         feed(&mut early, &bytes);
-        let output = early.finish().expect("converted while it arrived");
+        let output = converted(early);
         let conn = storage.connection().unwrap();
         let early_dest = root.path().join("early.parquet");
         let streamed = ingest::convert_early(&conn, output, &early_dest).unwrap();
@@ -469,7 +566,7 @@ mod tests {
         );
         let mut early = EarlyConvert::new(storage.clone(), "q".to_owned(), ANY_RATE);
         feed(&mut early, text.as_bytes());
-        let output = early.finish().expect("converted while it arrived");
+        let output = converted(early);
         let conn = storage.connection().unwrap();
         let streamed = root.path().join("early.parquet");
         assert_eq!(
@@ -527,6 +624,56 @@ mod tests {
             )
             .unwrap();
         assert_eq!(first, "\"abc");
+        assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
+    }
+
+    /// An upload arriving faster than a pipe converts is converted after the
+    /// receipt, from its file, with the dialect and types sniffed from its
+    /// held rows while the rest arrived: the same result as sniffing the
+    /// whole file then, also when a value past the sample contradicts those
+    /// types (the whole file decides, as ever).
+    #[test]
+    fn an_upload_too_fast_for_a_pipe_is_converted_after_it_with_its_first_rows_sniffed() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = storage(root.path());
+        let conn = storage.connection().unwrap();
+        for (name, bytes) in [
+            ("plain", export(80_000, None)),
+            ("late value", export(80_000, Some(30_000))),
+        ] {
+            let mut early = EarlyConvert::new(storage.clone(), "s".to_owned(), NO_RATE);
+            feed(&mut early, &bytes);
+            let Some(Early::Sniffed(dialect)) = early.finish() else {
+                panic!("{name}: no dialect sniffed while it arrived");
+            };
+            assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new(), "{name}");
+            let (fast, slow) = (
+                root.path().join("fast.parquet"),
+                root.path().join("slow.parquet"),
+            );
+            let sniffed = convert_sniffed(&storage, &bytes, &fast, Some(&dialect));
+            let ordinary = convert_after_receipt(&storage, &bytes, &slow);
+            assert_eq!(sniffed.format, ordinary.format, "{name}");
+            assert_eq!(sniffed.schema, ordinary.schema, "{name}");
+            assert_eq!(sniffed.row_count, ordinary.row_count, "{name}");
+            let (a, b) = (convert::literal(&fast), convert::literal(&slow));
+            for (x, y) in [(&a, &b), (&b, &a)] {
+                let differ = rows_of(
+                    &conn,
+                    &format!("SELECT count(*) FROM (FROM read_parquet({x}) EXCEPT ALL FROM read_parquet({y}))"),
+                );
+                assert_eq!(differ, 0, "{name}");
+            }
+            // The late id is text: the whole file types the column.
+            let id_type = if name == "plain" { "BIGINT" } else { "VARCHAR" };
+            assert_eq!(sniffed.schema[0].data_type, id_type, "{name}");
+        }
+
+        // A file that fails as it arrives drops its sniff and its head file.
+        let mut failed = EarlyConvert::new(storage.clone(), "t".to_owned(), NO_RATE);
+        feed(&mut failed, &export(80_000, None)[..5_000_000]);
+        assert!(matches!(failed.phase, Phase::Sniffing(_)));
+        drop(failed);
         assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
     }
 
