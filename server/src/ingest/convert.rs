@@ -224,6 +224,16 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
     let mut full_scan = false;
     let rows = loop {
         let e = match copy(&reader, &columns, narrow) {
+            Ok(0) if explicit_in_use => {
+                // Nothing read with the options as found. An option that
+                // does not round-trip reads nothing, silently (see
+                // `without_new_line`): the reader's own detection decides
+                // whether the file has rows. Only files without any pay
+                // for the second look.
+                explicit_in_use = false;
+                reader = reader_sql(detected, &src, compression, false);
+                continue;
+            }
             Ok(rows) => break rows,
             Err(e) => e,
         };
@@ -493,8 +503,28 @@ fn sniff_csv(conn: &Connection, src: &str, compression: &str) -> Result<Dialect,
         .strip_prefix(&head)
         .map(|rest| rest.trim_end().trim_end_matches(';'))
         .filter(|rest| rest.starts_with(", ") && rest.ends_with(')'))
-        .map(quote_as_rfc4180);
+        .map(|options| without_new_line(&quote_as_rfc4180(options)));
     Ok(dialect)
+}
+
+/// The sniffer's options without its `new_line`. Given back to the reader
+/// with `strict_mode`, `new_line='\r\n'` reads no rows at all, without an
+/// error (DuckDB 2.0: every CRLF file, i.e. most exports from Windows,
+/// became an empty dataset); without it the reader finds each row's end
+/// itself, `\n`, `\r\n` or `\r`.
+fn without_new_line(options: &str) -> String {
+    const KEY: &str = ", new_line='";
+    let Some(start) = options.find(KEY) else {
+        return options.to_owned();
+    };
+    match options[start + KEY.len()..].find('\'') {
+        Some(end) => format!(
+            "{}{}",
+            &options[..start],
+            &options[start + KEY.len() + end + 1..]
+        ),
+        None => options.to_owned(),
+    }
 }
 
 /// The sniffer's options with RFC 4180's quote where it found none. It
@@ -690,6 +720,18 @@ fn user_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sniffers_new_line_is_left_to_the_reader() {
+        assert_eq!(
+            without_new_line(", delim=',', new_line='\\r\\n', comment='', header=true)"),
+            ", delim=',', comment='', header=true)"
+        );
+        assert_eq!(
+            without_new_line(", delim=',', header=true)"),
+            ", delim=',', header=true)"
+        );
+    }
 
     #[test]
     fn numbers_are_read_after_labels() {

@@ -359,7 +359,10 @@ impl EarlyConvert {
         drop(run.pipe);
         let result = run.copy.join();
         match result {
-            Ok(Ok(rows)) if complete => Some(Early::Converted(EarlyOutput {
+            // It started after more than the sample's rows: no rows means
+            // the reader misread the text, which the ordinary conversion
+            // reads again from the file.
+            Ok(Ok(rows)) if complete && rows > 0 => Some(Early::Converted(EarlyOutput {
                 format: run.format,
                 rows,
                 parquet: self.parquet.take()?,
@@ -674,6 +677,44 @@ mod tests {
         feed(&mut failed, &export(80_000, None)[..5_000_000]);
         assert!(matches!(failed.phase, Phase::Sniffing(_)));
         drop(failed);
+        assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
+    }
+
+    /// Line ends as Windows writes them are read as rows whichever way the
+    /// upload is converted (DuckDB's strict reader given the sniffer's
+    /// `new_line='\r\n'` read none).
+    #[test]
+    fn windows_line_ends_are_rows_converted_early_sniffed_or_after() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = storage(root.path());
+        let bytes = String::from_utf8(export(80_000, None))
+            .unwrap()
+            .replace('\n', "\r\n")
+            .into_bytes();
+        let conn = storage.connection().unwrap();
+
+        let mut early = EarlyConvert::new(storage.clone(), "w".to_owned(), ANY_RATE);
+        feed(&mut early, &bytes);
+        let streamed =
+            ingest::convert_early(&conn, converted(early), &root.path().join("e.parquet"));
+        assert_eq!(streamed.unwrap().row_count, 80_000);
+
+        let mut fast = EarlyConvert::new(storage.clone(), "x".to_owned(), NO_RATE);
+        feed(&mut fast, &bytes);
+        let Some(Early::Sniffed(dialect)) = fast.finish() else {
+            panic!("no dialect sniffed while it arrived");
+        };
+        let sniffed = convert_sniffed(
+            &storage,
+            &bytes,
+            &root.path().join("s.parquet"),
+            Some(&dialect),
+        );
+        assert_eq!(sniffed.row_count, 80_000);
+
+        let ordinary = convert_after_receipt(&storage, &bytes, &root.path().join("o.parquet"));
+        assert_eq!(ordinary.row_count, 80_000);
+        assert_eq!(sniffed.schema, ordinary.schema);
         assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
     }
 

@@ -315,6 +315,48 @@ async fn null_tokens_are_nulls_locally_as_in_silver() {
     assert_eq!(codes, vec![Some("A"), Some("B"), None, None]);
 }
 
+/// Line ends as Windows writes them (CRLF, often after a byte-order mark)
+/// keep every row and value, quoted line breaks too, small or large (large
+/// enough to be sniffed while it arrives). Read with the sniffer's own
+/// `new_line='\r\n'`, DuckDB 2.0's strict reader found no rows at all, and
+/// said nothing.
+#[tokio::test]
+async fn windows_line_endings_keep_every_row() {
+    let app = spawn_app().await;
+    let csv = "\u{feff}id,name,amount\r\n1,Anna,-3.5\r\n2,Bob,NA\r\n3,\"Smith, J\",7\r\n4,\"two\r\nlines\",0\r\n";
+    let done = app.upload("excel.csv", csv, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 4);
+    assert_eq!(
+        types(&done.schema),
+        vec![("id", "BIGINT"), ("name", "VARCHAR"), ("amount", "DOUBLE")]
+    );
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    let column = |i: usize| -> Vec<Option<String>> { rows.iter().map(|r| r[i].clone()).collect() };
+    let text = |v: &[Option<&str>]| -> Vec<Option<String>> {
+        v.iter().map(|s| s.map(str::to_owned)).collect()
+    };
+    assert_eq!(
+        column(1),
+        text(&[
+            Some("Anna"),
+            Some("Bob"),
+            Some("Smith, J"),
+            Some("two\r\nlines")
+        ])
+    );
+    assert_eq!(
+        column(2),
+        text(&[Some("-3.5"), None, Some("7.0"), Some("0.0")])
+    );
+
+    let big = String::from_utf8(stack::files::export_csv(60_000, None))
+        .unwrap()
+        .replace('\n', "\r\n");
+    let done = app.upload("big_excel.csv", big, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 60_000);
+    assert_eq!(done.dataset.column_count, 6);
+}
+
 /// JSON is typed from every record, not from the reader's sample of the
 /// first 20,480: an amount that turns fractional later, and a key that first
 /// appears later, arrive as they are (DuckDB's JSON reader, typed from the
