@@ -30,6 +30,10 @@ use std::time::Duration;
 pub enum CallError {
     #[error("cannot reach the MCP server at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The MCP server answered, and refused the bearer token (401/403): the
+    /// two sides hold different `MCP_API_KEY`s.
+    #[error("the MCP server at {url} refused the API key")]
+    Refused { url: String },
     #[error("MCP tool {tool} did not answer within {secs} s")]
     Timeout { tool: &'static str, secs: u64 },
     #[error("MCP tool {tool} failed: {reason}")]
@@ -51,7 +55,13 @@ impl CallError {
     /// its input will say no again.
     pub fn retryable(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Transport { .. } => true,
+            // A refused key is a configuration that an operator puts right
+            // (or a key rotated on one side before the other): later tries
+            // succeed once both hold the same key.
+            Self::Unreachable { .. }
+            | Self::Refused { .. }
+            | Self::Timeout { .. }
+            | Self::Transport { .. } => true,
             Self::Tool { retryable, .. } => *retryable,
             Self::BadOutput { .. } => false,
         }
@@ -220,9 +230,17 @@ async fn connect_with(
     config.retry_config = std::sync::Arc::new(NeverRetry::default());
     ().serve(StreamableHttpClientTransport::with_client(http, config))
         .await
-        .map_err(|e| CallError::Unreachable {
-            url: url.to_owned(),
-            reason: root_cause(&e),
+        .map_err(|e| {
+            if e.auth_challenge().is_some() {
+                CallError::Refused {
+                    url: url.to_owned(),
+                }
+            } else {
+                CallError::Unreachable {
+                    url: url.to_owned(),
+                    reason: root_cause(&e),
+                }
+            }
         })
 }
 

@@ -36,6 +36,34 @@ async fn missing_or_wrong_api_key_gets_401() {
     assert!(app.client_with_key("not-the-key").await.is_err());
 }
 
+/// The app's client tells a refused key from a server that cannot be
+/// reached, so the sync's message names the cause (the two sides hold
+/// different `MCP_API_KEY`s) instead of blaming the network.
+#[tokio::test]
+async fn the_client_names_a_refused_key() {
+    use contract::client::{connect, CallError};
+    let app = spawn_app().await;
+    let wrong = secrecy::SecretString::from("not-the-key");
+    match connect(&app.mcp_url, &wrong).await {
+        Err(e @ CallError::Refused { .. }) => assert!(e.retryable()),
+        Err(e) => panic!("expected the key to be refused, got {e}"),
+        Ok(_) => panic!("a wrong key was accepted"),
+    }
+    let right = secrecy::SecretString::from(API_KEY);
+    assert!(connect(&app.mcp_url, &right).await.is_ok());
+    // A port nobody listens on is unreachable, not refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = format!("http://127.0.0.1:{port}/mcp");
+    assert!(matches!(
+        connect(&closed, &right).await,
+        Err(CallError::Unreachable { .. })
+    ));
+}
+
 #[tokio::test]
 async fn healthz_needs_no_key() {
     let app = spawn_app().await;

@@ -44,6 +44,9 @@ pub fn call_failure(e: &CallError) -> String {
         CallError::Unreachable { .. } => {
             "the lakehouse service (MCP server) cannot be reached".to_owned()
         }
+        CallError::Refused { .. } => "the lakehouse service (MCP server) refused the app's key: \
+             the app and the MCP server must be given the same MCP_API_KEY"
+            .to_owned(),
         CallError::Timeout { tool, secs } => {
             format!("the lakehouse did not finish {tool} within {secs} s")
         }
@@ -93,5 +96,15 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("127.0.0.1"));
+    }
+
+    #[test]
+    fn a_refused_key_is_named_as_such() {
+        let text = call_failure(&CallError::Refused {
+            url: "http://10.1.2.3:8765/mcp".into(),
+        });
+        assert!(text.contains("refused the app's key"), "{text}");
+        assert!(text.contains("MCP_API_KEY"), "{text}");
+        assert!(!text.contains("10.1.2.3"), "{text}");
     }
 }
