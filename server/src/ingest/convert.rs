@@ -700,12 +700,26 @@ fn user_error(
                     };
                 }
             }
-            let detail = match number_after(&msg, "Line:") {
+            let mut detail = match number_after(&msg, "Line:") {
                 Some(line) if !first_line(&msg).contains("Line") => {
                     format!("line {line}: {}", first_line(&msg))
                 }
                 _ => first_line(&msg),
             };
+            // DuckDB's first line only says where ("CSV Error on Line: 3");
+            // what went wrong is further down. The row's text is not
+            // repeated (it may be megabytes).
+            if let Some(why) = msg.lines().map(str::trim).find(|l| {
+                [
+                    "Maximum line size",
+                    "Error when converting",
+                    "It was not possible",
+                ]
+                .iter()
+                .any(|start| l.starts_with(start))
+            }) {
+                detail = format!("{detail} {why}");
+            }
             IngestError::Unreadable { detail }
         }
         SourceKind::JsonArray | SourceKind::Ndjson => IngestError::MalformedJson {
