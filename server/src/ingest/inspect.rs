@@ -110,6 +110,11 @@ impl TextScan {
             self.sample.extend_from_slice(&chunk[..take]);
         }
         if let Some(pos) = memchr::memchr(0, chunk) {
+            if self.sample.starts_with(PARQUET_MAGIC) {
+                // Parquet inside gzip (text never starts so): say so, not
+                // "binary", before its first NUL byte ends the scan.
+                return Err(IngestError::GzippedParquet);
+            }
             let line = self.lines + 1 + count_newlines(&chunk[..pos]);
             return Err(IngestError::Binary {
                 detail: format!("a NUL byte on line {line}"),
@@ -565,12 +570,15 @@ mod tests {
 
     #[test]
     fn gzipped_parquet_is_refused_with_advice() {
-        let mut fake = b"PAR1".to_vec();
-        fake.extend_from_slice(&[7u8; 16]);
-        fake.extend_from_slice(b"PAR1");
-        assert!(matches!(
-            inspect(&gzip(&fake)),
-            Err(IngestError::GzippedParquet)
-        ));
+        // Real Parquet holds NUL bytes from its first page on.
+        for filler in [7u8, 0u8] {
+            let mut fake = b"PAR1".to_vec();
+            fake.extend_from_slice(&[filler; 16]);
+            fake.extend_from_slice(b"PAR1");
+            assert!(matches!(
+                inspect(&gzip(&fake)),
+                Err(IngestError::GzippedParquet)
+            ));
+        }
     }
 }
