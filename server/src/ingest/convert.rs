@@ -164,7 +164,9 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
 
     let mut reader = reader_sql(detected, &src, compression, false);
     let sniffed_aside = sniffed
-        .filter(|_| detected.kind == SourceKind::Delimited && compression == "none")
+        .filter(|_| {
+            detected.kind == SourceKind::Delimited && detected.compression == Compression::None
+        })
         .and_then(|dialect| {
             Some(Described {
                 format: format_name(&dialect.delimiter),

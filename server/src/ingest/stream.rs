@@ -456,6 +456,28 @@ mod tests {
         }
     }
 
+    /// The dialect an upload too fast for a pipe had sniffed while it arrived.
+    fn sniffed_aside(early: EarlyConvert) -> convert::Dialect {
+        match early.finish() {
+            Some(Early::Sniffed(dialect)) => dialect,
+            _ => panic!("no dialect sniffed while it arrived"),
+        }
+    }
+
+    /// Rows of either Parquet file that the other lacks (0: the same rows).
+    fn rows_not_in_both(conn: &duckdb::Connection, a: &Path, b: &Path) -> i64 {
+        let (a, b) = (convert::literal(a), convert::literal(b));
+        [(&a, &b), (&b, &a)]
+            .into_iter()
+            .map(|(x, y)| {
+                rows_of(
+                    conn,
+                    &format!("SELECT count(*) FROM (FROM read_parquet({x}) EXCEPT ALL FROM read_parquet({y}))"),
+                )
+            })
+            .sum()
+    }
+
     /// `bytes` converted the ordinary way, after the receipt, to `dest`.
     fn convert_after_receipt(storage: &Storage, bytes: &[u8], dest: &Path) -> ingest::Converted {
         convert_sniffed(storage, bytes, dest, None)
@@ -532,14 +554,8 @@ mod tests {
                 "VARCHAR"
             ]
         );
-        let (a, b) = (convert::literal(&early_dest), convert::literal(&dest));
-        for (x, y) in [(&a, &b), (&b, &a)] {
-            let differ = rows_of(
-                &conn,
-                &format!("SELECT count(*) FROM (FROM read_parquet({x}) EXCEPT ALL FROM read_parquet({y}))"),
-            );
-            assert_eq!(differ, 0);
-        }
+        assert_eq!(rows_not_in_both(&conn, &early_dest, &dest), 0);
+        let a = convert::literal(&early_dest);
         assert_eq!(
             rows_of(
                 &conn,
@@ -646,9 +662,7 @@ mod tests {
         ] {
             let mut early = EarlyConvert::new(storage.clone(), "s".to_owned(), NO_RATE);
             feed(&mut early, &bytes);
-            let Some(Early::Sniffed(dialect)) = early.finish() else {
-                panic!("{name}: no dialect sniffed while it arrived");
-            };
+            let dialect = sniffed_aside(early);
             assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new(), "{name}");
             let (fast, slow) = (
                 root.path().join("fast.parquet"),
@@ -659,14 +673,7 @@ mod tests {
             assert_eq!(sniffed.format, ordinary.format, "{name}");
             assert_eq!(sniffed.schema, ordinary.schema, "{name}");
             assert_eq!(sniffed.row_count, ordinary.row_count, "{name}");
-            let (a, b) = (convert::literal(&fast), convert::literal(&slow));
-            for (x, y) in [(&a, &b), (&b, &a)] {
-                let differ = rows_of(
-                    &conn,
-                    &format!("SELECT count(*) FROM (FROM read_parquet({x}) EXCEPT ALL FROM read_parquet({y}))"),
-                );
-                assert_eq!(differ, 0, "{name}");
-            }
+            assert_eq!(rows_not_in_both(&conn, &fast, &slow), 0, "{name}");
             // The late id is text: the whole file types the column.
             let id_type = if name == "plain" { "BIGINT" } else { "VARCHAR" };
             assert_eq!(sniffed.schema[0].data_type, id_type, "{name}");
@@ -701,9 +708,7 @@ mod tests {
 
         let mut fast = EarlyConvert::new(storage.clone(), "x".to_owned(), NO_RATE);
         feed(&mut fast, &bytes);
-        let Some(Early::Sniffed(dialect)) = fast.finish() else {
-            panic!("no dialect sniffed while it arrived");
-        };
+        let dialect = sniffed_aside(fast);
         let sniffed = convert_sniffed(
             &storage,
             &bytes,
