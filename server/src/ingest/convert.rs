@@ -153,45 +153,51 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         sniffed,
     } = job;
     let src = quote_literal(&source.to_string_lossy());
-    let compression = match detected.compression {
-        Compression::None => "none",
-        Compression::Gzip => "gzip",
-    };
     let describe_err = |e: duckdb::Error| user_error(detected.kind, &e, source, original_name);
     let started = std::time::Instant::now();
     let lap =
         |what: &str| tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{what}");
 
-    let mut reader = reader_sql(detected, &src, compression, false);
+    // Blank and title lines above a delimited file's header are skipped.
+    let skip = match detected.kind {
+        SourceKind::Delimited => {
+            super::preamble::lines_above_header_in(source, detected.compression)?
+        }
+        _ => 0,
+    };
+    let mut layout = Layout { skip, strict: true };
+    let mut reader = reader_sql(detected, &src, layout, false);
     let sniffed_aside = sniffed
         .filter(|_| {
-            detected.kind == SourceKind::Delimited && detected.compression == Compression::None
+            detected.kind == SourceKind::Delimited
+                && detected.compression == Compression::None
+                && skip == 0
         })
         .and_then(|dialect| {
             Some(Described {
                 format: format_name(&dialect.delimiter),
                 columns: dialect.columns.clone(),
                 reader: Some(dialect.explicit_reader(&src)?),
+                strict: true,
             })
         });
     let Described {
         mut format,
         columns,
         reader: explicit,
+        strict,
     } = match sniffed_aside {
         Some(described) => described,
-        None => sniff_and_describe(
-            conn,
-            detected,
-            &src,
-            compression,
-            &reader,
-            source,
-            original_name,
-        )?,
+        None => sniff_and_describe(conn, detected, &src, layout, &reader, source, original_name)?,
     };
+    layout.strict = strict;
     if detected.compression == Compression::Gzip {
         format.push_str("+gzip");
+    }
+    if skip > 0 {
+        let s = if skip == 1 { "" } else { "s" };
+        format.push_str(&format!(" ({skip} line{s} above the header skipped)"));
+        tracing::info!(skip, "lines above the header skipped");
     }
     check_columns(&columns)?;
     let mut explicit_in_use = explicit.is_some();
@@ -205,7 +211,9 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
     // it is. Only failures pay for the walk through the file.
     let read_failure = |e: duckdb::Error| -> Result<IngestError, IngestError> {
         if detected.kind == SourceKind::Delimited {
-            if let Some(ragged) = super::ragged::find_ragged_rows(source, detected.compression)? {
+            if let Some(ragged) =
+                super::ragged::find_ragged_rows(source, detected.compression, skip)?
+            {
                 return Ok(ragged);
             }
         }
@@ -233,7 +241,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
                 // whether the file has rows. Only files without any pay
                 // for the second look.
                 explicit_in_use = false;
-                reader = reader_sql(detected, &src, compression, false);
+                reader = reader_sql(detected, &src, layout, false);
                 continue;
             }
             Ok(rows) => break rows,
@@ -247,7 +255,22 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
             // or JSON's columns, named, that its reader did not take as
             // found. Read as the reader itself would.
             explicit_in_use = false;
-            reader = reader_sql(detected, &src, compression, false);
+            reader = reader_sql(detected, &src, layout, false);
+            continue;
+        }
+        if !conversion
+            && layout.strict
+            && detected.kind == SourceKind::Delimited
+            && is_reader_error(&e)
+            && super::ragged::find_ragged_rows(source, detected.compression, layout.skip)?.is_none()
+            && super::ragged::mixed_line_ends(source, detected.compression)?
+        {
+            // Line ends that change past the sniffer's sample (`\r\n`, then
+            // `\n`): as in `sniff_and_describe`, every row has the header's
+            // width, so the lenient reader takes them.
+            layout.strict = false;
+            explicit_in_use = false;
+            reader = reader_sql(detected, &src, layout, full_scan);
             continue;
         }
         if conversion && detected.kind == SourceKind::Delimited && !full_scan {
@@ -255,7 +278,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
             // does not fit means the sample misled it, so read the whole
             // file to decide.
             full_scan = true;
-            reader = reader_sql(detected, &src, compression, true);
+            reader = reader_sql(detected, &src, layout, true);
             columns = describe(conn, &reader).map_err(describe_err)?;
             check_columns(&columns)?;
             continue;
@@ -383,7 +406,11 @@ impl Dialect {
 /// Sniffs the uncompressed delimited text at `path` with the options uploads
 /// are read with.
 pub(super) fn sniff_dialect(conn: &Connection, path: &Path) -> Result<Dialect, String> {
-    sniff_csv(conn, &literal(path), "none").map_err(|e| e.to_string())
+    let layout = Layout {
+        skip: 0,
+        strict: true,
+    };
+    sniff_csv(conn, &literal(path), Compression::None, layout).map_err(|e| e.to_string())
 }
 
 /// The format's name (for delimited text, from the sniffer's delimiter), the
@@ -397,7 +424,7 @@ fn sniff_and_describe(
     conn: &Connection,
     detected: Detected,
     src: &str,
-    compression: &str,
+    layout: Layout,
     reader: &str,
     source: &Path,
     original_name: &str,
@@ -405,23 +432,43 @@ fn sniff_and_describe(
     let describe_err = |e: duckdb::Error| user_error(detected.kind, &e, source, original_name);
     let format = match detected.kind {
         SourceKind::Delimited => {
-            let sniffed = sniff_csv(conn, src, compression);
+            let sniffed = sniff_csv(conn, src, detected.compression, layout);
             let suspicious = match &sniffed {
                 Ok(dialect) => dialect.columns.len() == 1,
                 Err(_) => true,
             };
             if suspicious {
-                if let Some(ragged) = super::ragged::find_ragged_rows(source, detected.compression)?
+                if let Some(ragged) =
+                    super::ragged::find_ragged_rows(source, detected.compression, layout.skip)?
                 {
                     return Err(ragged);
                 }
             }
-            let dialect = sniffed.map_err(describe_err)?;
+            let (dialect, strict) = match sniffed {
+                Ok(dialect) => (dialect, true),
+                Err(e) if super::ragged::mixed_line_ends(source, detected.compression)? => {
+                    // Rows ending both ways (`\r\n` and `\n`: a file
+                    // appended to by another tool), which DuckDB's strict
+                    // reader finds no dialect for. Every row has the
+                    // header's width (checked just above), so the lenient
+                    // reader can take it; one column would mean it did not.
+                    let lenient = Layout {
+                        strict: false,
+                        ..layout
+                    };
+                    match sniff_csv(conn, src, detected.compression, lenient) {
+                        Ok(dialect) if dialect.columns.len() > 1 => (dialect, false),
+                        _ => return Err(describe_err(e)),
+                    }
+                }
+                Err(e) => return Err(describe_err(e)),
+            };
             let reader = dialect.explicit_reader(src);
             return Ok(Described {
                 format: format_name(&dialect.delimiter),
                 columns: dialect.columns,
                 reader,
+                strict,
             });
         }
         SourceKind::JsonArray => "json",
@@ -430,15 +477,19 @@ fn sniff_and_describe(
     };
     let columns = describe(conn, reader).map_err(describe_err)?;
     let explicit = match detected.kind {
-        SourceKind::JsonArray | SourceKind::Ndjson => {
-            Some(json_reader(detected.kind, src, compression, &columns))
-        }
+        SourceKind::JsonArray | SourceKind::Ndjson => Some(json_reader(
+            detected.kind,
+            src,
+            detected.compression,
+            &columns,
+        )),
         _ => None,
     };
     Ok(Described {
         format: format.to_owned(),
         columns,
         reader: explicit,
+        strict: true,
     })
 }
 
@@ -448,6 +499,18 @@ struct Described {
     columns: Vec<(String, String)>,
     /// The reader that reads the file as found, without looking again.
     reader: Option<String>,
+    /// Read with DuckDB's strict reader (all but text whose line ends
+    /// change within it).
+    strict: bool,
+}
+
+/// Where delimited text's table starts, and how strictly it is read.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// Lines above the header ([`super::preamble`]).
+    skip: u64,
+    /// DuckDB's `strict_mode`.
+    strict: bool,
 }
 
 /// `read_json` of `src` with `columns` as they were found. Finding them read
@@ -455,9 +518,10 @@ struct Described {
 fn json_reader(
     kind: SourceKind,
     src: &str,
-    compression: &str,
+    compression: Compression,
     columns: &[(String, String)],
 ) -> String {
+    let compression = compression_name(compression);
     let columns: Vec<String> = columns
         .iter()
         .map(|(name, data_type)| format!("{}: {}", quote_literal(name), quote_literal(data_type)))
@@ -481,11 +545,16 @@ fn json_format(kind: SourceKind) -> &'static str {
 /// `reader_sql` reads it with: the delimiter, the columns (names and types, in
 /// order), and the sniffer's own complete `read_csv` call for it, so that
 /// reading the file does not sniff it a second time.
-fn sniff_csv(conn: &Connection, src: &str, compression: &str) -> Result<Dialect, duckdb::Error> {
+fn sniff_csv(
+    conn: &Connection,
+    src: &str,
+    compression: Compression,
+    layout: Layout,
+) -> Result<Dialect, duckdb::Error> {
     let mut stmt = conn.prepare(&format!(
         "SELECT Delimiter, Prompt, c.name, c.type FROM (SELECT Delimiter, Prompt, \
          unnest(Columns) AS c FROM sniff_csv({src}, {}))",
-        csv_options(compression, false)
+        csv_options(compression, layout, false)
     ))?;
     // One row per column. No rows means no columns, which the caller refuses.
     let mut dialect = Dialect {
@@ -540,25 +609,43 @@ fn quote_as_rfc4180(options: &str) -> String {
     options.replacen(", quote='', escape='', ", ", quote='\"', escape='\"', ", 1)
 }
 
-/// How delimited text is read: never skipping leading rows, strict about row
-/// widths, typed from a sample of rows or from the whole file.
-fn csv_options(compression: &str, full_scan: bool) -> String {
+/// DuckDB's name for `compression`.
+fn compression_name(compression: Compression) -> &'static str {
+    match compression {
+        Compression::None => "none",
+        Compression::Gzip => "gzip",
+    }
+}
+
+/// How delimited text is read: skipping only the lines found above its
+/// header ([`super::preamble`]), strict about row widths (unless `layout`
+/// says otherwise), typed from a sample of rows or from the whole file.
+fn csv_options(compression: Compression, layout: Layout, full_scan: bool) -> String {
     let nulls: Vec<String> = contract::NULL_TOKENS
         .iter()
         .map(|t| quote_literal(t))
         .collect();
     format!(
-        "compression = '{compression}', skip = 0, strict_mode = true, null_padding = false, \
+        "compression = '{}', skip = {}, strict_mode = {}, null_padding = false, \
          nullstr = [{}], sample_size = {}",
+        compression_name(compression),
+        layout.skip,
+        layout.strict,
         nulls.join(", "),
         if full_scan { -1 } else { 20_480 }
     )
 }
 
-fn reader_sql(detected: Detected, src: &str, compression: &str, full_scan: bool) -> String {
+/// The reader of `src` (a SQL string literal) for `detected`, delimited text
+/// read as `layout` says.
+fn reader_sql(detected: Detected, src: &str, layout: Layout, full_scan: bool) -> String {
+    let compression = compression_name(detected.compression);
     match detected.kind {
         SourceKind::Delimited => {
-            format!("read_csv({src}, {})", csv_options(compression, full_scan))
+            format!(
+                "read_csv({src}, {})",
+                csv_options(detected.compression, layout, full_scan)
+            )
         }
         // Typed from every record: JSON's reader casts leniently, so a
         // sample's types would change later values without a word (1.5 read
@@ -641,7 +728,7 @@ fn null_counts(
 /// interrupt).
 fn is_reader_error(e: &duckdb::Error) -> bool {
     let msg = e.to_string();
-    msg.contains("CSV Error") || msg.contains("JSON")
+    msg.contains("CSV Error") || msg.contains("CSV Parser") || msg.contains("JSON")
 }
 
 fn is_conversion_error(e: &duckdb::Error) -> bool {

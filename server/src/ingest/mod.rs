@@ -19,6 +19,7 @@
 mod convert;
 mod error;
 mod inspect;
+mod preamble;
 mod ragged;
 mod receive;
 mod stream;

@@ -14,7 +14,7 @@ use std::{
 /// Delimiters DuckDB's sniffer considers, in order of preference.
 const CANDIDATES: [u8; 4] = [b',', b'\t', b';', b'|'];
 
-fn open(path: &Path, compression: Compression) -> std::io::Result<Box<dyn BufRead>> {
+pub(super) fn open(path: &Path, compression: Compression) -> std::io::Result<Box<dyn BufRead>> {
     let file = File::open(path)?;
     Ok(match compression {
         Compression::None => Box::new(BufReader::with_capacity(1 << 16, file)),
@@ -47,11 +47,16 @@ fn header_delimiter(header: &[u8]) -> Option<u8> {
 
 /// Walks the records (RFC 4180 quoting) and returns the first whose field
 /// count differs from the header's: `(line, expected, found)`, with `line` the
-/// 1-based physical line where that record starts. Blank lines are skipped.
-fn first_ragged_record(reader: impl Read, delim: u8) -> std::io::Result<Option<(u64, u64, u64)>> {
+/// 1-based physical line where that record starts, counted from `first_line`
+/// (the reader's first). Blank lines are skipped.
+fn first_ragged_record(
+    reader: impl Read,
+    delim: u8,
+    first_line: u64,
+) -> std::io::Result<Option<(u64, u64, u64)>> {
     let mut expected: Option<u64> = None;
-    let mut line: u64 = 1;
-    let mut record_line: u64 = 1;
+    let mut line: u64 = first_line;
+    let mut record_line: u64 = first_line;
     let mut fields: u64 = 1;
     let mut empty = true;
     let mut quoted = false;
@@ -117,15 +122,26 @@ fn first_ragged_record(reader: impl Read, delim: u8) -> std::io::Result<Option<(
     Ok(finish(fields, record_line, empty))
 }
 
-/// If the file's header names a delimiter and some row disagrees with the
+/// If the file's header (after its first `skip` lines, see
+/// [`super::preamble`]) names a delimiter and some row disagrees with the
 /// header's width, the error naming that row.
 pub fn find_ragged_rows(
     path: &Path,
     compression: Compression,
+    skip: u64,
 ) -> Result<Option<IngestError>, IngestError> {
     let internal = |e: std::io::Error| IngestError::Internal(e.into());
+    let opened = || -> std::io::Result<Box<dyn BufRead>> {
+        let mut reader = open(path, compression)?;
+        let mut line = Vec::new();
+        for _ in 0..skip {
+            line.clear();
+            reader.read_until(b'\n', &mut line)?;
+        }
+        Ok(reader)
+    };
     let mut header = Vec::new();
-    open(path, compression)
+    opened()
         .map_err(internal)?
         .take(1 << 16)
         .read_until(b'\n', &mut header)
@@ -134,7 +150,7 @@ pub fn find_ragged_rows(
         return Ok(None);
     };
     let ragged =
-        first_ragged_record(open(path, compression).map_err(internal)?, delim).map_err(internal)?;
+        first_ragged_record(opened().map_err(internal)?, delim, skip + 1).map_err(internal)?;
     Ok(
         ragged.map(|(line, expected, found)| IngestError::RaggedRows {
             line,
@@ -142,6 +158,46 @@ pub fn find_ragged_rows(
             found,
         }),
     )
+}
+
+/// Whether rows end both ways, `\r\n` and a bare `\n`, outside quotes.
+fn line_ends_change(reader: impl Read) -> std::io::Result<bool> {
+    let (mut crlf, mut lf) = (false, false);
+    let mut quoted = false;
+    let mut after_cr = false;
+    let mut buf = [0u8; 1 << 16];
+    let mut reader = reader;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        for &b in &buf[..n] {
+            match b {
+                b'"' => quoted = !quoted,
+                b'\n' if !quoted => {
+                    if after_cr {
+                        crlf = true;
+                    } else {
+                        lf = true;
+                    }
+                    if crlf && lf {
+                        return Ok(true);
+                    }
+                }
+                _ => {}
+            }
+            after_cr = b == b'\r';
+        }
+    }
+}
+
+/// Whether the delimited text at `path` has rows that end with `\r\n` and
+/// rows that end with a bare `\n` (outside quotes): a file appended to by
+/// another tool, which DuckDB's strict reader finds no dialect for.
+pub fn mixed_line_ends(path: &Path, compression: Compression) -> Result<bool, IngestError> {
+    let internal = |e: std::io::Error| IngestError::Internal(e.into());
+    line_ends_change(open(path, compression).map_err(internal)?).map_err(internal)
 }
 
 #[cfg(test)]
@@ -161,7 +217,7 @@ mod tests {
     fn finds_the_first_row_of_another_width() {
         let csv = b"a,b,c\n1,2,3\n\n4,5,6\n7,8,9,10\n1,2\n";
         assert_eq!(
-            first_ragged_record(&csv[..], b',').unwrap(),
+            first_ragged_record(&csv[..], b',', 1).unwrap(),
             Some((5, 3, 4))
         );
     }
@@ -170,7 +226,7 @@ mod tests {
     fn quoted_delimiters_and_newlines_do_not_count() {
         let csv = b"a,b\n\"x,y\",\"multi\nline\"\n\"say \"\"hi, there\"\"\",2\n3,4,5\n";
         assert_eq!(
-            first_ragged_record(&csv[..], b',').unwrap(),
+            first_ragged_record(&csv[..], b',', 1).unwrap(),
             Some((5, 2, 3))
         );
     }
@@ -178,8 +234,18 @@ mod tests {
     #[test]
     fn consistent_files_and_crlf_pass() {
         assert_eq!(
-            first_ragged_record(&b"a,b\r\n1,2\r\n3,4"[..], b',').unwrap(),
+            first_ragged_record(&b"a,b\r\n1,2\r\n3,4"[..], b',', 1).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn line_ends_that_change_outside_quotes_are_found() {
+        let changes = |text: &[u8]| line_ends_change(text).unwrap();
+        assert!(changes(b"a,b\r\n1,2\n3,4\r\n"));
+        assert!(changes(b"a,b\n1,2\r\n"));
+        assert!(!changes(b"a,b\r\n1,2\r\n3,4"));
+        assert!(!changes(b"a,b\n1,\"x\r\ny\"\n3,4\n"));
+        assert!(!changes(b"a,b\r\n1,\"x\ny\"\r\n"));
     }
 }

@@ -378,9 +378,10 @@ impl EarlyConvert {
 
 /// Sniffs the complete rows among `held` (written to `head` for the
 /// sniffer, and removed again): the dialect and types to read the whole
-/// upload with, if they are ones a conversion can start from (the sniffer
-/// ran, found more than one column, and the columns pass the checks;
-/// anything else is for the ordinary conversion to sniff and name).
+/// upload with, if they are ones a conversion can start from (no lines
+/// above the header, the sniffer ran, found more than one column, and the
+/// columns pass the checks; anything else is for the ordinary conversion to
+/// sniff and name).
 fn sniff_rows(
     conn: &duckdb::Connection,
     head: &Path,
@@ -390,6 +391,9 @@ fn sniff_rows(
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |end| end + 1);
+    if super::preamble::lines_above_header(&held[..whole], false) > 0 {
+        return Err("lines above the header".to_owned());
+    }
     std::fs::write(head, &held[..whole]).map_err(|e| e.to_string())?;
     let sniffed = convert::sniff_dialect(conn, head);
     let _ = std::fs::remove_file(head);
@@ -720,6 +724,47 @@ mod tests {
         let ordinary = convert_after_receipt(&storage, &bytes, &root.path().join("o.parquet"));
         assert_eq!(ordinary.row_count, 80_000);
         assert_eq!(sniffed.schema, ordinary.schema);
+        assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
+    }
+
+    /// A title above the header and line ends that change past the sample
+    /// leave the upload to the ordinary conversion, at either rate, which
+    /// reads every row.
+    #[test]
+    fn a_title_or_line_ends_that_change_are_left_to_the_ordinary_conversion() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = storage(root.path());
+        let mut titled = b"Orders export\n\n".to_vec();
+        titled.extend(export(80_000, None));
+        let late_crlf: Vec<u8> = String::from_utf8(export(80_000, None))
+            .unwrap()
+            .split_inclusive('\n')
+            .enumerate()
+            .flat_map(|(i, line)| {
+                let line = if i > 40_000 {
+                    line.replace('\n', "\r\n")
+                } else {
+                    line.to_owned()
+                };
+                line.into_bytes()
+            })
+            .collect();
+        for (name, bytes) in [("titled", titled), ("late_crlf", late_crlf)] {
+            let mut early = EarlyConvert::new(storage.clone(), format!("{name}-p"), ANY_RATE);
+            feed(&mut early, &bytes);
+            assert!(early.finish().is_none(), "{name}: not converted early");
+            let mut fast = EarlyConvert::new(storage.clone(), format!("{name}-f"), NO_RATE);
+            feed(&mut fast, &bytes);
+            let dialect = match fast.finish() {
+                Some(Early::Sniffed(dialect)) => Some(dialect),
+                None => None,
+                Some(Early::Converted(_)) => panic!("{name}: converted through a pipe"),
+            };
+            let dest = root.path().join(format!("{name}.parquet"));
+            let converted = convert_sniffed(&storage, &bytes, &dest, dialect.as_ref());
+            assert_eq!(converted.row_count, 80_000, "{name}");
+            assert_eq!(converted.schema.len(), 6, "{name}");
+        }
         assert_eq!(left_in(storage.tmp_dir()), Vec::<String>::new());
     }
 

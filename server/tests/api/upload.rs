@@ -357,6 +357,151 @@ async fn windows_line_endings_keep_every_row() {
     assert_eq!(done.dataset.column_count, 6);
 }
 
+/// Blank lines and a title above the header (a report or spreadsheet
+/// export) are skipped, and the dataset's format says so; read from the
+/// first line such a file was one column of text, or refused. A ragged row
+/// below them is named by its line in the file.
+#[tokio::test]
+async fn lines_above_the_header_are_skipped() {
+    let app = spawn_app().await;
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "blank.csv",
+            b"\n\nid,name,amount\n1,Anna,NA\n2,Bob,-3.5\n".to_vec(),
+            "csv (2 lines above the header skipped)",
+        ),
+        (
+            "report.csv",
+            "\u{feff}Sales by region\r\n\"Exported 2026-05-01, finance\"\r\n\r\nid,name,amount\r\n1,Anna,NA\r\n2,Bob,-3.5\r\n"
+                .as_bytes()
+                .to_vec(),
+            "csv (3 lines above the header skipped)",
+        ),
+        (
+            "report.tsv.gz",
+            gzip(b"Sales by region\t\nid\tname\tamount\n1\tAnna\tNA\n2\tBob\t-3.5\n"),
+            "tsv+gzip (1 line above the header skipped)",
+        ),
+        (
+            "excel_sep.csv",
+            b"sep=;\r\nid;name;amount\r\n1;Anna;NA\r\n2;Bob;-3.5\r\n".to_vec(),
+            "csv (delimiter \";\") (1 line above the header skipped)",
+        ),
+        (
+            "plain.csv",
+            b"id,name,amount\n1,Anna,NA\n2,Bob,-3.5\n".to_vec(),
+            "csv",
+        ),
+    ];
+    for (name, bytes, format) in cases {
+        let done = app.upload(name, bytes, None).await.expect_ok();
+        assert_eq!(done.dataset.source_format, format, "{name}");
+        assert_eq!(done.dataset.row_count, 2, "{name}");
+        assert_eq!(
+            types(&done.schema),
+            vec![("id", "BIGINT"), ("name", "VARCHAR"), ("amount", "DOUBLE")],
+            "{name}"
+        );
+        let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+        assert_eq!(rows[0][1].as_deref(), Some("Anna"), "{name}");
+        assert_eq!(rows[0][2], None, "{name}: NA is null");
+    }
+
+    // Past the rows a conversion starts from while the upload arrives.
+    let mut big = b"Orders export\n\n".to_vec();
+    big.extend(stack::files::export_csv(60_000, None));
+    let done = app.upload("big_report.csv", big, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 60_000);
+    assert_eq!(done.dataset.column_count, 6);
+    assert_eq!(
+        done.dataset.source_format,
+        "csv (2 lines above the header skipped)"
+    );
+
+    let (status, body) = app
+        .upload("ragged.csv", "Report\n\na,b,c\n1,2,3\n4,5,6,7\n", None)
+        .await
+        .expect_rejected();
+    assert_eq!((status, body.code.as_str()), (422, "ragged_rows"));
+    assert!(
+        body.message
+            .starts_with("Line 5 has 4 fields but the header has 3"),
+        "{}",
+        body.message
+    );
+}
+
+/// Rows ending both ways, `\r\n` and `\n` (a file appended to by another
+/// tool), are read, quoted line ends kept; DuckDB's strict reader found no
+/// dialect for them. Rows of another width are still named.
+#[tokio::test]
+async fn line_ends_that_change_within_the_file_are_read() {
+    let app = spawn_app().await;
+    let csv = "id,name,amount\r\n1,Anna,NA\n2,\"Smith, J\r\nJr\",-3.5\r\n3,Bob,7\n";
+    let done = app.upload("mixed.csv", csv, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 3);
+    assert_eq!(
+        types(&done.schema),
+        vec![("id", "BIGINT"), ("name", "VARCHAR"), ("amount", "DOUBLE")]
+    );
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    let names: Vec<_> = rows.iter().map(|r| r[1].clone()).collect();
+    assert_eq!(
+        names,
+        vec![
+            Some("Anna".to_owned()),
+            Some("Smith, J\r\nJr".to_owned()),
+            Some("Bob".to_owned())
+        ]
+    );
+    assert_eq!(rows[0][2], None, "NA is null");
+
+    let mut big = String::from_utf8(export_csv(60_000, None)).unwrap();
+    big = big
+        .split_inclusive('\n')
+        .enumerate()
+        .map(|(i, line)| match i % 3 {
+            0 => line.replace('\n', "\r\n"),
+            _ => line.to_owned(),
+        })
+        .collect();
+    let done = app.upload("big_mixed.csv", big, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 60_000);
+    assert_eq!(done.dataset.column_count, 6);
+    // Changing past the rows the sniffer samples.
+    let late: String = String::from_utf8(export_csv(60_000, None))
+        .unwrap()
+        .split_inclusive('\n')
+        .enumerate()
+        .map(|(i, line)| {
+            if i < 30_000 {
+                line.replace('\n', "\r\n")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    let done = app.upload("late_mixed.csv", late, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 60_000);
+    assert_eq!(done.dataset.column_count, 6);
+
+    let (status, body) = app
+        .upload("ragged_mixed.csv", "a,b\r\n1,2\n3,4,5\r\n", None)
+        .await
+        .expect_rejected();
+    assert_eq!(
+        (status, body.code.as_str()),
+        (422, "ragged_rows"),
+        "{}",
+        body.message
+    );
+    assert!(
+        body.message.starts_with("Line 3 has 3 fields"),
+        "{}",
+        body.message
+    );
+}
+
 /// JSON is typed from every record, not from the reader's sample of the
 /// first 20,480: an amount that turns fractional later, and a key that first
 /// appears later, arrive as they are (DuckDB's JSON reader, typed from the
