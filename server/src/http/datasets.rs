@@ -648,6 +648,21 @@ pub(crate) async fn convert_received(
     received: Received,
     dest: &Path,
 ) -> Result<Converted, UploadError> {
+    let decoded_from = received.file.decoded_from;
+    let mut converted = convert_stored_text(state, id, received, dest).await?;
+    if let Some(encoding) = decoded_from {
+        converted.format.push_str(&format!(" (from {encoding})"));
+    }
+    Ok(converted)
+}
+
+/// [`convert_received`] of the file as stored (UTF-8 text, gzip or Parquet).
+async fn convert_stored_text(
+    state: &ServerState,
+    id: Uuid,
+    received: Received,
+    dest: &Path,
+) -> Result<Converted, UploadError> {
     let storage = state.storage.clone();
     let dest = dest.to_owned();
     let scratch_parquet = ScratchFile::new(storage.tmp_dir().join(format!("{id}.parquet.partial")));

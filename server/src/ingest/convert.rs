@@ -165,7 +165,11 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         }
         _ => 0,
     };
-    let mut layout = Layout { skip, strict: true };
+    let mut layout = Layout {
+        skip,
+        strict: true,
+        decimal_comma: false,
+    };
     let mut reader = reader_sql(detected, &src, layout, false);
     let sniffed_aside = sniffed
         .filter(|_| {
@@ -175,10 +179,11 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         })
         .and_then(|dialect| {
             Some(Described {
-                format: format_name(&dialect.delimiter),
+                format: format_name(dialect),
                 columns: dialect.columns.clone(),
                 reader: Some(dialect.explicit_reader(&src)?),
                 strict: true,
+                decimal_comma: dialect.decimal_comma,
             })
         });
     let Described {
@@ -186,11 +191,13 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         columns,
         reader: explicit,
         strict,
+        decimal_comma,
     } = match sniffed_aside {
         Some(described) => described,
         None => sniff_and_describe(conn, detected, &src, layout, &reader, source, original_name)?,
     };
     layout.strict = strict;
+    layout.decimal_comma = decimal_comma;
     if detected.compression == Compression::Gzip {
         format.push_str("+gzip");
     }
@@ -211,9 +218,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
     // it is. Only failures pay for the walk through the file.
     let read_failure = |e: duckdb::Error| -> Result<IngestError, IngestError> {
         if detected.kind == SourceKind::Delimited {
-            if let Some(ragged) =
-                super::ragged::find_ragged_rows(source, detected.compression, skip)?
-            {
+            if let Some(ragged) = super::ragged::walk(source, detected.compression, skip)?.ragged {
                 return Ok(ragged);
             }
         }
@@ -258,20 +263,23 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
             reader = reader_sql(detected, &src, layout, false);
             continue;
         }
-        if !conversion
-            && layout.strict
-            && detected.kind == SourceKind::Delimited
-            && is_reader_error(&e)
-            && super::ragged::find_ragged_rows(source, detected.compression, layout.skip)?.is_none()
-            && super::ragged::mixed_line_ends(source, detected.compression)?
-        {
-            // Line ends that change past the sniffer's sample (`\r\n`, then
-            // `\n`): as in `sniff_and_describe`, every row has the header's
-            // width, so the lenient reader takes them.
-            layout.strict = false;
-            explicit_in_use = false;
-            reader = reader_sql(detected, &src, layout, full_scan);
-            continue;
+        if !conversion && detected.kind == SourceKind::Delimited {
+            // As `read_failure`, and the same walk also finds line ends
+            // that change.
+            let walked = super::ragged::walk(source, detected.compression, skip)?;
+            if let Some(ragged) = walked.ragged {
+                return Err(ragged);
+            }
+            if layout.strict && walked.line_ends_change && is_reader_error(&e) {
+                // Line ends that change past the sniffer's sample (`\r\n`,
+                // then `\n`): as in `sniff_and_describe`, every row has the
+                // header's width, so the lenient reader takes them.
+                layout.strict = false;
+                explicit_in_use = false;
+                reader = reader_sql(detected, &src, layout, full_scan);
+                continue;
+            }
+            return Err(describe_err(e));
         }
         if conversion && detected.kind == SourceKind::Delimited && !full_scan {
             // The sniffer types columns from a sample; a later value that
@@ -367,12 +375,16 @@ pub(super) fn literal(path: &Path) -> String {
     quote_literal(&path.to_string_lossy())
 }
 
-/// The format's name for delimited text with `delimiter`.
-pub(super) fn format_name(delimiter: &str) -> String {
-    match delimiter {
+/// The format's name for delimited text read as `dialect`.
+pub(super) fn format_name(dialect: &Dialect) -> String {
+    let name = match dialect.delimiter.as_str() {
         "," => "csv".to_owned(),
         "\t" => "tsv".to_owned(),
         other => format!("csv (delimiter {other:?})"),
+    };
+    match dialect.decimal_comma {
+        true => format!("{name} (decimal comma)"),
+        false => name,
     }
 }
 
@@ -382,6 +394,8 @@ pub(super) fn format_name(delimiter: &str) -> String {
 pub struct Dialect {
     pub delimiter: String,
     pub columns: Vec<(String, String)>,
+    /// Numbers are written with a decimal comma (`3,5`).
+    pub decimal_comma: bool,
     /// `read_csv`'s arguments after the path, with the closing parenthesis;
     /// `None` when the sniffer's reader was not one this code can take.
     options: Option<String>,
@@ -409,6 +423,7 @@ pub(super) fn sniff_dialect(conn: &Connection, path: &Path) -> Result<Dialect, S
     let layout = Layout {
         skip: 0,
         strict: true,
+        decimal_comma: false,
     };
     sniff_csv(conn, &literal(path), Compression::None, layout).map_err(|e| e.to_string())
 }
@@ -437,16 +452,25 @@ fn sniff_and_describe(
                 Ok(dialect) => dialect.columns.len() == 1,
                 Err(_) => true,
             };
-            if suspicious {
-                if let Some(ragged) =
-                    super::ragged::find_ragged_rows(source, detected.compression, layout.skip)?
-                {
-                    return Err(ragged);
-                }
-            }
+            let walked = match suspicious {
+                true => Some(super::ragged::walk(
+                    source,
+                    detected.compression,
+                    layout.skip,
+                )?),
+                false => None,
+            };
+            let line_ends_change = match walked {
+                Some(super::ragged::Walked {
+                    ragged: Some(ragged),
+                    ..
+                }) => return Err(ragged),
+                Some(walked) => walked.line_ends_change,
+                None => false,
+            };
             let (dialect, strict) = match sniffed {
                 Ok(dialect) => (dialect, true),
-                Err(e) if super::ragged::mixed_line_ends(source, detected.compression)? => {
+                Err(e) if line_ends_change => {
                     // Rows ending both ways (`\r\n` and `\n`: a file
                     // appended to by another tool), which DuckDB's strict
                     // reader finds no dialect for. Every row has the
@@ -465,7 +489,8 @@ fn sniff_and_describe(
             };
             let reader = dialect.explicit_reader(src);
             return Ok(Described {
-                format: format_name(&dialect.delimiter),
+                format: format_name(&dialect),
+                decimal_comma: dialect.decimal_comma,
                 columns: dialect.columns,
                 reader,
                 strict,
@@ -490,6 +515,7 @@ fn sniff_and_describe(
         columns,
         reader: explicit,
         strict: true,
+        decimal_comma: false,
     })
 }
 
@@ -502,6 +528,8 @@ struct Described {
     /// Read with DuckDB's strict reader (all but text whose line ends
     /// change within it).
     strict: bool,
+    /// Numbers written with a decimal comma (`3,5`; see [`sniff_csv`]).
+    decimal_comma: bool,
 }
 
 /// Where delimited text's table starts, and how strictly it is read.
@@ -511,6 +539,8 @@ struct Layout {
     skip: u64,
     /// DuckDB's `strict_mode`.
     strict: bool,
+    /// `decimal_separator = ','` ([`sniff_csv`] decides).
+    decimal_comma: bool,
 }
 
 /// `read_json` of `src` with `columns` as they were found. Finding them read
@@ -527,7 +557,8 @@ fn json_reader(
         .map(|(name, data_type)| format!("{}: {}", quote_literal(name), quote_literal(data_type)))
         .collect();
     format!(
-        "read_json({src}, format = '{}', compression = '{compression}', columns = {{{}}})",
+        "read_json({src}, format = '{}', records = true, compression = '{compression}', \
+         columns = {{{}}})",
         json_format(kind),
         columns.join(", ")
     )
@@ -545,7 +576,52 @@ fn json_format(kind: SourceKind) -> &'static str {
 /// `reader_sql` reads it with: the delimiter, the columns (names and types, in
 /// order), and the sniffer's own complete `read_csv` call for it, so that
 /// reading the file does not sniff it a second time.
+///
+/// A file split by `;` (the spreadsheet export of a locale whose decimal
+/// mark is the comma) whose text columns turn into numbers, and nothing
+/// else changes, when sniffed with `decimal_separator = ','` is read so:
+/// `3,5` is 3.5, not the text "3,5". Only `;` files pay for that second
+/// sniff, and only when they have text columns; a tab or `|` file's "1,234"
+/// may be a thousands separator, so it stays text.
 fn sniff_csv(
+    conn: &Connection,
+    src: &str,
+    compression: Compression,
+    layout: Layout,
+) -> Result<Dialect, duckdb::Error> {
+    let dialect = sniff_csv_as(conn, src, compression, layout)?;
+    if layout.decimal_comma
+        || dialect.delimiter != ";"
+        || !dialect.columns.iter().any(|(_, t)| t == "VARCHAR")
+    {
+        return Ok(dialect);
+    }
+    let comma = Layout {
+        decimal_comma: true,
+        ..layout
+    };
+    Ok(match sniff_csv_as(conn, src, compression, comma) {
+        Ok(other) if numbers_with_decimal_commas(&dialect, &other) => other,
+        _ => dialect,
+    })
+}
+
+/// Whether `comma` (sniffed with `decimal_separator = ','`) finds numbers
+/// where `plain` found text, and agrees with it everywhere else.
+fn numbers_with_decimal_commas(plain: &Dialect, comma: &Dialect) -> bool {
+    let decimal = |t: &str| t == "DOUBLE" || t.starts_with("DECIMAL");
+    plain.delimiter == comma.delimiter
+        && plain.columns.len() == comma.columns.len()
+        && plain.columns != comma.columns
+        && plain
+            .columns
+            .iter()
+            .zip(&comma.columns)
+            .all(|((n1, t1), (n2, t2))| n1 == n2 && (t1 == t2 || (t1 == "VARCHAR" && decimal(t2))))
+}
+
+/// [`sniff_csv`] with exactly `layout`'s options.
+fn sniff_csv_as(
     conn: &Connection,
     src: &str,
     compression: Compression,
@@ -560,6 +636,7 @@ fn sniff_csv(
     let mut dialect = Dialect {
         delimiter: String::from(","),
         columns: Vec::new(),
+        decimal_comma: layout.decimal_comma,
         options: None,
     };
     let mut prompt = String::new();
@@ -627,12 +704,17 @@ fn csv_options(compression: Compression, layout: Layout, full_scan: bool) -> Str
         .collect();
     format!(
         "compression = '{}', skip = {}, strict_mode = {}, null_padding = false, \
-         nullstr = [{}], sample_size = {}",
+         nullstr = [{}], sample_size = {}{}",
         compression_name(compression),
         layout.skip,
         layout.strict,
         nulls.join(", "),
-        if full_scan { -1 } else { 20_480 }
+        if full_scan { -1 } else { 20_480 },
+        if layout.decimal_comma {
+            ", decimal_separator = ','"
+        } else {
+            ""
+        }
     )
 }
 
@@ -651,7 +733,8 @@ fn reader_sql(detected: Detected, src: &str, layout: Layout, full_scan: bool) ->
         // sample's types would change later values without a word (1.5 read
         // as BIGINT is 2, "yes" as BOOLEAN is true).
         SourceKind::JsonArray | SourceKind::Ndjson => format!(
-            "read_json({src}, format = '{}', compression = '{compression}', sample_size = -1)",
+            "read_json({src}, format = '{}', records = true, compression = '{compression}', \
+             sample_size = -1)",
             json_format(detected.kind)
         ),
         SourceKind::Parquet => format!("read_parquet({src})"),
@@ -753,6 +836,11 @@ fn number_after(msg: &str, label: &str) -> Option<u64> {
 
 /// Turns a DuckDB error about the input into a message for the uploader. The
 /// scratch path never reaches them: it is replaced by the uploaded file's name.
+/// Why JSON whose records are not objects is refused.
+const NOT_RECORDS: &str =
+    "every record must be an object of named values ({\"id\": 1, \"name\": \"Anna\"}); \
+     this file has records that are numbers, strings or arrays, or no named value at all";
+
 fn user_error(
     kind: SourceKind,
     e: &duckdb::Error,
@@ -811,6 +899,16 @@ fn user_error(
             }
             IngestError::Unreadable { detail }
         }
+        // `records = true`: DuckDB would otherwise read numbers, strings or
+        // arrays as one column named `json`, and a mix of objects and other
+        // values as text.
+        SourceKind::JsonArray | SourceKind::Ndjson
+            if msg.contains("expected records, but got non-record JSON") =>
+        {
+            IngestError::MalformedJson {
+                detail: NOT_RECORDS.to_owned(),
+            }
+        }
         SourceKind::JsonArray | SourceKind::Ndjson => IngestError::MalformedJson {
             detail: first_line(&msg),
         },
@@ -823,6 +921,38 @@ fn user_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dialect(delimiter: &str, types: &[&str], decimal_comma: bool) -> Dialect {
+        Dialect {
+            delimiter: delimiter.to_owned(),
+            columns: types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("c{i}"), (*t).to_owned()))
+                .collect(),
+            decimal_comma,
+            options: None,
+        }
+    }
+
+    #[test]
+    fn decimal_commas_are_taken_only_when_they_turn_text_into_numbers() {
+        let plain = dialect(";", &["BIGINT", "VARCHAR", "VARCHAR"], false);
+        let takes =
+            |types: &[&str]| numbers_with_decimal_commas(&plain, &dialect(";", types, true));
+        assert!(takes(&["BIGINT", "DOUBLE", "VARCHAR"]));
+        assert!(takes(&["BIGINT", "DOUBLE", "DECIMAL(18,3)"]));
+        // Nothing changes, or something other than text to a number.
+        assert!(!takes(&["BIGINT", "VARCHAR", "VARCHAR"]));
+        assert!(!takes(&["DOUBLE", "DOUBLE", "VARCHAR"]));
+        assert!(!takes(&["BIGINT", "DATE", "VARCHAR"]));
+        assert!(!takes(&["BIGINT", "DOUBLE"]));
+        assert_eq!(
+            format_name(&dialect(";", &[], true)),
+            "csv (delimiter \";\") (decimal comma)"
+        );
+        assert_eq!(format_name(&dialect("\t", &[], false)), "tsv");
+    }
 
     #[test]
     fn the_sniffers_new_line_is_left_to_the_reader() {

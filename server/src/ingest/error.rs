@@ -12,6 +12,12 @@ pub enum IngestError {
         "the file is not valid UTF-8 (line {line}, byte {byte}); save it as UTF-8 and upload again"
     )]
     InvalidUtf8 { line: u64, byte: u64 },
+    #[error(
+        "the file is UTF-16 but not valid UTF-16 (byte {byte}); save it as UTF-8 and upload again"
+    )]
+    InvalidUtf16 { byte: u64 },
+    #[error("the file is UTF-16 text inside gzip, which is not read; upload it uncompressed (UTF-16 is read) or save it as UTF-8")]
+    CompressedUtf16,
     #[error("{compression}-compressed files are not supported; use gzip or upload the file uncompressed")]
     UnsupportedCompression { compression: &'static str },
     #[error("the gzip data is corrupt or truncated ({detail})")]
@@ -64,6 +70,8 @@ impl IngestError {
             Self::EmptyFile | Self::OnlyWhitespace => "empty_file",
             Self::Binary { .. } => "binary_file",
             Self::InvalidUtf8 { .. } => "invalid_utf8",
+            Self::InvalidUtf16 { .. } => "invalid_utf16",
+            Self::CompressedUtf16 => "unsupported_encoding",
             Self::UnsupportedCompression { .. } | Self::GzippedParquet => "unsupported_compression",
             Self::CorruptGzip { .. } => "corrupt_gzip",
             Self::RaggedRows { .. } => "ragged_rows",

@@ -109,6 +109,11 @@ impl TextScan {
             let take = (SAMPLE_BYTES - self.sample.len()).min(chunk.len());
             self.sample.extend_from_slice(&chunk[..take]);
         }
+        if self.sample.starts_with(b"\xFF\xFE") || self.sample.starts_with(b"\xFE\xFF") {
+            // A UTF-16 byte-order mark: uncompressed uploads are decoded
+            // before they get here (`super::encoding`), so this is gzip.
+            return Err(IngestError::CompressedUtf16);
+        }
         if let Some(pos) = memchr::memchr(0, chunk) {
             if self.sample.starts_with(PARQUET_MAGIC) {
                 // Parquet inside gzip (text never starts so): say so, not

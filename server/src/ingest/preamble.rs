@@ -5,7 +5,9 @@
 //! those lines skipped it is the table it holds.
 //!
 //! Conservative on purpose: a line is skipped only when it is blank or holds
-//! a single value, it has fewer fields than the table, and the table starts
+//! a single value, it has fewer fields than the table (or as many, when it is
+//! a spreadsheet's title cell, `Report,,,`, and a number or date below the
+//! header tells the header apart from a row), and the table starts
 //! within the first [`MAX_LINES`] lines with a header that looks like one
 //! (every name given, at least one a word, not a number) and a row of the
 //! same width right below it. A file whose first line is short for another
@@ -49,6 +51,33 @@ impl Record {
                     .next()
                     .is_some_and(|c| c.is_alphabetic() || c == '_')
             })
+    }
+
+    /// A spreadsheet's title cell with the rest of its row empty
+    /// (`Report,,,` above a table of four columns). Its width does not tell
+    /// it from a header with unnamed columns (`id,,,`), so
+    /// [`Self::is_header_of`] must also hold for the header below it.
+    fn is_title_of(&self, table: &Record) -> bool {
+        self.fields.len() == table.fields.len()
+            && self.values() == 1
+            && self.fields[0].starts_with(|c: char| c.is_alphabetic())
+    }
+
+    /// A header above `row` that types tell apart from it: a name that is a
+    /// word above a value that is a number or a date. A header of words
+    /// above a row of words could be a row itself.
+    fn is_header_of(&self, row: &Record) -> bool {
+        let word = |f: &str| f.starts_with(|c: char| c.is_alphabetic() || c == '_');
+        let numeric = |f: &str| {
+            f.strip_prefix(['-', '+'])
+                .unwrap_or(f)
+                .trim_start_matches('.')
+                .starts_with(|c: char| c.is_ascii_digit())
+        };
+        self.fields
+            .iter()
+            .zip(&row.fields)
+            .any(|(name, value)| word(name) && numeric(value))
     }
 }
 
@@ -125,9 +154,11 @@ fn lines_above_with(text: &[u8], delim: u8, complete: bool) -> Option<u64> {
     let lines_above = table.line - 1;
     // One physical line per record above: DuckDB's `skip` counts lines.
     let one_line_each = lines_above == header as u64;
-    let skippable = above
-        .iter()
-        .all(|r| r.blank() || (r.values() <= 1 && r.fields.len() < table.fields.len()));
+    let skippable = above.iter().all(|r| {
+        r.blank()
+            || (r.values() <= 1 && r.fields.len() < table.fields.len())
+            || (r.is_title_of(table) && table.is_header_of(first_row))
+    });
     (table.looks_like_header()
         && first_row.fields.len() == table.fields.len()
         && skippable
@@ -199,6 +230,13 @@ mod tests {
         assert_eq!(above("\u{feff}Report\nid\tname\n1\tx"), 1);
         // A title with trailing delimiters, fewer than the table's.
         assert_eq!(above("Report,,\nid,name,amount,region\n1,a,2,n\n"), 1);
+        // As many as the table's (a spreadsheet's title cell), above a
+        // header that a number or date below tells apart from a row.
+        assert_eq!(above("Report,,,\nid,name,amount,region\n1,a,2,n\n"), 1);
+        assert_eq!(
+            above("Sales 2026;;\n;;\nregion;when;amount\nnorth;2026-05-01;-3.5\n"),
+            2
+        );
         // Excel's line naming the delimiter, with or without a title below.
         assert_eq!(above("sep=;\r\nid;name\r\n1;a\r\n"), 1);
         assert_eq!(above("sep=,\nReport\nid,name\n1,a\n"), 2);
@@ -218,6 +256,11 @@ mod tests {
             "Report\nid,name\n",
             // Two values on the first line: a row, not a title.
             "Report,2026\nid,name,amount\n1,a,2\n",
+            // A header with unnamed columns: as wide as the rows, and the
+            // row below it is not told apart from a header by its types.
+            "id,,\n1,2,3\n",
+            "notes,,\nalpha,beta,gamma\ndelta,eps,zeta\n",
+            "name,,\nfirst,last,age\nann,lee,x\n",
             "",
             "\n\n",
         ] {

@@ -45,15 +45,21 @@ fn header_delimiter(header: &[u8]) -> Option<u8> {
     (count > 0).then_some(CANDIDATES[best])
 }
 
-/// Walks the records (RFC 4180 quoting) and returns the first whose field
-/// count differs from the header's: `(line, expected, found)`, with `line` the
-/// 1-based physical line where that record starts, counted from `first_line`
-/// (the reader's first). Blank lines are skipped.
-fn first_ragged_record(
-    reader: impl Read,
-    delim: u8,
-    first_line: u64,
-) -> std::io::Result<Option<(u64, u64, u64)>> {
+/// What one walk through a file's records finds.
+#[derive(Debug, Default, PartialEq)]
+struct Records {
+    /// The first record whose field count differs from the header's:
+    /// `(line, expected, found)`. The walk stops there.
+    ragged: Option<(u64, u64, u64)>,
+    /// Records end both ways, `\r\n` and a bare `\n` (outside quotes).
+    line_ends_change: bool,
+}
+
+/// Walks the records (RFC 4180 quoting), counting fields split by `delim`
+/// (none: widths are not compared) and the kinds of line end. Lines are
+/// 1-based physical lines, counted from `first_line` (the reader's first);
+/// blank lines are skipped.
+fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::io::Result<Records> {
     let mut expected: Option<u64> = None;
     let mut line: u64 = first_line;
     let mut record_line: u64 = first_line;
@@ -61,8 +67,10 @@ fn first_ragged_record(
     let mut empty = true;
     let mut quoted = false;
     let mut prev_quote = false;
+    let mut after_cr = false;
+    let (mut crlf, mut lf) = (false, false);
     let mut finish = |fields: u64, record_line: u64, empty: bool| -> Option<(u64, u64, u64)> {
-        if empty {
+        if empty || delim.is_none() {
             return None;
         }
         match expected {
@@ -82,6 +90,7 @@ fn first_ragged_record(
             break;
         }
         for &b in &buf[..n] {
+            let cr = std::mem::replace(&mut after_cr, b == b'\r');
             if quoted {
                 if b == b'"' {
                     quoted = false;
@@ -101,8 +110,22 @@ fn first_ragged_record(
                     empty = false;
                 }
                 b'\n' => {
+                    if cr {
+                        crlf = true;
+                    } else {
+                        lf = true;
+                    }
                     if let Some(found) = finish(fields, record_line, empty) {
-                        return Ok(Some(found));
+                        return Ok(Records {
+                            ragged: Some(found),
+                            line_ends_change: crlf && lf,
+                        });
+                    }
+                    if delim.is_none() && crlf && lf {
+                        return Ok(Records {
+                            ragged: None,
+                            line_ends_change: true,
+                        });
                     }
                     line += 1;
                     record_line = line;
@@ -110,7 +133,7 @@ fn first_ragged_record(
                     empty = true;
                 }
                 b'\r' => {}
-                b if b == delim => {
+                b if Some(b) == delim => {
                     fields += 1;
                     empty = false;
                 }
@@ -119,17 +142,26 @@ fn first_ragged_record(
             prev_quote = false;
         }
     }
-    Ok(finish(fields, record_line, empty))
+    Ok(Records {
+        ragged: finish(fields, record_line, empty),
+        line_ends_change: crlf && lf,
+    })
 }
 
-/// If the file's header (after its first `skip` lines, see
-/// [`super::preamble`]) names a delimiter and some row disagrees with the
-/// header's width, the error naming that row.
-pub fn find_ragged_rows(
-    path: &Path,
-    compression: Compression,
-    skip: u64,
-) -> Result<Option<IngestError>, IngestError> {
+/// What [`walk`] found in a delimited file.
+pub struct Walked {
+    /// The error naming the first row whose width differs from the
+    /// header's, if the header names a delimiter and such a row exists.
+    pub ragged: Option<IngestError>,
+    /// Rows end both ways, `\r\n` and a bare `\n`, outside quotes: a file
+    /// appended to by another tool, which DuckDB's strict reader finds no
+    /// dialect for. Known for the whole file only when no row is ragged.
+    pub line_ends_change: bool,
+}
+
+/// One walk through the delimited text at `path`, below its first `skip`
+/// lines (see [`super::preamble`]): ragged rows, and line ends that change.
+pub fn walk(path: &Path, compression: Compression, skip: u64) -> Result<Walked, IngestError> {
     let internal = |e: std::io::Error| IngestError::Internal(e.into());
     let opened = || -> std::io::Result<Box<dyn BufRead>> {
         let mut reader = open(path, compression)?;
@@ -146,63 +178,27 @@ pub fn find_ragged_rows(
         .take(1 << 16)
         .read_until(b'\n', &mut header)
         .map_err(internal)?;
-    let Some(delim) = header_delimiter(&header) else {
-        return Ok(None);
-    };
-    let ragged =
-        first_ragged_record(opened().map_err(internal)?, delim, skip + 1).map_err(internal)?;
-    Ok(
-        ragged.map(|(line, expected, found)| IngestError::RaggedRows {
-            line,
-            expected,
-            found,
-        }),
-    )
-}
-
-/// Whether rows end both ways, `\r\n` and a bare `\n`, outside quotes.
-fn line_ends_change(reader: impl Read) -> std::io::Result<bool> {
-    let (mut crlf, mut lf) = (false, false);
-    let mut quoted = false;
-    let mut after_cr = false;
-    let mut buf = [0u8; 1 << 16];
-    let mut reader = reader;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok(false);
-        }
-        for &b in &buf[..n] {
-            match b {
-                b'"' => quoted = !quoted,
-                b'\n' if !quoted => {
-                    if after_cr {
-                        crlf = true;
-                    } else {
-                        lf = true;
-                    }
-                    if crlf && lf {
-                        return Ok(true);
-                    }
-                }
-                _ => {}
-            }
-            after_cr = b == b'\r';
-        }
-    }
-}
-
-/// Whether the delimited text at `path` has rows that end with `\r\n` and
-/// rows that end with a bare `\n` (outside quotes): a file appended to by
-/// another tool, which DuckDB's strict reader finds no dialect for.
-pub fn mixed_line_ends(path: &Path, compression: Compression) -> Result<bool, IngestError> {
-    let internal = |e: std::io::Error| IngestError::Internal(e.into());
-    line_ends_change(open(path, compression).map_err(internal)?).map_err(internal)
+    let delim = header_delimiter(&header);
+    let records = walk_records(opened().map_err(internal)?, delim, skip + 1).map_err(internal)?;
+    Ok(Walked {
+        ragged: records
+            .ragged
+            .map(|(line, expected, found)| IngestError::RaggedRows {
+                line,
+                expected,
+                found,
+            }),
+        line_ends_change: records.line_ends_change,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ragged(csv: &[u8]) -> Option<(u64, u64, u64)> {
+        walk_records(csv, Some(b','), 1).unwrap().ragged
+    }
 
     #[test]
     fn header_delimiter_is_the_most_frequent_candidate() {
@@ -216,32 +212,31 @@ mod tests {
     #[test]
     fn finds_the_first_row_of_another_width() {
         let csv = b"a,b,c\n1,2,3\n\n4,5,6\n7,8,9,10\n1,2\n";
-        assert_eq!(
-            first_ragged_record(&csv[..], b',', 1).unwrap(),
-            Some((5, 3, 4))
-        );
+        assert_eq!(ragged(csv), Some((5, 3, 4)));
     }
 
     #[test]
     fn quoted_delimiters_and_newlines_do_not_count() {
         let csv = b"a,b\n\"x,y\",\"multi\nline\"\n\"say \"\"hi, there\"\"\",2\n3,4,5\n";
-        assert_eq!(
-            first_ragged_record(&csv[..], b',', 1).unwrap(),
-            Some((5, 2, 3))
-        );
+        assert_eq!(ragged(csv), Some((5, 2, 3)));
     }
 
     #[test]
     fn consistent_files_and_crlf_pass() {
         assert_eq!(
-            first_ragged_record(&b"a,b\r\n1,2\r\n3,4"[..], b',', 1).unwrap(),
-            None
+            walk_records(&b"a,b\r\n1,2\r\n3,4"[..], Some(b','), 1).unwrap(),
+            Records::default()
         );
     }
 
     #[test]
     fn line_ends_that_change_outside_quotes_are_found() {
-        let changes = |text: &[u8]| line_ends_change(text).unwrap();
+        let changes = |text: &[u8]| {
+            let by_comma = walk_records(text, Some(b','), 1).unwrap().line_ends_change;
+            let by_none = walk_records(text, None, 1).unwrap().line_ends_change;
+            assert_eq!(by_comma, by_none, "{text:?}");
+            by_comma
+        };
         assert!(changes(b"a,b\r\n1,2\n3,4\r\n"));
         assert!(changes(b"a,b\n1,2\r\n"));
         assert!(!changes(b"a,b\r\n1,2\r\n3,4"));

@@ -1,11 +1,15 @@
 //! Receiving an upload's file field: every chunk goes, by a bounded queue,
-//! to a blocking thread that runs it through the [`Inspector`] (format
-//! detection, UTF-8 checks, gzip decompression: CPU work kept off the async
+//! to a blocking thread that runs it through the [`Inspector`] (UTF-16
+//! decoded to UTF-8 first, format detection, UTF-8 checks, gzip
+//! decompression: CPU work kept off the async
 //! runtime) and appends it to a scratch file, so receiving and writing
 //! overlap and bad input fails while it streams. The byte cap and the disk
 //! floor are counted as the bytes arrive.
 
-use super::{Compression, Detected, Early, EarlyConvert, IngestError, Inspector, SourceKind};
+use super::{
+    encoding::Decoding, Compression, Detected, Early, EarlyConvert, IngestError, Inspector,
+    SourceKind,
+};
 use axum::extract::multipart::{Field, MultipartError};
 use std::path::{Path, PathBuf};
 
@@ -122,6 +126,7 @@ struct ScratchWriter {
 struct Written {
     detected: Detected,
     early: Option<Early>,
+    decoded_from: Option<&'static str>,
 }
 
 impl ScratchWriter {
@@ -144,18 +149,27 @@ impl ScratchWriter {
             // Chunks are large (tens to hundreds of KiB): written as they
             // come, without another copy through a buffer.
             let mut out = file;
-            while let Some(chunk) = rx.blocking_recv() {
-                inspector.feed(&chunk)?;
-                out.write_all(&chunk)?;
-                if let Some(early) = &mut early {
-                    early.feed(&chunk, inspector.plain_delimited());
+            let mut decoding = Decoding::default();
+            let mut take = |bytes: &[u8]| -> Result<(), ReceiveError> {
+                if bytes.is_empty() {
+                    return Ok(());
                 }
+                inspector.feed(bytes)?;
+                out.write_all(bytes)?;
+                if let Some(early) = &mut early {
+                    early.feed(bytes, inspector.plain_delimited());
+                }
+                Ok(())
+            };
+            while let Some(chunk) = rx.blocking_recv() {
+                take(&decoding.feed(&chunk)?)?;
             }
-            out.flush()?;
             if !arrived.load(std::sync::atomic::Ordering::Acquire) {
                 // The upload failed; nobody waits for this.
                 return Err(ReceiveError::WriterGone);
             }
+            take(&decoding.finish()?)?;
+            out.flush()?;
             let detected = inspector.finish()?;
             let delimited = Detected {
                 kind: SourceKind::Delimited,
@@ -164,7 +178,11 @@ impl ScratchWriter {
             let early = early
                 .filter(|_| detected == delimited)
                 .and_then(EarlyConvert::finish);
-            Ok(Written { detected, early })
+            Ok(Written {
+                detected,
+                early,
+                decoded_from: decoding.decoded_from(),
+            })
         });
         Ok(Self {
             chunks: Some(tx),
@@ -213,6 +231,9 @@ pub struct ReceivedFile {
     /// The Parquet file, when it was converted while it arrived, or the
     /// dialect and types of its first rows, when it arrived too fast for that.
     pub early: Option<Early>,
+    /// The encoding the text was decoded from (`UTF-16LE`), when it was not
+    /// UTF-8; the scratch file holds it as UTF-8.
+    pub decoded_from: Option<&'static str>,
 }
 
 /// Streams `field` into `scratch` (which is removed again on any error),
@@ -259,7 +280,11 @@ pub async fn receive_file(
         out.abort().await;
         return Err(e);
     }
-    let Written { detected, early } = out.finish().await?;
+    let Written {
+        detected,
+        early,
+        decoded_from,
+    } = out.finish().await?;
     tracing::debug!(
         chunks,
         bytes = size,
@@ -271,5 +296,6 @@ pub async fn receive_file(
         size,
         detected,
         early,
+        decoded_from,
     })
 }

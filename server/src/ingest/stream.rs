@@ -312,7 +312,7 @@ impl EarlyConvert {
         Ok(Running {
             pipe,
             copy,
-            format: convert::format_name(&sniffed.delimiter),
+            format: convert::format_name(&sniffed),
             interrupt,
         })
     }

@@ -568,6 +568,11 @@ pub fn read_parquet(path: &std::path::Path) -> (Vec<String>, Vec<Vec<Option<Stri
     (names, rows)
 }
 
+/// Column `i` of rows read by [`read_parquet`], as text (None for null).
+pub fn column(rows: &[Vec<Option<String>>], i: usize) -> Vec<Option<&str>> {
+    rows.iter().map(|r| r[i].as_deref()).collect()
+}
+
 /// Writes a Parquet file with DuckDB from a SELECT and returns its bytes.
 pub fn parquet_from_sql(select: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tmp");

@@ -1,7 +1,7 @@
 //! Uploads that must succeed: every format, odd headers, concurrency.
 
 use crate::helpers::{
-    eventually, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with, Options,
+    column, eventually, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with, Options,
 };
 use app::{domain::SyncStatus, model::ColumnSchema};
 use stack::files::export_csv;
@@ -309,10 +309,11 @@ async fn null_tokens_are_nulls_locally_as_in_silver() {
     let nullable: Vec<bool> = done.schema.iter().map(|c| c.nullable).collect();
     assert_eq!(nullable, vec![false, true, true, true]);
     let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
-    let amounts: Vec<Option<&str>> = rows.iter().map(|r| r[1].as_deref()).collect();
-    assert_eq!(amounts, vec![None, Some("2.5"), Some("-1.25"), Some("4.0")]);
-    let codes: Vec<Option<&str>> = rows.iter().map(|r| r[3].as_deref()).collect();
-    assert_eq!(codes, vec![Some("A"), Some("B"), None, None]);
+    assert_eq!(
+        column(&rows, 1),
+        vec![None, Some("2.5"), Some("-1.25"), Some("4.0")]
+    );
+    assert_eq!(column(&rows, 3), vec![Some("A"), Some("B"), None, None]);
 }
 
 /// Line ends as Windows writes them (CRLF, often after a byte-order mark)
@@ -331,22 +332,18 @@ async fn windows_line_endings_keep_every_row() {
         vec![("id", "BIGINT"), ("name", "VARCHAR"), ("amount", "DOUBLE")]
     );
     let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
-    let column = |i: usize| -> Vec<Option<String>> { rows.iter().map(|r| r[i].clone()).collect() };
-    let text = |v: &[Option<&str>]| -> Vec<Option<String>> {
-        v.iter().map(|s| s.map(str::to_owned)).collect()
-    };
     assert_eq!(
-        column(1),
-        text(&[
+        column(&rows, 1),
+        vec![
             Some("Anna"),
             Some("Bob"),
             Some("Smith, J"),
             Some("two\r\nlines")
-        ])
+        ]
     );
     assert_eq!(
-        column(2),
-        text(&[Some("-3.5"), None, Some("7.0"), Some("0.0")])
+        column(&rows, 2),
+        vec![Some("-3.5"), None, Some("7.0"), Some("0.0")]
     );
 
     let big = String::from_utf8(stack::files::export_csv(60_000, None))
@@ -364,7 +361,12 @@ async fn windows_line_endings_keep_every_row() {
 #[tokio::test]
 async fn lines_above_the_header_are_skipped() {
     let app = spawn_app().await;
-    let cases: [(&str, Vec<u8>, &str); 5] = [
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        (
+            "spreadsheet_title.csv",
+            b"Sales by region,,\n,,\nid,name,amount\n1,Anna,NA\n2,Bob,-3.5\n".to_vec(),
+            "csv (2 lines above the header skipped)",
+        ),
         (
             "blank.csv",
             b"\n\nid,name,amount\n1,Anna,NA\n2,Bob,-3.5\n".to_vec(),
@@ -431,6 +433,145 @@ async fn lines_above_the_header_are_skipped() {
     );
 }
 
+/// A `;` file from a locale whose decimal mark is the comma (a German or
+/// French spreadsheet export) has numbers, not text: `3,5` is 3.5. A `,`,
+/// tab or `|` file's `1,234` (a thousands separator, perhaps) stays text, as
+/// does a column that mixes both marks.
+#[tokio::test]
+async fn decimal_commas_in_semicolon_files_are_numbers() {
+    let app = spawn_app().await;
+    let csv = "id;name;amount;when\r\n1;Anna;3,5;01.05.2026\r\n2;\"Bob; Jr\";-1234,75;02.05.2026\r\n3;Cy;NA;03.05.2026\r\n4;Di;12;04.05.2026\r\n";
+    let done = app.upload("umsatz.csv", csv, None).await.expect_ok();
+    assert_eq!(
+        done.dataset.source_format,
+        "csv (delimiter \";\") (decimal comma)"
+    );
+    assert_eq!(
+        types(&done.schema),
+        vec![
+            ("id", "BIGINT"),
+            ("name", "VARCHAR"),
+            ("amount", "DOUBLE"),
+            ("when", "DATE")
+        ]
+    );
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(
+        column(&rows, 2),
+        vec![Some("3.5"), Some("-1234.75"), None, Some("12.0")]
+    );
+    assert_eq!(column(&rows, 3)[0], Some("2026-05-01"));
+
+    // Large enough to be converted or sniffed while it arrives.
+    let mut big = String::from("id;region;amount\n");
+    for i in 0..60_000 {
+        big.push_str(&format!(
+            "{i};r{};{},{:02}\n",
+            i % 7,
+            i % 1000 - 500,
+            i % 100
+        ));
+    }
+    let done = app.upload("gross.csv", big, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 60_000);
+    assert_eq!(types(&done.schema)[2], ("amount", "DOUBLE"));
+
+    for (name, text, format, text_column) in [
+        (
+            "mixed.csv",
+            "a;b\n1,5;x\n2.5;y\n",
+            "csv (delimiter \";\")",
+            0,
+        ),
+        ("thousands.tsv", "id\tn\n1\t1,234\n2\t5,678\n", "tsv", 1),
+        (
+            "ids.csv",
+            "id|ids\n1|1,5\n2|2,3\n",
+            "csv (delimiter \"|\")",
+            1,
+        ),
+    ] {
+        let done = app.upload(name, text, None).await.expect_ok();
+        assert_eq!(done.dataset.source_format, format, "{name}");
+        assert_eq!(types(&done.schema)[text_column].1, "VARCHAR", "{name}");
+    }
+}
+
+/// `text` as UTF-16, little- or big-endian, with or without a byte-order mark.
+fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
+    let units = (bom.then_some(0xFEFF_u16).into_iter()).chain(text.encode_utf16());
+    units
+        .flat_map(|u| {
+            if big_endian {
+                u.to_be_bytes()
+            } else {
+                u.to_le_bytes()
+            }
+        })
+        .collect()
+}
+
+/// UTF-16 text (Excel's "Unicode Text" export: tab-separated UTF-16LE with a
+/// byte-order mark; PowerShell 5's `Export-Csv -Encoding Unicode`) is read as
+/// the table it holds, and the format says what it was decoded from. It was
+/// refused as binary.
+#[tokio::test]
+async fn utf16_text_is_read() {
+    let app = spawn_app().await;
+    let text = "id\tname\tcity\tamount\r\n1\tJosé\t東京\tNA\r\n2\t\"Zoë, 😀\"\tOslo\t-3.5\r\n";
+    for (name, bytes, format) in [
+        (
+            "unicode.txt",
+            utf16(text, false, true),
+            "tsv (from UTF-16LE)",
+        ),
+        (
+            "big_endian.tsv",
+            utf16(text, true, true),
+            "tsv (from UTF-16BE)",
+        ),
+        (
+            "no_mark.tsv",
+            utf16(text, false, false),
+            "tsv (from UTF-16LE)",
+        ),
+    ] {
+        let done = app.upload(name, bytes, None).await.expect_ok();
+        assert_eq!(done.dataset.source_format, format, "{name}");
+        assert_eq!(done.dataset.row_count, 2, "{name}");
+        assert_eq!(
+            types(&done.schema),
+            vec![
+                ("id", "BIGINT"),
+                ("name", "VARCHAR"),
+                ("city", "VARCHAR"),
+                ("amount", "DOUBLE")
+            ],
+            "{name}"
+        );
+        let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+        assert_eq!(column(&rows, 1), vec![Some("José"), Some("Zoë, 😀")]);
+        assert_eq!(column(&rows, 2), vec![Some("東京"), Some("Oslo")]);
+        assert_eq!(column(&rows, 3), vec![None, Some("-3.5")], "NA is null");
+    }
+    // Large enough to be sniffed while it arrives, and NDJSON too.
+    let big = String::from_utf8(export_csv(60_000, None)).unwrap();
+    let done = app
+        .upload("big_unicode.csv", utf16(&big, false, true), None)
+        .await
+        .expect_ok();
+    assert_eq!(done.dataset.row_count, 60_000);
+    assert_eq!(done.dataset.column_count, 6);
+    assert_eq!(done.dataset.source_format, "csv (from UTF-16LE)");
+    let json = "{\"id\": 1, \"name\": \"José\"}\n{\"id\": -2, \"name\": null}\n";
+    let done = app
+        .upload("events.ndjson", utf16(json, false, true), None)
+        .await
+        .expect_ok();
+    assert_eq!(done.dataset.row_count, 2);
+    assert_eq!(done.dataset.source_format, "ndjson (from UTF-16LE)");
+}
+
 /// Rows ending both ways, `\r\n` and `\n` (a file appended to by another
 /// tool), are read, quoted line ends kept; DuckDB's strict reader found no
 /// dialect for them. Rows of another width are still named.
@@ -445,14 +586,9 @@ async fn line_ends_that_change_within_the_file_are_read() {
         vec![("id", "BIGINT"), ("name", "VARCHAR"), ("amount", "DOUBLE")]
     );
     let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
-    let names: Vec<_> = rows.iter().map(|r| r[1].clone()).collect();
     assert_eq!(
-        names,
-        vec![
-            Some("Anna".to_owned()),
-            Some("Smith, J\r\nJr".to_owned()),
-            Some("Bob".to_owned())
-        ]
+        column(&rows, 1),
+        vec![Some("Anna"), Some("Smith, J\r\nJr"), Some("Bob")]
     );
     assert_eq!(rows[0][2], None, "NA is null");
 

@@ -102,6 +102,72 @@ async fn malformed_json() {
     .await;
 }
 
+/// JSON whose records are not objects (numbers, strings, arrays, or a mix
+/// of objects and such values) has no columns to name; DuckDB would read it
+/// as one column called `json`.
+#[tokio::test]
+async fn json_records_that_are_not_objects() {
+    let app = spawn_app().await;
+    for (name, body) in [
+        ("numbers.json", b"[1, 2, -3]".to_vec()),
+        ("arrays.json", b"[[1, 2], [3, 4]]".to_vec()),
+        ("mixed.json", br#"[{"a": 1}, 2]"#.to_vec()),
+        ("mixed.ndjson", b"{\"a\": 1}\n\"x\"\n".to_vec()),
+        ("mixed.ndjson.gz", gzip(b"{\"a\": 1}\n[1]\n")),
+        ("empty.json", b"[]".to_vec()),
+        ("nameless.json", b"[{}, {}]".to_vec()),
+    ] {
+        let msg = rejected(&app, name, body, 422, "malformed_json").await;
+        assert!(
+            msg.contains("every record must be an object of named values"),
+            "{name}: {msg}"
+        );
+    }
+    // Objects, some empty and some null, are still rows.
+    let done = app
+        .upload(
+            "sparse.json",
+            r#"[{"a": 1}, {}, {"a": -2, "b": "x"}]"#,
+            None,
+        )
+        .await
+        .expect_ok();
+    assert_eq!(done.dataset.row_count, 3);
+    assert_eq!(done.dataset.column_count, 2);
+}
+
+/// UTF-16 that does not decode is named by its byte; UTF-16 inside gzip
+/// (not decoded) is named as such rather than as binary.
+#[tokio::test]
+async fn utf16_that_cannot_be_read() {
+    let app = spawn_app().await;
+    // `a,b\n` after the mark, then a low surrogate alone at byte 11.
+    let mut lone = vec![0xFF, 0xFE];
+    lone.extend("a,b\n".encode_utf16().flat_map(u16::to_le_bytes));
+    lone.extend([0x00, 0xDC, b'1', 0, b'\n', 0]);
+    let msg = rejected(&app, "broken.csv", lone, 422, "invalid_utf16").await;
+    assert_eq!(
+        msg,
+        "The file is UTF-16 but not valid UTF-16 (byte 11); save it as UTF-8 and upload again"
+    );
+    let mut odd = vec![0xFF, 0xFE];
+    odd.extend("a,b\n1,2\n".encode_utf16().flat_map(u16::to_le_bytes));
+    odd.push(b'3');
+    rejected(&app, "odd.csv", odd, 422, "invalid_utf16").await;
+
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend("a\tb\n1\t2\n".encode_utf16().flat_map(u16::to_le_bytes));
+    let msg = rejected(
+        &app,
+        "unicode.txt.gz",
+        gzip(&utf16),
+        422,
+        "unsupported_encoding",
+    )
+    .await;
+    assert!(msg.contains("UTF-16 text inside gzip"), "{msg}");
+}
+
 #[tokio::test]
 async fn truncated_gzip() {
     let app = spawn_app().await;
