@@ -573,6 +573,20 @@ pub fn column(rows: &[Vec<Option<String>>], i: usize) -> Vec<Option<&str>> {
     rows.iter().map(|r| r[i].as_deref()).collect()
 }
 
+/// `text` as UTF-16, little- or big-endian, with or without a byte-order mark.
+pub fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
+    let units = (bom.then_some(0xFEFF_u16).into_iter()).chain(text.encode_utf16());
+    units
+        .flat_map(|u| {
+            if big_endian {
+                u.to_be_bytes()
+            } else {
+                u.to_le_bytes()
+            }
+        })
+        .collect()
+}
+
 /// Writes a Parquet file with DuckDB from a SELECT and returns its bytes.
 pub fn parquet_from_sql(select: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tmp");

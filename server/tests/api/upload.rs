@@ -1,7 +1,8 @@
 //! Uploads that must succeed: every format, odd headers, concurrency.
 
 use crate::helpers::{
-    column, eventually, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with, Options,
+    column, eventually, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with, utf16,
+    Options,
 };
 use app::{domain::SyncStatus, model::ColumnSchema};
 use stack::files::export_csv;
@@ -495,20 +496,6 @@ async fn decimal_commas_in_semicolon_files_are_numbers() {
         assert_eq!(done.dataset.source_format, format, "{name}");
         assert_eq!(types(&done.schema)[text_column].1, "VARCHAR", "{name}");
     }
-}
-
-/// `text` as UTF-16, little- or big-endian, with or without a byte-order mark.
-fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
-    let units = (bom.then_some(0xFEFF_u16).into_iter()).chain(text.encode_utf16());
-    units
-        .flat_map(|u| {
-            if big_endian {
-                u.to_be_bytes()
-            } else {
-                u.to_le_bytes()
-            }
-        })
-        .collect()
 }
 
 /// UTF-16 text (Excel's "Unicode Text" export: tab-separated UTF-16LE with a

@@ -1,6 +1,6 @@
 //! Uploads that must be refused with a clear 4xx, leaving nothing behind.
 
-use crate::helpers::{gzip, parquet_from_sql, spawn_app, spawn_app_with, Options, TestApp};
+use crate::helpers::{gzip, parquet_from_sql, spawn_app, spawn_app_with, utf16, Options, TestApp};
 use stack::files::export_csv;
 
 /// Uploads, expects a rejection with `status` and `code`, returns the message,
@@ -142,25 +142,22 @@ async fn json_records_that_are_not_objects() {
 async fn utf16_that_cannot_be_read() {
     let app = spawn_app().await;
     // `a,b\n` after the mark, then a low surrogate alone at byte 11.
-    let mut lone = vec![0xFF, 0xFE];
-    lone.extend("a,b\n".encode_utf16().flat_map(u16::to_le_bytes));
+    let mut lone = utf16("a,b\n", false, true);
     lone.extend([0x00, 0xDC, b'1', 0, b'\n', 0]);
     let msg = rejected(&app, "broken.csv", lone, 422, "invalid_utf16").await;
     assert_eq!(
         msg,
         "The file is UTF-16 but not valid UTF-16 (byte 11); save it as UTF-8 and upload again"
     );
-    let mut odd = vec![0xFF, 0xFE];
-    odd.extend("a,b\n1,2\n".encode_utf16().flat_map(u16::to_le_bytes));
+    let mut odd = utf16("a,b\n1,2\n", false, true);
     odd.push(b'3');
     rejected(&app, "odd.csv", odd, 422, "invalid_utf16").await;
 
-    let mut utf16 = vec![0xFF, 0xFE];
-    utf16.extend("a\tb\n1\t2\n".encode_utf16().flat_map(u16::to_le_bytes));
+    let unicode = utf16("a\tb\n1\t2\n", false, true);
     let msg = rejected(
         &app,
         "unicode.txt.gz",
-        gzip(&utf16),
+        gzip(&unicode),
         422,
         "unsupported_encoding",
     )
