@@ -165,6 +165,44 @@ async fn utf16_that_cannot_be_read() {
     assert!(msg.contains("UTF-16 text inside gzip"), "{msg}");
 }
 
+/// A UTF-16 upload whose connection breaks mid-body (code units split
+/// across chunks, the decoder holding half of one) leaves no row and no
+/// file; the same server then takes the whole file.
+#[tokio::test]
+async fn utf16_upload_broken_mid_body_leaves_nothing() {
+    let app = spawn_app().await;
+    let mut text = String::from("id\tname\n");
+    for i in 0..200_000 {
+        text.push_str(&format!("{i}\tJosé {i}\n"));
+    }
+    let bytes = utf16(&text, false, true);
+    // Odd-sized chunks: every other one ends inside a code unit.
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = bytes[..bytes.len() / 2]
+        .chunks(64 * 1024 + 1)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .chain(std::iter::once(Err(std::io::Error::other(
+            "the client went away",
+        ))))
+        .collect();
+    let part =
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+            .file_name("unicode.txt");
+    let sent = app
+        .client
+        .post(app.url("/api/datasets"))
+        .header("Accept", "application/json")
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the body never finished: {sent:?}");
+    app.wait_scratch_gone().await;
+    app.assert_nothing_persisted().await;
+
+    let done = app.upload("unicode.txt", bytes, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 200_000);
+    assert_eq!(done.dataset.source_format, "tsv (from UTF-16LE)");
+}
+
 #[tokio::test]
 async fn truncated_gzip() {
     let app = spawn_app().await;
