@@ -1,7 +1,10 @@
 //! Uploads that must be refused with a clear 4xx, leaving nothing behind.
 
-use crate::helpers::{gzip, parquet_from_sql, spawn_app, spawn_app_with, utf16, Options, TestApp};
+use crate::helpers::{
+    eventually, gzip, parquet_from_sql, spawn_app, spawn_app_with, utf16, Options, TestApp,
+};
 use stack::files::export_csv;
+use std::time::Duration;
 
 /// Uploads, expects a rejection with `status` and `code`, returns the message,
 /// and checks that no row and no file remain.
@@ -176,24 +179,41 @@ async fn utf16_upload_broken_mid_body_leaves_nothing() {
         text.push_str(&format!("{i}\tJosé {i}\n"));
     }
     let bytes = utf16(&text, false, true);
-    // Odd-sized chunks: every other one ends inside a code unit.
-    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = bytes[..bytes.len() / 2]
-        .chunks(64 * 1024 + 1)
-        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
-        .chain(std::iter::once(Err(std::io::Error::other(
-            "the client went away",
-        ))))
-        .collect();
-    let part =
-        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
-            .file_name("unicode.txt");
-    let sent = app
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ))
+    .file_name("unicode.txt");
+    let request = app
         .client
         .post(app.url("/api/datasets"))
         .header("Accept", "application/json")
         .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await;
+        .send();
+    let sent = tokio::spawn(request);
+    // Odd-sized chunks: every other one ends inside a code unit.
+    for chunk in bytes[..bytes.len() / 2].chunks(64 * 1024 + 1) {
+        tx.send(Ok(bytes::Bytes::copy_from_slice(chunk)))
+            .await
+            .expect("the request reads its body");
+    }
+    // The server holds a scratch file of the upload, and is mid-body.
+    let tmp = app.data_dir.path().join("tmp");
+    eventually(
+        Duration::from_secs(10),
+        "the upload's scratch file",
+        || async {
+            app.stored_files()
+                .iter()
+                .any(|p| p.starts_with(&tmp))
+                .then_some(())
+        },
+    )
+    .await;
+    tx.send(Err(std::io::Error::other("the client went away")))
+        .await
+        .expect("the request reads its body");
+    let sent = sent.await.expect("the request task");
     assert!(sent.is_err(), "the body never finished: {sent:?}");
     app.wait_scratch_gone().await;
     app.assert_nothing_persisted().await;
