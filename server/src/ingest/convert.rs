@@ -79,15 +79,21 @@ fn retype(data_type: &str, to: &str) -> String {
 /// written as its text, `HH:MM:SS[.ffffff]`, which every lakehouse reads.
 const TIME_OF_DAY: &[&str] = &["TIME", "TIME_NS"];
 
+/// The type of a JSON member that is null in every record. Parquet would
+/// hold it as a null-typed column, which Delta cannot (Spark's NullType), so
+/// it is written as text, as an empty column of delimited text is.
+const ONLY_NULLS: &str = "\"NULL\"";
+
 /// The select list that writes `columns`: wide integers narrowed, times of
-/// day as text.
+/// day and columns of nothing but nulls as text.
 pub(super) fn select_list(columns: &[(String, String)], narrow: Narrow) -> String {
+    let as_text = |t: &str| TIME_OF_DAY.contains(&t) || t == ONLY_NULLS;
     let replaced: Vec<String> = columns
         .iter()
-        .filter(|(_, t)| is_wide(t) || TIME_OF_DAY.contains(&t.as_str()))
+        .filter(|(_, t)| is_wide(t) || as_text(t))
         .map(|(name, t)| {
             let col = quote_ident(name);
-            if TIME_OF_DAY.contains(&t.as_str()) {
+            if as_text(t) {
                 return format!("CAST({col} AS VARCHAR) AS {col}");
             }
             let expr = match narrow {
@@ -157,6 +163,13 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
     let started = std::time::Instant::now();
     let lap =
         |what: &str| tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{what}");
+    if detected.json_values && names_json(original_name) {
+        // `42` in `answer.json`: as delimited text, one column named
+        // `column0`; but the uploader meant JSON, and it holds no record.
+        return Err(IngestError::MalformedJson {
+            detail: NOT_RECORDS.to_owned(),
+        });
+    }
 
     // Blank and title lines above a delimited file's header are skipped.
     let skip = match detected.kind {
@@ -184,6 +197,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
                 reader: Some(dialect.explicit_reader(&src)?),
                 strict: true,
                 decimal_comma: dialect.decimal_comma,
+                records: None,
             })
         });
     let Described {
@@ -192,12 +206,22 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         reader: explicit,
         strict,
         decimal_comma,
+        records,
     } = match sniffed_aside {
         Some(described) => described,
         None => sniff_and_describe(conn, detected, &src, layout, &reader, source, original_name)?,
     };
     layout.strict = strict;
     layout.decimal_comma = decimal_comma;
+    // The reader without the options found (it looks again), reading JSON's
+    // records where they were found.
+    let reader_again = |layout: Layout, full_scan: bool| {
+        let reader = reader_sql(detected, &src, layout, full_scan);
+        match &records {
+            Some(records) => records.wrap(&reader),
+            None => reader,
+        }
+    };
     if detected.compression == Compression::Gzip {
         format.push_str("+gzip");
     }
@@ -246,7 +270,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
                 // whether the file has rows. Only files without any pay
                 // for the second look.
                 explicit_in_use = false;
-                reader = reader_sql(detected, &src, layout, false);
+                reader = reader_again(layout, false);
                 continue;
             }
             Ok(rows) => break rows,
@@ -260,7 +284,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
             // or JSON's columns, named, that its reader did not take as
             // found. Read as the reader itself would.
             explicit_in_use = false;
-            reader = reader_sql(detected, &src, layout, false);
+            reader = reader_again(layout, false);
             continue;
         }
         if !conversion && detected.kind == SourceKind::Delimited {
@@ -276,7 +300,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
                 // header's width, so the lenient reader takes them.
                 layout.strict = false;
                 explicit_in_use = false;
-                reader = reader_sql(detected, &src, layout, full_scan);
+                reader = reader_again(layout, full_scan);
                 continue;
             }
             return Err(describe_err(e));
@@ -286,7 +310,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
             // does not fit means the sample misled it, so read the whole
             // file to decide.
             full_scan = true;
-            reader = reader_sql(detected, &src, layout, true);
+            reader = reader_again(layout, true);
             columns = describe(conn, &reader).map_err(describe_err)?;
             check_columns(&columns)?;
             continue;
@@ -494,6 +518,7 @@ fn sniff_and_describe(
                 columns: dialect.columns,
                 reader,
                 strict,
+                records: None,
             });
         }
         SourceKind::JsonArray => "json",
@@ -510,13 +535,99 @@ fn sniff_and_describe(
         )),
         _ => None,
     };
+    // One object (not lines of them, as `.ndjson` and `.jsonl` say).
+    let one_object = detected.kind == SourceKind::Ndjson && !names_json_lines(original_name);
+    if let Some(explicit) = explicit.as_deref().filter(|_| one_object) {
+        if let Some(records) = Records::find(conn, explicit, &columns).map_err(describe_err)? {
+            let reader = records.wrap(explicit);
+            return Ok(Described {
+                format: format!("json (the records in {})", quote_ident(&records.member)),
+                columns: describe(conn, &reader).map_err(describe_err)?,
+                reader: Some(reader),
+                strict: true,
+                decimal_comma: false,
+                records: Some(records),
+            });
+        }
+    }
     Ok(Described {
         format: format.to_owned(),
         columns,
         reader: explicit,
         strict: true,
         decimal_comma: false,
+        records: None,
     })
+}
+
+/// A JSON file that is one object holding its records in a member, as APIs
+/// return them (`{"count": 2, "results": [{"id": 1}, {"id": 2}]}`): a row
+/// per record, not one row holding them all. The object's other members
+/// are kept beside every record, as pandas' `json_normalize` keeps `meta`.
+#[derive(Debug)]
+struct Records {
+    /// The one member that is a list of objects.
+    member: String,
+    /// The object's other members and the names they are kept under (the
+    /// name with `_1`, `_2`... where a record's field has it already).
+    others: Vec<(String, String)>,
+}
+
+impl Records {
+    /// Whether `reader` (read with `columns`) is such an object: one row,
+    /// with exactly one member that is a list of objects.
+    fn find(
+        conn: &Connection,
+        reader: &str,
+        columns: &[(String, String)],
+    ) -> Result<Option<Self>, duckdb::Error> {
+        let mut lists = columns
+            .iter()
+            .filter(|(_, t)| t.starts_with("STRUCT(") && t.ends_with(")[]"));
+        let (Some((member, _)), None) = (lists.next(), lists.next()) else {
+            return Ok(None);
+        };
+        let rows: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM (SELECT 1 FROM {reader} LIMIT 2)"),
+            [],
+            |row| row.get(0),
+        )?;
+        if rows != 1 {
+            return Ok(None);
+        }
+        let mut records = Self {
+            member: member.clone(),
+            others: Vec::new(),
+        };
+        let fields = describe(conn, &records.wrap(reader))?;
+        let mut taken: std::collections::HashSet<String> =
+            fields.iter().map(|(name, _)| name.to_lowercase()).collect();
+        for (name, _) in columns.iter().filter(|(name, _)| name != member) {
+            let mut kept = name.clone();
+            for n in 1.. {
+                if taken.insert(kept.to_lowercase()) {
+                    break;
+                }
+                kept = format!("{name}_{n}");
+            }
+            records.others.push((name.clone(), kept));
+        }
+        Ok(Some(records))
+    }
+
+    /// `reader`'s records, a row each, then the object's other members.
+    fn wrap(&self, reader: &str) -> String {
+        let mut list = vec![format!(
+            "unnest({}, max_depth := 2)",
+            quote_ident(&self.member)
+        )];
+        list.extend(
+            self.others
+                .iter()
+                .map(|(name, kept)| format!("{} AS {}", quote_ident(name), quote_ident(kept))),
+        );
+        format!("(SELECT {} FROM {reader})", list.join(", "))
+    }
 }
 
 /// What [`sniff_and_describe`] found.
@@ -530,6 +641,8 @@ struct Described {
     strict: bool,
     /// Numbers written with a decimal comma (`3,5`; see [`sniff_csv`]).
     decimal_comma: bool,
+    /// JSON whose records are in one member of one object.
+    records: Option<Records>,
 }
 
 /// Where delimited text's table starts, and how strictly it is read.
@@ -834,13 +947,31 @@ fn number_after(msg: &str, label: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Turns a DuckDB error about the input into a message for the uploader. The
-/// scratch path never reaches them: it is replaced by the uploaded file's name.
 /// Why JSON whose records are not objects is refused.
 const NOT_RECORDS: &str =
     "every record must be an object of named values ({\"id\": 1, \"name\": \"Anna\"}); \
      this file has records that are numbers, strings or arrays, or no named value at all";
 
+/// Whether a file's name says it is JSON (`.json`, `.ndjson`, `.jsonl`,
+/// gzip-compressed or not).
+fn names_json(name: &str) -> bool {
+    names_one_of(name, &[".json", ".ndjson", ".jsonl"])
+}
+
+/// Whether a file's name says it is JSON a record per line.
+fn names_json_lines(name: &str) -> bool {
+    names_one_of(name, &[".ndjson", ".jsonl"])
+}
+
+/// Whether `name` ends with one of `extensions`, before any `.gz`.
+fn names_one_of(name: &str, extensions: &[&str]) -> bool {
+    let name = name.to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    extensions.iter().any(|ext| name.ends_with(ext))
+}
+
+/// Turns a DuckDB error about the input into a message for the uploader. The
+/// scratch path never reaches them: it is replaced by the uploaded file's name.
 fn user_error(
     kind: SourceKind,
     e: &duckdb::Error,

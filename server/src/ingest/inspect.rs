@@ -26,6 +26,22 @@ pub enum Compression {
 pub struct Detected {
     pub kind: SourceKind,
     pub compression: Compression,
+    /// The whole text is JSON values none of which is a record (`42`,
+    /// `"a"`, `true` on lines of their own): a one-column table if it is
+    /// delimited text, JSON that holds no record if the file's name says
+    /// JSON.
+    pub json_values: bool,
+}
+
+impl Detected {
+    /// A format that is not only JSON values.
+    pub fn new(kind: SourceKind, compression: Compression) -> Self {
+        Self {
+            kind,
+            compression,
+            json_values: false,
+        }
+    }
 }
 
 /// Bytes kept from the start of the (decompressed) text to decide its layout.
@@ -63,24 +79,34 @@ impl TextScan {
         }
     }
 
+    /// The sample without a UTF-8 byte-order mark.
+    fn text(&self) -> &[u8] {
+        self.sample
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(&self.sample)
+    }
+
+    /// The text's first byte that is not whitespace (`[` and `{` start JSON).
+    fn first_byte(&self) -> Option<u8> {
+        self.text()
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .copied()
+    }
+
     /// Counts the first line's separators; refuses a header wider than the
     /// column limit as soon as it is seen.
     fn check_header(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
         if self.header_done {
             return Ok(());
         }
-        let text = self
-            .sample
-            .strip_prefix(b"\xEF\xBB\xBF")
-            .unwrap_or(&self.sample);
-        if matches!(
-            text.iter().find(|b| !b.is_ascii_whitespace()),
-            Some(b'[' | b'{')
-        ) {
+        if matches!(self.first_byte(), Some(b'[' | b'{')) {
             self.header_done = true;
             return Ok(());
         }
-        let line = match memchr::memchr(b'\n', chunk) {
+        // A header ends at `\n`, or at `\r` in a file whose lines end with
+        // `\r` alone (Excel's "CSV (Macintosh)").
+        let line = match memchr::memchr2(b'\n', b'\r', chunk) {
             Some(end) => {
                 self.header_done = true;
                 &chunk[..end]
@@ -161,6 +187,20 @@ impl TextScan {
         Ok(())
     }
 
+    /// Whether the text, all of it in the sample, is nothing but JSON
+    /// values, the first not an object or array (see [`Detected`]).
+    fn only_json_values(&self) -> bool {
+        if self.failure.is_some() || self.sample.len() as u64 != self.bytes {
+            return false;
+        }
+        if matches!(self.first_byte(), None | Some(b'[' | b'{')) {
+            return false;
+        }
+        serde_json::Deserializer::from_slice(self.text())
+            .into_iter::<serde::de::IgnoredAny>()
+            .all(|value| value.is_ok())
+    }
+
     fn finish(self) -> Result<SourceKind, IngestError> {
         if let Some(failure) = self.failure {
             return Err(failure);
@@ -174,14 +214,10 @@ impl TextScan {
         if self.bytes == 0 {
             return Err(IngestError::EmptyFile);
         }
-        let text = self
-            .sample
-            .strip_prefix(b"\xEF\xBB\xBF")
-            .unwrap_or(&self.sample);
-        if let Some(what) = markup_kind(text) {
+        if let Some(what) = markup_kind(self.text()) {
             return Err(IngestError::Markup { what });
         }
-        match text.iter().find(|b| !b.is_ascii_whitespace()) {
+        match self.first_byte() {
             None if self.sample.len() as u64 == self.bytes => Err(IngestError::OnlyWhitespace),
             Some(b'[') => Ok(SourceKind::JsonArray),
             Some(b'{') => Ok(SourceKind::Ndjson),
@@ -356,12 +392,8 @@ impl Inspector {
         let State::Text(scan) = &self.state else {
             return false;
         };
-        let text = scan
-            .sample
-            .strip_prefix(b"\xEF\xBB\xBF")
-            .unwrap_or(&scan.sample);
-        markup_kind(text).is_none()
-            && matches!(text.iter().find(|b| !b.is_ascii_whitespace()), Some(b) if !matches!(b, b'[' | b'{'))
+        markup_kind(scan.text()).is_none()
+            && matches!(scan.first_byte(), Some(b) if !matches!(b, b'[' | b'{'))
     }
 
     /// Bytes seen so far.
@@ -380,10 +412,14 @@ impl Inspector {
         }
         match self.state {
             State::Start(_) => unreachable!("decided above"),
-            State::Text(scan) => Ok(Detected {
-                kind: scan.finish()?,
-                compression: Compression::None,
-            }),
+            State::Text(scan) => {
+                let json_values = scan.only_json_values();
+                Ok(Detected {
+                    kind: scan.finish()?,
+                    compression: Compression::None,
+                    json_values,
+                })
+            }
             State::Gzip(mut decoder) => {
                 if let Err(e) = decoder.try_finish() {
                     return Err(gzip_failure(&mut decoder, e));
@@ -394,6 +430,7 @@ impl Inspector {
                 if scan.sample.starts_with(PARQUET_MAGIC) {
                     return Err(IngestError::GzippedParquet);
                 }
+                let json_values = scan.only_json_values();
                 let kind = scan.finish().map_err(|e| match e {
                     IngestError::EmptyFile => IngestError::CorruptGzip {
                         detail: "it decompresses to nothing".to_owned(),
@@ -403,6 +440,7 @@ impl Inspector {
                 Ok(Detected {
                     kind,
                     compression: Compression::Gzip,
+                    json_values,
                 })
             }
             State::Parquet { tail } => {
@@ -412,10 +450,7 @@ impl Inspector {
                         detail: "the footer is missing or broken (the file does not end with PAR1), so it is truncated or not Parquet".to_owned(),
                     });
                 }
-                Ok(Detected {
-                    kind: SourceKind::Parquet,
-                    compression: Compression::None,
-                })
+                Ok(Detected::new(SourceKind::Parquet, Compression::None))
             }
         }
     }
@@ -476,6 +511,44 @@ mod tests {
     }
 
     #[test]
+    fn a_header_ends_at_a_carriage_return_too() {
+        // Lines ending in `\r` alone (Excel's "CSV (Macintosh)"): the
+        // header is the first of them, not the whole file.
+        let mut text = b"id,name,amount\r".to_vec();
+        for i in 0..3_000 {
+            text.extend(format!("{i},Anna,NA\r").bytes());
+        }
+        assert_eq!(kind(&text), SourceKind::Delimited);
+        let wide = format!("{}\r1\r", ",".repeat(HEADER_SEPARATORS_MAX));
+        assert!(matches!(
+            inspect(wide.as_bytes()),
+            Err(IngestError::HeaderTooWide { .. })
+        ));
+    }
+
+    #[test]
+    fn tells_text_that_is_only_json_values() {
+        for (text, only_values) in [
+            (&b"42\n"[..], true),
+            (b"\"a\"", true),
+            (b"\xEF\xBB\xBFtrue\nnull\n-1.5e3", true),
+            (b"1\n{\"a\": 1}", true),
+            (b"a,b\n1,2\n", false),
+            (b"1,2\n", false),
+            (b"\"a\",\"b\"", false),
+            (b"{\"a\": 1}", false),
+            (b"[1]", false),
+        ] {
+            assert_eq!(inspect(text).unwrap().json_values, only_values, "{text:?}");
+            let gz = inspect(&gzip(text)).unwrap();
+            assert_eq!(gz.json_values, only_values, "gzip {text:?}");
+        }
+        // Past the sample, the text is not all seen: never only values.
+        let many = "1\n".repeat(SAMPLE_BYTES);
+        assert!(!inspect(many.as_bytes()).unwrap().json_values);
+    }
+
+    #[test]
     fn detects_layout_from_content() {
         assert_eq!(kind(b"a,b\n1,2\n"), SourceKind::Delimited);
         assert_eq!(kind(b"a\tb\n1\t2\n"), SourceKind::Delimited);
@@ -488,13 +561,7 @@ mod tests {
     #[test]
     fn detects_gzip_and_what_is_inside() {
         let d = inspect(&gzip(b"{\"a\": 1}\n")).unwrap();
-        assert_eq!(
-            d,
-            Detected {
-                kind: SourceKind::Ndjson,
-                compression: Compression::Gzip
-            }
-        );
+        assert_eq!(d, Detected::new(SourceKind::Ndjson, Compression::Gzip));
         let d = inspect(&gzip(b"a,b\n1,2\n")).unwrap();
         assert_eq!(d.kind, SourceKind::Delimited);
     }

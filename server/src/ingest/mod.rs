@@ -2,8 +2,8 @@
 //!
 //! Two stages:
 //! 1. [`receive_file`] streams the file field to a scratch file through the
-//!    [`Inspector`], which sees every byte (UTF-16 text decoded to UTF-8
-//!    first, see `encoding`): it tells the format from the
+//!    [`Inspector`], which sees every byte (UTF-16 and windows-1252 text
+//!    decoded to UTF-8 first, see `encoding`): it tells the format from the
 //!    content (magic bytes, first character), decompresses gzip on the fly,
 //!    and rejects what cannot be a dataset (empty, binary, invalid UTF-8,
 //!    truncated gzip) before DuckDB is involved.

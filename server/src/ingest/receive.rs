@@ -1,6 +1,6 @@
 //! Receiving an upload's file field: every chunk goes, by a bounded queue,
-//! to a blocking thread that runs it through the [`Inspector`] (UTF-16
-//! decoded to UTF-8 first, format detection, UTF-8 checks, gzip
+//! to a blocking thread that runs it through the [`Inspector`] (UTF-16 and
+//! windows-1252 decoded to UTF-8 first, format detection, UTF-8 checks, gzip
 //! decompression: CPU work kept off the async
 //! runtime) and appends it to a scratch file, so receiving and writing
 //! overlap and bad input fails while it streams. The byte cap and the disk
@@ -171,10 +171,7 @@ impl ScratchWriter {
             take(&decoding.finish()?)?;
             out.flush()?;
             let detected = inspector.finish()?;
-            let delimited = Detected {
-                kind: SourceKind::Delimited,
-                compression: Compression::None,
-            };
+            let delimited = Detected::new(SourceKind::Delimited, Compression::None);
             let early = early
                 .filter(|_| detected == delimited)
                 .and_then(EarlyConvert::finish);
@@ -231,8 +228,8 @@ pub struct ReceivedFile {
     /// The Parquet file, when it was converted while it arrived, or the
     /// dialect and types of its first rows, when it arrived too fast for that.
     pub early: Option<Early>,
-    /// The encoding the text was decoded from (`UTF-16LE`), when it was not
-    /// UTF-8; the scratch file holds it as UTF-8.
+    /// The encoding the text was decoded from (`UTF-16LE`, `windows-1252`),
+    /// when it was not UTF-8; the scratch file holds it as UTF-8.
     pub decoded_from: Option<&'static str>,
 }
 

@@ -500,10 +500,10 @@ mod tests {
             &storage.connection().unwrap(),
             &ingest::ConvertJob {
                 source: &source,
-                detected: ingest::Detected {
-                    kind: ingest::SourceKind::Delimited,
-                    compression: ingest::Compression::None,
-                },
+                detected: ingest::Detected::new(
+                    ingest::SourceKind::Delimited,
+                    ingest::Compression::None,
+                ),
                 original_name: "export.csv",
                 scratch: &storage.tmp_dir().join("ordinary.parquet.partial"),
                 dest,

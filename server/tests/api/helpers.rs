@@ -587,6 +587,18 @@ pub fn utf16(text: &str, big_endian: bool, bom: bool) -> Vec<u8> {
         .collect()
 }
 
+/// `text` in windows-1252; panics on a character it has no byte for.
+pub fn windows_1252(text: &str) -> Vec<u8> {
+    // Bytes 0x80..=0x9F; the rest are Latin-1's (their own code points).
+    const HIGH: &str = "€\u{81}‚ƒ„…†‡ˆ‰Š‹Œ\u{8d}Ž\u{8f}\u{90}‘’“”•–—˜™š›œ\u{9d}žŸ";
+    text.chars()
+        .map(|c| match HIGH.chars().position(|h| h == c) {
+            Some(i) if u32::from(c) > 0xFF => 0x80 + i as u8,
+            _ => u8::try_from(u32::from(c)).expect("a windows-1252 character"),
+        })
+        .collect()
+}
+
 /// Writes a Parquet file with DuckDB from a SELECT and returns its bytes.
 pub fn parquet_from_sql(select: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tmp");

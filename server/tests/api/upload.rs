@@ -2,7 +2,7 @@
 
 use crate::helpers::{
     column, eventually, gzip, parquet_from_sql, read_parquet, spawn_app, spawn_app_with, utf16,
-    Options,
+    windows_1252, Options,
 };
 use app::{domain::SyncStatus, model::ColumnSchema};
 use stack::files::export_csv;
@@ -557,6 +557,146 @@ async fn utf16_text_is_read() {
         .expect_ok();
     assert_eq!(done.dataset.row_count, 2);
     assert_eq!(done.dataset.source_format, "ndjson (from UTF-16LE)");
+}
+
+/// Text in windows-1252 (Excel's "CSV" on a Western-European Windows) is
+/// read, its accented letters and typographic characters kept, whether its
+/// first non-ASCII byte is in the header or deep in a large file (past the
+/// rows a conversion starts from while the file arrives).
+#[tokio::test]
+async fn windows_1252_text_is_read() {
+    let app = spawn_app().await;
+    let csv = "Kunde;Straße;Betrag\r\n1;Müller “Größe”;3,5\r\n2;Œuvre – 5 €;NA\r\n3;Ærø, naïve;-1234,75\r\n";
+    let done = app
+        .upload("export.csv", windows_1252(csv), None)
+        .await
+        .expect_ok();
+    assert_eq!(
+        done.dataset.source_format,
+        "csv (delimiter \";\") (decimal comma) (from windows-1252)"
+    );
+    assert_eq!(
+        types(&done.schema),
+        vec![
+            ("Kunde", "BIGINT"),
+            ("Straße", "VARCHAR"),
+            ("Betrag", "DOUBLE")
+        ]
+    );
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(
+        column(&rows, 1),
+        vec![
+            Some("Müller “Größe”"),
+            Some("Œuvre – 5 €"),
+            Some("Ærø, naïve")
+        ]
+    );
+    assert_eq!(column(&rows, 2), vec![Some("3.5"), None, Some("-1234.75")]);
+
+    let big = String::from_utf8(export_csv(100_000, None))
+        .unwrap()
+        .replace(",plain 70002\n", ",plain 70002 Café Müller\n");
+    let done = app
+        .upload("big_latin1.csv", windows_1252(&big), None)
+        .await
+        .expect_ok();
+    assert_eq!(done.dataset.row_count, 100_000);
+    assert_eq!(done.dataset.source_format, "csv (from windows-1252)");
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    let row = rows
+        .iter()
+        .find(|r| r[0].as_deref() == Some("70002"))
+        .expect("row 70002");
+    assert_eq!(row[5].as_deref(), Some("plain 70002 Café Müller"));
+
+    let json = "[{\"id\": 1, \"name\": \"José\"}, {\"id\": -2, \"name\": null}]";
+    let done = app
+        .upload("people.json", windows_1252(json), None)
+        .await
+        .expect_ok();
+    assert_eq!(done.dataset.source_format, "json (from windows-1252)");
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(column(&rows, 1), vec![Some("José"), None]);
+}
+
+/// JSON as APIs return it, one object holding the records in a member, is
+/// a row per record, the object's other members kept beside each (renamed
+/// where a record has the name). Objects a line each, each with a list of
+/// objects, stay a row per line. A member null in every record is text.
+#[tokio::test]
+async fn json_records_inside_an_object_are_rows() {
+    let app = spawn_app().await;
+    let json = r#"{"count": 3, "next": null, "id": "page-1", "results": [
+        {"id": 1, "name": "Anna", "amount": -3.5, "tags": ["a"], "address": {"city": "Oslo"}},
+        {"id": 2, "name": null, "amount": 7, "tags": [], "address": {"city": "Bergen"}},
+        {"id": 3, "name": "Zoë"}
+    ]}"#;
+    for (name, body, format) in [
+        (
+            "page.json",
+            json.as_bytes().to_vec(),
+            "json (the records in \"results\")",
+        ),
+        (
+            "page.json.gz",
+            gzip(json.as_bytes()),
+            "json (the records in \"results\")+gzip",
+        ),
+    ] {
+        let done = app.upload(name, body, None).await.expect_ok();
+        assert_eq!(done.dataset.source_format, format);
+        assert_eq!(done.dataset.row_count, 3);
+        let names: Vec<&str> = done.schema.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["id", "name", "amount", "tags", "address", "count", "next", "id_1"]
+        );
+        let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+        assert_eq!(column(&rows, 1), vec![Some("Anna"), None, Some("Zoë")]);
+        assert_eq!(column(&rows, 2), vec![Some("-3.5"), Some("7.0"), None]);
+        assert_eq!(column(&rows, 7), vec![Some("page-1"); 3]);
+        assert_eq!(column(&rows, 6), vec![None; 3]);
+        let next = done.schema.iter().find(|c| c.name == "next").unwrap();
+        assert_eq!(next.data_type, "VARCHAR", "a member null throughout");
+    }
+
+    let orders = "{\"order\": 1, \"items\": [{\"sku\": \"A\"}]}\n\
+                  {\"order\": 2, \"items\": [{\"sku\": \"B\"}, {\"sku\": \"C\"}], \"note\": null}\n";
+    let done = app.upload("orders.ndjson", orders, None).await.expect_ok();
+    assert_eq!(done.dataset.source_format, "ndjson");
+    assert_eq!(done.dataset.row_count, 2);
+    let note = done.schema.iter().find(|c| c.name == "note").unwrap();
+    assert_eq!(note.data_type, "VARCHAR");
+    // One line of them is still a row: the name says a record per line.
+    let one = orders.lines().next().unwrap();
+    let done = app.upload("order.jsonl", one, None).await.expect_ok();
+    assert_eq!((done.dataset.row_count, done.dataset.column_count), (1, 2));
+}
+
+/// Lines that end in `\r` alone (Excel's "CSV (Macintosh)", classic Mac
+/// OS text) are rows: the whole file is not one header line.
+#[tokio::test]
+async fn carriage_return_line_ends_are_read() {
+    let app = spawn_app().await;
+    let mut csv = String::from("id,name,amount\r");
+    for i in 0..20_000 {
+        let amount = if i % 7 == 0 {
+            "NA".to_owned()
+        } else {
+            format!("-{i}.5")
+        };
+        csv.push_str(&format!("{i},\"Smith, {i}\",{amount}\r"));
+    }
+    let done = app.upload("mac.csv", csv, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 20_000);
+    assert_eq!(
+        types(&done.schema),
+        vec![("id", "BIGINT"), ("name", "VARCHAR"), ("amount", "DOUBLE")]
+    );
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(rows[1][1].as_deref(), Some("Smith, 1"));
+    assert_eq!(rows[0][2], None, "NA is null");
 }
 
 /// Rows ending both ways, `\r\n` and `\n` (a file appended to by another

@@ -46,18 +46,47 @@ async fn binary_garbage() {
 #[tokio::test]
 async fn invalid_utf8_names_the_line() {
     let app = spawn_app().await;
+    // UTF-8 (Zoë) broken later on (a Latin-1 é).
     let msg = rejected(
         &app,
-        "latin1.csv",
-        b"name,city\nAda,London\nJos\xe9,Paris\n".to_vec(),
+        "mixed.csv",
+        b"name,city\nZo\xc3\xab,London\nJos\xe9,Paris\n".to_vec(),
         422,
         "invalid_utf8",
     )
     .await;
     assert_eq!(
         msg,
-        "The file is not valid UTF-8 (line 3, byte 25); save it as UTF-8 and upload again"
+        "The file is not valid UTF-8 (line 3, byte 26); save it as UTF-8 and upload again"
     );
+    // Other 8-bit code pages are not read as windows-1252: windows-1251
+    // (Иван Петров, Москва), GBK (北京), Shift_JIS (東京、大阪).
+    for (name, bytes) in [
+        (
+            "cyrillic.csv",
+            &b"id;name;city\n1;\xc8\xe2\xe0\xed \xcf\xe5\xf2\xf0\xee\xe2;\xcc\xee\xf1\xea\xe2\xe0\n"[..],
+        ),
+        ("gbk.csv", b"id,city\n1,\xb1\xb1\xbe\xa9\n"),
+        // Bytes that are no text in any of them.
+        ("garbage.csv", b"id,city\n1,\xc3\x28\n"),
+        (
+            "sjis.csv",
+            b"id,city\n1,\x93\x8c\x8b\x9e\x81\x41\x91\xe5\x8d\xe3\n",
+        ),
+    ] {
+        let msg = rejected(&app, name, bytes.to_vec(), 422, "invalid_utf8").await;
+        assert!(msg.contains("(line 2, byte "), "{name}: {msg}");
+    }
+    // windows-1252 inside gzip is not decoded.
+    let msg = rejected(
+        &app,
+        "latin1.csv.gz",
+        gzip(b"name,city\nJos\xe9,Paris\n"),
+        422,
+        "invalid_utf8",
+    )
+    .await;
+    assert!(msg.contains("(line 2, byte 14)"), "{msg}");
 }
 
 #[tokio::test]
@@ -119,6 +148,13 @@ async fn json_records_that_are_not_objects() {
         ("mixed.ndjson.gz", gzip(b"{\"a\": 1}\n[1]\n")),
         ("empty.json", b"[]".to_vec()),
         ("nameless.json", b"[{}, {}]".to_vec()),
+        // Bare values in a file named as JSON: read as delimited text, they
+        // would be a one-column table named after (or holding) the value.
+        ("answer.json", b"42\n".to_vec()),
+        ("negative.json", b"-3.5".to_vec()),
+        ("greeting.JSON", b"\"hello\"".to_vec()),
+        ("flags.jsonl", b"true\nfalse\nnull\n".to_vec()),
+        ("values.ndjson.gz", gzip(b"1\n2\n{\"a\": 3}\n")),
     ] {
         let msg = rejected(&app, name, body, 422, "malformed_json").await;
         assert!(
@@ -137,6 +173,15 @@ async fn json_records_that_are_not_objects() {
         .expect_ok();
     assert_eq!(done.dataset.row_count, 3);
     assert_eq!(done.dataset.column_count, 2);
+    // The same bare values under a delimited name are a one-column table,
+    // and delimited text under a JSON name is still read as what it is.
+    for (name, body, rows) in [
+        ("answer.csv", "42\n", 1),
+        ("misnamed.json", "id,n\n1,2\n", 1),
+    ] {
+        let done = app.upload(name, body, None).await.expect_ok();
+        assert_eq!(done.dataset.row_count, rows, "{name}");
+    }
 }
 
 /// UTF-16 that does not decode is named by its byte; UTF-16 inside gzip
@@ -426,10 +471,12 @@ async fn faults_deep_in_a_large_file_are_named_and_leave_nothing() {
         "Line 70004 has 7 fields but the header has 6; every row needs the same number of fields"
     );
 
-    let mut latin1 = export_csv(100_000, Some((70_002, "-Jos\u{e9}")));
-    let at = latin1.iter().position(|&b| b == 0xC3).expect("the é");
-    latin1.splice(at..at + 2, [0xE9]);
-    let msg = rejected(&app, "latin1.csv", latin1, 422, "invalid_utf8").await;
+    // UTF-8 from its header (cliënt) on, with a Latin-1 é in row 70,002.
+    let mut broken = export_csv(100_000, Some((70_002, "-Jos\u{e9}")));
+    let at = broken.iter().position(|&b| b == 0xC3).expect("the é");
+    broken.splice(at..at + 2, [0xE9]);
+    broken.splice(3..11, "cliënt".bytes());
+    let msg = rejected(&app, "broken.csv", broken, 422, "invalid_utf8").await;
     assert!(msg.contains("(line 70004,"), "{msg}");
 }
 
