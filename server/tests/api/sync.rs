@@ -257,6 +257,59 @@ async fn an_upload_ends_synced_and_its_tables_are_queryable() {
     );
 }
 
+/// JSON as people upload it syncs: lists and objects inside records, the
+/// records inside an API's object, a member null throughout, text in
+/// windows-1252. Bronze keeps every row, silver the distinct ones, and the
+/// nested values arrive whole.
+#[tokio::test]
+async fn nested_json_and_windows_1252_text_sync() {
+    let restate = Restate::started().await.unwrap();
+    let mcp = started_mcp().await;
+    let app = spawn_synced_app(&restate, &mcp, Sync::default()).await;
+    let json = r#"{"count": 3, "next": null, "results": [
+        {"id": 1, "name": "Anna", "tags": ["a", "b"], "address": {"city": "Oslo", "zip": -1}},
+        {"id": 2, "name": null, "tags": [], "address": {"city": "Bergen", "zip": 5003}},
+        {"id": 2, "name": null, "tags": [], "address": {"city": "Bergen", "zip": 5003}}
+    ]}"#;
+    let nested = app
+        .upload("page.json", json, None)
+        .await
+        .expect_ok()
+        .dataset
+        .id;
+    let latin1 = crate::helpers::windows_1252("id;name;amount\r\n1;Müller;3,5\r\n2;Größe;NA\r\n");
+    let text = app
+        .upload("export.csv", latin1, None)
+        .await
+        .expect_ok()
+        .dataset
+        .id;
+    for (id, bronze_rows, silver_rows) in [(nested, 3, 2), (text, 2, 2)] {
+        let synced = wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(60)).await;
+        let tenant = tenant_of(&app, id).await;
+        let bronze = synced.bronze_table.expect("bronze_table");
+        let silver = synced.silver_table.expect("silver_table");
+        assert_eq!(count_rows(&mcp, &tenant, &bronze).await, json!(bronze_rows));
+        assert_eq!(count_rows(&mcp, &tenant, &silver).await, json!(silver_rows));
+    }
+    let synced = row(&app, nested).await;
+    let tenant = tenant_of(&app, nested).await;
+    let silver = synced.silver_table.expect("silver_table");
+    let out = mcp
+        .call(
+            "query",
+            json!({"tenant_id": tenant, "sql": format!(
+                "SELECT tags[2] AS tag, address.city AS city, address.zip AS zip FROM {} WHERE id = 1",
+                quoted(&silver)
+            )}),
+        )
+        .await
+        .expect("query");
+    assert_eq!(out["rows"][0]["tag"], "b", "{out}");
+    assert_eq!(out["rows"][0]["city"], "Oslo", "{out}");
+    assert_eq!(out["rows"][0]["zip"], -1, "{out}");
+}
+
 #[tokio::test]
 async fn mcp_down_at_first_is_retried_until_synced() {
     let restate = Restate::started().await.unwrap();
