@@ -97,7 +97,8 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
                     prev_quote = true;
                     continue;
                 }
-                if b == b'\n' {
+                // A line ends at `\n`, `\r\n` or `\r` alone (counted once).
+                if b == b'\r' || (b == b'\n' && !cr) {
                     line += 1;
                 }
                 continue;
@@ -109,12 +110,11 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
                     quoted = true;
                     empty = false;
                 }
-                b'\n' => {
-                    if cr {
-                        crlf = true;
-                    } else {
-                        lf = true;
-                    }
+                // The record ended at the `\r` before it.
+                b'\n' if cr => crlf = true,
+                // `\r` alone ends a line too (Excel's "CSV (Macintosh)").
+                b'\n' | b'\r' => {
+                    lf |= b == b'\n';
                     if let Some(found) = finish(fields, record_line, empty) {
                         return Ok(Records {
                             ragged: Some(found),
@@ -132,7 +132,6 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
                     fields = 1;
                     empty = true;
                 }
-                b'\r' => {}
                 b if Some(b) == delim => {
                     fields += 1;
                     empty = false;
@@ -219,6 +218,20 @@ mod tests {
     fn quoted_delimiters_and_newlines_do_not_count() {
         let csv = b"a,b\n\"x,y\",\"multi\nline\"\n\"say \"\"hi, there\"\"\",2\n3,4,5\n";
         assert_eq!(ragged(csv), Some((5, 2, 3)));
+    }
+
+    #[test]
+    fn lines_end_at_a_carriage_return_alone_too() {
+        // Lines ending in `\r`, `\r\n` or `\n` are counted alike, quoted
+        // line ends included.
+        for end in ["\r", "\r\n", "\n"] {
+            let csv = format!("a,b{end}1,\"x{end}y\"{end}{end}3,4,5{end}");
+            assert_eq!(ragged(csv.as_bytes()), Some((5, 2, 3)), "{end:?}");
+        }
+        assert_eq!(
+            walk_records(&b"a,b\r1,2\r3,4"[..], Some(b','), 1).unwrap(),
+            Records::default()
+        );
     }
 
     #[test]

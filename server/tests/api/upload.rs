@@ -688,7 +688,7 @@ async fn carriage_return_line_ends_are_read() {
         };
         csv.push_str(&format!("{i},\"Smith, {i}\",{amount}\r"));
     }
-    let done = app.upload("mac.csv", csv, None).await.expect_ok();
+    let done = app.upload("mac.csv", csv.clone(), None).await.expect_ok();
     assert_eq!(done.dataset.row_count, 20_000);
     assert_eq!(
         types(&done.schema),
@@ -697,6 +697,20 @@ async fn carriage_return_line_ends_are_read() {
     let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
     assert_eq!(rows[1][1].as_deref(), Some("Smith, 1"));
     assert_eq!(rows[0][2], None, "NA is null");
+    // A row of another width is named by its line, counted at each `\r`.
+    csv.push_str("20000,x,1,extra\r");
+    let (status, body) = app.upload("mac.csv", csv, None).await.expect_rejected();
+    assert_eq!(
+        (status, body.code.as_str()),
+        (422, "ragged_rows"),
+        "{}",
+        body.message
+    );
+    assert!(
+        body.message.starts_with("Line 20002 has 4 fields"),
+        "{}",
+        body.message
+    );
 }
 
 /// Rows ending both ways, `\r\n` and `\n` (a file appended to by another
