@@ -15,6 +15,18 @@ fn types(schema: &[ColumnSchema]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// Uploads `body`, expects 422 `ragged_rows`, and returns the message.
+async fn ragged(app: &crate::helpers::TestApp, name: &str, body: impl Into<Vec<u8>>) -> String {
+    let (status, body) = app.upload(name, body, None).await.expect_rejected();
+    assert_eq!(
+        (status, body.code.as_str()),
+        (422, "ragged_rows"),
+        "{name}: {}",
+        body.message
+    );
+    body.message
+}
+
 #[tokio::test]
 async fn csv_upload_produces_parquet_and_a_catalogue_row() {
     let app = spawn_app().await;
@@ -699,18 +711,8 @@ async fn carriage_return_line_ends_are_read() {
     assert_eq!(rows[0][2], None, "NA is null");
     // A row of another width is named by its line, counted at each `\r`.
     csv.push_str("20000,x,1,extra\r");
-    let (status, body) = app.upload("mac.csv", csv, None).await.expect_rejected();
-    assert_eq!(
-        (status, body.code.as_str()),
-        (422, "ragged_rows"),
-        "{}",
-        body.message
-    );
-    assert!(
-        body.message.starts_with("Line 20002 has 4 fields"),
-        "{}",
-        body.message
-    );
+    let message = ragged(&app, "mac.csv", csv).await;
+    assert!(message.starts_with("Line 20002 has 4 fields"), "{message}");
 }
 
 /// Rows ending both ways, `\r\n` and `\n` (a file appended to by another
@@ -762,21 +764,8 @@ async fn line_ends_that_change_within_the_file_are_read() {
     assert_eq!(done.dataset.row_count, 60_000);
     assert_eq!(done.dataset.column_count, 6);
 
-    let (status, body) = app
-        .upload("ragged_mixed.csv", "a,b\r\n1,2\n3,4,5\r\n", None)
-        .await
-        .expect_rejected();
-    assert_eq!(
-        (status, body.code.as_str()),
-        (422, "ragged_rows"),
-        "{}",
-        body.message
-    );
-    assert!(
-        body.message.starts_with("Line 3 has 3 fields"),
-        "{}",
-        body.message
-    );
+    let message = ragged(&app, "ragged_mixed.csv", "a,b\r\n1,2\n3,4,5\r\n").await;
+    assert!(message.starts_with("Line 3 has 3 fields"), "{message}");
 }
 
 /// JSON is typed from every record, not from the reader's sample of the
