@@ -86,7 +86,9 @@ pub struct Settings {
     /// `UPLOAD_MAX_BYTES` (default 2 GiB): the cap enforced while streaming an upload.
     pub upload_max_bytes: u64,
     /// `UPLOAD_MAX_DECOMPRESSED_BYTES` (default 16 GiB): what a gzip upload
-    /// may decompress to (a gzip bomb is refused as it streams).
+    /// may decompress to (a gzip bomb is refused as it streams), and what a
+    /// Parquet upload's values may take decoded (a Parquet bomb is refused
+    /// from its footer).
     pub upload_max_decompressed_bytes: u64,
     /// `UPLOAD_MAX_CONCURRENT` (default twice the CPUs, at least 2): uploads
     /// received and converted at once.

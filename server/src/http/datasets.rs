@@ -206,9 +206,9 @@ fn ingest_status(e: &IngestError) -> StatusCode {
         IngestError::UnsupportedCompression { .. } | IngestError::GzippedParquet => {
             StatusCode::UNSUPPORTED_MEDIA_TYPE
         }
-        IngestError::DecompressedTooLarge { .. } | IngestError::OutOfMemory => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
+        IngestError::DecompressedTooLarge { .. }
+        | IngestError::ParquetDecodesTooLarge { .. }
+        | IngestError::OutOfMemory => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
@@ -671,6 +671,7 @@ async fn convert_stored_text(
     let detected = received.file.detected;
     let scratch_path = scratch_parquet.path().to_path_buf();
     let dest_path = dest.clone();
+    let max_decoded = state.upload_max_decompressed_bytes;
     let started = std::time::Instant::now();
     let mut received = received;
     let mut sniffed = None;
@@ -727,6 +728,7 @@ async fn convert_stored_text(
                         scratch: &scratch_path,
                         dest: &dest_path,
                         sniffed: sniffed.as_ref(),
+                        max_decoded,
                     },
                 )
             })

@@ -138,6 +138,10 @@ pub struct ConvertJob<'a> {
     /// first rows while it arrived ([`super::Early::Sniffed`]): read with
     /// them rather than sniff again.
     pub sniffed: Option<&'a Dialect>,
+    /// Most bytes a Parquet upload's values may take decoded
+    /// (`UPLOAD_MAX_DECOMPRESSED_BYTES`, as for gzip; 0 = no cap): see
+    /// [`parquet_decoded_bytes`].
+    pub max_decoded: u64,
 }
 
 /// Runs `job`; on error nothing is left at `scratch` or `dest`. Blocking.
@@ -157,9 +161,19 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         scratch,
         dest,
         sniffed,
+        max_decoded,
     } = job;
     let src = quote_literal(&source.to_string_lossy());
     let describe_err = |e: duckdb::Error| user_error(detected.kind, &e, source, original_name);
+    if detected.kind == SourceKind::Parquet && max_decoded > 0 {
+        let decoded = parquet_decoded_bytes(conn, &src).map_err(describe_err)?;
+        if decoded > max_decoded {
+            return Err(IngestError::ParquetDecodesTooLarge {
+                decoded,
+                max: max_decoded,
+            });
+        }
+    }
     let started = std::time::Instant::now();
     let lap =
         |what: &str| tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "{what}");
@@ -852,6 +866,29 @@ fn reader_sql(detected: Detected, src: &str, layout: Layout, full_scan: bool) ->
         ),
         SourceKind::Parquet => format!("read_parquet({src})"),
     }
+}
+
+/// What the Parquet file at `src` (a SQL string literal) takes decoded, from
+/// its footer alone: per column chunk, its values at their physical width
+/// (a string's 4-byte length alone, a fixed-length array's as 4), or its
+/// pages' uncompressed size where that is more. Parquet's own "uncompressed"
+/// size is after dictionary and run-length encoding: a file of 500 bytes
+/// holds a hundred million rows of one repeated value, which take 8 s to
+/// convert, and a few kilobytes as many row groups again would take hours.
+/// Measured so, a legitimate file is never over-counted.
+fn parquet_decoded_bytes(conn: &Connection, src: &str) -> Result<u64, duckdb::Error> {
+    let decoded: Option<f64> = conn.query_row(
+        &format!(
+            "SELECT sum(greatest(0, coalesce(total_uncompressed_size, 0), \
+             num_values::DOUBLE * CASE type WHEN 'INT64' THEN 8 WHEN 'DOUBLE' THEN 8 \
+             WHEN 'INT96' THEN 12 WHEN 'BOOLEAN' THEN 1 ELSE 4 END)) \
+             FROM parquet_metadata({src})"
+        ),
+        [],
+        |row| row.get(0),
+    )?;
+    // `as` saturates: a footer claiming more than 2^64 bytes is over any cap.
+    Ok(decoded.unwrap_or(0.0) as u64)
 }
 
 /// Column names and DuckDB types, in order.

@@ -46,6 +46,8 @@ pub enum IngestError {
     HeaderTooWide { seen: usize, max: usize },
     #[error("the gzip data decompresses to more than {max} bytes (UPLOAD_MAX_DECOMPRESSED_BYTES)")]
     DecompressedTooLarge { max: u64 },
+    #[error("the Parquet file's values take {decoded} bytes decoded (each column's values at their width), more than {max} bytes (UPLOAD_MAX_DECOMPRESSED_BYTES); split it into smaller files")]
+    ParquetDecodesTooLarge { decoded: u64, max: u64 },
     #[error("column {position} has a name of {len} characters; the limit is {max}")]
     ColumnNameTooLong {
         position: usize,
@@ -81,7 +83,9 @@ impl IngestError {
             Self::Markup { .. } => "markup_file",
             Self::NoColumns => "no_columns",
             Self::TooManyColumns { .. } | Self::HeaderTooWide { .. } => "too_many_columns",
-            Self::DecompressedTooLarge { .. } => "decompressed_too_large",
+            Self::DecompressedTooLarge { .. } | Self::ParquetDecodesTooLarge { .. } => {
+                "decompressed_too_large"
+            }
             Self::ColumnNameTooLong { .. } => "column_name_too_long",
             Self::ReservedColumn { .. } => "reserved_column",
             Self::UnsupportedType { .. } => "unsupported_type",

@@ -508,6 +508,7 @@ mod tests {
                 scratch: &storage.tmp_dir().join("ordinary.parquet.partial"),
                 dest,
                 sniffed,
+                max_decoded: 0,
             },
         )
         .unwrap();

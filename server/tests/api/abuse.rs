@@ -90,6 +90,55 @@ async fn a_gzip_bomb_is_refused_by_its_decompressed_size() {
 }
 
 #[tokio::test]
+async fn a_parquet_bomb_is_refused_by_its_decoded_size_before_a_page_is_read() {
+    let app = spawn_app_with(Options {
+        env: vec![("UPLOAD_MAX_DECOMPRESSED_BYTES", "8MiB".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    // Ten million rows of one repeated value in one row group: dictionary
+    // and run-length encoded, under a kilobyte, 80 MB decoded.
+    let parquet = |rows: u64| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("bomb.parquet");
+        duckdb::Connection::open_in_memory()
+            .expect("duckdb")
+            .execute_batch(&format!(
+                "COPY (SELECT 7::INTEGER AS n, 'same' AS s FROM range({rows})) TO '{}' \
+                 (FORMAT parquet, ROW_GROUP_SIZE {rows})",
+                path.display()
+            ))
+            .expect("write parquet");
+        std::fs::read(&path).expect("read parquet")
+    };
+    let bomb = parquet(10_000_000);
+    assert!(bomb.len() < 1024, "{} bytes", bomb.len());
+    let (status, body) = app
+        .upload("bomb.parquet", bomb, None)
+        .await
+        .expect_rejected();
+    assert_eq!(
+        (status, body.code.as_str()),
+        (413, "decompressed_too_large"),
+        "{}",
+        body.message
+    );
+    assert!(
+        body.message.contains("80000000 bytes decoded")
+            && body.message.contains("UPLOAD_MAX_DECOMPRESSED_BYTES"),
+        "{}",
+        body.message
+    );
+    app.assert_nothing_persisted().await;
+    // Under the cap (800 KB decoded), the same kind of file is a dataset.
+    let done = app
+        .upload("fine.parquet", parquet(100_000), None)
+        .await
+        .expect_ok();
+    assert_eq!(done.dataset.row_count, 100_000);
+}
+
+#[tokio::test]
 async fn a_header_of_300_000_columns_is_refused_before_the_sniffer() {
     let app = spawn_app().await;
     let header: Vec<String> = (0..300_000).map(|i| format!("c{i}")).collect();
