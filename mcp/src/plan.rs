@@ -745,9 +745,9 @@ mod tests {
             "CREATE OR REPLACE TABLE \"lh\".\"acme_silver\".\"sales_e40c292c\" AS SELECT \"order_id\", \"it_s_oddx\", \"amount\", \
              \"_dataset_id\", min_by(\"_source_file\", \"_version\") AS \"_source_file\", min(\"_version\") AS \"_version\", \
              CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS \"_ingested_at\" \
-             FROM (SELECT CAST(CASE WHEN trim(\"Order ID\") IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN') \
+             FROM (SELECT CAST(CASE WHEN trim(\"Order ID\") IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN', 'nan', '#N/A', '<NA>') \
              THEN NULL ELSE trim(\"Order ID\") END AS BIGINT) AS \"order_id\", CASE WHEN trim(\"it's \"\"odd\"\"`\") IN ('', 'NULL', \
-             'null', 'N/A', 'NA', 'n/a', '-', 'NaN') THEN NULL ELSE trim(\"it's \"\"odd\"\"`\") END AS \"it_s_oddx\", \"amount\" AS \
+             'null', 'N/A', 'NA', 'n/a', '-', 'NaN', 'nan', '#N/A', '<NA>') THEN NULL ELSE trim(\"it's \"\"odd\"\"`\") END AS \"it_s_oddx\", \"amount\" AS \
              \"amount\", \"_dataset_id\", \"_source_file\", \"_version\" FROM \"lh\".\"acme_bronze\".\"sales_e40c292c\" \
              WHERE \"_version\" BETWEEN 2 AND 3) AS d GROUP BY \"order_id\", \"it_s_oddx\", \"amount\", \"_dataset_id\""
         );
@@ -815,7 +815,7 @@ mod tests {
             ),
             "{sql}"
         );
-        assert!(sql.contains("CAST(CASE WHEN trim(`Order ID`) IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN')"), "{sql}");
+        assert!(sql.contains("CAST(CASE WHEN trim(`Order ID`) IN ('', 'NULL', 'null', 'N/A', 'NA', 'n/a', '-', 'NaN', 'nan', '#N/A', '<NA>')"), "{sql}");
         assert!(sql.contains("trim(`it's \"odd\"```)"), "{sql}");
         assert!(sql.contains("`amount`, `_dataset_id`, min_by(`_source_file`, `_version`) AS `_source_file`, min(`_version`) AS `_version`, CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS `_ingested_at`"), "{sql}");
         assert!(

@@ -17,8 +17,14 @@ pub mod error;
 pub mod names;
 /// THE null tokens: cells (after trimming) that mean "no value". The
 /// upload reads CSV with them as NULL and silver cleans with them, so the
-/// preview, the column statistics and silver agree.
-pub const NULL_TOKENS: [&str; 8] = ["", "NULL", "null", "N/A", "NA", "n/a", "-", "NaN"];
+/// preview, the column statistics and silver agree. Besides R's `NA` and
+/// the usual words: Excel's and Google Sheets' `#N/A` (a lookup that found
+/// nothing, exported as text), and pandas' `nan` and `<NA>` (a missing value
+/// written with `astype(str)`), which would otherwise turn a column of
+/// numbers into text. Not `None`: it is a real answer ("allergies: None").
+pub const NULL_TOKENS: [&str; 11] = [
+    "", "NULL", "null", "N/A", "NA", "n/a", "-", "NaN", "nan", "#N/A", "<NA>",
+];
 pub mod tools;
 
 #[cfg(feature = "client")]

@@ -307,8 +307,10 @@ async fn wide_integers_are_narrowed_not_refused() {
 #[tokio::test]
 async fn null_tokens_are_nulls_locally_as_in_silver() {
     let app = spawn_app().await;
-    // A quarter of `amount` is 'NA' (R's export), plus the other tokens silver cleans.
-    let csv = "id,amount,qty,code\n1,NA,3,A\n2,2.5,N/A,B\n3,-1.25,-,n/a\n4,4.0,7,NULL\n";
+    // A quarter of `amount` is 'NA' (R's export), plus the other tokens silver
+    // cleans: Excel's `#N/A` and pandas' `nan` and `<NA>` among numbers.
+    let csv = "id,amount,qty,code\n1,NA,3,A\n2,2.5,N/A,B\n3,-1.25,-,n/a\n4,4.0,7,NULL\n\
+               5,#N/A,nan,<NA>\n6,nan,<NA>,#N/A\n";
     let done = app.upload("r_export.csv", csv, None).await.expect_ok();
     assert_eq!(
         types(&done.schema),
@@ -324,9 +326,16 @@ async fn null_tokens_are_nulls_locally_as_in_silver() {
     let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
     assert_eq!(
         column(&rows, 1),
-        vec![None, Some("2.5"), Some("-1.25"), Some("4.0")]
+        vec![None, Some("2.5"), Some("-1.25"), Some("4.0"), None, None]
     );
-    assert_eq!(column(&rows, 3), vec![Some("A"), Some("B"), None, None]);
+    assert_eq!(
+        column(&rows, 2),
+        vec![Some("3"), None, None, Some("7"), None, None]
+    );
+    assert_eq!(
+        column(&rows, 3),
+        vec![Some("A"), Some("B"), None, None, None, None]
+    );
 }
 
 /// Line ends as Windows writes them (CRLF, often after a byte-order mark)
