@@ -987,7 +987,8 @@ fn number_after(msg: &str, label: &str) -> Option<u64> {
 /// Why JSON whose records are not objects is refused.
 const NOT_RECORDS: &str =
     "every record must be an object of named values ({\"id\": 1, \"name\": \"Anna\"}); \
-     this file has records that are numbers, strings or arrays, or no named value at all";
+     this file has records that are numbers, strings or arrays, only empty objects, \
+     or a value whose name is empty (\"\": 1)";
 
 /// Whether a file's name says it is JSON (`.json`, `.ndjson`, `.jsonl`,
 /// gzip-compressed or not).

@@ -54,7 +54,7 @@ struct TextScan {
     sample: Vec<u8>,
     /// Bytes of an unfinished UTF-8 sequence at the end of the last chunk.
     carry: Vec<u8>,
-    lines: u64,
+    lines: LineEnds,
     bytes: u64,
     failure: Option<IngestError>,
     /// Most bytes accepted (the decompressed size of a gzip upload); 0 = no cap.
@@ -146,7 +146,7 @@ impl TextScan {
                 // "binary", before its first NUL byte ends the scan.
                 return Err(IngestError::GzippedParquet);
             }
-            let line = self.lines + 1 + count_newlines(&chunk[..pos]);
+            let line = self.lines.line_of(chunk, pos);
             return Err(IngestError::Binary {
                 detail: format!("a NUL byte on line {line}"),
             });
@@ -170,7 +170,7 @@ impl TextScan {
             }
             Err(e) => {
                 let bad_at = e.valid_up_to();
-                let line = self.lines + 1 + count_newlines(&data[..bad_at]);
+                let line = self.lines.line_of(data, bad_at);
                 if looks_binary(&self.sample) {
                     return Err(IngestError::Binary {
                         detail: "bytes that are neither text nor UTF-8".to_owned(),
@@ -182,7 +182,7 @@ impl TextScan {
                 });
             }
         }
-        self.lines += count_newlines(chunk);
+        self.lines.advance(chunk);
         self.bytes += chunk.len() as u64;
         Ok(())
     }
@@ -207,7 +207,7 @@ impl TextScan {
         }
         if !self.carry.is_empty() {
             return Err(IngestError::InvalidUtf8 {
-                line: self.lines + 1,
+                line: self.lines.seen + 1,
                 byte: self.bytes - self.carry.len() as u64 + 1,
             });
         }
@@ -264,8 +264,43 @@ fn markup_kind(text: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn count_newlines(bytes: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', bytes).count() as u64
+/// Lines counted as the ragged-row walker ([`super::ragged`]) counts them:
+/// a line ends at `\n`, `\r\n` or `\r` alone (Excel for Mac's "CSV
+/// (Macintosh)"), inside quotes too.
+#[derive(Debug, Default, Clone, Copy)]
+struct LineEnds {
+    /// Line ends in the chunks before.
+    seen: u64,
+    /// The chunks before end with `\r`: a `\n` first in the next one ends
+    /// no line of its own.
+    after_cr: bool,
+}
+
+impl LineEnds {
+    /// Line ends in `bytes`, the text right after the chunks counted.
+    fn count_in(&self, bytes: &[u8]) -> u64 {
+        let lf = memchr::memchr_iter(b'\n', bytes).count() as u64;
+        let mut crlf = u64::from(self.after_cr && bytes.first() == Some(&b'\n'));
+        let mut cr = 0;
+        for at in memchr::memchr_iter(b'\r', bytes) {
+            cr += 1;
+            crlf += u64::from(bytes.get(at + 1) == Some(&b'\n'));
+        }
+        lf + cr - crlf
+    }
+
+    /// The line (from 1) of the byte at `at` in `bytes`, the text right after
+    /// the chunks counted.
+    fn line_of(&self, bytes: &[u8], at: usize) -> u64 {
+        self.seen + 1 + self.count_in(&bytes[..at])
+    }
+
+    fn advance(&mut self, chunk: &[u8]) {
+        self.seen += self.count_in(chunk);
+        if let Some(&last) = chunk.last() {
+            self.after_cr = last == b'\r';
+        }
+    }
 }
 
 /// Text has few control characters; binary formats are full of them.
@@ -605,6 +640,31 @@ mod tests {
                 assert_eq!(byte, 14);
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_named_by_its_line_whatever_the_line_ends() {
+        // The line a spreadsheet shows: `\r` alone ends a line (Excel for
+        // Mac), `\r\n` ends one, not two, even split across chunks.
+        for end in ["\r", "\r\n", "\n"] {
+            let lines: [&[u8]; 5] = [b"name,city", b"Ana,Lyon", b"", b"Jos\xe9,Paris", b"Li,Oslo"];
+            let bytes = lines.join(end.as_bytes());
+            let err = inspect(&bytes).unwrap_err();
+            assert!(
+                matches!(err, IngestError::InvalidUtf8 { line: 4, .. }),
+                "{end:?}: {err:?}"
+            );
+            let nul: Vec<u8> = bytes
+                .iter()
+                .map(|&b| if b == 0xe9 { 0 } else { b })
+                .collect();
+            match inspect(&nul).unwrap_err() {
+                IngestError::Binary { detail } => {
+                    assert_eq!(detail, "a NUL byte on line 4", "{end:?}")
+                }
+                other => panic!("{end:?}: {other:?}"),
+            }
         }
     }
 

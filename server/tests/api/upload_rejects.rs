@@ -1,7 +1,8 @@
 //! Uploads that must be refused with a clear 4xx, leaving nothing behind.
 
 use crate::helpers::{
-    eventually, gzip, parquet_from_sql, spawn_app, spawn_app_with, utf16, Options, TestApp,
+    eventually, gzip, parquet_from_sql, spawn_app, spawn_app_with, utf16, windows_1252, Options,
+    TestApp,
 };
 use stack::files::export_csv;
 use std::time::Duration;
@@ -148,6 +149,12 @@ async fn json_records_that_are_not_objects() {
         ("mixed.ndjson.gz", gzip(b"{\"a\": 1}\n[1]\n")),
         ("empty.json", b"[]".to_vec()),
         ("nameless.json", b"[{}, {}]".to_vec()),
+        // DuckDB reads a value named "" as no record at all.
+        ("blank_name.json", br#"[{"id": 1, "": "x"}]"#.to_vec()),
+        (
+            "blank_name.ndjson",
+            b"{\"id\": 1}\n{\"id\": 2, \"\": 3}\n".to_vec(),
+        ),
         // Bare values in a file named as JSON: read as delimited text, they
         // would be a one-column table named after (or holding) the value.
         ("answer.json", b"42\n".to_vec()),
@@ -161,6 +168,9 @@ async fn json_records_that_are_not_objects() {
             msg.contains("every record must be an object of named values"),
             "{name}: {msg}"
         );
+        if name.starts_with("blank_name") {
+            assert!(msg.contains("a value whose name is empty"), "{name}: {msg}");
+        }
     }
     // Objects, some empty and some null, are still rows.
     let done = app
@@ -217,55 +227,69 @@ async fn utf16_that_cannot_be_read() {
 /// across chunks, the decoder holding half of one) leaves no row and no
 /// file; the same server then takes the whole file.
 #[tokio::test]
-async fn utf16_upload_broken_mid_body_leaves_nothing() {
+async fn uploads_decoded_as_they_arrive_broken_mid_body_leave_nothing() {
+    // UTF-16 and windows-1252 text is decoded to UTF-8 on the writer thread
+    // as the body arrives; the client going away mid-body leaves no scratch
+    // file and no dataset, and the same file sent whole is read.
     let app = spawn_app().await;
     let mut text = String::from("id\tname\n");
     for i in 0..200_000 {
-        text.push_str(&format!("{i}\tJosé {i}\n"));
+        text.push_str(&format!("{i}\tJosé Müller {i}\n"));
     }
-    let bytes = utf16(&text, false, true);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-    let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    ))
-    .file_name("unicode.txt");
-    let request = app
-        .client
-        .post(app.url("/api/datasets"))
-        .header("Accept", "application/json")
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send();
-    let sent = tokio::spawn(request);
-    // Odd-sized chunks: every other one ends inside a code unit.
-    for chunk in bytes[..bytes.len() / 2].chunks(64 * 1024 + 1) {
-        tx.send(Ok(bytes::Bytes::copy_from_slice(chunk)))
+    let uploads = [
+        (
+            "unicode.txt",
+            utf16(&text, false, true),
+            "tsv (from UTF-16LE)",
+        ),
+        ("latin.txt", windows_1252(&text), "tsv (from windows-1252)"),
+    ];
+    let tmp = app.data_dir.path().join("tmp");
+    for (name, bytes, _) in &uploads {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+        let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .file_name(*name);
+        let request = app
+            .client
+            .post(app.url("/api/datasets"))
+            .header("Accept", "application/json")
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send();
+        let sent = tokio::spawn(request);
+        // Odd-sized chunks: every other one ends inside a UTF-16 code unit.
+        for chunk in bytes[..bytes.len() / 2].chunks(64 * 1024 + 1) {
+            tx.send(Ok(bytes::Bytes::copy_from_slice(chunk)))
+                .await
+                .expect("the request reads its body");
+        }
+        // The server holds a scratch file of the upload, and is mid-body.
+        eventually(
+            Duration::from_secs(10),
+            "the upload's scratch file",
+            || async {
+                app.stored_files()
+                    .iter()
+                    .any(|p| p.starts_with(&tmp))
+                    .then_some(())
+            },
+        )
+        .await;
+        tx.send(Err(std::io::Error::other("the client went away")))
             .await
             .expect("the request reads its body");
+        let sent = sent.await.expect("the request task");
+        assert!(sent.is_err(), "{name}: the body never finished: {sent:?}");
+        app.wait_scratch_gone().await;
+        app.assert_nothing_persisted().await;
     }
-    // The server holds a scratch file of the upload, and is mid-body.
-    let tmp = app.data_dir.path().join("tmp");
-    eventually(
-        Duration::from_secs(10),
-        "the upload's scratch file",
-        || async {
-            app.stored_files()
-                .iter()
-                .any(|p| p.starts_with(&tmp))
-                .then_some(())
-        },
-    )
-    .await;
-    tx.send(Err(std::io::Error::other("the client went away")))
-        .await
-        .expect("the request reads its body");
-    let sent = sent.await.expect("the request task");
-    assert!(sent.is_err(), "the body never finished: {sent:?}");
-    app.wait_scratch_gone().await;
-    app.assert_nothing_persisted().await;
 
-    let done = app.upload("unicode.txt", bytes, None).await.expect_ok();
-    assert_eq!(done.dataset.row_count, 200_000);
-    assert_eq!(done.dataset.source_format, "tsv (from UTF-16LE)");
+    for (name, bytes, format) in uploads {
+        let done = app.upload(name, bytes, None).await.expect_ok();
+        assert_eq!(done.dataset.row_count, 200_000, "{name}");
+        assert_eq!(done.dataset.source_format, format);
+    }
 }
 
 #[tokio::test]
