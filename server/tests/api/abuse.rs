@@ -3,7 +3,9 @@
 //! than allowed. Each is refused early with a 4xx/503 that names the problem,
 //! and leaves nothing behind.
 
-use crate::helpers::{gzip, spawn_app, spawn_app_with, Options, TestApp};
+use crate::helpers::{
+    gzip, parquet_from_sql_with, rejected, spawn_app, spawn_app_with, Options, TestApp,
+};
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -72,18 +74,8 @@ async fn a_gzip_bomb_is_refused_by_its_decompressed_size() {
     csv.extend(std::iter::repeat_n(*b"1\n", 32 << 20).flatten());
     let bomb = gzip(&csv);
     assert!(bomb.len() < 1 << 20, "{} bytes compressed", bomb.len());
-    let (status, body) = app
-        .upload("bomb.csv.gz", bomb, None)
-        .await
-        .expect_rejected();
-    assert_eq!(
-        (status, body.code.as_str()),
-        (413, "decompressed_too_large"),
-        "{}",
-        body.message
-    );
-    assert!(body.message.contains("UPLOAD_MAX_DECOMPRESSED_BYTES"));
-    app.assert_nothing_persisted().await;
+    let msg = rejected(&app, "bomb.csv.gz", bomb, 413, "decompressed_too_large").await;
+    assert!(msg.contains("UPLOAD_MAX_DECOMPRESSED_BYTES"), "{msg}");
     // Under the cap, the same kind of file is fine.
     let small = gzip(b"n\n1\n2\n");
     app.upload("ok.csv.gz", small, None).await.expect_ok();
@@ -99,37 +91,18 @@ async fn a_parquet_bomb_is_refused_by_its_decoded_size_before_a_page_is_read() {
     // Ten million rows of one repeated value in one row group: dictionary
     // and run-length encoded, under a kilobyte, 80 MB decoded.
     let parquet = |rows: u64| {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("bomb.parquet");
-        duckdb::Connection::open_in_memory()
-            .expect("duckdb")
-            .execute_batch(&format!(
-                "COPY (SELECT 7::INTEGER AS n, 'same' AS s FROM range({rows})) TO '{}' \
-                 (FORMAT parquet, ROW_GROUP_SIZE {rows})",
-                path.display()
-            ))
-            .expect("write parquet");
-        std::fs::read(&path).expect("read parquet")
+        parquet_from_sql_with(
+            &format!("SELECT 7::INTEGER AS n, 'same' AS s FROM range({rows})"),
+            &format!(", ROW_GROUP_SIZE {rows}"),
+        )
     };
     let bomb = parquet(10_000_000);
     assert!(bomb.len() < 1024, "{} bytes", bomb.len());
-    let (status, body) = app
-        .upload("bomb.parquet", bomb, None)
-        .await
-        .expect_rejected();
-    assert_eq!(
-        (status, body.code.as_str()),
-        (413, "decompressed_too_large"),
-        "{}",
-        body.message
-    );
+    let msg = rejected(&app, "bomb.parquet", bomb, 413, "decompressed_too_large").await;
     assert!(
-        body.message.contains("80000000 bytes decoded")
-            && body.message.contains("UPLOAD_MAX_DECOMPRESSED_BYTES"),
-        "{}",
-        body.message
+        msg.contains("80000000 bytes decoded") && msg.contains("UPLOAD_MAX_DECOMPRESSED_BYTES"),
+        "{msg}"
     );
-    app.assert_nothing_persisted().await;
     // Under the cap (800 KB decoded), the same kind of file is a dataset.
     let done = app
         .upload("fine.parquet", parquet(100_000), None)

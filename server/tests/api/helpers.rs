@@ -601,15 +601,40 @@ pub fn windows_1252(text: &str) -> Vec<u8> {
 
 /// Writes a Parquet file with DuckDB from a SELECT and returns its bytes.
 pub fn parquet_from_sql(select: &str) -> Vec<u8> {
+    parquet_from_sql_with(select, "")
+}
+
+/// [`parquet_from_sql`] with more of COPY's options (`, ROW_GROUP_SIZE 10`).
+pub fn parquet_from_sql_with(select: &str, options: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("x.parquet");
     let conn = duckdb::Connection::open_in_memory().expect("duckdb");
     conn.execute_batch(&format!(
-        "COPY ({select}) TO '{}' (FORMAT parquet)",
+        "COPY ({select}) TO '{}' (FORMAT parquet{options})",
         path.display()
     ))
     .expect("write parquet");
     std::fs::read(&path).expect("read parquet")
+}
+
+/// Uploads, expects a rejection with `status` and `code`, returns the message,
+/// and checks that no row and no file remain.
+pub async fn rejected(
+    app: &TestApp,
+    file_name: &str,
+    bytes: impl Into<Vec<u8>>,
+    status: u16,
+    code: &str,
+) -> String {
+    let (got_status, body) = app.upload(file_name, bytes, None).await.expect_rejected();
+    assert_eq!(
+        (got_status, body.code.as_str()),
+        (status, code),
+        "{file_name}: {}",
+        body.message
+    );
+    app.assert_nothing_persisted().await;
+    body.message
 }
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {

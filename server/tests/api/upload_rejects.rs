@@ -1,31 +1,11 @@
 //! Uploads that must be refused with a clear 4xx, leaving nothing behind.
 
 use crate::helpers::{
-    eventually, gzip, parquet_from_sql, spawn_app, spawn_app_with, utf16, windows_1252, Options,
-    TestApp,
+    eventually, gzip, parquet_from_sql, rejected, spawn_app, spawn_app_with, utf16, windows_1252,
+    Options,
 };
 use stack::files::export_csv;
 use std::time::Duration;
-
-/// Uploads, expects a rejection with `status` and `code`, returns the message,
-/// and checks that no row and no file remain.
-async fn rejected(
-    app: &TestApp,
-    file_name: &str,
-    bytes: impl Into<Vec<u8>>,
-    status: u16,
-    code: &str,
-) -> String {
-    let (got_status, body) = app.upload(file_name, bytes, None).await.expect_rejected();
-    assert_eq!(
-        (got_status, body.code.as_str()),
-        (status, code),
-        "{file_name}: {}",
-        body.message
-    );
-    app.assert_nothing_persisted().await;
-    body.message
-}
 
 #[tokio::test]
 async fn empty_file() {
