@@ -539,7 +539,18 @@ fn sniff_and_describe(
         SourceKind::Ndjson => "ndjson",
         SourceKind::Parquet => "parquet",
     };
-    let columns = describe(conn, reader).map_err(describe_err)?;
+    let columns = describe(conn, reader).map_err(|e| {
+        // JSON that is "not records" may be records with too many names.
+        let not_records = matches!(detected.kind, SourceKind::JsonArray | SourceKind::Ndjson)
+            && e.to_string().contains("expected records");
+        match not_records.then(|| json_names_over_the_cap(conn, detected, src)) {
+            Some(Some(count)) => IngestError::TooManyColumns {
+                count,
+                max: MAX_COLUMNS,
+            },
+            _ => describe_err(e),
+        }
+    })?;
     let explicit = match detected.kind {
         SourceKind::JsonArray | SourceKind::Ndjson => Some(json_reader(
             detected.kind,
@@ -689,6 +700,36 @@ fn json_reader(
         json_format(kind),
         columns.join(", ")
     )
+}
+
+/// How `read_json` types objects: as a STRUCT of every name seen, up to
+/// [`MAX_COLUMNS`] names. DuckDB's own thresholds take an object for a MAP
+/// (one column of key-value pairs) past 200 names, or when its names are
+/// sparse (each in fewer than a tenth of the records): a 250-column export,
+/// or records of an id and one optional field each, were "not records".
+fn json_inference() -> String {
+    format!("field_appearance_threshold = 0, map_inference_threshold = {MAX_COLUMNS}")
+}
+
+/// The distinct names of JSON records that are objects with more than
+/// [`MAX_COLUMNS`] of them (the reader took them for a MAP, not records).
+fn json_names_over_the_cap(conn: &Connection, detected: Detected, src: &str) -> Option<usize> {
+    let names: i64 = conn
+        .query_row(
+            &format!(
+                "SELECT count(DISTINCT name) FROM (SELECT unnest(map_keys(json)) AS name \
+                 FROM read_json({src}, format = '{}', records = false, compression = '{}', \
+                 sample_size = -1, {}))",
+                json_format(detected.kind),
+                compression_name(detected.compression),
+                json_inference()
+            ),
+            [],
+            |row| row.get(0),
+        )
+        .ok()?;
+    let names = usize::try_from(names).ok()?;
+    (names > MAX_COLUMNS).then_some(names)
 }
 
 /// `read_json`'s format for `kind`.
@@ -861,8 +902,9 @@ fn reader_sql(detected: Detected, src: &str, layout: Layout, full_scan: bool) ->
         // as BIGINT is 2, "yes" as BOOLEAN is true).
         SourceKind::JsonArray | SourceKind::Ndjson => format!(
             "read_json({src}, format = '{}', records = true, compression = '{compression}', \
-             sample_size = -1)",
-            json_format(detected.kind)
+             sample_size = -1, {})",
+            json_format(detected.kind),
+            json_inference()
         ),
         SourceKind::Parquet => format!("read_parquet({src})"),
     }

@@ -646,6 +646,79 @@ async fn windows_1252_text_is_read() {
 /// where a record has the name). Objects a line each, each with a list of
 /// objects, stay a row per line. A member null in every record is text.
 #[tokio::test]
+async fn json_records_with_sparse_or_many_names_are_rows() {
+    // DuckDB's reader took such records for one MAP column (past 200 names,
+    // or names each in under a tenth of the records) and the upload was
+    // refused as "not records".
+    let app = spawn_app().await;
+    // Events: an id and one optional field each (20 of them).
+    let events: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"id": {i}, "field_{}": {}}}"#, i % 20, -i))
+        .collect();
+    let nested: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"id": {i}, "attrs": {{"a{}": "x"}}}}"#, i % 20))
+        .collect();
+    let wide_record = |values: std::ops::Range<usize>| {
+        let members: Vec<String> = values.map(|c| format!(r#""c{c}": {c}"#)).collect();
+        format!("{{{}}}", members.join(", "))
+    };
+    for (name, body, rows, columns) in [
+        ("events.ndjson", events.join("\n"), 100, 21),
+        ("events.json", format!("[{}]", events.join(",")), 100, 21),
+        (
+            "api.json",
+            format!(r#"{{"count": 100, "results": [{}]}}"#, events.join(",")),
+            100,
+            22,
+        ),
+        ("nested.ndjson", nested.join("\n"), 40, 2),
+        // A 250-column export.
+        (
+            "wide.json",
+            format!("[{}]", [wide_record(0..250), wide_record(0..250)].join(",")),
+            2,
+            250,
+        ),
+    ] {
+        let done = app.upload(name, body, None).await.expect_ok();
+        assert_eq!(
+            (done.dataset.row_count, done.dataset.column_count),
+            (rows, columns),
+            "{name}"
+        );
+    }
+    let done = app
+        .upload("events.json", format!("[{}]", events.join(",")), None)
+        .await
+        .expect_ok();
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    // field_7 (column 8) holds -7 in row 7 and -27 in row 27, nothing else.
+    let field_7: Vec<(usize, &str)> = column(&rows, 8)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
+        .collect();
+    assert_eq!(
+        field_7,
+        vec![
+            (7, "-7"),
+            (27, "-27"),
+            (47, "-47"),
+            (67, "-67"),
+            (87, "-87")
+        ]
+    );
+    // More names than a dataset has columns: refused by their count.
+    let too_wide = format!("[{}, {}]", wide_record(0..600), wide_record(600..1200));
+    let (status, body) = app
+        .upload("too_wide.json", too_wide, None)
+        .await
+        .expect_rejected();
+    assert_eq!((status, body.code.as_str()), (422, "too_many_columns"));
+    assert!(body.message.contains("1200 columns"), "{}", body.message);
+}
+
+#[tokio::test]
 async fn json_records_inside_an_object_are_rows() {
     let app = spawn_app().await;
     let json = r#"{"count": 3, "next": null, "id": "page-1", "results": [
