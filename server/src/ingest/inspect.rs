@@ -264,9 +264,9 @@ fn markup_kind(text: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Lines counted as the ragged-row walker ([`super::ragged`]) counts them:
-/// a line ends at `\n`, `\r\n` or `\r` alone (Excel for Mac's "CSV
-/// (Macintosh)"), inside quotes too.
+/// Lines counted chunk by chunk as the ragged-row walker ([`super::ragged`])
+/// counts them, by [`ends_a_line`]: at `\n`, `\r\n` or `\r` alone, inside
+/// quotes too.
 #[derive(Debug, Default, Clone, Copy)]
 struct LineEnds {
     /// Line ends in the chunks before.
@@ -277,16 +277,18 @@ struct LineEnds {
 }
 
 impl LineEnds {
-    /// Line ends in `bytes`, the text right after the chunks counted.
+    /// Line ends in `bytes`, the text right after the chunks counted (one
+    /// pass over them, as for `\n` alone).
     fn count_in(&self, bytes: &[u8]) -> u64 {
-        let lf = memchr::memchr_iter(b'\n', bytes).count() as u64;
-        let mut crlf = u64::from(self.after_cr && bytes.first() == Some(&b'\n'));
-        let mut cr = 0;
-        for at in memchr::memchr_iter(b'\r', bytes) {
-            cr += 1;
-            crlf += u64::from(bytes.get(at + 1) == Some(&b'\n'));
-        }
-        lf + cr - crlf
+        memchr::memchr2_iter(b'\n', b'\r', bytes)
+            .filter(|&at| {
+                let after_cr = match at {
+                    0 => self.after_cr,
+                    _ => bytes[at - 1] == b'\r',
+                };
+                ends_a_line(bytes[at], after_cr)
+            })
+            .count() as u64
     }
 
     /// The line (from 1) of the byte at `at` in `bytes`, the text right after
@@ -301,6 +303,14 @@ impl LineEnds {
             self.after_cr = last == b'\r';
         }
     }
+}
+
+/// Whether `byte` ends a line: `\n` (unless it ends `\r\n`, whose `\r` did;
+/// `after_cr` says the byte before it is `\r`), or `\r`, alone (Excel for
+/// Mac's "CSV (Macintosh)") or first of `\r\n`. The one rule for every
+/// line number an upload's errors name.
+pub(super) fn ends_a_line(byte: u8, after_cr: bool) -> bool {
+    byte == b'\r' || (byte == b'\n' && !after_cr)
 }
 
 /// Text has few control characters; binary formats are full of them.

@@ -97,8 +97,7 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
                     prev_quote = true;
                     continue;
                 }
-                // A line ends at `\n`, `\r\n` or `\r` alone (counted once).
-                if b == b'\r' || (b == b'\n' && !cr) {
+                if super::inspect::ends_a_line(b, cr) {
                     line += 1;
                 }
                 continue;
