@@ -113,6 +113,26 @@ async fn malformed_json() {
         "malformed_json",
     )
     .await;
+    // Nested 100,000 deep (a parser that recurses would overflow its stack
+    // and take the server down): refused by its depth.
+    let deep = 100_000;
+    for (name, body) in [
+        (
+            "deep.json",
+            format!("[{}{}]", "[".repeat(deep), "]".repeat(deep)),
+        ),
+        (
+            "deep_record.json",
+            format!(
+                r#"[{{"a": {}1{}}}]"#,
+                r#"{"a": "#.repeat(deep),
+                "}".repeat(deep)
+            ),
+        ),
+    ] {
+        let msg = rejected(&app, name, body, 422, "malformed_json").await;
+        assert!(msg.contains("maximum recursion depth of 128"), "{msg}");
+    }
 }
 
 /// JSON whose records are not objects (numbers, strings, arrays, or a mix
