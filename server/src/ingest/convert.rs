@@ -566,7 +566,7 @@ fn sniff_and_describe(
         if let Some(records) = Records::find(conn, explicit, &columns).map_err(describe_err)? {
             let reader = records.wrap(explicit);
             return Ok(Described {
-                format: format!("json (the records in {})", quote_ident(&records.member)),
+                format: format!("json (the records in {})", records.named()),
                 columns: describe(conn, &reader).map_err(describe_err)?,
                 reader: Some(reader),
                 strict: true,
@@ -586,32 +586,44 @@ fn sniff_and_describe(
 }
 
 /// A JSON file that is one object holding its records in a member, as APIs
-/// return them (`{"count": 2, "results": [{"id": 1}, {"id": 2}]}`): a row
-/// per record, not one row holding them all. The object's other members
-/// are kept beside every record, as pandas' `json_normalize` keeps `meta`.
+/// return them (`{"count": 2, "results": [{"id": 1}, {"id": 2}]}`), or in
+/// a member of a member (GraphQL's `{"data": {"users": {"nodes": [...]}}}`,
+/// Solr's `{"response": {"docs": [...]}}`): a row per record, not one row
+/// holding them all. The members beside the path to the records are kept
+/// beside every record, as pandas' `json_normalize` keeps `meta`.
 #[derive(Debug)]
 struct Records {
-    /// The one member that is a list of objects.
-    member: String,
-    /// The object's other members and the names they are kept under (the
-    /// name with `_1`, `_2`... where a record's field has it already).
-    others: Vec<(String, String)>,
+    /// The members from the object down to the one list of objects.
+    path: Vec<String>,
+    /// The other members on the way (their paths) and the names they are
+    /// kept under: a top-level member's own name, a deeper one's path
+    /// joined by `.` (`response.numFound`), with `_1`, `_2`... where a
+    /// record's field has it already.
+    others: Vec<(Vec<String>, String)>,
+    /// Each record is nothing but one object (Relay's GraphQL `edges`,
+    /// `[{"node": {...}}]`), whose fields are the columns.
+    one_object_each: bool,
 }
+
+/// How many objects deep [`Records::find`] looks for the list of records.
+const RECORDS_MAX_DEPTH: usize = 6;
 
 impl Records {
     /// Whether `reader` (read with `columns`) is such an object: one row,
-    /// with exactly one member that is a list of objects.
+    /// whose shallowest list of objects, looking through objects only, is
+    /// the only one at its depth. Two lists side by side (users and groups
+    /// in one GraphQL answer) are ambiguous, so the object stays one row.
     fn find(
         conn: &Connection,
         reader: &str,
         columns: &[(String, String)],
     ) -> Result<Option<Self>, duckdb::Error> {
-        let mut lists = columns
-            .iter()
-            .filter(|(_, t)| t.starts_with("STRUCT(") && t.ends_with(")[]"));
-        let (Some((member, _)), None) = (lists.next(), lists.next()) else {
+        // A list anywhere inside an object may be one; nothing else can.
+        let may_hold =
+            |data_type: &str| data_type.starts_with("STRUCT(") && data_type.contains("[]");
+        if !columns.iter().any(|(_, t)| may_hold(t)) {
             return Ok(None);
-        };
+        }
         let rows: i64 = conn.query_row(
             &format!("SELECT count(*) FROM (SELECT 1 FROM {reader} LIMIT 2)"),
             [],
@@ -620,14 +632,75 @@ impl Records {
         if rows != 1 {
             return Ok(None);
         }
+        // Each object at this depth: its path and its members.
+        let mut level: Vec<(Vec<String>, Members)> = vec![(Vec::new(), columns.to_vec())];
+        for _ in 0..RECORDS_MAX_DEPTH {
+            let mut lists = Vec::new();
+            let mut deeper = Vec::new();
+            for (path, members) in &level {
+                for (name, data_type) in members {
+                    let member = [path.as_slice(), std::slice::from_ref(name)].concat();
+                    if data_type.starts_with("STRUCT(") && data_type.ends_with(")[]") {
+                        lists.push(member);
+                    } else if may_hold(data_type) {
+                        deeper.push(member);
+                    }
+                }
+            }
+            match lists.len() {
+                0 => {}
+                1 => return Self::beside(conn, reader, columns, lists.remove(0)).map(Some),
+                _ => return Ok(None),
+            }
+            level = deeper
+                .into_iter()
+                .map(|path| members_of(conn, reader, &path).map(|members| (path, members)))
+                .collect::<Result<_, duckdb::Error>>()?;
+            if level.is_empty() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The records at `path`, with the members beside each step of it
+    /// (`columns` at the top) kept.
+    fn beside(
+        conn: &Connection,
+        reader: &str,
+        columns: &[(String, String)],
+        path: Vec<String>,
+    ) -> Result<Self, duckdb::Error> {
         let mut records = Self {
-            member: member.clone(),
+            path,
             others: Vec::new(),
+            one_object_each: false,
         };
-        let fields = describe(conn, &records.wrap(reader))?;
+        let mut fields = describe(conn, &records.wrap(reader))?;
+        if let [(_, data_type)] = fields.as_slice() {
+            if data_type.starts_with("STRUCT(") && data_type.ends_with(')') {
+                records.one_object_each = true;
+                fields = describe(conn, &records.wrap(reader))?;
+            }
+        }
         let mut taken: std::collections::HashSet<String> =
             fields.iter().map(|(name, _)| name.to_lowercase()).collect();
-        for (name, _) in columns.iter().filter(|(name, _)| name != member) {
+        let mut beside: Vec<Vec<String>> =
+            columns.iter().map(|(name, _)| vec![name.clone()]).collect();
+        for depth in 1..records.path.len() {
+            let parent = &records.path[..depth];
+            let members = members_of(conn, reader, parent)?;
+            beside.extend(
+                members
+                    .into_iter()
+                    .map(|(name, _)| [parent, std::slice::from_ref(&name)].concat()),
+            );
+        }
+        for member in beside
+            .into_iter()
+            .filter(|member| !records.path.starts_with(member))
+        {
+            let name = member.join(".");
             let mut kept = name.clone();
             for n in 1.. {
                 if taken.insert(kept.to_lowercase()) {
@@ -635,24 +708,52 @@ impl Records {
                 }
                 kept = format!("{name}_{n}");
             }
-            records.others.push((name.clone(), kept));
+            records.others.push((member, kept));
         }
-        Ok(Some(records))
+        Ok(records)
     }
 
-    /// `reader`'s records, a row each, then the object's other members.
+    /// `reader`'s records, a row each, then the other members.
     fn wrap(&self, reader: &str) -> String {
+        // The list, its objects, and the one object each holds.
+        let depth = if self.one_object_each { 3 } else { 2 };
         let mut list = vec![format!(
-            "unnest({}, max_depth := 2)",
-            quote_ident(&self.member)
+            "unnest({}, max_depth := {depth})",
+            member_sql(&self.path)
         )];
         list.extend(
             self.others
                 .iter()
-                .map(|(name, kept)| format!("{} AS {}", quote_ident(name), quote_ident(kept))),
+                .map(|(path, kept)| format!("{} AS {}", member_sql(path), quote_ident(kept))),
         );
         format!("(SELECT {} FROM {reader})", list.join(", "))
     }
+
+    /// The path as the upload's format names it: `"response"."docs"`.
+    fn named(&self) -> String {
+        let steps: Vec<String> = self.path.iter().map(|step| quote_ident(step)).collect();
+        steps.join(".")
+    }
+}
+
+/// An object's members: names and DuckDB types, in order.
+type Members = Vec<(String, String)>;
+
+/// The members of the object at `path` of `reader`'s one row.
+fn members_of(conn: &Connection, reader: &str, path: &[String]) -> Result<Members, duckdb::Error> {
+    describe(
+        conn,
+        &format!("(SELECT unnest({}) FROM {reader})", member_sql(path)),
+    )
+}
+
+/// SQL for the member at `path` of a row: a column, then a field of it,
+/// and so on.
+fn member_sql(path: &[String]) -> String {
+    let (first, fields) = path.split_first().expect("a member's path is never empty");
+    fields.iter().fold(quote_ident(first), |sql, field| {
+        format!("struct_extract({sql}, {})", quote_literal(field))
+    })
 }
 
 /// What [`sniff_and_describe`] found.

@@ -258,7 +258,8 @@ async fn an_upload_ends_synced_and_its_tables_are_queryable() {
 }
 
 /// JSON as people upload it syncs: lists and objects inside records, the
-/// records inside an API's object, a member null throughout, text in
+/// records inside an API's object (or deeper, as GraphQL answers), a
+/// member null throughout, text in
 /// windows-1252. Bronze keeps every row, silver the distinct ones, and the
 /// nested values arrive whole.
 #[tokio::test]
@@ -277,6 +278,16 @@ async fn nested_json_and_windows_1252_text_sync() {
         .expect_ok()
         .dataset
         .id;
+    // Records deeper in the object (GraphQL), a member beside them kept
+    // under its path: silver's name for it is data_users_total_count.
+    let graphql = r#"{"data": {"users": {"totalCount": 3, "nodes": [
+        {"id": 1, "name": "Anna"}, {"id": 2, "name": "Bo"}, {"id": 2, "name": "Bo"}]}}}"#;
+    let deeper = app
+        .upload("users.json", graphql, None)
+        .await
+        .expect_ok()
+        .dataset
+        .id;
     let latin1 = crate::helpers::windows_1252("id;name;amount\r\n1;Müller;3,5\r\n2;Größe;NA\r\n");
     let text = app
         .upload("export.csv", latin1, None)
@@ -284,7 +295,7 @@ async fn nested_json_and_windows_1252_text_sync() {
         .expect_ok()
         .dataset
         .id;
-    for (id, bronze_rows, silver_rows) in [(nested, 3, 2), (text, 2, 2)] {
+    for (id, bronze_rows, silver_rows) in [(nested, 3, 2), (text, 2, 2), (deeper, 3, 2)] {
         let synced = wait_for(&app, id, SyncStatus::Synced, Duration::from_secs(60)).await;
         let tenant = tenant_of(&app, id).await;
         let bronze = synced.bronze_table.expect("bronze_table");
@@ -308,6 +319,20 @@ async fn nested_json_and_windows_1252_text_sync() {
     assert_eq!(out["rows"][0]["tag"], "b", "{out}");
     assert_eq!(out["rows"][0]["city"], "Oslo", "{out}");
     assert_eq!(out["rows"][0]["zip"], -1, "{out}");
+    let silver = row(&app, deeper).await.silver_table.expect("silver_table");
+    let tenant = tenant_of(&app, deeper).await;
+    let out = mcp
+        .call(
+            "query",
+            json!({"tenant_id": tenant, "sql": format!(
+                "SELECT name, data_users_total_count AS total FROM {} WHERE id = 2",
+                quoted(&silver)
+            )}),
+        )
+        .await
+        .expect("query");
+    assert_eq!(out["rows"][0]["name"], "Bo", "{out}");
+    assert_eq!(out["rows"][0]["total"], 3, "{out}");
 }
 
 #[tokio::test]

@@ -768,6 +768,124 @@ async fn json_records_inside_an_object_are_rows() {
     assert_eq!((done.dataset.row_count, done.dataset.column_count), (1, 2));
 }
 
+/// JSON whose records sit deeper in the object, as GraphQL, Solr and
+/// Elasticsearch answer, is a row per record too, the members beside the
+/// way down kept under their paths joined by `.`; records that are each one
+/// object (Relay's edges of one node) are that object. Two lists of objects
+/// at the shallowest depth that has one leave the object one row.
+#[tokio::test]
+async fn json_records_nested_deeper_are_rows() {
+    // Each was one row holding every record in one nested value.
+    let app = spawn_app().await;
+    let graphql = r#"{"data": {"users": {"totalCount": 3, "pageInfo": {"hasNextPage": false},
+        "nodes": [{"id": 1, "name": "Anna", "amount": -3.5}, {"id": 2, "name": null, "amount": 7},
+                  {"id": 3, "name": "Zoë"}]}}}"#;
+    let solr = r#"{"responseHeader": {"status": 0, "QTime": 1, "params": {"q": "*:*"}},
+        "response": {"numFound": 2, "start": 0, "docs": [
+            {"id": "a", "title": ["x"], "price": -1.5},
+            {"id": "b", "title": ["y", "z"], "price": null}]}}"#;
+    // Relay's connections: each record is an edge holding one node.
+    let relay = r#"{"data": {"repository": {"issues": {"totalCount": 2, "edges": [
+        {"node": {"number": 1, "title": "Crash", "author": {"login": "ana"}}},
+        {"node": {"number": 2, "title": "Typo", "author": null}}]}}}}"#;
+    let elastic = r#"{"took": 5, "timed_out": false, "hits": {"total": {"value": 2},
+        "max_score": 1.0, "hits": [
+            {"_id": "1", "_score": 1.0, "_source": {"city": "Oslo"}},
+            {"_id": "2", "_score": 0.5, "_source": {"city": "Bergen"}}]}}"#;
+    for (name, body, format, rows, names) in [
+        (
+            "users.json",
+            graphql.as_bytes().to_vec(),
+            r#"json (the records in "data"."users"."nodes")"#,
+            3,
+            &[
+                "id",
+                "name",
+                "amount",
+                "data.users.totalCount",
+                "data.users.pageInfo",
+            ][..],
+        ),
+        (
+            "users.json.gz",
+            gzip(graphql.as_bytes()),
+            r#"json (the records in "data"."users"."nodes")+gzip"#,
+            3,
+            &[
+                "id",
+                "name",
+                "amount",
+                "data.users.totalCount",
+                "data.users.pageInfo",
+            ][..],
+        ),
+        (
+            "issues.json",
+            relay.as_bytes().to_vec(),
+            r#"json (the records in "data"."repository"."issues"."edges")"#,
+            2,
+            &[
+                "number",
+                "title",
+                "author",
+                "data.repository.issues.totalCount",
+            ][..],
+        ),
+        (
+            "select.json",
+            solr.as_bytes().to_vec(),
+            r#"json (the records in "response"."docs")"#,
+            2,
+            &[
+                "id",
+                "title",
+                "price",
+                "responseHeader",
+                "response.numFound",
+                "response.start",
+            ][..],
+        ),
+        (
+            "search.json",
+            elastic.as_bytes().to_vec(),
+            r#"json (the records in "hits"."hits")"#,
+            2,
+            &[
+                "_id",
+                "_score",
+                "_source",
+                "took",
+                "timed_out",
+                "hits.total",
+                "hits.max_score",
+            ][..],
+        ),
+    ] {
+        let done = app.upload(name, body, None).await.expect_ok();
+        assert_eq!(done.dataset.source_format, format, "{name}");
+        assert_eq!(done.dataset.row_count, rows, "{name}");
+        let got: Vec<&str> = done.schema.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(got, names, "{name}");
+    }
+    let done = app.upload("users.json", graphql, None).await.expect_ok();
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(column(&rows, 1), vec![Some("Anna"), None, Some("Zoë")]);
+    assert_eq!(column(&rows, 3), vec![Some("3"); 3]);
+    let done = app.upload("select.json", solr, None).await.expect_ok();
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(column(&rows, 2), vec![Some("-1.5"), None]);
+    assert_eq!(column(&rows, 4), vec![Some("2"); 2]);
+    let price = done.schema.iter().find(|c| c.name == "price").unwrap();
+    assert_eq!(price.data_type, "DOUBLE");
+
+    // Users and groups side by side: which are the records is not said.
+    let both = r#"{"data": {"users": {"nodes": [{"id": 1}, {"id": 2}]},
+                            "groups": {"nodes": [{"id": 7}]}}}"#;
+    let done = app.upload("both.json", both, None).await.expect_ok();
+    assert_eq!(done.dataset.source_format, "ndjson");
+    assert_eq!((done.dataset.row_count, done.dataset.column_count), (1, 1));
+}
+
 /// Lines that end in `\r` alone (Excel's "CSV (Macintosh)", classic Mac
 /// OS text) are rows: the whole file is not one header line.
 #[tokio::test]
