@@ -140,14 +140,17 @@ pub fn quoted(table: &str) -> String {
 }
 
 async fn count_rows(mcp: &Mcp, tenant: &str, table: &str) -> Value {
+    let sql = format!("SELECT count(*) AS n FROM {}", quoted(table));
+    query_rows(mcp, tenant, sql).await[0]["n"].clone()
+}
+
+/// The rows of `sql`, run for `tenant` by the MCP server's `query` tool.
+async fn query_rows(mcp: &Mcp, tenant: &str, sql: String) -> Value {
     let out = mcp
-        .call(
-            "query",
-            json!({"tenant_id": tenant, "sql": format!("SELECT count(*) AS n FROM {}", quoted(table))}),
-        )
+        .call("query", json!({"tenant_id": tenant, "sql": sql}))
         .await
         .expect("query");
-    out["rows"][0]["n"].clone()
+    out["rows"].clone()
 }
 
 /// `rows` rows of four columns: big enough that a sync's steps take a moment.
@@ -303,36 +306,30 @@ async fn nested_json_and_windows_1252_text_sync() {
         assert_eq!(count_rows(&mcp, &tenant, &bronze).await, json!(bronze_rows));
         assert_eq!(count_rows(&mcp, &tenant, &silver).await, json!(silver_rows));
     }
-    let synced = row(&app, nested).await;
-    let tenant = tenant_of(&app, nested).await;
-    let silver = synced.silver_table.expect("silver_table");
-    let out = mcp
-        .call(
-            "query",
-            json!({"tenant_id": tenant, "sql": format!(
-                "SELECT tags[2] AS tag, address.city AS city, address.zip AS zip FROM {} WHERE id = 1",
-                quoted(&silver)
-            )}),
-        )
-        .await
-        .expect("query");
-    assert_eq!(out["rows"][0]["tag"], "b", "{out}");
-    assert_eq!(out["rows"][0]["city"], "Oslo", "{out}");
-    assert_eq!(out["rows"][0]["zip"], -1, "{out}");
-    let silver = row(&app, deeper).await.silver_table.expect("silver_table");
-    let tenant = tenant_of(&app, deeper).await;
-    let out = mcp
-        .call(
-            "query",
-            json!({"tenant_id": tenant, "sql": format!(
-                "SELECT name, data_users_total_count AS total FROM {} WHERE id = 2",
-                quoted(&silver)
-            )}),
-        )
-        .await
-        .expect("query");
-    assert_eq!(out["rows"][0]["name"], "Bo", "{out}");
-    assert_eq!(out["rows"][0]["total"], 3, "{out}");
+    // The nested values arrive whole; the member beside GraphQL's records
+    // is in every row.
+    for (id, select, where_id, expected) in [
+        (
+            nested,
+            "tags[2] AS tag, address.city AS city, address.zip AS zip",
+            1,
+            json!({"tag": "b", "city": "Oslo", "zip": -1}),
+        ),
+        (
+            deeper,
+            "name, data_users_total_count AS total",
+            2,
+            json!({"name": "Bo", "total": 3}),
+        ),
+    ] {
+        let silver = row(&app, id).await.silver_table.expect("silver_table");
+        let tenant = tenant_of(&app, id).await;
+        let sql = format!(
+            "SELECT {select} FROM {} WHERE id = {where_id}",
+            quoted(&silver)
+        );
+        assert_eq!(query_rows(&mcp, &tenant, sql).await, json!([expected]));
+    }
 }
 
 #[tokio::test]

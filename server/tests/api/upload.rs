@@ -792,32 +792,28 @@ async fn json_records_nested_deeper_are_rows() {
         "max_score": 1.0, "hits": [
             {"_id": "1", "_score": 1.0, "_source": {"city": "Oslo"}},
             {"_id": "2", "_score": 0.5, "_source": {"city": "Bergen"}}]}}"#;
+    let graphql_names = [
+        "id",
+        "name",
+        "amount",
+        "data.users.totalCount",
+        "data.users.pageInfo",
+    ];
+    let mut stored = std::collections::HashMap::new();
     for (name, body, format, rows, names) in [
         (
             "users.json",
             graphql.as_bytes().to_vec(),
             r#"json (the records in "data"."users"."nodes")"#,
             3,
-            &[
-                "id",
-                "name",
-                "amount",
-                "data.users.totalCount",
-                "data.users.pageInfo",
-            ][..],
+            &graphql_names[..],
         ),
         (
             "users.json.gz",
             gzip(graphql.as_bytes()),
             r#"json (the records in "data"."users"."nodes")+gzip"#,
             3,
-            &[
-                "id",
-                "name",
-                "amount",
-                "data.users.totalCount",
-                "data.users.pageInfo",
-            ][..],
+            &graphql_names[..],
         ),
         (
             "issues.json",
@@ -866,16 +862,16 @@ async fn json_records_nested_deeper_are_rows() {
         assert_eq!(done.dataset.row_count, rows, "{name}");
         let got: Vec<&str> = done.schema.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(got, names, "{name}");
+        stored.insert(name, done);
     }
-    let done = app.upload("users.json", graphql, None).await.expect_ok();
-    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    let (_, rows) = read_parquet(&app.parquet_path(stored["users.json"].dataset.id));
     assert_eq!(column(&rows, 1), vec![Some("Anna"), None, Some("Zoë")]);
     assert_eq!(column(&rows, 3), vec![Some("3"); 3]);
-    let done = app.upload("select.json", solr, None).await.expect_ok();
-    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    let solr = &stored["select.json"];
+    let (_, rows) = read_parquet(&app.parquet_path(solr.dataset.id));
     assert_eq!(column(&rows, 2), vec![Some("-1.5"), None]);
     assert_eq!(column(&rows, 4), vec![Some("2"); 2]);
-    let price = done.schema.iter().find(|c| c.name == "price").unwrap();
+    let price = solr.schema.iter().find(|c| c.name == "price").unwrap();
     assert_eq!(price.data_type, "DOUBLE");
 
     // Users and groups side by side: which are the records is not said.
