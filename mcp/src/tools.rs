@@ -343,4 +343,27 @@ mod tests {
         contract.sort_unstable();
         assert_eq!(served, contract);
     }
+
+    /// The silver tool's description spells the null tokens out for the
+    /// model reading it; it must name exactly the ones silver cleans.
+    #[test]
+    fn the_silver_description_names_every_null_token() {
+        let tool = super::LakehouseTools::tool_router()
+            .list_all()
+            .into_iter()
+            .find(|t| t.name == <contract::tools::TransformToSilver as contract::tools::Tool>::NAME)
+            .expect("the silver tool is served");
+        let description = tool.description.expect("it has a description");
+        let listed = description
+            .split_once("null tokens (")
+            .and_then(|(_, rest)| rest.split_once(") as NULL"))
+            .map(|(list, _)| list)
+            .expect("the description lists the null tokens");
+        let listed: Vec<&str> = listed.split(", ").collect();
+        let tokens: Vec<&str> = contract::NULL_TOKENS
+            .iter()
+            .map(|t| if t.is_empty() { "''" } else { t })
+            .collect();
+        assert_eq!(listed, tokens);
+    }
 }
