@@ -600,13 +600,58 @@ struct Records {
     /// joined by `.` (`response.numFound`), with `_1`, `_2`... where a
     /// record's field has it already.
     others: Vec<(Vec<String>, String)>,
-    /// Each record is nothing but one object (Relay's GraphQL `edges`,
-    /// `[{"node": {...}}]`), whose fields are the columns.
-    one_object_each: bool,
+    /// Each record holds its fields in one object: it is nothing but that
+    /// object, or it is an edge of a GraphQL connection (the Relay cursor
+    /// connections specification: `[{"cursor": "YTE=", "node": {...}}]`).
+    wrapped: Option<Wrapped>,
+}
+
+/// A record's object ([`Records::wrapped`]): its member's name, whose fields
+/// are the columns, and the record's other members (an edge's `cursor`) with
+/// the names they are kept under.
+#[derive(Debug)]
+struct Wrapped {
+    member: String,
+    others: Vec<(String, String)>,
 }
 
 /// How many objects deep [`Records::find`] looks for the list of records.
 const RECORDS_MAX_DEPTH: usize = 6;
+
+// A member is classed by its DuckDB type: an object is `STRUCT(...)`, a list
+// of objects `STRUCT(...)[]`.
+
+/// Whether a member of this type is an object.
+fn is_object(data_type: &str) -> bool {
+    data_type.starts_with("STRUCT(") && data_type.ends_with(')')
+}
+
+/// Whether a member of this type is a list of objects.
+fn is_list(data_type: &str) -> bool {
+    data_type.starts_with("STRUCT(") && data_type.ends_with(")[]")
+}
+
+/// Whether a member of this type may hold the records: a list of objects,
+/// or an object with a list somewhere inside.
+fn may_hold(data_type: &str) -> bool {
+    data_type.starts_with("STRUCT(") && data_type.contains("[]")
+}
+
+/// What [`Records::search`] found.
+enum Search {
+    Found(Records),
+    /// Two lists of objects at the shallowest depth with one.
+    Ambiguous,
+    /// No list of objects.
+    NoList,
+}
+
+/// An object on the way down to the records, as [`Records::find`]
+/// described it: its path (empty for the top) and its members.
+struct Object {
+    path: Vec<String>,
+    members: Members,
+}
 
 impl Records {
     /// Whether `reader` (read with `columns`) is such an object: one row,
@@ -618,9 +663,6 @@ impl Records {
         reader: &str,
         columns: &[(String, String)],
     ) -> Result<Option<Self>, duckdb::Error> {
-        // A list anywhere inside an object may be one; nothing else can.
-        let may_hold =
-            |data_type: &str| data_type.starts_with("STRUCT(") && data_type.contains("[]");
         if !columns.iter().any(|(_, t)| may_hold(t)) {
             return Ok(None);
         }
@@ -632,15 +674,50 @@ impl Records {
         if rows != 1 {
             return Ok(None);
         }
-        // Each object at this depth: its path and its members.
-        let mut level: Vec<(Vec<String>, Members)> = vec![(Vec::new(), columns.to_vec())];
+        // GraphQL and JSON:API answer in a top-level `data`, with `errors`
+        // (GraphQL's partial answers) or `included` (JSON:API's related
+        // resources) beside it: the records are looked for there first.
+        let data = columns
+            .iter()
+            .any(|(name, data_type)| name == "data" && may_hold(data_type));
+        if data {
+            match Self::search(conn, reader, columns, Some("data"))? {
+                Search::NoList => {}
+                Search::Found(records) => return Ok(Some(records)),
+                Search::Ambiguous => return Ok(None),
+            }
+        }
+        Ok(match Self::search(conn, reader, columns, None)? {
+            Search::Found(records) => Some(records),
+            Search::NoList | Search::Ambiguous => None,
+        })
+    }
+
+    /// [`Self::find`]'s search, breadth first, from the top-level member
+    /// named `only` if given, else from every one.
+    fn search(
+        conn: &Connection,
+        reader: &str,
+        columns: &[(String, String)],
+        only: Option<&str>,
+    ) -> Result<Search, duckdb::Error> {
+        // Every object described so far, and where this depth's start.
+        let mut described = vec![Object {
+            path: Vec::new(),
+            members: columns.to_vec(),
+        }];
+        let mut level = 0..1;
         for _ in 0..RECORDS_MAX_DEPTH {
             let mut lists = Vec::new();
             let mut deeper = Vec::new();
-            for (path, members) in &level {
-                for (name, data_type) in members {
-                    let member = [path.as_slice(), std::slice::from_ref(name)].concat();
-                    if data_type.starts_with("STRUCT(") && data_type.ends_with(")[]") {
+            for object in &described[level.clone()] {
+                let searched = object
+                    .members
+                    .iter()
+                    .filter(|(name, _)| !object.path.is_empty() || only.is_none_or(|o| o == name));
+                for (name, data_type) in searched {
+                    let member = [object.path.as_slice(), std::slice::from_ref(name)].concat();
+                    if is_list(data_type) {
                         lists.push(member);
                     } else if may_hold(data_type) {
                         deeper.push(member);
@@ -649,58 +726,63 @@ impl Records {
             }
             match lists.len() {
                 0 => {}
-                1 => return Self::beside(conn, reader, columns, lists.remove(0)).map(Some),
-                _ => return Ok(None),
+                1 => {
+                    return Self::beside(conn, reader, &described, lists.remove(0))
+                        .map(Search::Found)
+                }
+                _ => return Ok(Search::Ambiguous),
             }
-            level = deeper
-                .into_iter()
-                .map(|path| members_of(conn, reader, &path).map(|members| (path, members)))
-                .collect::<Result<_, duckdb::Error>>()?;
-            if level.is_empty() {
+            if deeper.is_empty() {
                 break;
             }
+            level = described.len()..described.len() + deeper.len();
+            for path in deeper {
+                let members = members_of(conn, reader, &path)?;
+                described.push(Object { path, members });
+            }
         }
-        Ok(None)
+        Ok(Search::NoList)
     }
 
     /// The records at `path`, with the members beside each step of it
-    /// (`columns` at the top) kept.
+    /// kept; `described` holds each object on the way (and others).
     fn beside(
         conn: &Connection,
         reader: &str,
-        columns: &[(String, String)],
+        described: &[Object],
         path: Vec<String>,
     ) -> Result<Self, duckdb::Error> {
         let mut records = Self {
             path,
             others: Vec::new(),
-            one_object_each: false,
+            wrapped: None,
         };
         let mut fields = describe(conn, &records.wrap(reader))?;
-        if let [(_, data_type)] = fields.as_slice() {
-            if data_type.starts_with("STRUCT(") && data_type.ends_with(')') {
-                records.one_object_each = true;
-                fields = describe(conn, &records.wrap(reader))?;
-            }
+        // A record that is one object, or an edge holding its `node`.
+        let member = match fields.as_slice() {
+            [(name, data_type)] if is_object(data_type) => Some(name.clone()),
+            _ => fields
+                .iter()
+                .find(|(name, data_type)| name == "node" && is_object(data_type))
+                .map(|(name, _)| name.clone()),
+        };
+        let mut edge = Vec::new();
+        if let Some(member) = member {
+            edge = fields
+                .iter()
+                .filter(|(name, _)| *name != member)
+                .map(|(name, _)| name.clone())
+                .collect();
+            records.wrapped = Some(Wrapped {
+                member,
+                others: Vec::new(),
+            });
+            fields = describe(conn, &records.wrap(reader))?;
         }
+        // Names already taken are kept under `_1`, `_2`...
         let mut taken: std::collections::HashSet<String> =
             fields.iter().map(|(name, _)| name.to_lowercase()).collect();
-        let mut beside: Vec<Vec<String>> =
-            columns.iter().map(|(name, _)| vec![name.clone()]).collect();
-        for depth in 1..records.path.len() {
-            let parent = &records.path[..depth];
-            let members = members_of(conn, reader, parent)?;
-            beside.extend(
-                members
-                    .into_iter()
-                    .map(|(name, _)| [parent, std::slice::from_ref(&name)].concat()),
-            );
-        }
-        for member in beside
-            .into_iter()
-            .filter(|member| !records.path.starts_with(member))
-        {
-            let name = member.join(".");
+        let mut keep = |name: String| {
             let mut kept = name.clone();
             for n in 1.. {
                 if taken.insert(kept.to_lowercase()) {
@@ -708,25 +790,66 @@ impl Records {
                 }
                 kept = format!("{name}_{n}");
             }
-            records.others.push((member, kept));
+            kept
+        };
+        if let Some(wrapped) = &mut records.wrapped {
+            wrapped.others = edge
+                .into_iter()
+                .map(|name| (name.clone(), keep(name)))
+                .collect();
         }
+        // The objects on the way, top first: the path's proper prefixes.
+        let on_the_way = (0..records.path.len()).filter_map(|depth| {
+            let parent = &records.path[..depth];
+            described.iter().find(|object| object.path == parent)
+        });
+        let beside: Vec<Vec<String>> = on_the_way
+            .flat_map(|object| {
+                object
+                    .members
+                    .iter()
+                    .map(|(name, _)| [object.path.as_slice(), std::slice::from_ref(name)].concat())
+            })
+            .filter(|member| !records.path.starts_with(member))
+            .collect();
+        records.others = beside
+            .into_iter()
+            .map(|member| {
+                let kept = keep(member.join("."));
+                (member, kept)
+            })
+            .collect();
         Ok(records)
     }
 
     /// `reader`'s records, a row each, then the other members.
     fn wrap(&self, reader: &str) -> String {
-        // The list, its objects, and the one object each holds.
-        let depth = if self.one_object_each { 3 } else { 2 };
-        let mut list = vec![format!(
-            "unnest({}, max_depth := {depth})",
-            member_sql(&self.path)
-        )];
-        list.extend(
+        let list = member_sql(&self.path);
+        let mut select = match &self.wrapped {
+            // The list and its objects.
+            None => vec![format!("unnest({list}, max_depth := 2)")],
+            // The record's object's fields, then its other members: lists
+            // of the same length, so unnested side by side.
+            Some(wrapped) => {
+                let each = |member: &str| {
+                    format!(
+                        "[struct_extract(r, {}) FOR r IN {list}]",
+                        quote_literal(member)
+                    )
+                };
+                let mut select = vec![format!("unnest({}, max_depth := 2)", each(&wrapped.member))];
+                select.extend(wrapped.others.iter().map(|(member, kept)| {
+                    format!("unnest({}) AS {}", each(member), quote_ident(kept))
+                }));
+                select
+            }
+        };
+        select.extend(
             self.others
                 .iter()
                 .map(|(path, kept)| format!("{} AS {}", member_sql(path), quote_ident(kept))),
         );
-        format!("(SELECT {} FROM {reader})", list.join(", "))
+        format!("(SELECT {} FROM {reader})", select.join(", "))
     }
 
     /// The path as the upload's format names it: `"response"."docs"`.

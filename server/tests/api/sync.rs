@@ -283,7 +283,9 @@ async fn nested_json_and_windows_1252_text_sync() {
         .id;
     // Records deeper in the object (GraphQL), a member beside them kept
     // under its path: silver's name for it is data_users_total_count.
-    let graphql = r#"{"data": {"users": {"totalCount": 3, "nodes": [
+    // A partial answer: what failed is in `errors`, kept beside each record.
+    let graphql = r#"{"errors": [{"message": "timeout", "path": ["users", "groups"]}],
+        "data": {"users": {"totalCount": 3, "nodes": [
         {"id": 1, "name": "Anna"}, {"id": 2, "name": "Bo"}, {"id": 2, "name": "Bo"}]}}}"#;
     let deeper = app
         .upload("users.json", graphql, None)
@@ -317,9 +319,9 @@ async fn nested_json_and_windows_1252_text_sync() {
         ),
         (
             deeper,
-            "name, data_users_total_count AS total",
+            "name, data_users_total_count AS total, errors[1].message AS error",
             2,
-            json!({"name": "Bo", "total": 3}),
+            json!({"name": "Bo", "total": 3, "error": "timeout"}),
         ),
     ] {
         let silver = row(&app, id).await.silver_table.expect("silver_table");

@@ -792,6 +792,18 @@ async fn json_records_nested_deeper_are_rows() {
         "max_score": 1.0, "hits": [
             {"_id": "1", "_score": 1.0, "_source": {"city": "Oslo"}},
             {"_id": "2", "_score": 0.5, "_source": {"city": "Bergen"}}]}}"#;
+    // A partial GraphQL answer: the edges of a connection, each a cursor
+    // and a node, and the field that failed in `errors` beside `data`.
+    let partial = r#"{"errors": [{"message": "secret denied", "path": ["users", "edges", 1]}],
+        "data": {"users": {"totalCount": 2, "edges": [
+            {"cursor": "YTE=", "node": {"id": 1, "name": "Ada"}},
+            {"cursor": "YTI=", "node": {"id": -2, "name": null}}]}}}"#;
+    // JSON:API: the primary data beside the resources it includes.
+    let json_api = r#"{"data": [
+            {"type": "articles", "id": "1", "attributes": {"title": "Rails"}},
+            {"type": "articles", "id": "2", "attributes": {"title": "NA"}}],
+        "included": [{"type": "people", "id": "9", "attributes": {"name": "Dan"}}],
+        "meta": {"total": 2}, "links": {"self": "http://example.com/articles"}}"#;
     let graphql_names = [
         "id",
         "name",
@@ -826,6 +838,20 @@ async fn json_records_nested_deeper_are_rows() {
                 "author",
                 "data.repository.issues.totalCount",
             ][..],
+        ),
+        (
+            "partial.json",
+            partial.as_bytes().to_vec(),
+            r#"json (the records in "data"."users"."edges")"#,
+            2,
+            &["id", "name", "cursor", "errors", "data.users.totalCount"][..],
+        ),
+        (
+            "articles.json",
+            json_api.as_bytes().to_vec(),
+            r#"json (the records in "data")"#,
+            2,
+            &["type", "id", "attributes", "included", "meta", "links"][..],
         ),
         (
             "select.json",
@@ -873,13 +899,22 @@ async fn json_records_nested_deeper_are_rows() {
     assert_eq!(column(&rows, 4), vec![Some("2"); 2]);
     let price = solr.schema.iter().find(|c| c.name == "price").unwrap();
     assert_eq!(price.data_type, "DOUBLE");
+    let (_, rows) = read_parquet(&app.parquet_path(stored["partial.json"].dataset.id));
+    assert_eq!(column(&rows, 0), vec![Some("1"), Some("-2")]);
+    assert_eq!(column(&rows, 1), vec![Some("Ada"), None]);
+    assert_eq!(column(&rows, 2), vec![Some("YTE="), Some("YTI=")]);
+    assert_eq!(column(&rows, 4), vec![Some("2"); 2]);
+    let (_, rows) = read_parquet(&app.parquet_path(stored["articles.json"].dataset.id));
+    assert_eq!(column(&rows, 1), vec![Some("1"), Some("2")]);
 
-    // Users and groups side by side: which are the records is not said.
-    let both = r#"{"data": {"users": {"nodes": [{"id": 1}, {"id": 2}]},
+    // Users and groups side by side: which are the records is not said,
+    // and `errors` beside them is not taken for them.
+    let both = r#"{"errors": [{"message": "timeout"}],
+                   "data": {"users": {"nodes": [{"id": 1}, {"id": 2}]},
                             "groups": {"nodes": [{"id": 7}]}}}"#;
     let done = app.upload("both.json", both, None).await.expect_ok();
     assert_eq!(done.dataset.source_format, "ndjson");
-    assert_eq!((done.dataset.row_count, done.dataset.column_count), (1, 1));
+    assert_eq!((done.dataset.row_count, done.dataset.column_count), (1, 2));
 }
 
 /// Lines that end in `\r` alone (Excel's "CSV (Macintosh)", classic Mac
