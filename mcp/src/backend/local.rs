@@ -831,7 +831,8 @@ fn run_query(conn: &Connection, sql: &str, limit: u32) -> Result<QueryResult, To
         }
         let json: String = row.get(0).map_err(db)?;
         rows.push(
-            serde_json::from_str(&json).map_err(|e| ToolError::Backend(BackendError::Json(e)))?,
+            serde_json::from_str(&non_finite_as_text(&json))
+                .map_err(|e| ToolError::Backend(BackendError::Json(e)))?,
         );
     }
     Ok(QueryResult {
@@ -840,6 +841,48 @@ fn run_query(conn: &Connection, sql: &str, limit: u32) -> Result<QueryResult, To
         rows,
         truncated,
     })
+}
+
+/// DuckDB's `to_json` writes a DOUBLE that is not finite as a bare `NaN`,
+/// `Infinity` or `-Infinity`, which JSON has no word for (the row would not
+/// parse). Each is answered as that word in a string, as Databricks answers
+/// it: neither lost nor taken for a null.
+fn non_finite_as_text(json: &str) -> std::borrow::Cow<'_, str> {
+    const WORDS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    if !WORDS[1..].iter().any(|word| json.contains(word)) {
+        return json.into();
+    }
+    let bytes = json.as_bytes();
+    let mut out = String::with_capacity(json.len() + 16);
+    let (mut in_string, mut escaped, mut copied, mut at) = (false, false, 0, 0);
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if let Some(word) = WORDS
+            .iter()
+            .find(|word| bytes[at..].starts_with(word.as_bytes()))
+        {
+            // Outside strings every byte is ASCII, so `at` is a char boundary.
+            out.push_str(&json[copied..at]);
+            out.push('"');
+            out.push_str(word);
+            out.push('"');
+            at += word.len();
+            copied = at;
+            continue;
+        }
+        at += 1;
+    }
+    out.push_str(&json[copied..]);
+    out.into()
 }
 
 /// A query that ran out of its memory is the caller's to narrow, not ours
@@ -1301,4 +1344,26 @@ fn count(conn: &Connection, table: &TableName) -> Result<u64, ToolError> {
         )
         .map_err(db)?;
     Ok(u64::try_from(n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::non_finite_as_text;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn numbers_that_are_not_finite_are_answered_as_text() {
+        let row = r#"{"a":NaN,"b":"NaN, \"Infinity\" \\","c":[-Infinity,-1.5],"d":{"e":Infinity},"Ünï":"ü"}"#;
+        let parsed: Value = serde_json::from_str(&non_finite_as_text(row)).unwrap();
+        assert_eq!(
+            parsed,
+            json!({"a": "NaN", "b": "NaN, \"Infinity\" \\", "c": ["-Infinity", -1.5],
+                   "d": {"e": "Infinity"}, "Ünï": "ü"})
+        );
+        let finite = r#"{"a":1,"b":"x"}"#;
+        assert!(matches!(
+            non_finite_as_text(finite),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

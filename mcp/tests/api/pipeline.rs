@@ -174,6 +174,59 @@ async fn bronze_then_silver_cleans_and_types_the_data() {
     assert_eq!(rows[3]["amount"], json!(-1.5));
 }
 
+/// A DOUBLE that is not finite (an export's NaN, a sensor's Infinity) is
+/// answered by `query` as its word in a string, as Databricks answers it:
+/// DuckDB writes it as a bare `NaN`, which no JSON reader takes, and the
+/// whole query failed with an internal error.
+#[tokio::test]
+async fn numbers_that_are_not_finite_are_answered_as_text() {
+    let app = spawn_app().await;
+    let client = app.client().await;
+    let url = app.files.parquet(
+        "readings.parquet",
+        "SELECT * FROM (VALUES
+            (1, 'nan'::DOUBLE, 'NaN as text', ['inf'::DOUBLE, 2.5]),
+            (2, 'inf'::DOUBLE, 'Infinity', []),
+            (3, '-inf'::DOUBLE, NULL, NULL),
+            (4, -1.5, 'x', [-0.5])
+        ) AS t(id, reading, note, series)",
+    );
+    let bronze = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "ds-nan", "Readings", &url),
+    )
+    .await
+    .unwrap();
+    let silver = call(
+        &client,
+        "transform_to_silver",
+        json!({"tenant_id": "acme", "bronze_table": bronze["bronze_table"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(silver["row_count"], 4);
+    for table in [&bronze["bronze_table"], &silver["silver_table"]] {
+        let sql = format!(
+            "SELECT id, reading, note, series FROM {} ORDER BY id",
+            table.as_str().unwrap()
+        );
+        let answer = call(&client, "query", json!({"tenant_id": "acme", "sql": sql}))
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+        assert_eq!(
+            answer["rows"],
+            json!([
+                {"id": 1, "reading": "NaN", "note": "NaN as text", "series": ["Infinity", 2.5]},
+                {"id": 2, "reading": "Infinity", "note": "Infinity", "series": []},
+                {"id": 3, "reading": "-Infinity", "note": null, "series": null},
+                {"id": 4, "reading": -1.5, "note": "x", "series": [-0.5]},
+            ]),
+            "{table}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn create_dataset_is_idempotent_per_version() {
     let app = spawn_app().await;
