@@ -680,37 +680,40 @@ impl Records {
         let data = columns
             .iter()
             .any(|(name, data_type)| name == "data" && may_hold(data_type));
+        // Each object described once, whichever search comes to it.
+        let mut described = vec![Object {
+            path: Vec::new(),
+            members: columns.to_vec(),
+        }];
         if data {
-            match Self::search(conn, reader, columns, Some("data"))? {
+            match Self::search(conn, reader, &mut described, Some("data"))? {
                 Search::NoList => {}
                 Search::Found(records) => return Ok(Some(records)),
                 Search::Ambiguous => return Ok(None),
             }
         }
-        Ok(match Self::search(conn, reader, columns, None)? {
+        Ok(match Self::search(conn, reader, &mut described, None)? {
             Search::Found(records) => Some(records),
             Search::NoList | Search::Ambiguous => None,
         })
     }
 
     /// [`Self::find`]'s search, breadth first, from the top-level member
-    /// named `only` if given, else from every one.
+    /// named `only` if given, else from every one. `described` holds every
+    /// object described so far, the top first; the objects this search
+    /// goes into are added to it, unless an earlier search had.
     fn search(
         conn: &Connection,
         reader: &str,
-        columns: &[(String, String)],
+        described: &mut Vec<Object>,
         only: Option<&str>,
     ) -> Result<Search, duckdb::Error> {
-        // Every object described so far, and where this depth's start.
-        let mut described = vec![Object {
-            path: Vec::new(),
-            members: columns.to_vec(),
-        }];
-        let mut level = 0..1;
+        // This depth's objects, as indices into `described`.
+        let mut level = vec![0];
         for _ in 0..RECORDS_MAX_DEPTH {
             let mut lists = Vec::new();
             let mut deeper = Vec::new();
-            for object in &described[level.clone()] {
+            for object in level.iter().map(|&at| &described[at]) {
                 let searched = object
                     .members
                     .iter()
@@ -727,7 +730,7 @@ impl Records {
             match lists.len() {
                 0 => {}
                 1 => {
-                    return Self::beside(conn, reader, &described, lists.remove(0))
+                    return Self::beside(conn, reader, described, lists.remove(0))
                         .map(Search::Found)
                 }
                 _ => return Ok(Search::Ambiguous),
@@ -735,10 +738,17 @@ impl Records {
             if deeper.is_empty() {
                 break;
             }
-            level = described.len()..described.len() + deeper.len();
+            level.clear();
             for path in deeper {
-                let members = members_of(conn, reader, &path)?;
-                described.push(Object { path, members });
+                let at = match described.iter().position(|object| object.path == path) {
+                    Some(at) => at,
+                    None => {
+                        let members = members_of(conn, reader, &path)?;
+                        described.push(Object { path, members });
+                        described.len() - 1
+                    }
+                };
+                level.push(at);
             }
         }
         Ok(Search::NoList)

@@ -804,6 +804,10 @@ async fn json_records_nested_deeper_are_rows() {
             {"type": "articles", "id": "2", "attributes": {"title": "NA"}}],
         "included": [{"type": "people", "id": "9", "attributes": {"name": "Dan"}}],
         "meta": {"total": 2}, "links": {"self": "http://example.com/articles"}}"#;
+    // A `data` that holds no list of objects (only tags): the records are
+    // looked for in the rest of the object, `data` kept beside them.
+    let not_data = r#"{"data": {"source": {"tags": ["a", "b"], "version": 3}},
+        "result": {"count": 2, "items": [{"id": -7, "v": "NA"}, {"id": 8, "v": "x"}]}}"#;
     let graphql_names = [
         "id",
         "name",
@@ -852,6 +856,13 @@ async fn json_records_nested_deeper_are_rows() {
             r#"json (the records in "data")"#,
             2,
             &["type", "id", "attributes", "included", "meta", "links"][..],
+        ),
+        (
+            "items.json",
+            not_data.as_bytes().to_vec(),
+            r#"json (the records in "result"."items")"#,
+            2,
+            &["id", "v", "data", "result.count"][..],
         ),
         (
             "select.json",
@@ -906,6 +917,8 @@ async fn json_records_nested_deeper_are_rows() {
     assert_eq!(column(&rows, 4), vec![Some("2"); 2]);
     let (_, rows) = read_parquet(&app.parquet_path(stored["articles.json"].dataset.id));
     assert_eq!(column(&rows, 1), vec![Some("1"), Some("2")]);
+    let (_, rows) = read_parquet(&app.parquet_path(stored["items.json"].dataset.id));
+    assert_eq!(column(&rows, 0), vec![Some("-7"), Some("8")]);
 
     // Users and groups side by side: which are the records is not said,
     // and `errors` beside them is not taken for them.
