@@ -181,7 +181,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         // `42` in `answer.json`: as delimited text, one column named
         // `column0`; but the uploader meant JSON, and it holds no record.
         return Err(IngestError::MalformedJson {
-            detail: NOT_RECORDS.to_owned(),
+            detail: why_not_records(conn, detected, &src).unwrap_or_else(|| NOT_RECORDS.to_owned()),
         });
     }
 
@@ -548,7 +548,11 @@ fn sniff_and_describe(
                 count,
                 max: MAX_COLUMNS,
             },
-            _ => describe_err(e),
+            Some(None) => match why_not_records(conn, detected, src) {
+                Some(detail) => IngestError::MalformedJson { detail },
+                None => describe_err(e),
+            },
+            None => describe_err(e),
         }
     })?;
     let explicit = match detected.kind {
@@ -964,6 +968,60 @@ fn json_names_over_the_cap(conn: &Connection, detected: Detected, src: &str) -> 
         .ok()?;
     let names = usize::try_from(names).ok()?;
     (names > MAX_COLUMNS).then_some(names)
+}
+
+/// Which record of JSON that is not records is not one, and why: none at
+/// all, the first that is not an object, the first holding a value whose
+/// name is empty, or only empty objects. One more read of the file, each
+/// record kept as JSON text, only once it is refused;
+/// `None` if that read fails too.
+fn why_not_records(conn: &Connection, detected: Detected, src: &str) -> Option<String> {
+    const SHAPE: &str =
+        "every record must be an object of named values ({\"id\": 1, \"name\": \"Anna\"})";
+    let sql = format!(
+        "SELECT count(*), \
+           min(n) FILTER (WHERE kind <> 'OBJECT'), \
+           arg_min(kind, n) FILTER (WHERE kind <> 'OBJECT'), \
+           min(n) FILTER (WHERE kind = 'OBJECT' AND list_contains(json_keys(j), '')), \
+           count(*) FILTER (WHERE kind = 'OBJECT' AND len(json_keys(j)) = 0) \
+         FROM (SELECT j, coalesce(json_type(j), 'NULL') AS kind, row_number() OVER () AS n \
+           FROM (SELECT json AS j FROM read_json({src}, format = '{}', records = false, \
+             compression = '{}', columns = {{json: 'JSON'}})))",
+        json_format(detected.kind),
+        compression_name(detected.compression)
+    );
+    type Found = (i64, Option<i64>, Option<String>, Option<i64>, i64);
+    let (records, other_at, other, empty_name_at, empty): Found = conn
+        .query_row(&sql, [], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })
+        .ok()?;
+    Some(match (other_at.zip(other), empty_name_at) {
+        _ if records == 0 => format!("the file holds no record (an empty list); {SHAPE}"),
+        (Some((at, kind)), _) => {
+            let kind = match kind.as_str() {
+                "BIGINT" | "UBIGINT" | "DOUBLE" => "a number",
+                "VARCHAR" => "a string",
+                "ARRAY" => "an array",
+                "BOOLEAN" => "true or false",
+                _ => "null",
+            };
+            format!("record {at} is {kind}, not an object; {SHAPE}")
+        }
+        (None, Some(at)) => format!(
+            "record {at} has a value whose name is empty (\"\": 1); {SHAPE}, each with a name"
+        ),
+        (None, None) if empty == records => {
+            format!("every record is an empty object ({{}}); {SHAPE}")
+        }
+        (None, None) => return None,
+    })
 }
 
 /// `read_json`'s format for `kind`.

@@ -141,36 +141,77 @@ async fn malformed_json() {
 #[tokio::test]
 async fn json_records_that_are_not_objects() {
     let app = spawn_app().await;
-    for (name, body) in [
-        ("numbers.json", b"[1, 2, -3]".to_vec()),
-        ("arrays.json", b"[[1, 2], [3, 4]]".to_vec()),
-        ("mixed.json", br#"[{"a": 1}, 2]"#.to_vec()),
-        ("mixed.ndjson", b"{\"a\": 1}\n\"x\"\n".to_vec()),
-        ("mixed.ndjson.gz", gzip(b"{\"a\": 1}\n[1]\n")),
-        ("empty.json", b"[]".to_vec()),
-        ("nameless.json", b"[{}, {}]".to_vec()),
+    // Each is named: which record, and what it is instead.
+    for (name, body, why) in [
+        (
+            "numbers.json",
+            b"[1, 2, -3]".to_vec(),
+            "record 1 is a number",
+        ),
+        (
+            "arrays.json",
+            b"[[1, 2], [3, 4]]".to_vec(),
+            "record 1 is an array",
+        ),
+        (
+            "mixed.json",
+            br#"[{"a": 1}, 2]"#.to_vec(),
+            "record 2 is a number",
+        ),
+        (
+            "mixed.ndjson",
+            b"{\"a\": 1}\n\"x\"\n".to_vec(),
+            "record 2 is a string",
+        ),
+        (
+            "mixed.ndjson.gz",
+            gzip(b"{\"a\": 1}\n[1]\n"),
+            "record 2 is an array",
+        ),
+        ("empty.json", b"[]".to_vec(), "the file holds no record"),
+        (
+            "nameless.json",
+            b"[{}, {}]".to_vec(),
+            "every record is an empty object",
+        ),
         // DuckDB reads a value named "" as no record at all.
-        ("blank_name.json", br#"[{"id": 1, "": "x"}]"#.to_vec()),
+        (
+            "blank_name.json",
+            br#"[{"id": 1, "": "x"}]"#.to_vec(),
+            "record 1 has a value whose name is empty",
+        ),
         (
             "blank_name.ndjson",
             b"{\"id\": 1}\n{\"id\": 2, \"\": 3}\n".to_vec(),
+            "record 2 has a value whose name is empty",
         ),
         // Bare values in a file named as JSON: read as delimited text, they
         // would be a one-column table named after (or holding) the value.
-        ("answer.json", b"42\n".to_vec()),
-        ("negative.json", b"-3.5".to_vec()),
-        ("greeting.JSON", b"\"hello\"".to_vec()),
-        ("flags.jsonl", b"true\nfalse\nnull\n".to_vec()),
-        ("values.ndjson.gz", gzip(b"1\n2\n{\"a\": 3}\n")),
+        ("answer.json", b"42\n".to_vec(), "record 1 is a number"),
+        ("negative.json", b"-3.5".to_vec(), "record 1 is a number"),
+        (
+            "greeting.JSON",
+            b"\"hello\"".to_vec(),
+            "record 1 is a string",
+        ),
+        (
+            "flags.jsonl",
+            b"true\nfalse\nnull\n".to_vec(),
+            "record 1 is true or false",
+        ),
+        ("nothing.json", b"null".to_vec(), "record 1 is null"),
+        (
+            "values.ndjson.gz",
+            gzip(b"1\n2\n{\"a\": 3}\n"),
+            "record 1 is a number",
+        ),
     ] {
         let msg = rejected(&app, name, body, 422, "malformed_json").await;
         assert!(
             msg.contains("every record must be an object of named values"),
             "{name}: {msg}"
         );
-        if name.starts_with("blank_name") {
-            assert!(msg.contains("a value whose name is empty"), "{name}: {msg}");
-        }
+        assert!(msg.contains(why), "{name}: {msg}");
     }
     // Objects, some empty and some null, are still rows.
     let done = app
