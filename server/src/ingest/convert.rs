@@ -181,7 +181,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         // `42` in `answer.json`: as delimited text, one column named
         // `column0`; but the uploader meant JSON, and it holds no record.
         return Err(IngestError::MalformedJson {
-            detail: why_not_records(conn, detected, &src).unwrap_or_else(|| NOT_RECORDS.to_owned()),
+            detail: why_not_records(conn, detected, &src).unwrap_or_else(not_records),
         });
     }
 
@@ -976,8 +976,6 @@ fn json_names_over_the_cap(conn: &Connection, detected: Detected, src: &str) -> 
 /// record kept as JSON text, only once it is refused;
 /// `None` if that read fails too.
 fn why_not_records(conn: &Connection, detected: Detected, src: &str) -> Option<String> {
-    const SHAPE: &str =
-        "every record must be an object of named values ({\"id\": 1, \"name\": \"Anna\"})";
     let sql = format!(
         "SELECT count(*), \
            min(n) FILTER (WHERE kind <> 'OBJECT'), \
@@ -1003,7 +1001,7 @@ fn why_not_records(conn: &Connection, detected: Detected, src: &str) -> Option<S
         })
         .ok()?;
     Some(match (other_at.zip(other), empty_name_at) {
-        _ if records == 0 => format!("the file holds no record (an empty list); {SHAPE}"),
+        _ if records == 0 => format!("the file holds no record (an empty list); {RECORD_SHAPE}"),
         (Some((at, kind)), _) => {
             let kind = match kind.as_str() {
                 "BIGINT" | "UBIGINT" | "DOUBLE" => "a number",
@@ -1012,13 +1010,13 @@ fn why_not_records(conn: &Connection, detected: Detected, src: &str) -> Option<S
                 "BOOLEAN" => "true or false",
                 _ => "null",
             };
-            format!("record {at} is {kind}, not an object; {SHAPE}")
+            format!("record {at} is {kind}, not an object; {RECORD_SHAPE}")
         }
         (None, Some(at)) => format!(
-            "record {at} has a value whose name is empty (\"\": 1); {SHAPE}, each with a name"
+            "record {at} has a value whose name is empty (\"\": 1); {RECORD_SHAPE}, each with a name"
         ),
         (None, None) if empty == records => {
-            format!("every record is an empty object ({{}}); {SHAPE}")
+            format!("every record is an empty object ({{}}); {RECORD_SHAPE}")
         }
         (None, None) => return None,
     })
@@ -1318,11 +1316,18 @@ fn number_after(msg: &str, label: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Why JSON whose records are not objects is refused.
-const NOT_RECORDS: &str =
-    "every record must be an object of named values ({\"id\": 1, \"name\": \"Anna\"}); \
-     this file has records that are numbers, strings or arrays, only empty objects, \
-     or a value whose name is empty (\"\": 1)";
+/// What every JSON record must be.
+const RECORD_SHAPE: &str =
+    "every record must be an object of named values ({\"id\": 1, \"name\": \"Anna\"})";
+
+/// Why JSON whose records are not objects is refused, when which record is
+/// not one is not known ([`why_not_records`] says which when it can).
+fn not_records() -> String {
+    format!(
+        "{RECORD_SHAPE}; this file has records that are numbers, strings or arrays, \
+         only empty objects, or a value whose name is empty (\"\": 1)"
+    )
+}
 
 /// Whether a file's name says it is JSON (`.json`, `.ndjson`, `.jsonl`,
 /// gzip-compressed or not).
@@ -1409,7 +1414,7 @@ fn user_error(
             if msg.contains("expected records, but got non-record JSON") =>
         {
             IngestError::MalformedJson {
-                detail: NOT_RECORDS.to_owned(),
+                detail: not_records(),
             }
         }
         SourceKind::JsonArray | SourceKind::Ndjson => IngestError::MalformedJson {
