@@ -210,3 +210,30 @@ pub fn create_args(tenant: &str, dataset_id: &str, name: &str, url: &str) -> Val
         "schema": {},
     })
 }
+
+/// A sync as the app's workflow makes it: `create_dataset` of the Parquet
+/// file at `url` (version 1), then `transform_to_silver` of its bronze
+/// table. The two tools' answers, bronze's then silver's.
+pub async fn bronze_and_silver(
+    client: &RunningService<RoleClient, ()>,
+    tenant: &str,
+    dataset_id: &str,
+    name: &str,
+    url: &str,
+) -> (Value, Value) {
+    let bronze = call(
+        client,
+        "create_dataset",
+        create_args(tenant, dataset_id, name, url),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create_dataset {tenant}/{dataset_id}: {e}"));
+    let silver = call(
+        client,
+        "transform_to_silver",
+        json!({"tenant_id": tenant, "bronze_table": bronze["bronze_table"]}),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("transform_to_silver {tenant}/{dataset_id}: {e}"));
+    (bronze, silver)
+}

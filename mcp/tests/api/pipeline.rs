@@ -1,4 +1,4 @@
-use crate::helpers::{call, create_args, spawn_app, MESSY_SELECT};
+use crate::helpers::{bronze_and_silver, call, create_args, spawn_app, MESSY_SELECT};
 use rmcp::{service::RunningService, RoleClient};
 use serde_json::{json, Value};
 
@@ -76,13 +76,7 @@ async fn bronze_then_silver_cleans_and_types_the_data() {
     let client = app.client().await;
     let url = app.files.parquet("messy.parquet", MESSY_SELECT);
 
-    let bronze = call(
-        &client,
-        "create_dataset",
-        create_args("acme", "ds-1", "Q3 Customers!", &url),
-    )
-    .await
-    .unwrap();
+    let (bronze, silver) = bronze_and_silver(&client, "acme", "ds-1", "Q3 Customers!", &url).await;
     let bronze_table = bronze["bronze_table"].as_str().unwrap();
     assert!(
         bronze_table.starts_with("servicetsunami.acme_bronze.q3_customersx_"),
@@ -96,13 +90,6 @@ async fn bronze_then_silver_cleans_and_types_the_data() {
     assert_eq!(column(&bronze, "Customer ID")["data_type"], "VARCHAR");
     assert_eq!(column(&bronze, "_source_file")["data_type"], "VARCHAR");
 
-    let silver = call(
-        &client,
-        "transform_to_silver",
-        json!({"tenant_id": "acme", "bronze_table": bronze_table}),
-    )
-    .await
-    .unwrap();
     let silver_table = silver["silver_table"].as_str().unwrap();
     assert_eq!(
         silver_table,
@@ -191,20 +178,7 @@ async fn numbers_that_are_not_finite_are_answered_as_text() {
             (4, -1.5, 'x', [-0.5])
         ) AS t(id, reading, note, series)",
     );
-    let bronze = call(
-        &client,
-        "create_dataset",
-        create_args("acme", "ds-nan", "Readings", &url),
-    )
-    .await
-    .unwrap();
-    let silver = call(
-        &client,
-        "transform_to_silver",
-        json!({"tenant_id": "acme", "bronze_table": bronze["bronze_table"]}),
-    )
-    .await
-    .unwrap();
+    let (bronze, silver) = bronze_and_silver(&client, "acme", "ds-nan", "Readings", &url).await;
     assert_eq!(silver["row_count"], 4);
     for table in [&bronze["bronze_table"], &silver["silver_table"]] {
         let sql = format!(
@@ -515,20 +489,14 @@ async fn twenty_datasets_concurrently() {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
             let tenant = if i % 2 == 0 { "even" } else { "odd" };
-            let bronze = call(
+            let (_, silver) = bronze_and_silver(
                 &client,
-                "create_dataset",
-                create_args(tenant, &format!("c-{i}"), &format!("Data {i}"), &url),
+                tenant,
+                &format!("c-{i}"),
+                &format!("Data {i}"),
+                &url,
             )
-            .await
-            .unwrap();
-            let silver = call(
-                &client,
-                "transform_to_silver",
-                json!({"tenant_id": tenant, "bronze_table": bronze["bronze_table"]}),
-            )
-            .await
-            .unwrap();
+            .await;
             let listed = call(&client, "list_tables", json!({"tenant_id": tenant}))
                 .await
                 .unwrap();
@@ -663,20 +631,7 @@ async fn a_small_tenants_sync_finishes_while_a_big_one_runs() {
     let sync = |tenant: &'static str, dataset: &'static str, url: String| {
         let client = client.clone();
         tokio::spawn(async move {
-            let bronze = call(
-                &client,
-                "create_dataset",
-                create_args(tenant, dataset, dataset, &url),
-            )
-            .await
-            .unwrap();
-            call(
-                &client,
-                "transform_to_silver",
-                json!({"tenant_id": tenant, "bronze_table": bronze["bronze_table"]}),
-            )
-            .await
-            .unwrap();
+            bronze_and_silver(&client, tenant, dataset, dataset, &url).await;
             std::time::Instant::now()
         })
     };

@@ -4,7 +4,7 @@
 //! may carry rival's rows, rival's names, the file's contents, or another
 //! directory's listing.
 
-use crate::helpers::{call, create_args, spawn_app, spawn_app_with};
+use crate::helpers::{bronze_and_silver, call, create_args, spawn_app, spawn_app_with};
 use serde_json::{json, Value};
 
 const RIVAL_SECRET: &str = "RIVAL-SECRET-7731";
@@ -28,22 +28,12 @@ async fn two_tenants(
             &format!("{tenant}.parquet"),
             &format!("SELECT range AS id, '{marker}' AS secret FROM range(3)"),
         );
-        let bronze = call(
-            client,
-            "create_dataset",
-            create_args(tenant, dataset, "Orders", &url),
-        )
-        .await
-        .unwrap();
-        let bronze = bronze["bronze_table"].as_str().unwrap().to_owned();
-        let silver = call(
-            client,
-            "transform_to_silver",
-            json!({"tenant_id": tenant, "bronze_table": bronze}),
-        )
-        .await
-        .unwrap();
-        names.push((bronze, silver["silver_table"].as_str().unwrap().to_owned()));
+        let (bronze, silver) = bronze_and_silver(client, tenant, dataset, "Orders", &url).await;
+        let table = |answer: &Value, key: &str| answer[key].as_str().unwrap().to_owned();
+        names.push((
+            table(&bronze, "bronze_table"),
+            table(&silver, "silver_table"),
+        ));
     }
     let secret_dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -246,20 +236,7 @@ async fn names_the_tools_return_work_as_typed_in_query() {
     let url = app
         .files
         .parquet("u.parquet", "SELECT range AS id FROM range(4)");
-    let bronze = call(
-        &client,
-        "create_dataset",
-        create_args(tenant, "u1", "Sales 2026", &url),
-    )
-    .await
-    .unwrap();
-    call(
-        &client,
-        "transform_to_silver",
-        json!({"tenant_id": tenant, "bronze_table": bronze["bronze_table"]}),
-    )
-    .await
-    .unwrap();
+    bronze_and_silver(&client, tenant, "u1", "Sales 2026", &url).await;
     let listed = call(&client, "list_tables", json!({"tenant_id": tenant}))
         .await
         .unwrap();
