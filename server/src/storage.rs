@@ -136,6 +136,35 @@ impl Storage {
     }
 }
 
+/// The conversion engine on one thread until dropped: each thread holds
+/// its own buffers of every column, so a file of a thousand columns that
+/// runs out of memory on two converts on one. The setting is the engine's:
+/// only while nothing else converts (the `conversions` lock held for
+/// writing).
+pub struct OneThread<'a> {
+    conn: &'a Connection,
+    threads: i64,
+}
+
+impl<'a> OneThread<'a> {
+    pub fn set(conn: &'a Connection) -> Result<Self, duckdb::Error> {
+        let threads = conn.query_row("SELECT current_setting('threads')", [], |row| row.get(0))?;
+        conn.execute_batch("SET threads = 1")?;
+        Ok(Self { conn, threads })
+    }
+}
+
+impl Drop for OneThread<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self
+            .conn
+            .execute_batch(&format!("SET threads = {}", self.threads))
+        {
+            tracing::error!(error = %e, threads = self.threads, "could not restore the conversion engine's threads");
+        }
+    }
+}
+
 /// A new scratch directory for this process, and its lock, taken before
 /// the lock file gets its name (a rename is atomic), so no sweeper ever sees
 /// the name unlocked while its owner lives.

@@ -27,6 +27,7 @@ use app::{
     ssr::{
         auth::Principal,
         catalog,
+        reader::PARQUET_OPTIONS,
         sql::{quote_ident, quote_literal},
     },
 };
@@ -330,7 +331,7 @@ impl FilePlan {
                     .collect();
                 let partial = own.with_extension("parquet.partial");
                 conn.execute_batch(&format!(
-                    "COPY (SELECT {} FROM read_parquet({})) TO {} (FORMAT parquet, COMPRESSION zstd)",
+                    "COPY (SELECT {} FROM read_parquet({})) TO {} ({PARQUET_OPTIONS})",
                     renamed.join(", "),
                     quote_literal(&staged.to_string_lossy()),
                     quote_literal(&partial.to_string_lossy()),
@@ -372,7 +373,7 @@ impl FilePlan {
                     .collect();
                 let partial = next.with_extension("parquet.partial");
                 conn.execute_batch(&format!(
-                    "COPY ({} UNION ALL {}) TO {} (FORMAT parquet, COMPRESSION zstd)",
+                    "COPY ({} UNION ALL {}) TO {} ({PARQUET_OPTIONS})",
                     side(&current_file, &self.current),
                     side(&own, &renamed_new),
                     quote_literal(&partial.to_string_lossy()),

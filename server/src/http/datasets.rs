@@ -12,6 +12,7 @@ use crate::{
     catalog::{self, NewDataset},
     ingest::{self, ConvertJob, Converted, IngestError, ReceiveError, ReceivedFile, ScratchFile},
     state::ServerState,
+    storage::OneThread,
     sync::ledger::Ledger,
 };
 use app::{
@@ -705,7 +706,7 @@ async fn convert_stored_text(
         }
         None => {}
     }
-    let run = || {
+    let run = |alone: bool| {
         let (storage, source, file_name, scratch_path, dest_path, sniffed) = (
             storage.clone(),
             source.clone(),
@@ -718,6 +719,10 @@ async fn convert_stored_text(
             tokio::task::spawn_blocking(move || {
                 let conn = storage
                     .connection()
+                    .map_err(|e| IngestError::Internal(e.into()))?;
+                let _one_thread = alone
+                    .then(|| OneThread::set(&conn))
+                    .transpose()
                     .map_err(|e| IngestError::Internal(e.into()))?;
                 ingest::convert(
                     &conn,
@@ -738,15 +743,16 @@ async fn convert_stored_text(
         }
     };
     // Conversions share the engine's memory limit. One that runs out beside
-    // others is tried again with the engine to itself; only a file too big
-    // even then is refused (413).
+    // others is tried again with the engine to itself, on one thread (each
+    // thread holds buffers of every column: a thousand columns fit so);
+    // only a file too big even then is refused (413).
     let shared = storage.conversions.clone().read_owned().await;
-    let converted: Converted = match run().await {
+    let converted: Converted = match run(false).await {
         Err(UploadError::Ingest(IngestError::OutOfMemory)) => {
             drop(shared);
             tracing::warn!("a conversion ran out of memory beside others; trying it alone");
             let _alone = storage.conversions.clone().write_owned().await;
-            run().await?
+            run(true).await?
         }
         other => other?,
     };

@@ -4,7 +4,10 @@ use super::{Compression, Detected, IngestError, SourceKind};
 use app::{
     domain::normalize_column_names,
     model::ColumnSchema,
-    ssr::sql::{quote_ident, quote_literal},
+    ssr::{
+        reader::PARQUET_OPTIONS,
+        sql::{quote_ident, quote_literal},
+    },
 };
 use duckdb::Connection;
 use std::{collections::HashMap, path::Path};
@@ -144,16 +147,68 @@ pub struct ConvertJob<'a> {
     pub max_decoded: u64,
 }
 
+/// The longest row of delimited text read, 8 times DuckDB's default
+/// `max_line_size` and as long as a JSON object may be (DuckDB's
+/// `maximum_object_size`). Each of the reader's buffers holds two such rows,
+/// so the conversion's memory (`DUCKDB_MEMORY_LIMIT`, 192 MB) still holds
+/// the buffers of both threads.
+pub const LONG_ROW_MAX: u64 = 16 << 20;
+
+/// DuckDB's `max_line_size` unless told otherwise (2 MiB).
+const DEFAULT_MAX_LINE: u64 = 2 << 20;
+
 /// Runs `job`; on error nothing is left at `scratch` or `dest`. Blocking.
 pub fn convert(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, IngestError> {
-    let result = convert_inner(conn, job);
+    let result = match convert_inner(conn, job, None) {
+        // Rows longer than the reader's default allows: measured, and read
+        // again with room for the longest, if it is not too long. Only such
+        // files pay for the walk and the second read.
+        Err(IngestError::RowTooLong { .. }) if job.detected.kind == SourceKind::Delimited => {
+            long_rows(job).and_then(|max_line| convert_inner(conn, job, Some(max_line)))
+        }
+        other => other,
+    };
     if result.is_err() {
         let _ = std::fs::remove_file(job.scratch);
     }
     result
 }
 
-fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, IngestError> {
+/// The `max_line_size` that reads every row of `job`'s delimited text, or
+/// why none does: its longest row is over [`LONG_ROW_MAX`] (or a row is
+/// ragged, which fails first).
+fn long_rows(job: &ConvertJob<'_>) -> Result<u64, IngestError> {
+    let compression = job.detected.compression;
+    let skip = super::preamble::lines_above_header_in(job.source, compression)?;
+    let walked = super::ragged::walk(job.source, compression, skip)?;
+    if let Some(ragged) = walked.ragged {
+        return Err(ragged);
+    }
+    let (bytes, line) = walked.longest;
+    // Room for the line end, rounded up to whole MiB, and at least twice
+    // the default the reader refused.
+    let max_line = ((bytes + 2).div_ceil(1 << 20) << 20).max(4 << 20);
+    if max_line > LONG_ROW_MAX {
+        return Err(IngestError::RowTooLong {
+            line,
+            bytes,
+            max: LONG_ROW_MAX,
+        });
+    }
+    tracing::info!(
+        bytes,
+        line,
+        max_line,
+        "rows longer than the reader's default"
+    );
+    Ok(max_line)
+}
+
+fn convert_inner(
+    conn: &Connection,
+    job: &ConvertJob<'_>,
+    max_line: Option<u64>,
+) -> Result<Converted, IngestError> {
     let &ConvertJob {
         source,
         detected,
@@ -196,6 +251,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
         skip,
         strict: true,
         decimal_comma: false,
+        max_line,
     };
     let mut reader = reader_sql(detected, &src, layout, false);
     let sniffed_aside = sniffed
@@ -203,6 +259,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
             detected.kind == SourceKind::Delimited
                 && detected.compression == Compression::None
                 && skip == 0
+                && max_line.is_none()
         })
         .and_then(|dialect| {
             Some(Described {
@@ -266,7 +323,7 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
     let copy = |reader: &str, columns: &[(String, String)], narrow: Narrow| {
         conn.execute(
             &format!(
-                "COPY (SELECT {} FROM {reader}) TO {out} (FORMAT parquet, COMPRESSION zstd)",
+                "COPY (SELECT {} FROM {reader}) TO {out} ({PARQUET_OPTIONS})",
                 select_list(columns, narrow)
             ),
             [],
@@ -316,6 +373,17 @@ fn convert_inner(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, I
                 explicit_in_use = false;
                 reader = reader_again(layout, full_scan);
                 continue;
+            }
+            let (bytes, line) = walked.longest;
+            if layout.max_line.is_none() && bytes >= DEFAULT_MAX_LINE {
+                // A row past the reader's default further on can fail it
+                // as an invalid state of its parser (when the row is
+                // quoted): [`convert`] reads again with room for it.
+                return Err(IngestError::RowTooLong {
+                    line,
+                    bytes,
+                    max: DEFAULT_MAX_LINE,
+                });
             }
             return Err(describe_err(e));
         }
@@ -462,6 +530,7 @@ pub(super) fn sniff_dialect(conn: &Connection, path: &Path) -> Result<Dialect, S
         skip: 0,
         strict: true,
         decimal_comma: false,
+        max_line: None,
     };
     sniff_csv(conn, &literal(path), Compression::None, layout).map_err(|e| e.to_string())
 }
@@ -498,13 +567,13 @@ fn sniff_and_describe(
                 )?),
                 false => None,
             };
-            let line_ends_change = match walked {
+            let (line_ends_change, longest) = match walked {
                 Some(super::ragged::Walked {
                     ragged: Some(ragged),
                     ..
                 }) => return Err(ragged),
-                Some(walked) => walked.line_ends_change,
-                None => false,
+                Some(walked) => (walked.line_ends_change, walked.longest),
+                None => (false, (0, 0)),
             };
             let (dialect, strict) = match sniffed {
                 Ok(dialect) => (dialect, true),
@@ -522,6 +591,16 @@ fn sniff_and_describe(
                         Ok(dialect) if dialect.columns.len() > 1 => (dialect, false),
                         _ => return Err(describe_err(e)),
                     }
+                }
+                // A row past the reader's default in the sniffer's sample
+                // fails it as a dialect it cannot find (when the row is
+                // quoted): [`convert`] reads again with room for it.
+                Err(_) if layout.max_line.is_none() && longest.0 >= DEFAULT_MAX_LINE => {
+                    return Err(IngestError::RowTooLong {
+                        line: longest.1,
+                        bytes: longest.0,
+                        max: DEFAULT_MAX_LINE,
+                    })
                 }
                 Err(e) => return Err(describe_err(e)),
             };
@@ -917,6 +996,9 @@ struct Layout {
     strict: bool,
     /// `decimal_separator = ','` ([`sniff_csv`] decides).
     decimal_comma: bool,
+    /// DuckDB's `max_line_size`, when a row is longer than its default
+    /// (2 MiB) allows ([`convert`] measures the longest).
+    max_line: Option<u64>,
 }
 
 /// `read_json` of `src` with `columns` as they were found. Finding them read
@@ -1162,7 +1244,7 @@ fn csv_options(compression: Compression, layout: Layout, full_scan: bool) -> Str
         .collect();
     format!(
         "compression = '{}', skip = {}, strict_mode = {}, null_padding = false, \
-         nullstr = [{}], sample_size = {}{}",
+         nullstr = [{}], sample_size = {}{}{}",
         compression_name(compression),
         layout.skip,
         layout.strict,
@@ -1172,6 +1254,12 @@ fn csv_options(compression: Compression, layout: Layout, full_scan: bool) -> Str
             ", decimal_separator = ','"
         } else {
             ""
+        },
+        match layout.max_line {
+            // Each buffer must hold at least a row; two, for the parallel
+            // reader to find where a row that crosses buffers ends.
+            Some(max) => format!(", max_line_size = {max}, buffer_size = {}", 2 * max),
+            None => String::new(),
         }
     )
 }
@@ -1372,6 +1460,16 @@ fn user_error(
     }
     match kind {
         SourceKind::Delimited => {
+            if msg.contains("Maximum line size") {
+                // Where DuckDB says, which the sniffer does not know (it says
+                // line 1): [`convert`] measures the rows, and reads them
+                // again with room for the longest if it can.
+                return IngestError::RowTooLong {
+                    line: number_after(&msg, "Line:").unwrap_or(0),
+                    bytes: number_after(&msg, "Actual Size:").unwrap_or(0),
+                    max: number_after(&msg, "Maximum line size of").unwrap_or(0),
+                };
+            }
             if msg.contains("Expected Number of Columns") {
                 if let (Some(line), Some(expected), Some(found)) = (
                     number_after(&msg, "Line:"),
@@ -1396,9 +1494,9 @@ fn user_error(
             // repeated (it may be megabytes).
             if let Some(why) = msg.lines().map(str::trim).find(|l| {
                 [
-                    "Maximum line size",
                     "Error when converting",
                     "It was not possible",
+                    "Value with unterminated quote",
                 ]
                 .iter()
                 .any(|start| l.starts_with(start))

@@ -30,6 +30,11 @@ pub enum IngestError {
         expected: u64,
         found: u64,
     },
+    #[error(
+        "line {line} starts a row of {} MB; a row may be at most {} MiB (split the value, or send the file as Parquet)",
+        mb(*bytes), max >> 20
+    )]
+    RowTooLong { line: u64, bytes: u64, max: u64 },
     #[error("malformed JSON: {detail}")]
     MalformedJson { detail: String },
     #[error("not a valid Parquet file: {detail}")]
@@ -59,7 +64,7 @@ pub enum IngestError {
     #[error("column \"{column}\" has type {data_type}, which the lakehouse cannot store")]
     UnsupportedType { column: String, data_type: String },
     /// Raised only after a second try with the engine to itself.
-    #[error("the file needs more memory to convert than the server allows (DUCKDB_MEMORY_LIMIT), even with nothing else converting; split it, or send it as Parquet or NDJSON")]
+    #[error("the file needs more memory to convert than the server allows (DUCKDB_MEMORY_LIMIT), even with nothing else converting, on one thread; split it, or send it as Parquet or NDJSON")]
     OutOfMemory,
     #[error("internal error while converting the file")]
     Internal(#[source] anyhow::Error),
@@ -77,6 +82,7 @@ impl IngestError {
             Self::UnsupportedCompression { .. } | Self::GzippedParquet => "unsupported_compression",
             Self::CorruptGzip { .. } => "corrupt_gzip",
             Self::RaggedRows { .. } => "ragged_rows",
+            Self::RowTooLong { .. } => "row_too_long",
             Self::MalformedJson { .. } => "malformed_json",
             Self::InvalidParquet { .. } => "invalid_parquet",
             Self::Unreadable { .. } => "unreadable",
@@ -93,4 +99,9 @@ impl IngestError {
             Self::Internal(_) => "internal",
         }
     }
+}
+
+/// `bytes` in megabytes, to one decimal place.
+fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
 }

@@ -53,6 +53,9 @@ struct Records {
     ragged: Option<(u64, u64, u64)>,
     /// Records end both ways, `\r\n` and a bare `\n` (outside quotes).
     line_ends_change: bool,
+    /// The longest record seen (its bytes, without the line end, and its
+    /// first line); the first of them if several are as long.
+    longest: (u64, u64),
 }
 
 /// Walks the records (RFC 4180 quoting), counting fields split by `delim`
@@ -69,6 +72,9 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
     let mut prev_quote = false;
     let mut after_cr = false;
     let (mut crlf, mut lf) = (false, false);
+    // The bytes of the record so far, and the longest before it.
+    let mut len: u64 = 0;
+    let mut longest = (0u64, 0u64);
     let mut finish = |fields: u64, record_line: u64, empty: bool| -> Option<(u64, u64, u64)> {
         if empty || delim.is_none() {
             return None;
@@ -90,6 +96,7 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
             break;
         }
         for &b in &buf[..n] {
+            len += 1;
             let cr = std::mem::replace(&mut after_cr, b == b'\r');
             if quoted {
                 if b == b'"' {
@@ -110,20 +117,29 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
                     empty = false;
                 }
                 // The record ended at the `\r` before it.
-                b'\n' if cr => crlf = true,
+                b'\n' if cr => {
+                    crlf = true;
+                    len = 0;
+                }
                 // `\r` alone ends a line too (Excel's "CSV (Macintosh)").
                 b'\n' | b'\r' => {
                     lf |= b == b'\n';
+                    if len - 1 > longest.0 {
+                        longest = (len - 1, record_line);
+                    }
+                    len = 0;
                     if let Some(found) = finish(fields, record_line, empty) {
                         return Ok(Records {
                             ragged: Some(found),
                             line_ends_change: crlf && lf,
+                            longest,
                         });
                     }
                     if delim.is_none() && crlf && lf {
                         return Ok(Records {
                             ragged: None,
                             line_ends_change: true,
+                            longest,
                         });
                     }
                     line += 1;
@@ -140,9 +156,13 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
             prev_quote = false;
         }
     }
+    if len > longest.0 {
+        longest = (len, record_line);
+    }
     Ok(Records {
         ragged: finish(fields, record_line, empty),
         line_ends_change: crlf && lf,
+        longest,
     })
 }
 
@@ -155,6 +175,10 @@ pub struct Walked {
     /// appended to by another tool, which DuckDB's strict reader finds no
     /// dialect for. Known for the whole file only when no row is ragged.
     pub line_ends_change: bool,
+    /// The longest row: its bytes (without the line end) and the line it
+    /// starts on. Of the whole file only when no row is ragged and, for a
+    /// file of one column, its line ends do not change.
+    pub longest: (u64, u64),
 }
 
 /// One walk through the delimited text at `path`, below its first `skip`
@@ -187,6 +211,7 @@ pub fn walk(path: &Path, compression: Compression, skip: u64) -> Result<Walked, 
                 found,
             }),
         line_ends_change: records.line_ends_change,
+        longest: records.longest,
     })
 }
 
@@ -229,7 +254,10 @@ mod tests {
         }
         assert_eq!(
             walk_records(&b"a,b\r1,2\r3,4"[..], Some(b','), 1).unwrap(),
-            Records::default()
+            Records {
+                longest: (3, 1),
+                ..Records::default()
+            }
         );
     }
 
@@ -237,8 +265,25 @@ mod tests {
     fn consistent_files_and_crlf_pass() {
         assert_eq!(
             walk_records(&b"a,b\r\n1,2\r\n3,4"[..], Some(b','), 1).unwrap(),
-            Records::default()
+            Records {
+                longest: (3, 1),
+                ..Records::default()
+            }
         );
+    }
+
+    #[test]
+    fn the_longest_row_is_measured_whatever_ends_its_lines() {
+        let longest = |csv: &str| walk_records(csv.as_bytes(), Some(b','), 1).unwrap().longest;
+        for end in ["\r", "\r\n", "\n"] {
+            // Quoted line ends belong to the row; the row's own end does not.
+            let csv = format!("id,text{end}1,short{end}2,\"two{end}lines\"{end}3,x{end}");
+            let row = format!("2,\"two{end}lines\"").len() as u64;
+            assert_eq!(longest(&csv), (row, 3), "{end:?}");
+        }
+        // The last row needs no line end; the first of equals is named.
+        assert_eq!(longest("a,b\n1,2\n33,44"), (5, 3));
+        assert_eq!(longest("ab,c\n1,2\n"), (4, 1));
     }
 
     #[test]

@@ -25,6 +25,7 @@
 
 use super::convert::{self, Narrow};
 use crate::storage::Storage;
+use app::ssr::reader::PARQUET_OPTIONS;
 use std::{
     fs::File,
     io::Write,
@@ -254,7 +255,7 @@ impl EarlyConvert {
         .map_err(|e| format!("creating the pipe: {e}"))?;
         let parquet = super::ScratchFile::new(self.path("early.parquet"));
         let copy_sql = format!(
-            "COPY (SELECT {} FROM {reader}) TO {} (FORMAT parquet, COMPRESSION zstd)",
+            "COPY (SELECT {} FROM {reader}) TO {} ({PARQUET_OPTIONS})",
             convert::select_list(&sniffed.columns, Narrow::BigInt),
             convert::literal(parquet.path()),
         );

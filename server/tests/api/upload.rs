@@ -1286,6 +1286,135 @@ async fn a_large_export_streams_into_the_same_dataset() {
     app.wait_scratch_gone().await;
 }
 
+/// Rows longer than DuckDB's reader takes by default (2 MiB: a web page,
+/// an image in base64, a log in one cell) are read whole, wherever they
+/// are: in the sniffer's sample or far past it, uncompressed or gzip, a
+/// quoted value with commas and line ends in it.
+#[tokio::test]
+async fn rows_longer_than_the_readers_default_are_read_whole() {
+    let app = spawn_app().await;
+    let page = format!("<p>{}</p>", "lorem, ipsum\r\n".repeat(400_000));
+    let early = format!("id,blob,n\n1,\"{page}\",-1\n2,short,NA\n");
+    let mut late = String::from("id,blob,n\n");
+    for i in 0..30_000 {
+        late.push_str(&format!("{i},row {i},{i}\n"));
+    }
+    late.push_str(&format!("30000,\"{page}\",7\n30001,z,8\n"));
+    for (name, body, rows, at, next) in [
+        ("early.csv", early.clone().into_bytes(), 2, 0, "short"),
+        ("late.csv", late.clone().into_bytes(), 30_002, 30_000, "z"),
+        ("late.csv.gz", gzip(late.as_bytes()), 30_002, 30_000, "z"),
+    ] {
+        let done = app.upload(name, body, None).await.expect_ok();
+        assert_eq!(done.dataset.row_count, rows, "{name}");
+        assert_eq!(
+            types(&done.schema),
+            vec![("id", "BIGINT"), ("blob", "VARCHAR"), ("n", "BIGINT")],
+            "{name}"
+        );
+        let (_, stored) = read_parquet(&app.parquet_path(done.dataset.id));
+        assert_eq!(stored.len() as i64, rows, "{name}");
+        assert_eq!(stored[at][1].as_deref(), Some(page.as_str()), "{name}");
+        assert_eq!(stored[at + 1][1].as_deref(), Some(next), "{name}");
+    }
+    app.wait_scratch_gone().await;
+}
+
+/// A spreadsheet export of 1,000 columns (the limit) converts within the
+/// default memory limit (192 MB): Parquet is written in row groups of at
+/// most 32 MB, and a conversion that still runs short is tried again
+/// alone, on one thread. At 8,000 rows it was refused (413
+/// `too_large_to_convert`): the writer held all of them, for every column.
+/// Its page shows within the read instance's memory too.
+#[tokio::test]
+async fn a_thousand_columns_convert_and_show_within_the_memory_limits() {
+    let app = spawn_app().await;
+    let mut csv = (0..1000)
+        .map(|c| format!("col_{c}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    csv.push('\n');
+    for r in 0..8000i64 {
+        let row: Vec<String> = (0..1000i64)
+            .map(|c| match c % 3 {
+                0 => format!("text {}", (r + c) % 97),
+                1 if (r + c) % 10 == 0 => "NA".to_owned(),
+                1 => ((r * 7 + c * 13) % 1000 - 500).to_string(),
+                _ => format!("{}.{:02}", (r + c) % 100 - 50, c % 100),
+            })
+            .collect();
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    let done = app.upload("survey.csv", csv, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 8000);
+    assert_eq!(done.dataset.column_count, 1000);
+    assert_eq!(
+        types(&done.schema)[..3],
+        [
+            ("col_0", "VARCHAR"),
+            ("col_1", "BIGINT"),
+            ("col_2", "DOUBLE")
+        ]
+    );
+    let file = app.parquet_path(done.dataset.id);
+    let file = file.display().to_string().replace('\'', "''");
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let (nulls, negative, last): (i64, i64, String) = conn
+        .query_row(
+            &format!(
+                "SELECT count(*) FILTER (WHERE col_1 IS NULL), \
+                 count(*) FILTER (WHERE col_998 < 0), \
+                 any_value(col_999) FILTER (WHERE file_row_number = 7999) \
+                 FROM read_parquet('{file}', file_row_number = true)"
+            ),
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(nulls, 800, "NA is null");
+    assert!(negative > 0, "negative numbers are kept");
+    assert_eq!(last, format!("text {}", (7999 + 999) % 97));
+    let groups: i64 = conn
+        .query_row(
+            &format!("SELECT count(DISTINCT row_group_id) FROM parquet_metadata('{file}')"),
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(groups > 1, "row groups are cut at 32 MB, not 122,880 rows");
+
+    // Its page: the preview and the statistics of every column, read a
+    // batch of columns at a time (one scan of all 1,000 ran out of the
+    // read instance's 128 MB: a 500).
+    let detail: serde_json::Value = app
+        .client
+        .post(app.url("/api/get_dataset"))
+        .header("Accept", "application/json")
+        .form(&[("id", done.dataset.id.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = detail["preview"]["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        assert_eq!(row.as_array().unwrap().len(), 1000);
+    }
+    assert_eq!(rows[0][999], format!("text {}", 999 % 97));
+    assert_eq!(rows[1][1], "-480");
+    let stats = detail["stats"].as_array().unwrap();
+    assert_eq!(stats.len(), 1000);
+    assert_eq!(stats[999]["name"], "col_999");
+    assert_eq!(stats[1]["null_count"], 800);
+    assert_eq!(stats[998]["histogram"].as_array().unwrap().len(), 20);
+    app.wait_scratch_gone().await;
+}
+
 /// A value past the sniffer's sample that its column's type cannot hold:
 /// the column is typed from the whole file, as for any upload.
 #[tokio::test]
