@@ -160,10 +160,12 @@ const DEFAULT_MAX_LINE: u64 = 2 << 20;
 /// Runs `job`; on error nothing is left at `scratch` or `dest`. Blocking.
 pub fn convert(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, IngestError> {
     let result = match convert_inner(conn, job, None) {
-        // Rows longer than the reader's default allows: measured, and read
-        // again with room for the longest, if it is not too long. Only such
-        // files pay for the walk and the second read.
-        Err(IngestError::RowTooLong { .. }) if job.detected.kind == SourceKind::Delimited => {
+        // DuckDB's reader found a row longer than its default allows:
+        // measured, and read again with room for the longest, if it is not
+        // too long. Only such files pay for the walk and the second read.
+        Err(IngestError::RowTooLong { max, .. })
+            if max < LONG_ROW_MAX && job.detected.kind == SourceKind::Delimited =>
+        {
             long_rows(job).and_then(|max_line| convert_inner(conn, job, Some(max_line)))
         }
         other => other,
@@ -176,7 +178,10 @@ pub fn convert(conn: &Connection, job: &ConvertJob<'_>) -> Result<Converted, Ing
 
 /// The `max_line_size` that reads every row of `job`'s delimited text, or
 /// why none does: its longest row is over [`LONG_ROW_MAX`] (or a row is
-/// ragged, which fails first).
+/// ragged, which fails first). For DuckDB's own "maximum line size" error,
+/// whose line is not to be trusted (the sniffer says line 1); failures the
+/// conversion measured itself read again where they were measured
+/// ([`room_for_long_rows`]).
 fn long_rows(job: &ConvertJob<'_>) -> Result<u64, IngestError> {
     let compression = job.detected.compression;
     let skip = super::preamble::lines_above_header_in(job.source, compression)?;
@@ -184,9 +189,24 @@ fn long_rows(job: &ConvertJob<'_>) -> Result<u64, IngestError> {
     if let Some(ragged) = walked.ragged {
         return Err(ragged);
     }
-    let (bytes, line) = walked.longest;
-    // Room for the line end, rounded up to whole MiB, and at least twice
-    // the default the reader refused.
+    max_line_for(walked.longest)
+}
+
+/// Whether a reader that failed on delimited text failed for its longest
+/// row (`longest`: its bytes and line, as [`super::ragged::walk`] measures
+/// them), one past the reader's default `max_line_size`: if so, the
+/// `max_line_size` to read it again with, or why it cannot be read. `None`
+/// when that is not why: the row is within the default, or `layout` made
+/// room already. A quoted row past the default fails the sniffer as a
+/// dialect it cannot find, and the reader as an invalid state of its parser.
+fn room_for_long_rows(layout: Layout, longest: (u64, u64)) -> Option<Result<u64, IngestError>> {
+    (layout.max_line.is_none() && longest.0 >= DEFAULT_MAX_LINE).then(|| max_line_for(longest))
+}
+
+/// The `max_line_size` that reads a longest row of `bytes` at `line`: room
+/// for its line end, rounded up to whole MiB, and at least twice the default
+/// the reader refused. A row over [`LONG_ROW_MAX`] is refused, by its line.
+fn max_line_for((bytes, line): (u64, u64)) -> Result<u64, IngestError> {
     let max_line = ((bytes + 2).div_ceil(1 << 20) << 20).max(4 << 20);
     if max_line > LONG_ROW_MAX {
         return Err(IngestError::RowTooLong {
@@ -247,7 +267,7 @@ fn convert_inner(
         }
         _ => 0,
     };
-    let mut layout = Layout {
+    let layout = Layout {
         skip,
         strict: true,
         decimal_comma: false,
@@ -266,8 +286,10 @@ fn convert_inner(
                 format: format_name(dialect),
                 columns: dialect.columns.clone(),
                 reader: Some(dialect.explicit_reader(&src)?),
-                strict: true,
-                decimal_comma: dialect.decimal_comma,
+                layout: Layout {
+                    decimal_comma: dialect.decimal_comma,
+                    ..layout
+                },
                 records: None,
             })
         });
@@ -275,15 +297,12 @@ fn convert_inner(
         mut format,
         columns,
         reader: explicit,
-        strict,
-        decimal_comma,
+        mut layout,
         records,
     } = match sniffed_aside {
         Some(described) => described,
         None => sniff_and_describe(conn, detected, &src, layout, &reader, source, original_name)?,
     };
-    layout.strict = strict;
-    layout.decimal_comma = decimal_comma;
     // The reader without the options found (it looks again), reading JSON's
     // records where they were found.
     let reader_again = |layout: Layout, full_scan: bool| {
@@ -374,16 +393,28 @@ fn convert_inner(
                 reader = reader_again(layout, full_scan);
                 continue;
             }
-            let (bytes, line) = walked.longest;
-            if layout.max_line.is_none() && bytes >= DEFAULT_MAX_LINE {
-                // A row past the reader's default further on can fail it
-                // as an invalid state of its parser (when the row is
-                // quoted): [`convert`] reads again with room for it.
-                return Err(IngestError::RowTooLong {
-                    line,
-                    bytes,
-                    max: DEFAULT_MAX_LINE,
-                });
+            if let Some(max_line) = room_for_long_rows(layout, walked.longest) {
+                // Read again with room for the longest row, which only files
+                // with such rows pay for; as found by the sniffer, whose
+                // reader takes RFC 4180's quote where its sample had none
+                // (a reader that looks again would not: the long row is
+                // past its sample).
+                layout.max_line = Some(max_line?);
+                let sniffed = sniff_csv(conn, &src, detected.compression, layout);
+                match sniffed
+                    .ok()
+                    .and_then(|dialect| dialect.explicit_reader(&src))
+                {
+                    Some(explicit) => {
+                        explicit_in_use = true;
+                        reader = explicit;
+                    }
+                    None => {
+                        explicit_in_use = false;
+                        reader = reader_again(layout, full_scan);
+                    }
+                }
+                continue;
             }
             return Err(describe_err(e));
         }
@@ -575,8 +606,8 @@ fn sniff_and_describe(
                 Some(walked) => (walked.line_ends_change, walked.longest),
                 None => (false, (0, 0)),
             };
-            let (dialect, strict) = match sniffed {
-                Ok(dialect) => (dialect, true),
+            let (dialect, layout) = match sniffed {
+                Ok(dialect) => (dialect, layout),
                 Err(e) if line_ends_change => {
                     // Rows ending both ways (`\r\n` and `\n`: a file
                     // appended to by another tool), which DuckDB's strict
@@ -588,29 +619,35 @@ fn sniff_and_describe(
                         ..layout
                     };
                     match sniff_csv(conn, src, detected.compression, lenient) {
-                        Ok(dialect) if dialect.columns.len() > 1 => (dialect, false),
+                        Ok(dialect) if dialect.columns.len() > 1 => (dialect, lenient),
                         _ => return Err(describe_err(e)),
                     }
                 }
-                // A row past the reader's default in the sniffer's sample
-                // fails it as a dialect it cannot find (when the row is
-                // quoted): [`convert`] reads again with room for it.
-                Err(_) if layout.max_line.is_none() && longest.0 >= DEFAULT_MAX_LINE => {
-                    return Err(IngestError::RowTooLong {
-                        line: longest.1,
-                        bytes: longest.0,
-                        max: DEFAULT_MAX_LINE,
-                    })
-                }
-                Err(e) => return Err(describe_err(e)),
+                Err(e) => match room_for_long_rows(layout, longest) {
+                    // A row in the sniffer's sample past the reader's
+                    // default: sniffed again with room for the longest.
+                    Some(max_line) => {
+                        let roomy = Layout {
+                            max_line: Some(max_line?),
+                            ..layout
+                        };
+                        match sniff_csv(conn, src, detected.compression, roomy) {
+                            Ok(dialect) => (dialect, roomy),
+                            Err(e) => return Err(describe_err(e)),
+                        }
+                    }
+                    None => return Err(describe_err(e)),
+                },
             };
             let reader = dialect.explicit_reader(src);
             return Ok(Described {
                 format: format_name(&dialect),
-                decimal_comma: dialect.decimal_comma,
+                layout: Layout {
+                    decimal_comma: dialect.decimal_comma,
+                    ..layout
+                },
                 columns: dialect.columns,
                 reader,
-                strict,
                 records: None,
             });
         }
@@ -652,8 +689,7 @@ fn sniff_and_describe(
                 format: format!("json (the records in {})", records.named()),
                 columns: describe(conn, &reader).map_err(describe_err)?,
                 reader: Some(reader),
-                strict: true,
-                decimal_comma: false,
+                layout,
                 records: Some(records),
             });
         }
@@ -662,8 +698,7 @@ fn sniff_and_describe(
         format: format.to_owned(),
         columns,
         reader: explicit,
-        strict: true,
-        decimal_comma: false,
+        layout,
         records: None,
     })
 }
@@ -978,11 +1013,11 @@ struct Described {
     columns: Vec<(String, String)>,
     /// The reader that reads the file as found, without looking again.
     reader: Option<String>,
-    /// Read with DuckDB's strict reader (all but text whose line ends
-    /// change within it).
-    strict: bool,
-    /// Numbers written with a decimal comma (`3,5`; see [`sniff_csv`]).
-    decimal_comma: bool,
+    /// How delimited text is read (JSON's and Parquet's is as given): with
+    /// DuckDB's strict reader (all but text whose line ends change within
+    /// it), numbers with a decimal comma (`3,5`; see [`sniff_csv`]), and
+    /// room for rows past the reader's default.
+    layout: Layout,
     /// JSON whose records are in one member of one object.
     records: Option<Records>,
 }

@@ -30,6 +30,8 @@ pub enum IngestError {
         expected: u64,
         found: u64,
     },
+    #[error("line {line} opens a quoted value that never closes; a \" inside a quoted value is written twice (\"\")")]
+    UnterminatedQuote { line: u64 },
     #[error(
         "line {line} starts a row of {} MB; a row may be at most {} MiB (split the value, or send the file as Parquet)",
         mb(*bytes), max >> 20
@@ -82,6 +84,7 @@ impl IngestError {
             Self::UnsupportedCompression { .. } | Self::GzippedParquet => "unsupported_compression",
             Self::CorruptGzip { .. } => "corrupt_gzip",
             Self::RaggedRows { .. } => "ragged_rows",
+            Self::UnterminatedQuote { .. } => "unterminated_quote",
             Self::RowTooLong { .. } => "row_too_long",
             Self::MalformedJson { .. } => "malformed_json",
             Self::InvalidParquet { .. } => "invalid_parquet",

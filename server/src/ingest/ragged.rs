@@ -51,6 +51,9 @@ struct Records {
     /// The first record whose field count differs from the header's:
     /// `(line, expected, found)`. The walk stops there.
     ragged: Option<(u64, u64, u64)>,
+    /// The line of the record whose quote never closes: the rest of the
+    /// file would be one value (and its width and length mean nothing).
+    unterminated: Option<u64>,
     /// Records end both ways, `\r\n` and a bare `\n` (outside quotes).
     line_ends_change: bool,
     /// The longest record seen (its bytes, without the line end, and its
@@ -133,13 +136,14 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
                             ragged: Some(found),
                             line_ends_change: crlf && lf,
                             longest,
+                            ..Records::default()
                         });
                     }
                     if delim.is_none() && crlf && lf {
                         return Ok(Records {
-                            ragged: None,
                             line_ends_change: true,
                             longest,
+                            ..Records::default()
                         });
                     }
                     line += 1;
@@ -156,6 +160,14 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
             prev_quote = false;
         }
     }
+    if quoted {
+        return Ok(Records {
+            unterminated: Some(record_line),
+            line_ends_change: crlf && lf,
+            longest,
+            ..Records::default()
+        });
+    }
     if len > longest.0 {
         longest = (len, record_line);
     }
@@ -163,13 +175,15 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
         ragged: finish(fields, record_line, empty),
         line_ends_change: crlf && lf,
         longest,
+        unterminated: None,
     })
 }
 
 /// What [`walk`] found in a delimited file.
 pub struct Walked {
-    /// The error naming the first row whose width differs from the
-    /// header's, if the header names a delimiter and such a row exists.
+    /// The error naming the first row at fault: one whose quote never
+    /// closes, or (if the header names a delimiter) whose width differs from
+    /// the header's.
     pub ragged: Option<IngestError>,
     /// Rows end both ways, `\r\n` and a bare `\n`, outside quotes: a file
     /// appended to by another tool, which DuckDB's strict reader finds no
@@ -203,13 +217,14 @@ pub fn walk(path: &Path, compression: Compression, skip: u64) -> Result<Walked, 
     let delim = header_delimiter(&header);
     let records = walk_records(opened().map_err(internal)?, delim, skip + 1).map_err(internal)?;
     Ok(Walked {
-        ragged: records
-            .ragged
-            .map(|(line, expected, found)| IngestError::RaggedRows {
+        ragged: match (records.unterminated, records.ragged) {
+            (Some(line), _) => Some(IngestError::UnterminatedQuote { line }),
+            (None, ragged) => ragged.map(|(line, expected, found)| IngestError::RaggedRows {
                 line,
                 expected,
                 found,
             }),
+        },
         line_ends_change: records.line_ends_change,
         longest: records.longest,
     })
@@ -259,6 +274,23 @@ mod tests {
                 ..Records::default()
             }
         );
+    }
+
+    #[test]
+    fn a_quote_that_never_closes_names_its_row() {
+        let walked = |csv: &str| walk_records(csv.as_bytes(), Some(b','), 1).unwrap();
+        // In the last field or in the middle, past a quoted line end.
+        for (csv, line) in [
+            ("a,b\n1,\"x\ny\"\n2,\"never\n3,4\n", 4),
+            ("a,b,c\n1,2,3\n2,\"never,3\n4,5,6\n", 3),
+        ] {
+            let found = walked(csv);
+            assert_eq!(found.unterminated, Some(line), "{csv:?}");
+            assert_eq!(found.ragged, None, "{csv:?}");
+            assert!(found.longest.0 < 8, "the rest is not one long row: {csv:?}");
+        }
+        // Quotes that close, doubled ones inside, do not count.
+        assert_eq!(walked("a,b\n1,\"say \"\"hi\"\"\"\n").unterminated, None);
     }
 
     #[test]

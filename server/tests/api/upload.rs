@@ -959,6 +959,28 @@ async fn carriage_return_line_ends_are_read() {
     assert!(message.starts_with("Line 20002 has 4 fields"), "{message}");
 }
 
+/// A lone `"` in a file that quotes nothing (inches, a nickname) is a
+/// character of its value, early in the file or past the sniffer's sample,
+/// not a quote that swallows the rest of the file. (In a file whose values
+/// are quoted, one that never closes is refused by its line: see
+/// `a_quote_that_never_closes_is_named_by_its_row`.)
+#[tokio::test]
+async fn a_lone_quote_in_a_file_that_quotes_nothing_is_kept() {
+    let app = spawn_app().await;
+    let mut csv = String::from("id,size,note\n1,\"13 inch,NA\n");
+    for i in 2..30_000 {
+        csv.push_str(&format!("{i},-{i}.5,NA\n"));
+    }
+    csv.push_str("30000,2,say \"hi\n");
+    let done = app.upload("screens.csv", csv, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 30_000);
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(rows[0][1].as_deref(), Some("\"13 inch"));
+    assert_eq!(rows[0][2], None, "NA is null");
+    assert_eq!(rows[1][1].as_deref(), Some("-2.5"));
+    assert_eq!(rows[29_999][2].as_deref(), Some("say \"hi"));
+}
+
 /// Rows ending both ways, `\r\n` and `\n` (a file appended to by another
 /// tool), are read, quoted line ends kept; DuckDB's strict reader found no
 /// dialect for them. Rows of another width are still named.

@@ -114,6 +114,55 @@ async fn a_row_longer_than_the_limit_is_named_by_its_line() {
     app.wait_scratch_gone().await;
 }
 
+/// A quote that opens a value and never closes, in a file whose values
+/// are quoted (a value cut off by a failed export, a `"` left undoubled):
+/// the reader would take the rest of the file as that one value. Named by
+/// its row, whatever comes after it, where the message named the row as
+/// ragged with a width counted over the rest of the file. In the middle
+/// and the last column, in the sniffer's sample and 30,000 rows past it,
+/// plain and gzip. (In a file that quotes nothing, a lone `"` is a
+/// character: see `a_lone_quote_in_a_file_that_quotes_nothing_is_kept`.)
+#[tokio::test]
+async fn a_quote_that_never_closes_is_named_by_its_row() {
+    let app = spawn_app().await;
+    let quoted = |rows: std::ops::Range<usize>| -> String {
+        rows.map(|i| format!("{i},\"name {i}\",\"city, {i}\"\n"))
+            .collect()
+    };
+    let early = format!(
+        "id,name,city\n1,\"Ann\",\"Paris, FR\"\n2,\"Bob,\"Rome, IT\"\n{}",
+        quoted(3..5000)
+    );
+    let late = format!(
+        "id,name,city\n{}2,\"Bob,\"Rome, IT\"\n{}",
+        quoted(0..30_000),
+        quoted(30_001..35_000)
+    );
+    let last = format!(
+        "id,name,city\n{}2,\"Bob\",\"Rome, IT\n{}",
+        quoted(0..30_000),
+        quoted(30_001..35_000)
+    );
+    for (name, body, line) in [
+        ("early.csv", early.into_bytes(), 3),
+        ("late.csv", late.clone().into_bytes(), 30_002),
+        ("late.csv.gz", gzip(late.as_bytes()), 30_002),
+        ("last.csv", last.into_bytes(), 30_002),
+    ] {
+        let msg = rejected(&app, name, body, 422, "unterminated_quote").await;
+        assert_eq!(
+            msg,
+            format!(
+                "Line {line} opens a quoted value that never closes; \
+                 a \" inside a quoted value is written twice (\"\")"
+            ),
+            "{name}"
+        );
+    }
+    assert_eq!(app.dataset_count().await, 0);
+    app.wait_scratch_gone().await;
+}
+
 #[tokio::test]
 async fn malformed_json() {
     let app = spawn_app().await;
