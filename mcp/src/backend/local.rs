@@ -421,19 +421,7 @@ impl Backend for LocalLakehouse {
                     }
                     _ => columns,
                 };
-                let strings = plan::string_columns(D, &columns);
-                let sql = plan::stats_sql(D, &source, range, &strings);
-                let values: Vec<u64> = conn
-                    .query_row(&sql, [], |row| {
-                        (0..plan::stats_width(&strings))
-                            .map(|i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0)))
-                            .collect()
-                    })
-                    .map_err(db)?;
-                let source_columns =
-                    plan::source_columns(&columns, &strings, &values).ok_or(ToolError::Backend(
-                        BackendError::Invariant("the statistics row has the wrong width"),
-                    ))?;
+                let (bronze_rows, source_columns) = measure(conn, &source, range, &columns)?;
                 let dataset_id = match note {
                     Some(note) => note.dataset_id,
                     // A bronze view made by hand carries no note: scan for it.
@@ -448,7 +436,7 @@ impl Backend for LocalLakehouse {
                 };
                 Ok(Prepared::Build {
                     columns: source_columns,
-                    bronze_rows: values[0],
+                    bronze_rows,
                     dataset_id,
                     range,
                 })
@@ -1140,6 +1128,40 @@ fn conflicting_columns(
 /// `_source_file`, `_version`, `_ingested_at`). Versions with different
 /// columns line up by name; `casts[i]` are version `i`'s columns read as
 /// text (none when `casts` is empty).
+/// The rows silver reads from `bronze` (`range` of its versions), and each
+/// of `columns` with its statistics, for [`SilverPlan::new`]: the text
+/// columns measured in one scan, by column ([`plan::stats_by_column_sql`]).
+pub fn measure(
+    conn: &Connection,
+    bronze: &TableName,
+    range: Option<VersionRange>,
+    columns: &[ColumnInfo],
+) -> Result<(u64, Vec<plan::SourceColumn>), ToolError> {
+    let rows: i64 = conn
+        .query_row(&plan::count_sql(D, bronze, range), [], |row| row.get(0))
+        .map_err(db)?;
+    let strings = plan::string_columns(D, columns);
+    let mut stats = std::collections::HashMap::new();
+    if !strings.is_empty() {
+        let mut stmt = conn
+            .prepare(&plan::stats_by_column_sql(D, bronze, range, &strings))
+            .map_err(db)?;
+        let mut found = stmt.query([]).map_err(db)?;
+        while let Some(row) = found.next().map_err(db)? {
+            let values = (1..=plan::STATS_PER_COLUMN)
+                .map(|i| row.get::<_, i64>(i).map(|v| u64::try_from(v).unwrap_or(0)))
+                .collect::<Result<Vec<u64>, _>>()
+                .map_err(db)?;
+            let name: String = row.get(0).map_err(db)?;
+            stats.insert(name, plan::StringStats::from_values(&values));
+        }
+    }
+    Ok((
+        u64::try_from(rows).unwrap_or(0),
+        plan::with_stats(columns, &strings, stats),
+    ))
+}
+
 pub fn bronze_sql(
     table: &TableName,
     dataset_id: &str,

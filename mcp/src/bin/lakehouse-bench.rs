@@ -158,18 +158,9 @@ async fn main() -> anyhow::Result<()> {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        let strings = plan::string_columns(d, &columns);
-        let values: Vec<u64> = conn.query_row(
-            &plan::stats_sql(d, &bronze_name, range, &strings),
-            [],
-            |r| {
-                (0..plan::stats_width(&strings))
-                    .map(|i| r.get::<_, i64>(i).map(|v| v as u64))
-                    .collect()
-            },
-        )?;
-        let source_columns =
-            plan::source_columns(&columns, &strings, &values).context("stats width")?;
+        // As the backend measures: the rows and each text column's statistics.
+        let (_, source_columns) =
+            servicetsunami_mcp::backend::local::measure(&conn, &bronze_name, range, &columns)?;
         let plan = SilverPlan::new(
             bronze_name,
             silver_name,
