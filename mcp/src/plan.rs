@@ -333,39 +333,15 @@ fn value_stats(dialect: Dialect, v: &str) -> [String; STATS_PER_COLUMN] {
     ]
 }
 
-/// The statistics query, wide: one row with the total row count first, then
-/// [`STATS_PER_COLUMN`] values per string column, in `string_columns` order.
-/// Databricks' form; DuckDB takes [`stats_by_column_sql`].
-pub fn stats_sql(
-    dialect: Dialect,
-    bronze: &TableName,
-    range: Option<VersionRange>,
-    string_columns: &[String],
-) -> String {
-    let mut cleaned = Vec::new();
-    let mut aggs = vec!["COUNT(*)".to_owned()];
-    for (i, col) in string_columns.iter().enumerate() {
-        let v = format!("v{i}");
-        cleaned.push(format!("{} AS {v}", cleaned_expr(dialect, col)));
-        aggs.extend(value_stats(dialect, &v));
-    }
-    let rows = bronze_rows(dialect, bronze, range);
-    let inner = if cleaned.is_empty() {
-        format!("SELECT 1 AS one FROM {rows}")
-    } else {
-        format!("SELECT {} FROM {rows}", cleaned.join(", "))
-    };
-    format!("SELECT {} FROM ({inner}) AS s", aggs.join(", "))
-}
-
-/// The statistics query, long: one row per string column that holds a
-/// value, its name and then [`STATS_PER_COLUMN`] values (as [`stats_sql`]'s;
-/// a column with none has no row, and every count zero). Every column's
-/// values are one column here (`UNPIVOT`), so the query does not grow with
-/// the columns: DuckDB took 15 s only to plan the wide form over 334 text
-/// columns, and 64 s to run it, where this runs in 2 s. `string_columns`
-/// must not be empty (then nothing is measured). The rows it reads are
-/// counted by [`count_sql`].
+/// The statistics query, both dialects: one row per string column that
+/// holds a value, its name and then [`STATS_PER_COLUMN`] values (a column
+/// with none has no row, and every count zero; [`with_stats`] reads the
+/// rows). Every column's values are one column here (`UNPIVOT`), so the
+/// statement does not grow with the columns: DuckDB took 15 s only to plan
+/// a wide form (one set of aggregates per column) over 334 text columns,
+/// and 64 s to run it, where this runs in 2 s. `string_columns` must not
+/// be empty (then nothing is measured). The rows it reads are counted by
+/// [`count_sql`].
 pub fn stats_by_column_sql(
     dialect: Dialect,
     bronze: &TableName,
@@ -391,7 +367,7 @@ pub fn count_sql(dialect: Dialect, bronze: &TableName, range: Option<VersionRang
     )
 }
 
-/// Number of values `stats_sql` returns per string column.
+/// Number of values `stats_by_column_sql` returns per string column.
 pub const STATS_PER_COLUMN: usize = 10;
 
 /// The bronze columns the statistics measure: the text columns, lineage aside.
@@ -405,8 +381,6 @@ pub fn string_columns(dialect: Dialect, columns: &[ColumnInfo]) -> Vec<String> {
         .collect()
 }
 
-/// Every bronze column with its statistics (text columns only), from one row
-/// of `stats_sql` over `strings`; `None` if the row has the wrong width.
 /// The 1-based position of the first column silver cannot carry: one with
 /// an empty name, which no SQL dialect can write (DuckDB: "zero-length
 /// delimited identifier"). Uploads never make one (DuckDB reads such Parquet
@@ -416,19 +390,6 @@ pub fn unnamed_column(columns: &[ColumnInfo]) -> Option<usize> {
         .iter()
         .position(|c| c.name.is_empty())
         .map(|i| i + 1)
-}
-
-pub fn source_columns(
-    columns: &[ColumnInfo],
-    strings: &[String],
-    values: &[u64],
-) -> Option<Vec<SourceColumn>> {
-    let stats = stats_from_row(values, strings.len())?;
-    Some(with_stats(
-        columns,
-        strings,
-        strings.iter().cloned().zip(stats).collect(),
-    ))
 }
 
 /// Every bronze column with its statistics: `stats` by name, for the text
@@ -449,19 +410,6 @@ pub fn with_stats(
             data_type: c.data_type.clone(),
         })
         .collect()
-}
-
-/// Turns one row of `stats_sql` output into per-column statistics.
-pub fn stats_from_row(values: &[u64], columns: usize) -> Option<Vec<StringStats>> {
-    if values.len() != 1 + columns * STATS_PER_COLUMN {
-        return None;
-    }
-    Some(
-        values[1..]
-            .chunks(STATS_PER_COLUMN)
-            .map(StringStats::from_values)
-            .collect(),
-    )
 }
 
 impl StringStats {
@@ -900,29 +848,6 @@ mod tests {
     }
 
     #[test]
-    fn stats_sql_uses_dialect_functions() {
-        let cols = vec!["x".to_owned()];
-        let duck = stats_sql(Dialect::DuckDb, &name("lh.a_bronze.t"), None, &cols);
-        assert!(
-            duck.contains("regexp_matches(v0, '^[+-]?[0-9]+$')")
-                && duck.contains("TRY_CAST(v0 AS BIGINT)"),
-            "{duck}"
-        );
-        let range = Some(VersionRange::new(Some(2), Some(2), 2));
-        let dbx = stats_sql(Dialect::Databricks, &name("lh.a_bronze.t"), range, &cols);
-        assert!(
-            dbx.ends_with("FROM `lh`.`a_bronze`.`t` WHERE `_version` BETWEEN 2 AND 2) AS s"),
-            "{dbx}"
-        );
-        assert!(
-            dbx.contains("(v0 RLIKE '^[+-]?[0-9]+$')") && dbx.contains("try_cast(v0 AS BIGINT)"),
-            "{dbx}"
-        );
-        assert_eq!(stats_from_row(&[5; 11], 1).unwrap()[0].non_null, 5);
-        assert!(stats_from_row(&[5; 10], 1).is_none());
-    }
-
-    #[test]
     fn statistics_by_column_are_one_column_of_values_whatever_the_width() {
         let range = Some(VersionRange::new(Some(1), Some(2), 2));
         let bronze = name("lh.a_bronze.t");
@@ -942,6 +867,15 @@ mod tests {
             one.matches("regexp_matches(").count()
         );
         assert_eq!(wide.matches("\"c999\"").count(), 2);
+        // Databricks: the same statement in its dialect.
+        let dbx = stats_by_column_sql(Dialect::Databricks, &bronze, range, &["x".to_owned()]);
+        assert!(
+            dbx.contains("UNPIVOT (value FOR name IN (`x`))")
+                && dbx.contains("(v RLIKE '^[+-]?[0-9]+$')")
+                && dbx.contains("try_cast(v AS BIGINT)")
+                && dbx.contains("FROM `lh`.`a_bronze`.`t` WHERE `_version` BETWEEN 1 AND 2)"),
+            "{dbx}"
+        );
         assert_eq!(
             count_sql(Dialect::DuckDb, &bronze, range),
             "SELECT COUNT(*) FROM \"lh\".\"a_bronze\".\"t\" WHERE \"_version\" BETWEEN 1 AND 2"

@@ -287,19 +287,35 @@ async fn the_databricks_silver_plan_on_spark_matches_the_local_silver_row_for_ro
         .collect();
     let strings = plan::string_columns(Dialect::Databricks, &columns);
     let range = Some(plan::VersionRange::new(Some(1), Some(1), 1));
-    let stats = spark.sql(&plan::stats_sql(
+    let measured = spark.sql(&plan::stats_by_column_sql(
         Dialect::Databricks,
         &spark_bronze,
         range,
         &strings,
     ));
-    let values: Vec<u64> = stats["rows"][0]
+    // A row per text column: its name, then its statistics (as text).
+    let stats: std::collections::HashMap<String, plan::StringStats> = measured["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
+        .map(|row| {
+            let row = row.as_array().unwrap();
+            let values: Vec<u64> = row[1..]
+                .iter()
+                .map(|v| v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0))
+                .collect();
+            (
+                row[0].as_str().unwrap().to_owned(),
+                plan::StringStats::from_values(&values),
+            )
+        })
         .collect();
-    let source = plan::source_columns(&columns, &strings, &values).unwrap();
+    assert_eq!(
+        stats.len(),
+        strings.len(),
+        "every text column holds a value"
+    );
+    let source = plan::with_stats(&columns, &strings, stats);
     let plan = SilverPlan::new(
         spark_bronze,
         spark_silver,

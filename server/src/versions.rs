@@ -27,10 +27,10 @@ use app::{
     ssr::{
         auth::Principal,
         catalog,
-        reader::PARQUET_OPTIONS,
         sql::{quote_ident, quote_literal},
     },
 };
+use contract::PARQUET_OPTIONS;
 use sqlx::types::Json;
 use std::path::Path;
 use uuid::Uuid;

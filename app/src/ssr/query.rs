@@ -337,7 +337,7 @@ impl ExportFormat {
     fn copy_options(self) -> &'static str {
         match self {
             Self::Csv => "FORMAT csv, HEADER true",
-            Self::Parquet => super::reader::PARQUET_OPTIONS,
+            Self::Parquet => contract::PARQUET_OPTIONS,
         }
     }
 }

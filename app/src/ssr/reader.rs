@@ -38,15 +38,6 @@ pub struct EngineLimits {
     pub memory_limit: String,
 }
 
-/// How every Parquet file the app writes is written (`COPY … TO … (…)`):
-/// zstd, and row groups of DuckDB's 122,880 rows or 32 MB held in memory,
-/// whichever comes first. The writer holds a row group of every column
-/// until it is full: for a file of hundreds of columns a whole default row
-/// group is hundreds of MB, more than the engine's memory limit (at 192 MB,
-/// 250 columns converted 4.6x slower, spilling, and 500 not at all).
-/// Narrow files fill their rows first, so their files are unchanged.
-pub const PARQUET_OPTIONS: &str = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES '32MB'";
-
 /// Opens an in-memory DuckDB instance within `limits`, spilling to `spill_dir`.
 /// Without async I/O threads: DuckDB 2.0 can deadlock when a `COPY … TO`
 /// that hands its writes to them fails or is stopped half-way (the aborting

@@ -30,6 +30,7 @@ use crate::domain::{DatasetId, Ident, TableName, TenantId};
 use crate::error::{BackendError, ToolError};
 use crate::plan::{self, Dialect, SilverPlan, VersionRange, BRONZE_LINEAGE};
 use crate::sandbox::{Sandbox, SandboxView};
+use contract::PARQUET_OPTIONS;
 use duckdb::Connection;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -139,7 +140,7 @@ impl LocalLakehouse {
             let file = self.silver_file(&name);
             std::fs::create_dir_all(file.parent().unwrap_or(&self.root))?;
             conn.execute_batch(&format!(
-                "COPY (SELECT * FROM {}) TO {} (FORMAT parquet)",
+                "COPY (SELECT * FROM {}) TO {} ({PARQUET_OPTIONS})",
                 D.table(&name),
                 D.literal(&file.to_string_lossy())
             ))?;
@@ -470,7 +471,7 @@ impl Backend for LocalLakehouse {
         tokio::fs::create_dir_all(&dir).await.map_err(io)?;
         let partial = file.with_extension("parquet.partial");
         let copy = format!(
-            "COPY ({}) TO {} (FORMAT parquet)",
+            "COPY ({}) TO {} ({PARQUET_OPTIONS})",
             plan.select_sql(D),
             D.literal(&partial.to_string_lossy())
         );

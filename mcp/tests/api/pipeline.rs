@@ -712,4 +712,23 @@ async fn a_thousand_text_columns_are_each_typed_by_their_own_values() {
         rows["rows"][0],
         json!({"col_1": -49.25, "col_4": "00001", "col_992": -493})
     );
+
+    // Silver's file is written as the app writes its files (one owner,
+    // `contract::PARQUET_OPTIONS`): zstd, row groups capped by bytes.
+    let files = app
+        .lakehouse
+        .path()
+        .join("volumes/*/acme_silver/tables/*/*.parquet");
+    let files = files.display().to_string().replace('\'', "''");
+    let conn = duckdb::Connection::open_in_memory().unwrap();
+    let codecs: Vec<String> = conn
+        .prepare(&format!(
+            "SELECT DISTINCT compression FROM parquet_metadata('{files}')"
+        ))
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(codecs, ["ZSTD"]);
 }

@@ -4,11 +4,9 @@ use super::{Compression, Detected, IngestError, SourceKind};
 use app::{
     domain::normalize_column_names,
     model::ColumnSchema,
-    ssr::{
-        reader::PARQUET_OPTIONS,
-        sql::{quote_ident, quote_literal},
-    },
+    ssr::sql::{quote_ident, quote_literal},
 };
+use contract::PARQUET_OPTIONS;
 use duckdb::Connection;
 use std::{collections::HashMap, path::Path};
 

@@ -25,7 +25,7 @@
 
 use super::convert::{self, Narrow};
 use crate::storage::Storage;
-use app::ssr::reader::PARQUET_OPTIONS;
+use contract::PARQUET_OPTIONS;
 use std::{
     fs::File,
     io::Write,

@@ -344,15 +344,31 @@ impl Backend for DatabricksLakehouse {
         } else {
             None
         };
-        let strings = plan::string_columns(D, &columns);
-        let values = self
-            .run(&plan::stats_sql(D, &bronze, range, &strings))
+        let bronze_rows = self
+            .run(&plan::count_sql(D, &bronze, range))
             .await?
-            .numbers();
-        let source_columns =
-            plan::source_columns(&columns, &strings, &values).ok_or(ToolError::Backend(
-                BackendError::Invariant("the statistics row has the wrong width"),
-            ))?;
+            .numbers()
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let strings = plan::string_columns(D, &columns);
+        let mut stats = std::collections::HashMap::new();
+        if !strings.is_empty() {
+            let measured = self
+                .run(&plan::stats_by_column_sql(D, &bronze, range, &strings))
+                .await?;
+            for row in measured.rows {
+                let mut cells = row.into_iter();
+                let Some(Some(name)) = cells.next() else {
+                    continue;
+                };
+                let values: Vec<u64> = cells
+                    .map(|c| c.and_then(|v| v.parse().ok()).unwrap_or(0))
+                    .collect();
+                stats.insert(name, plan::StringStats::from_values(&values));
+            }
+        }
+        let source_columns = plan::with_stats(&columns, &strings, stats);
         let plan = SilverPlan::new(
             bronze,
             silver.clone(),
@@ -369,7 +385,7 @@ impl Backend for DatabricksLakehouse {
             .map_err(backend)?
             .map(|t| t.columns.iter().map(UcColumn::info).collect())
             .unwrap_or_default();
-        Ok(plan.result(&counts, &typed, values.first().copied().unwrap_or(0)))
+        Ok(plan.result(&counts, &typed, bronze_rows))
     }
 
     async fn dataset_status(
