@@ -758,8 +758,8 @@ mod tests {
             "CREATE OR REPLACE TABLE \"lh\".\"acme_silver\".\"sales_e40c292c\" AS SELECT \"order_id\", \"it_s_oddx\", \"amount\", \
              \"_dataset_id\", min_by(\"_source_file\", \"_version\") AS \"_source_file\", min(\"_version\") AS \"_version\", \
              CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS \"_ingested_at\" \
-             FROM (SELECT CAST(CASE trim(\"Order ID\") WHEN '' THEN NULL WHEN 'NULL' THEN NULL WHEN 'null' THEN NULL WHEN 'N/A' THEN NULL WHEN 'NA' THEN NULL WHEN 'n/a' THEN NULL WHEN '-' THEN NULL WHEN 'NaN' THEN NULL WHEN 'nan' THEN NULL WHEN '#N/A' THEN NULL WHEN '<NA>' THEN NULL \
-             ELSE trim(\"Order ID\") END AS BIGINT) AS \"order_id\", CASE trim(\"it's \"\"odd\"\"`\") WHEN '' THEN NULL WHEN 'NULL' THEN NULL WHEN 'null' THEN NULL WHEN 'N/A' THEN NULL WHEN 'NA' THEN NULL WHEN 'n/a' THEN NULL WHEN '-' THEN NULL WHEN 'NaN' THEN NULL WHEN 'nan' THEN NULL WHEN '#N/A' THEN NULL WHEN '<NA>' THEN NULL \
+             FROM (SELECT CAST(CASE trim(\"Order ID\") WHEN '' THEN NULL WHEN 'NULL' THEN NULL WHEN 'null' THEN NULL WHEN 'N/A' THEN NULL WHEN 'NA' THEN NULL WHEN 'n/a' THEN NULL WHEN '-' THEN NULL WHEN 'NaN' THEN NULL WHEN 'nan' THEN NULL WHEN '#N/A' THEN NULL WHEN '<NA>' THEN NULL WHEN '\\N' THEN NULL \
+             ELSE trim(\"Order ID\") END AS BIGINT) AS \"order_id\", CASE trim(\"it's \"\"odd\"\"`\") WHEN '' THEN NULL WHEN 'NULL' THEN NULL WHEN 'null' THEN NULL WHEN 'N/A' THEN NULL WHEN 'NA' THEN NULL WHEN 'n/a' THEN NULL WHEN '-' THEN NULL WHEN 'NaN' THEN NULL WHEN 'nan' THEN NULL WHEN '#N/A' THEN NULL WHEN '<NA>' THEN NULL WHEN '\\N' THEN NULL \
              ELSE trim(\"it's \"\"odd\"\"`\") END AS \"it_s_oddx\", \"amount\" AS \
              \"amount\", \"_dataset_id\", \"_source_file\", \"_version\" FROM \"lh\".\"acme_bronze\".\"sales_e40c292c\" \
              WHERE \"_version\" BETWEEN 2 AND 3) AS d GROUP BY \"order_id\", \"it_s_oddx\", \"amount\", \"_dataset_id\""
@@ -828,7 +828,7 @@ mod tests {
             ),
             "{sql}"
         );
-        assert!(sql.contains("CAST(CASE trim(`Order ID`) WHEN '' THEN NULL WHEN 'NULL' THEN NULL WHEN 'null' THEN NULL WHEN 'N/A' THEN NULL WHEN 'NA' THEN NULL WHEN 'n/a' THEN NULL WHEN '-' THEN NULL WHEN 'NaN' THEN NULL WHEN 'nan' THEN NULL WHEN '#N/A' THEN NULL WHEN '<NA>' THEN NULL ELSE trim(`Order ID`) END AS BIGINT)"), "{sql}");
+        assert!(sql.contains("CAST(CASE trim(`Order ID`) WHEN '' THEN NULL WHEN 'NULL' THEN NULL WHEN 'null' THEN NULL WHEN 'N/A' THEN NULL WHEN 'NA' THEN NULL WHEN 'n/a' THEN NULL WHEN '-' THEN NULL WHEN 'NaN' THEN NULL WHEN 'nan' THEN NULL WHEN '#N/A' THEN NULL WHEN '<NA>' THEN NULL WHEN '\\\\N' THEN NULL ELSE trim(`Order ID`) END AS BIGINT)"), "{sql}");
         assert!(sql.contains("trim(`it's \"odd\"```)"), "{sql}");
         assert!(sql.contains("`amount`, `_dataset_id`, min_by(`_source_file`, `_version`) AS `_source_file`, min(`_version`) AS `_version`, CAST('2026-01-02 03:04:05.000000' AS TIMESTAMP) AS `_ingested_at`"), "{sql}");
         assert!(

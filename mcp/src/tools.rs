@@ -113,7 +113,7 @@ impl LakehouseTools {
 
     #[tool(
         description = "Create the silver table from a bronze table: snake_case unique column names, trimmed strings, \
-                       null tokens ('', NULL, null, N/A, NA, n/a, -, NaN, nan, #N/A, <NA>) as NULL, string columns retyped only when every \
+                       null tokens ('', NULL, null, N/A, NA, n/a, -, NaN, nan, #N/A, <NA>, \\N) as NULL, string columns retyped only when every \
                        value converts (leading-zero identifiers stay text), exact duplicates removed, lineage columns \
                        _dataset_id, _source_file, _version, _ingested_at. Silver holds bronze versions \
                        base_version..=version (defaults: 1 and the newest staged); a call for a version older \

@@ -21,9 +21,14 @@ pub mod names;
 /// the usual words: Excel's and Google Sheets' `#N/A` (a lookup that found
 /// nothing, exported as text), and pandas' `nan` and `<NA>` (a missing value
 /// written with `astype(str)`), which would otherwise turn a column of
-/// numbers into text. Not `None`: it is a real answer ("allergies: None").
-pub const NULL_TOKENS: [&str; 11] = [
-    "", "NULL", "null", "N/A", "NA", "n/a", "-", "NaN", "nan", "#N/A", "<NA>",
+/// numbers into text. And `\N`, the null of MySQL's `SELECT … INTO
+/// OUTFILE` and mysqldump `--tab`, PostgreSQL's `COPY` in text format and
+/// Hive's exports (an upload whose quoted values escape with `\` keeps it
+/// as text, since DuckDB takes no escape character inside a null string;
+/// silver cleans it still). Not `None`: it is a real answer ("allergies:
+/// None").
+pub const NULL_TOKENS: [&str; 12] = [
+    "", "NULL", "null", "N/A", "NA", "n/a", "-", "NaN", "nan", "#N/A", "<NA>", "\\N",
 ];
 /// How every Parquet file of the project is written (`COPY … TO … (…)`):
 /// the app's uploads, versions and downloads, and the local lakehouse's

@@ -191,14 +191,15 @@ async fn serve_file(
 }
 
 /// A messy dataset exercising every silver rule; 6 rows, two of which
-/// become exact duplicates once trimmed.
+/// become exact duplicates once trimmed. Null tokens include a database
+/// export's `\N`.
 pub const MESSY_SELECT: &str = "SELECT * FROM (VALUES
     ('007', '12.50', '1',  'yes',  '2024-01-31', '2024-01-31 10:00:00', '  hello ', 1.5::DOUBLE, 'Ann'),
     ('010', ' 3.25 ', '2', 'no',   '2024-02-29', '2024-02-29T11:30:00', 'n/a',       2.5::DOUBLE, 'Bob'),
     ('123', 'N/A',   '-',  'NULL', '',           'NaN',                 'x',         NULL,        'Cy'),
     ('123', 'N/A',   '-',  'NULL', '',           'NaN',                 ' x ',       NULL,        'Cy'),
     ('042', '7',     '30', 'y',    '2023-12-01', '2023-12-01 00:00:00', 'NA',        4.0::DOUBLE, 'Di'),
-    ('099', '-1.5',  '4',  'n',    '2023-12-02', '2023-12-02 23:59:59', 'null',      5.0::DOUBLE, 'Ed')
+    ('099', '-1.5',  '4',  'n',    '2023-12-02', '2023-12-02 23:59:59', '\\N',       5.0::DOUBLE, 'Ed')
   ) AS t(\"Customer ID\", \"Amount\", \"Qty\", \"Is Active\", \"SignupDate\", \"Last Seen At\", \"Note\", \"score\", \"name \")";
 
 pub fn create_args(tenant: &str, dataset_id: &str, name: &str, url: &str) -> Value {

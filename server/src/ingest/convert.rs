@@ -269,6 +269,7 @@ fn convert_inner(
         skip,
         strict: true,
         decimal_comma: false,
+        backslash_escape: false,
         max_line,
     };
     let mut reader = reader_sql(detected, &src, layout, false);
@@ -284,10 +285,7 @@ fn convert_inner(
                 format: format_name(dialect),
                 columns: dialect.columns.clone(),
                 reader: Some(dialect.explicit_reader(&src)?),
-                layout: Layout {
-                    decimal_comma: dialect.decimal_comma,
-                    ..layout
-                },
+                layout: dialect.layout(layout),
                 records: None,
             })
         });
@@ -364,6 +362,14 @@ fn convert_inner(
             Ok(rows) => break rows,
             Err(e) => e,
         };
+        if !layout.backslash_escape && escapes_a_null_token(&e) {
+            // A reader that looked again found `\` to be the escape, where
+            // the sniffer's sample did not.
+            layout.backslash_escape = true;
+            explicit_in_use = false;
+            reader = reader_again(layout, full_scan);
+            continue;
+        }
         let conversion = is_conversion_error(&e);
         if explicit_in_use && !conversion && is_reader_error(&e) {
             // The reader as found, and it failed: the sniffer's dialect with
@@ -398,11 +404,11 @@ fn convert_inner(
                 // (a reader that looks again would not: the long row is
                 // past its sample).
                 layout.max_line = Some(max_line?);
-                let sniffed = sniff_csv(conn, &src, detected.compression, layout);
-                match sniffed
-                    .ok()
-                    .and_then(|dialect| dialect.explicit_reader(&src))
-                {
+                let sniffed = sniff_csv(conn, &src, detected.compression, layout).ok();
+                if let Some(dialect) = &sniffed {
+                    layout = dialect.layout(layout);
+                }
+                match sniffed.and_then(|dialect| dialect.explicit_reader(&src)) {
                     Some(explicit) => {
                         explicit_in_use = true;
                         reader = explicit;
@@ -422,7 +428,15 @@ fn convert_inner(
             // file to decide.
             full_scan = true;
             reader = reader_again(layout, true);
-            columns = describe(conn, &reader).map_err(describe_err)?;
+            columns = match describe(conn, &reader) {
+                Err(e) if !layout.backslash_escape && escapes_a_null_token(&e) => {
+                    layout.backslash_escape = true;
+                    reader = reader_again(layout, true);
+                    describe(conn, &reader)
+                }
+                described => described,
+            }
+            .map_err(describe_err)?;
             check_columns(&columns)?;
             continue;
         }
@@ -531,12 +545,23 @@ pub struct Dialect {
     pub columns: Vec<(String, String)>,
     /// Numbers are written with a decimal comma (`3,5`).
     pub decimal_comma: bool,
+    /// Quoted values escape with `\` (see `Layout::backslash_escape`).
+    pub backslash_escape: bool,
     /// `read_csv`'s arguments after the path, with the closing parenthesis;
     /// `None` when the sniffer's reader was not one this code can take.
     options: Option<String>,
 }
 
 impl Dialect {
+    /// `layout` as this dialect reads: its decimal mark and escape.
+    fn layout(&self, layout: Layout) -> Layout {
+        Layout {
+            decimal_comma: self.decimal_comma,
+            backslash_escape: self.backslash_escape,
+            ..layout
+        }
+    }
+
     /// `read_csv` of `src` (a SQL string literal) with the sniffed dialect
     /// and types, if the sniffer gave them.
     fn explicit_reader(&self, src: &str) -> Option<String> {
@@ -559,6 +584,7 @@ pub(super) fn sniff_dialect(conn: &Connection, path: &Path) -> Result<Dialect, S
         skip: 0,
         strict: true,
         decimal_comma: false,
+        backslash_escape: false,
         max_line: None,
     };
     sniff_csv(conn, &literal(path), Compression::None, layout).map_err(|e| e.to_string())
@@ -640,10 +666,7 @@ fn sniff_and_describe(
             let reader = dialect.explicit_reader(src);
             return Ok(Described {
                 format: format_name(&dialect),
-                layout: Layout {
-                    decimal_comma: dialect.decimal_comma,
-                    ..layout
-                },
+                layout: dialect.layout(layout),
                 columns: dialect.columns,
                 reader,
                 records: None,
@@ -1029,6 +1052,11 @@ struct Layout {
     strict: bool,
     /// `decimal_separator = ','` ([`sniff_csv`] decides).
     decimal_comma: bool,
+    /// Quoted values escape with `\` (`"say \"hi\""`, as the sniffer
+    /// found): the null tokens that hold it (`\N`) are left out, since
+    /// DuckDB's reader takes no escape character inside a null string, and
+    /// stay text ([`sniff_csv`] decides).
+    backslash_escape: bool,
     /// DuckDB's `max_line_size`, when a row is longer than its default
     /// (2 MiB) allows ([`convert`] measures the longest).
     max_line: Option<u64>,
@@ -1171,7 +1199,7 @@ fn sniff_csv(
     }
     let comma = Layout {
         decimal_comma: true,
-        ..layout
+        ..dialect.layout(layout)
     };
     Ok(match sniff_csv_as(conn, src, compression, comma) {
         Ok(other) if numbers_with_decimal_commas(&dialect, &other) => other,
@@ -1210,6 +1238,7 @@ fn sniff_csv_as(
         delimiter: String::from(","),
         columns: Vec::new(),
         decimal_comma: layout.decimal_comma,
+        backslash_escape: layout.backslash_escape,
         options: None,
     };
     let mut prompt = String::new();
@@ -1218,6 +1247,16 @@ fn sniff_csv_as(
         dialect.delimiter = row.get(0)?;
         prompt = row.get(1)?;
         dialect.columns.push((row.get(2)?, row.get(3)?));
+    }
+    if !layout.backslash_escape && prompt.contains(", escape='\\',") {
+        // Its reader would be refused (the escape inside a null token):
+        // sniffed again without those tokens, so its types agree with how
+        // the file is read.
+        let layout = Layout {
+            backslash_escape: true,
+            ..layout
+        };
+        return sniff_csv_as(conn, src, compression, layout);
     }
     let head = format!("FROM read_csv({src}");
     dialect.options = prompt
@@ -1259,6 +1298,13 @@ fn quote_as_rfc4180(options: &str) -> String {
     options.replacen(", quote='', escape='', ", ", quote='\"', escape='\"', ", 1)
 }
 
+/// DuckDB refused a reader whose escape character is in a null token
+/// (see [`Layout::backslash_escape`]).
+fn escapes_a_null_token(e: &duckdb::Error) -> bool {
+    e.to_string()
+        .contains("ESCAPE must not appear in the NULL specification")
+}
+
 /// DuckDB's name for `compression`.
 fn compression_name(compression: Compression) -> &'static str {
     match compression {
@@ -1273,6 +1319,7 @@ fn compression_name(compression: Compression) -> &'static str {
 fn csv_options(compression: Compression, layout: Layout, full_scan: bool) -> String {
     let nulls: Vec<String> = contract::NULL_TOKENS
         .iter()
+        .filter(|t| !(layout.backslash_escape && t.contains('\\')))
         .map(|t| quote_literal(t))
         .collect();
     format!(
@@ -1570,6 +1617,7 @@ mod tests {
                 .map(|(i, t)| (format!("c{i}"), (*t).to_owned()))
                 .collect(),
             decimal_comma,
+            backslash_escape: false,
             options: None,
         }
     }

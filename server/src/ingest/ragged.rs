@@ -54,7 +54,8 @@ struct Records {
     /// The line of the record whose quote never closes: the rest of the
     /// file would be one value (and its width and length mean nothing).
     unterminated: Option<u64>,
-    /// Records end both ways, `\r\n` and a bare `\n` (outside quotes).
+    /// Records end both ways, `\r\n` and a bare `\n` (outside quotes), or
+    /// in `\r\r\n`, which DuckDB's strict reader reads neither way.
     line_ends_change: bool,
     /// The longest record seen (its bytes, without the line end, and its
     /// first line); the first of them if several are as long.
@@ -74,7 +75,11 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
     let mut quoted = false;
     let mut prev_quote = false;
     let mut after_cr = false;
-    let (mut crlf, mut lf) = (false, false);
+    let mut after_cr_cr = false;
+    // `\r\n`, a bare `\n`, and `\r\r\n`: a CSV writer's `\r\n` written
+    // again through a file opened as text on Windows (Python's csv module
+    // without `newline=''`).
+    let (mut crlf, mut lf, mut cr_crlf) = (false, false, false);
     // The bytes of the record so far, and the longest before it.
     let mut len: u64 = 0;
     let mut longest = (0u64, 0u64);
@@ -101,6 +106,7 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
         for &b in &buf[..n] {
             len += 1;
             let cr = std::mem::replace(&mut after_cr, b == b'\r');
+            let cr_cr = std::mem::replace(&mut after_cr_cr, cr && b == b'\r');
             if quoted {
                 if b == b'"' {
                     quoted = false;
@@ -122,6 +128,7 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
                 // The record ended at the `\r` before it.
                 b'\n' if cr => {
                     crlf = true;
+                    cr_crlf |= cr_cr;
                     len = 0;
                 }
                 // `\r` alone ends a line too (Excel's "CSV (Macintosh)").
@@ -134,12 +141,12 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
                     if let Some(found) = finish(fields, record_line, empty) {
                         return Ok(Records {
                             ragged: Some(found),
-                            line_ends_change: crlf && lf,
+                            line_ends_change: (crlf && lf) || cr_crlf,
                             longest,
                             ..Records::default()
                         });
                     }
-                    if delim.is_none() && crlf && lf {
+                    if delim.is_none() && ((crlf && lf) || cr_crlf) {
                         return Ok(Records {
                             line_ends_change: true,
                             longest,
@@ -163,7 +170,7 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
     if quoted {
         return Ok(Records {
             unterminated: Some(record_line),
-            line_ends_change: crlf && lf,
+            line_ends_change: (crlf && lf) || cr_crlf,
             longest,
             ..Records::default()
         });
@@ -173,7 +180,7 @@ fn walk_records(reader: impl Read, delim: Option<u8>, first_line: u64) -> std::i
     }
     Ok(Records {
         ragged: finish(fields, record_line, empty),
-        line_ends_change: crlf && lf,
+        line_ends_change: (crlf && lf) || cr_crlf,
         longest,
         unterminated: None,
     })
@@ -185,9 +192,11 @@ pub struct Walked {
     /// closes, or (if the header names a delimiter) whose width differs from
     /// the header's.
     pub ragged: Option<IngestError>,
-    /// Rows end both ways, `\r\n` and a bare `\n`, outside quotes: a file
-    /// appended to by another tool, which DuckDB's strict reader finds no
-    /// dialect for. Known for the whole file only when no row is ragged.
+    /// Rows end both ways, `\r\n` and a bare `\n`, outside quotes (a file
+    /// appended to by another tool), or in `\r\r\n` (a CSV writer's `\r\n`
+    /// through a text-mode file on Windows): DuckDB's strict reader finds no
+    /// dialect for either; the lenient reader reads them. Known for the
+    /// whole file only when no row is ragged.
     pub line_ends_change: bool,
     /// The longest row: its bytes (without the line end) and the line it
     /// starts on. Of the whole file only when no row is ragged and, for a
@@ -331,5 +340,8 @@ mod tests {
         assert!(!changes(b"a,b\r\n1,2\r\n3,4"));
         assert!(!changes(b"a,b\n1,\"x\r\ny\"\n3,4\n"));
         assert!(!changes(b"a,b\r\n1,\"x\ny\"\r\n"));
+        assert!(changes(b"a,b\r\r\n1,2\r\r\n"));
+        assert!(!changes(b"a,b\r\n1,\"x\r\r\ny\"\r\n"), "quoted");
+        assert!(!changes(b"a,b\r\r1,2\r"), "a blank line in a \\r file");
     }
 }

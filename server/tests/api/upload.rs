@@ -981,9 +981,61 @@ async fn a_lone_quote_in_a_file_that_quotes_nothing_is_kept() {
     assert_eq!(rows[29_999][2].as_deref(), Some("say \"hi"));
 }
 
+/// `\N`, the null of MySQL's `SELECT … INTO OUTFILE` and mysqldump
+/// `--tab`, PostgreSQL's `COPY` in text format and Hive's exports, is NULL,
+/// so their numbers stay numbers: in the sniffer's sample and 30,000 rows
+/// past it, plain and gzip, beside NA and negative numbers. A file whose
+/// quoted values escape with `\` (`"say \"hi\""`) is read too; there `\N`
+/// stays text, since DuckDB's reader takes no escape inside a null string.
+#[tokio::test]
+async fn backslash_n_from_database_exports_is_null() {
+    let app = spawn_app().await;
+    let mut tsv = String::from("id\tname\tscore\tnote\n");
+    for i in 1..=40_000 {
+        let score = match i % 7 {
+            0 => "\\N".to_owned(),
+            3 => "NA".to_owned(),
+            _ => format!("-{i}.25"),
+        };
+        let name = if i % 5 == 0 { "\\N" } else { "Zoë" };
+        tsv.push_str(&format!("{i}\t{name}\t{score}\tline\\nbreak {i}\n"));
+    }
+    for (file, body) in [
+        ("export.tsv", tsv.clone().into_bytes()),
+        ("export.tsv.gz", gzip(tsv.as_bytes())),
+    ] {
+        let done = app.upload(file, body, None).await.expect_ok();
+        assert_eq!(done.dataset.row_count, 40_000, "{file}");
+        assert_eq!(
+            types(&done.schema),
+            vec![
+                ("id", "BIGINT"),
+                ("name", "VARCHAR"),
+                ("score", "DOUBLE"),
+                ("note", "VARCHAR")
+            ],
+            "{file}"
+        );
+        let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+        let nulls = |c: usize| rows.iter().filter(|r| r[c].is_none()).count();
+        assert_eq!(nulls(1), 8_000, "{file}: \\N is null in text");
+        assert_eq!(nulls(2), 5_714 + 5_714, "{file}: \\N and NA are null");
+        assert_eq!(rows[0][2].as_deref(), Some("-1.25"));
+        assert_eq!(rows[39_998][3].as_deref(), Some("line\\nbreak 39999"));
+    }
+
+    let csv = "id,name,note\n1,\"Ann\",\"say \\\"hi\\\", ok\"\n2,\\N,\"x\"\n3,\"Bob\",NA\n";
+    let done = app.upload("escaped.csv", csv, None).await.expect_ok();
+    assert_eq!(done.dataset.row_count, 3);
+    let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+    assert_eq!(rows[0][2].as_deref(), Some("say \"hi\", ok"));
+    assert_eq!(rows[1][1].as_deref(), Some("\\N"), "kept as text here");
+    assert_eq!(rows[2][2], None, "NA is null");
+}
+
 /// Rows ending both ways, `\r\n` and `\n` (a file appended to by another
-/// tool), are read, quoted line ends kept; DuckDB's strict reader found no
-/// dialect for them. Rows of another width are still named.
+/// tool), or `\r\r\n`, are read, quoted line ends kept; DuckDB's strict
+/// reader found no dialect for them. Rows of another width are still named.
 #[tokio::test]
 async fn line_ends_that_change_within_the_file_are_read() {
     let app = spawn_app().await;
@@ -1032,6 +1084,47 @@ async fn line_ends_that_change_within_the_file_are_read() {
 
     let message = ragged(&app, "ragged_mixed.csv", "a,b\r\n1,2\n3,4,5\r\n").await;
     assert!(message.starts_with("Line 3 has 3 fields"), "{message}");
+
+    // `\r\r\n`: Python's csv module (its `\r\n`) through a file opened as
+    // text on Windows. A quoted line break kept; NA null, negative numbers;
+    // in the sniffer's sample, and from row 30,000 on only.
+    let doubled: String = String::from_utf8(export_csv(40_000, None))
+        .unwrap()
+        .split_inclusive('\n')
+        .enumerate()
+        .map(|(i, line)| match i {
+            0..=29_999 => line.to_owned(),
+            _ => line.replace('\n', "\r\r\n"),
+        })
+        .collect();
+    let done = app
+        .upload("late_doubled.csv", doubled, None)
+        .await
+        .expect_ok();
+    assert_eq!(done.dataset.row_count, 40_000);
+    assert_eq!(done.dataset.column_count, 6);
+    let csv = "id,name,amount\r\r\n1,Anna,NA\r\r\n2,\"Smith, J\r\nJr\",-3.5\r\r\n3,Bob,7\r\r\n";
+    for (file, body) in [
+        ("doubled.csv", csv.as_bytes().to_vec()),
+        ("doubled.csv.gz", gzip(csv.as_bytes())),
+    ] {
+        let done = app.upload(file, body, None).await.expect_ok();
+        assert_eq!(done.dataset.row_count, 3, "{file}");
+        assert_eq!(
+            types(&done.schema),
+            vec![("id", "BIGINT"), ("name", "VARCHAR"), ("amount", "DOUBLE")],
+            "{file}"
+        );
+        let (_, rows) = read_parquet(&app.parquet_path(done.dataset.id));
+        assert_eq!(
+            column(&rows, 1),
+            vec![Some("Anna"), Some("Smith, J\r\nJr"), Some("Bob")],
+            "{file}"
+        );
+        assert_eq!(rows[1][2].as_deref(), Some("-3.5"), "{file}");
+    }
+    let message = ragged(&app, "ragged_doubled.csv", "a,b\r\r\n1,2\r\r\n3,4,5\r\r\n").await;
+    assert!(message.contains("has 3 fields"), "{message}");
 }
 
 /// JSON is typed from every record, not from the reader's sample of the
