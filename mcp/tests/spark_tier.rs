@@ -187,14 +187,15 @@ fn spark_reads_every_accepted_query_as_touching_only_the_tenant() {
 }
 
 /// Bronze as uploads leave it: names with spaces, unicode, a leading digit
-/// and a clash after normalising; 'NA' and other null tokens; zip codes with
-/// leading zeros; amounts as text; an exact duplicate row; timestamps (one
-/// column as text, one typed, with a time zone) and a time of day, which
-/// uploads write as text. (The bundled DuckDB has no ICU, so no
+/// and a clash after normalising; 'NA', a database export's '\N' (each
+/// dialect writes its backslash its own way) and other null tokens; zip
+/// codes with leading zeros; amounts as text; an exact duplicate row;
+/// timestamps (one column as text, one typed, with a time zone) and a time
+/// of day, which uploads write as text. (The bundled DuckDB has no ICU, so no
 /// TIMESTAMPTZ here; Spark reads the typed column in its session's UTC.)
 const BRONZE_SQL: &str = "SELECT * FROM (VALUES \
     ('007', '02134', ' 1.50 ', '2024-05-01 09:30:00', TIMESTAMP '2024-05-01 07:30:00', '09:30:00', 'yes', 'Zoë', 'a', 'A', 1.5::DOUBLE), \
-    ('008', '10001', 'NA', '2024-05-02 10:00:00', TIMESTAMP '2024-05-02 23:59:59', '17:45:30', 'no', 'NA', 'b', 'B', -2.25::DOUBLE), \
+    ('008', '10001', '\\N', '2024-05-02 10:00:00', TIMESTAMP '2024-05-02 23:59:59', '17:45:30', 'no', 'NA', 'b', 'B', -2.25::DOUBLE), \
     ('009', '00501', '-3', 'N/A', NULL, NULL, '', 'Ærø', 'c', 'C', NULL), \
     ('007', '02134', ' 1.50 ', '2024-05-01 09:30:00', TIMESTAMP '2024-05-01 07:30:00', '09:30:00', 'yes', 'Zoë', 'a', 'A', 1.5::DOUBLE), \
     ('010', '99950', '12', '2024-12-31 23:59:59', TIMESTAMP '2024-12-31 17:00:00.123456', '00:00:00', 'NA', '-', 'd', 'D', 0.0::DOUBLE)) \
