@@ -2,6 +2,7 @@
 //! silver plan's DuckDB SELECT parses, and every column it references is
 //! one of the bronze columns or a name the plan itself gives an expression
 //! (`… AS "x"`, read by the outer query): no name, however hostile, becomes SQL.
+//! The statistics statement over the same names parses as one statement.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -80,13 +81,17 @@ fuzz_target!(|data: &[u8]| {
     }
     let strings = plan::string_columns(Dialect::DuckDb, &infos);
     // Statistics from the input's bytes: any mix of what values convert to.
-    let mut values = vec![u64::from(data[0])];
-    for i in 0..strings.len() * 10 {
-        values.push(u64::from(data[(i + 1) % data.len()]) % 8);
-    }
-    let Some(source) = plan::source_columns(&infos, &strings, &values) else {
-        return;
-    };
+    let stats = strings
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let values: Vec<u64> = (0..plan::STATS_PER_COLUMN)
+                .map(|i| u64::from(data[(c * plan::STATS_PER_COLUMN + i + 1) % data.len()]) % 8)
+                .collect();
+            (name.clone(), plan::StringStats::from_values(&values))
+        })
+        .collect();
+    let source = plan::with_stats(&infos, &strings, stats);
     let plan = SilverPlan::new(
         TableName::parse("lh.acme_bronze.t").unwrap(),
         TableName::parse("lh.acme_silver.t").unwrap(),
@@ -120,5 +125,17 @@ fuzz_target!(|data: &[u8]| {
     allowed.extend(defined.iter().map(|a| a.to_lowercase()));
     for r in refs {
         assert!(allowed.contains(&r.to_lowercase()), "{r:?} is not a bronze column in {select}");
+    }
+
+    // The statistics statement over the same names is one statement too.
+    if !strings.is_empty() {
+        let bronze = TableName::parse("lh.acme_bronze.t").unwrap();
+        let stats = plan::stats_by_column_sql(Dialect::DuckDb, &bronze, None, &strings);
+        let serialized: String = conn
+            .query_row("SELECT json_serialize_sql(?)::VARCHAR", [&stats], |r| r.get(0))
+            .unwrap();
+        let tree: serde_json::Value = serde_json::from_str(&serialized).unwrap();
+        assert_eq!(tree["error"], false, "{stats}\n{serialized}");
+        assert_eq!(tree["statements"].as_array().map(Vec::len), Some(1), "{stats}");
     }
 });
