@@ -20,6 +20,17 @@ fn conn() -> &'static Mutex<duckdb::Connection> {
 
 const TYPES: [&str; 6] = ["VARCHAR", "BIGINT", "DOUBLE", "DATE", "BOOLEAN", "TIMESTAMP"];
 
+/// DuckDB's parse tree of `sql`, which must parse as one statement.
+fn one_statement(conn: &duckdb::Connection, sql: &str) -> serde_json::Value {
+    let serialized: String = conn
+        .query_row("SELECT json_serialize_sql(?)::VARCHAR", [sql], |r| r.get(0))
+        .unwrap();
+    let tree: serde_json::Value = serde_json::from_str(&serialized).unwrap();
+    assert_eq!(tree["error"], false, "{sql}\n{serialized}");
+    assert_eq!(tree["statements"].as_array().map(Vec::len), Some(1), "{sql}");
+    tree
+}
+
 /// Every `column_names` entry of the parse tree's column references.
 fn referenced(node: &serde_json::Value, out: &mut Vec<String>) {
     match node {
@@ -101,12 +112,7 @@ fuzz_target!(|data: &[u8]| {
     );
     let select = plan.select_sql(Dialect::DuckDb);
     let conn = conn().lock().unwrap();
-    let serialized: String = conn
-        .query_row("SELECT json_serialize_sql(?)::VARCHAR", [&select], |r| r.get(0))
-        .unwrap();
-    let tree: serde_json::Value = serde_json::from_str(&serialized).unwrap();
-    assert_eq!(tree["error"], false, "{select}\n{serialized}");
-    assert_eq!(tree["statements"].as_array().map(Vec::len), Some(1), "{select}");
+    let tree = one_statement(&conn, &select);
     let mut refs = Vec::new();
     referenced(&tree, &mut refs);
     let mut allowed: HashSet<String> = columns.iter().map(|(n, _)| n.to_lowercase()).collect();
@@ -131,11 +137,6 @@ fuzz_target!(|data: &[u8]| {
     if !strings.is_empty() {
         let bronze = TableName::parse("lh.acme_bronze.t").unwrap();
         let stats = plan::stats_by_column_sql(Dialect::DuckDb, &bronze, None, &strings);
-        let serialized: String = conn
-            .query_row("SELECT json_serialize_sql(?)::VARCHAR", [&stats], |r| r.get(0))
-            .unwrap();
-        let tree: serde_json::Value = serde_json::from_str(&serialized).unwrap();
-        assert_eq!(tree["error"], false, "{stats}\n{serialized}");
-        assert_eq!(tree["statements"].as_array().map(Vec::len), Some(1), "{stats}");
+        one_statement(&conn, &stats);
     }
 });
