@@ -272,7 +272,7 @@ fn convert_inner(
         backslash_escape: false,
         max_line,
     };
-    let mut reader = reader_sql(detected, &src, layout, false);
+    let mut reader = reader_sql(detected, &src, layout, false, &[]);
     let sniffed_aside = sniffed
         .filter(|_| {
             detected.kind == SourceKind::Delimited
@@ -287,6 +287,7 @@ fn convert_inner(
                 reader: Some(dialect.explicit_reader(&src)?),
                 layout: dialect.layout(layout),
                 records: None,
+                text: dialect.text.clone(),
             })
         });
     let Described {
@@ -295,14 +296,15 @@ fn convert_inner(
         reader: explicit,
         mut layout,
         records,
+        mut text,
     } = match sniffed_aside {
         Some(described) => described,
         None => sniff_and_describe(conn, detected, &src, layout, &reader, source, original_name)?,
     };
     // The reader without the options found (it looks again), reading JSON's
-    // records where they were found.
-    let reader_again = |layout: Layout, full_scan: bool| {
-        let reader = reader_sql(detected, &src, layout, full_scan);
+    // records where they were found, and `text`'s columns as text.
+    let reader_again = |layout: Layout, full_scan: bool, text: &[String]| {
+        let reader = reader_sql(detected, &src, layout, full_scan, text);
         match &records {
             Some(records) => records.wrap(&reader),
             None => reader,
@@ -347,6 +349,8 @@ fn convert_inner(
     let mut columns = columns;
     let mut narrow = Narrow::BigInt;
     let mut full_scan = false;
+    // Also read as text: columns with a value that does not convert to the
+    // type the reader found for them (see `unconvertible_column`).
     let rows = loop {
         let e = match copy(&reader, &columns, narrow) {
             Ok(0) if explicit_in_use => {
@@ -356,7 +360,7 @@ fn convert_inner(
                 // whether the file has rows. Only files without any pay
                 // for the second look.
                 explicit_in_use = false;
-                reader = reader_again(layout, false);
+                reader = reader_again(layout, false, &text);
                 continue;
             }
             Ok(rows) => break rows,
@@ -367,7 +371,7 @@ fn convert_inner(
             // the sniffer's sample did not.
             layout.backslash_escape = true;
             explicit_in_use = false;
-            reader = reader_again(layout, full_scan);
+            reader = reader_again(layout, full_scan, &text);
             continue;
         }
         let conversion = is_conversion_error(&e);
@@ -378,7 +382,7 @@ fn convert_inner(
             // or JSON's columns, named, that its reader did not take as
             // found. Read as the reader itself would.
             explicit_in_use = false;
-            reader = reader_again(layout, false);
+            reader = reader_again(layout, false, &text);
             continue;
         }
         if !conversion && detected.kind == SourceKind::Delimited {
@@ -394,7 +398,7 @@ fn convert_inner(
                 // header's width, so the lenient reader takes them.
                 layout.strict = false;
                 explicit_in_use = false;
-                reader = reader_again(layout, full_scan);
+                reader = reader_again(layout, full_scan, &text);
                 continue;
             }
             if let Some(max_line) = room_for_long_rows(layout, walked.longest) {
@@ -407,6 +411,11 @@ fn convert_inner(
                 let sniffed = sniff_csv(conn, &src, detected.compression, layout).ok();
                 if let Some(dialect) = &sniffed {
                     layout = dialect.layout(layout);
+                    for column in &dialect.text {
+                        if !text.contains(column) {
+                            text.push(column.clone());
+                        }
+                    }
                 }
                 match sniffed.and_then(|dialect| dialect.explicit_reader(&src)) {
                     Some(explicit) => {
@@ -415,7 +424,7 @@ fn convert_inner(
                     }
                     None => {
                         explicit_in_use = false;
-                        reader = reader_again(layout, full_scan);
+                        reader = reader_again(layout, full_scan, &text);
                     }
                 }
                 continue;
@@ -427,11 +436,11 @@ fn convert_inner(
             // does not fit means the sample misled it, so read the whole
             // file to decide.
             full_scan = true;
-            reader = reader_again(layout, true);
+            reader = reader_again(layout, true, &text);
             columns = match describe(conn, &reader) {
                 Err(e) if !layout.backslash_escape && escapes_a_null_token(&e) => {
                     layout.backslash_escape = true;
-                    reader = reader_again(layout, true);
+                    reader = reader_again(layout, true, &text);
                     describe(conn, &reader)
                 }
                 described => described,
@@ -442,6 +451,23 @@ fn convert_inner(
         }
         if !conversion {
             return Err(read_failure(e)?);
+        }
+        // The reader typed a column from every value, and one of them still
+        // does not convert: DuckDB's type detection takes some text its cast
+        // refuses (`0x1F` beside `inf` is a DOUBLE to the one, not the
+        // other). Such a column is text, as silver would type it.
+        if detected.kind == SourceKind::Delimited && text.len() < MAX_TEXT_RETRIES {
+            if let Some(column) = unconvertible_column(&e, &columns, &text) {
+                tracing::info!(
+                    column,
+                    "a value does not convert to its column's detected type: read as text"
+                );
+                text.push(column.to_owned());
+                reader = reader_again(layout, true, &text);
+                columns = describe(conn, &reader).map_err(describe_err)?;
+                check_columns(&columns)?;
+                continue;
+            }
         }
         // Wide integers past BIGINT: DECIMAL(38,0) holds them.
         let wide = columns.iter().find(|(_, t)| is_wide(t));
@@ -547,9 +573,14 @@ pub struct Dialect {
     pub decimal_comma: bool,
     /// Quoted values escape with `\` (see `Layout::backslash_escape`).
     pub backslash_escape: bool,
-    /// `read_csv`'s arguments after the path, with the closing parenthesis;
-    /// `None` when the sniffer's reader was not one this code can take.
-    options: Option<String>,
+    /// Columns read as text that the sniffer typed as numbers: its sample
+    /// has numbers written in base 16 or 2 there (see [`based_numbers`]).
+    pub text: Vec<String>,
+    /// `read_csv`'s arguments after the path, with the closing parenthesis,
+    /// before and after its `columns` struct, which is written from
+    /// `columns`; `None` when the sniffer's reader was not one this code can
+    /// take.
+    options: Option<(String, String)>,
 }
 
 impl Dialect {
@@ -565,9 +596,23 @@ impl Dialect {
     /// `read_csv` of `src` (a SQL string literal) with the sniffed dialect
     /// and types, if the sniffer gave them.
     fn explicit_reader(&self, src: &str) -> Option<String> {
-        self.options
-            .as_ref()
-            .map(|options| format!("read_csv({src}{options}"))
+        self.explicit_reader_of(src, &self.columns)
+    }
+
+    /// [`Self::explicit_reader`] reading `columns` (names and types).
+    fn explicit_reader_of(&self, src: &str, columns: &[(String, String)]) -> Option<String> {
+        let fields: Vec<String> = columns
+            .iter()
+            .map(|(name, data_type)| {
+                format!("{}: {}", quote_literal(name), quote_literal(data_type))
+            })
+            .collect();
+        self.options.as_ref().map(|(head, tail)| {
+            format!(
+                "read_csv({src}{head}columns={{{}}}{tail}",
+                fields.join(", ")
+            )
+        })
     }
 
     /// `read_csv` of `path` with the sniffed dialect and types.
@@ -670,6 +715,7 @@ fn sniff_and_describe(
                 columns: dialect.columns,
                 reader,
                 records: None,
+                text: dialect.text,
             });
         }
         SourceKind::JsonArray => "json",
@@ -712,6 +758,7 @@ fn sniff_and_describe(
                 reader: Some(reader),
                 layout,
                 records: Some(records),
+                text: Vec::new(),
             });
         }
     }
@@ -721,6 +768,7 @@ fn sniff_and_describe(
         reader: explicit,
         layout,
         records: None,
+        text: Vec::new(),
     })
 }
 
@@ -1041,6 +1089,9 @@ struct Described {
     layout: Layout,
     /// JSON whose records are in one member of one object.
     records: Option<Records>,
+    /// Delimited text's columns read as text whatever their values
+    /// ([`Dialect::text`]).
+    text: Vec<String>,
 }
 
 /// Where delimited text's table starts, and how strictly it is read.
@@ -1191,20 +1242,38 @@ fn sniff_csv(
     layout: Layout,
 ) -> Result<Dialect, duckdb::Error> {
     let dialect = sniff_csv_as(conn, src, compression, layout)?;
-    if layout.decimal_comma
+    let dialect = if layout.decimal_comma
         || dialect.delimiter != ";"
         || !dialect.columns.iter().any(|(_, t)| t == "VARCHAR")
     {
-        return Ok(dialect);
-    }
-    let comma = Layout {
-        decimal_comma: true,
-        ..dialect.layout(layout)
+        dialect
+    } else {
+        let comma = Layout {
+            decimal_comma: true,
+            ..dialect.layout(layout)
+        };
+        match sniff_csv_as(conn, src, compression, comma) {
+            Ok(other) if numbers_with_decimal_commas(&dialect, &other) => other,
+            _ => dialect,
+        }
     };
-    Ok(match sniff_csv_as(conn, src, compression, comma) {
-        Ok(other) if numbers_with_decimal_commas(&dialect, &other) => other,
-        _ => dialect,
-    })
+    Ok(with_based_numbers_as_text(conn, src, dialect))
+}
+
+/// `dialect` with [`based_numbers`]' columns read as text.
+fn with_based_numbers_as_text(conn: &Connection, src: &str, mut dialect: Dialect) -> Dialect {
+    let text = based_numbers(conn, src, &dialect);
+    if text.is_empty() {
+        return dialect;
+    }
+    tracing::info!(columns = ?text, "numbers in base 16 or 2 in the sample: read as text");
+    for (name, data_type) in &mut dialect.columns {
+        if text.contains(name) {
+            *data_type = "VARCHAR".to_owned();
+        }
+    }
+    dialect.text = text;
+    dialect
 }
 
 /// Whether `comma` (sniffed with `decimal_separator = ','`) finds numbers
@@ -1239,6 +1308,7 @@ fn sniff_csv_as(
         columns: Vec::new(),
         decimal_comma: layout.decimal_comma,
         backslash_escape: layout.backslash_escape,
+        text: Vec::new(),
         options: None,
     };
     let mut prompt = String::new();
@@ -1263,9 +1333,91 @@ fn sniff_csv_as(
         .strip_prefix(&head)
         .map(|rest| rest.trim_end().trim_end_matches(';'))
         .filter(|rest| rest.starts_with(", ") && rest.ends_with(')'))
-        .map(|options| without_new_line(&quote_as_rfc4180(options)));
+        .and_then(|options| {
+            around_columns(
+                &without_new_line(&quote_as_rfc4180(options)),
+                &dialect.columns,
+            )
+        });
     Ok(dialect)
 }
+
+/// The sniffer's reader options before and after their `columns` struct,
+/// which it writes with each name between quotes as it is: a name with a
+/// `'` in it (`Customer's name`) made the reader a statement that does not
+/// parse. The struct is written again from the columns ([`Dialect`]).
+/// `None` when the options do not hold the struct as expected.
+fn around_columns(options: &str, columns: &[(String, String)]) -> Option<(String, String)> {
+    let fields: Vec<String> = columns
+        .iter()
+        .map(|(name, data_type)| format!("'{name}': '{data_type}'"))
+        .collect();
+    let written = format!("columns={{{}}}", fields.join(", "));
+    let at = options.find(&written)?;
+    Some((
+        options[..at].to_owned(),
+        options[at + written.len()..].to_owned(),
+    ))
+}
+
+/// The numeric types the sniffer gives columns.
+fn is_number(data_type: &str) -> bool {
+    matches!(
+        data_type,
+        "TINYINT" | "SMALLINT" | "INTEGER" | "BIGINT" | "HUGEINT" | "UBIGINT" | "FLOAT" | "DOUBLE"
+    ) || data_type.starts_with("DECIMAL")
+}
+
+/// The columns of `dialect` typed as numbers whose values in the sniffer's
+/// sample include one written in base 16 or 2 (`0x1F`, `0b101`). DuckDB's
+/// reader takes those as numbers: a column of colour codes or register
+/// addresses (`0xFF00FF`) became integers (16711935), and one that mixes
+/// them with decimals (`0x1F`, `2.5`) was refused, as its cast to DOUBLE
+/// does not take them. They are text, as silver types them. Read from the
+/// sample only (the rows the sniffer typed from); a failure to read it is
+/// left to the reader, which reads the whole file next.
+fn based_numbers(conn: &Connection, src: &str, dialect: &Dialect) -> Vec<String> {
+    let numbers: Vec<&str> = dialect
+        .columns
+        .iter()
+        .filter(|(_, t)| is_number(t))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if numbers.is_empty() {
+        return Vec::new();
+    }
+    let as_text: Vec<(String, String)> = dialect
+        .columns
+        .iter()
+        .map(|(name, _)| (name.clone(), "VARCHAR".to_owned()))
+        .collect();
+    let Some(reader) = dialect.explicit_reader_of(src, &as_text) else {
+        return Vec::new();
+    };
+    let list = numbers
+        .iter()
+        .map(|n| quote_ident(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT DISTINCT name FROM (SELECT {list} FROM {reader} LIMIT {SNIFF_SAMPLE_ROWS}) \
+         UNPIVOT (v FOR name IN ({list})) WHERE regexp_matches(v, '^\\s*[+-]?0[xXbB]')"
+    );
+    let found = conn.prepare(&sql).and_then(|mut stmt| {
+        stmt.query_map([], |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match found {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not check the sample for numbers in other bases");
+            Vec::new()
+        }
+    }
+}
+
+/// The rows the sniffer types columns from (its `sample_size`).
+const SNIFF_SAMPLE_ROWS: usize = 20_480;
 
 /// The sniffer's options without its `new_line`. Given back to the reader
 /// with `strict_mode`, `new_line='\r\n'` reads no rows at all, without an
@@ -1329,7 +1481,11 @@ fn csv_options(compression: Compression, layout: Layout, full_scan: bool) -> Str
         layout.skip,
         layout.strict,
         nulls.join(", "),
-        if full_scan { -1 } else { 20_480 },
+        if full_scan {
+            -1
+        } else {
+            SNIFF_SAMPLE_ROWS as i64
+        },
         if layout.decimal_comma {
             ", decimal_separator = ','"
         } else {
@@ -1345,14 +1501,28 @@ fn csv_options(compression: Compression, layout: Layout, full_scan: bool) -> Str
 }
 
 /// The reader of `src` (a SQL string literal) for `detected`, delimited text
-/// read as `layout` says.
-fn reader_sql(detected: Detected, src: &str, layout: Layout, full_scan: bool) -> String {
+/// read as `layout` says, with the columns named in `text` read as text.
+fn reader_sql(
+    detected: Detected,
+    src: &str,
+    layout: Layout,
+    full_scan: bool,
+    text: &[String],
+) -> String {
     let compression = compression_name(detected.compression);
     match detected.kind {
         SourceKind::Delimited => {
+            let types: Vec<String> = text
+                .iter()
+                .map(|name| format!("{}: 'VARCHAR'", quote_literal(name)))
+                .collect();
             format!(
-                "read_csv({src}, {})",
-                csv_options(detected.compression, layout, full_scan)
+                "read_csv({src}, {}{})",
+                csv_options(detected.compression, layout, full_scan),
+                match types.is_empty() {
+                    true => String::new(),
+                    false => format!(", types = {{{}}}", types.join(", ")),
+                }
             )
         }
         // Typed from every record: JSON's reader casts leniently, so a
@@ -1462,6 +1632,33 @@ fn null_counts(
 fn is_reader_error(e: &duckdb::Error) -> bool {
     let msg = e.to_string();
     msg.contains("CSV Error") || msg.contains("CSV Parser") || msg.contains("JSON")
+}
+
+/// How many columns a conversion reads as text after their values did not
+/// convert, at most: each takes another read of the whole file.
+const MAX_TEXT_RETRIES: usize = 16;
+
+/// The column of `columns` that `e`, a conversion error, names (`Error when
+/// converting column "c"`), if it is not text already, nor a wide integer,
+/// and not read as text yet. The longest name that fits wins (`a` and `a b` both fit `"a b"`).
+fn unconvertible_column<'a>(
+    e: &duckdb::Error,
+    columns: &'a [(String, String)],
+    text: &[String],
+) -> Option<&'a str> {
+    let msg = e.to_string();
+    columns
+        .iter()
+        .filter(|(name, data_type)| {
+            // Wide integers fail their narrowing the same way (the cast is
+            // pushed into the reader): they are narrowed further instead.
+            data_type != "VARCHAR"
+                && !is_wide(data_type)
+                && !text.contains(name)
+                && msg.contains(&format!("converting column \"{name}\""))
+        })
+        .map(|(name, _)| name.as_str())
+        .max_by_key(|name| name.len())
 }
 
 fn is_conversion_error(e: &duckdb::Error) -> bool {
@@ -1618,6 +1815,7 @@ mod tests {
                 .collect(),
             decimal_comma,
             backslash_escape: false,
+            text: Vec::new(),
             options: None,
         }
     }
@@ -1651,6 +1849,44 @@ mod tests {
             without_new_line(", delim=',', header=true)"),
             ", delim=',', header=true)"
         );
+    }
+
+    #[test]
+    fn the_sniffers_reader_quotes_every_name_and_reads_based_numbers_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.csv");
+        std::fs::write(
+            &path,
+            "Customer's name,register,reading,amount\n\
+             O'Brien,0x001F,0x1F,-1.5\nO'Hara,0x0020,2.5,NA\n",
+        )
+        .unwrap();
+        let conn = Connection::open_in_memory().unwrap();
+        let dialect = sniff_dialect(&conn, &path).unwrap();
+        assert_eq!(dialect.text, ["register", "reading"]);
+        let reader = dialect.reader(&path).expect("the sniffer's own reader");
+        assert!(reader.contains("'Customer''s name': 'VARCHAR'"), "{reader}");
+        let rows: Vec<(String, String, String, Option<f64>)> = conn
+            .prepare(&format!("SELECT * FROM {reader}"))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("O'Brien".into(), "0x001F".into(), "0x1F".into(), Some(-1.5)),
+                ("O'Hara".into(), "0x0020".into(), "2.5".into(), None),
+            ]
+        );
+        // Options without the struct as the sniffer writes it are not taken.
+        let columns = [("a".to_owned(), "BIGINT".to_owned())];
+        assert_eq!(
+            around_columns(", header=true, columns={'a': 'BIGINT'}, skip=0)", &columns),
+            Some((", header=true, ".to_owned(), ", skip=0)".to_owned()))
+        );
+        assert_eq!(around_columns(", header=true)", &columns), None);
     }
 
     #[test]
