@@ -349,8 +349,8 @@ fn convert_inner(
     let mut columns = columns;
     let mut narrow = Narrow::BigInt;
     let mut full_scan = false;
-    // Also read as text: columns with a value that does not convert to the
-    // type the reader found for them (see `unconvertible_column`).
+    // `text` grows in the loop by each column with a value that does not
+    // convert to the type the reader found for it (`unconvertible_column`).
     let rows = loop {
         let e = match copy(&reader, &columns, narrow) {
             Ok(0) if explicit_in_use => {
@@ -601,18 +601,10 @@ impl Dialect {
 
     /// [`Self::explicit_reader`] reading `columns` (names and types).
     fn explicit_reader_of(&self, src: &str, columns: &[(String, String)]) -> Option<String> {
-        let fields: Vec<String> = columns
-            .iter()
-            .map(|(name, data_type)| {
-                format!("{}: {}", quote_literal(name), quote_literal(data_type))
-            })
-            .collect();
-        self.options.as_ref().map(|(head, tail)| {
-            format!(
-                "read_csv({src}{head}columns={{{}}}{tail}",
-                fields.join(", ")
-            )
-        })
+        let columns = type_struct(columns.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+        self.options
+            .as_ref()
+            .map(|(head, tail)| format!("read_csv({src}{head}columns={columns}{tail}"))
     }
 
     /// `read_csv` of `path` with the sniffed dialect and types.
@@ -1360,6 +1352,14 @@ fn around_columns(options: &str, columns: &[(String, String)]) -> Option<(String
     ))
 }
 
+/// `read_csv`'s struct of column names and their types, `{'a': 'BIGINT'}`.
+fn type_struct<'a>(columns: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let fields: Vec<String> = columns
+        .map(|(name, data_type)| format!("{}: {}", quote_literal(name), quote_literal(data_type)))
+        .collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
 /// The numeric types the sniffer gives columns.
 fn is_number(data_type: &str) -> bool {
     matches!(
@@ -1512,17 +1512,16 @@ fn reader_sql(
     let compression = compression_name(detected.compression);
     match detected.kind {
         SourceKind::Delimited => {
-            let types: Vec<String> = text
-                .iter()
-                .map(|name| format!("{}: 'VARCHAR'", quote_literal(name)))
-                .collect();
+            let types = match text.is_empty() {
+                true => String::new(),
+                false => format!(
+                    ", types = {}",
+                    type_struct(text.iter().map(|name| (name.as_str(), "VARCHAR")))
+                ),
+            };
             format!(
-                "read_csv({src}, {}{})",
+                "read_csv({src}, {}{types})",
                 csv_options(detected.compression, layout, full_scan),
-                match types.is_empty() {
-                    true => String::new(),
-                    false => format!(", types = {{{}}}", types.join(", ")),
-                }
             )
         }
         // Typed from every record: JSON's reader casts leniently, so a
