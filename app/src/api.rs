@@ -330,7 +330,7 @@ async fn query(sql: String, engine: String) -> Result<QueryAnswer, AppError> {
         tracing::warn!(error = %e, "could not record a query in the history");
     }
     outcome.map_err(|e| match e {
-        RouteError::Local(QueryError::Busy)
+        RouteError::Local(QueryError::Busy | QueryError::Unavailable)
         | RouteError::NoLakehouse
         | RouteError::Lakehouse(_) => AppError::QueryUnavailable(e.to_string()),
         other => AppError::Query(other.to_string()),

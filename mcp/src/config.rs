@@ -49,7 +49,7 @@ pub struct DatabricksSettings {
 }
 
 /// What one `query` may use in the embedded lakehouse's sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SandboxLimits {
     /// `MCP_QUERY_MEMORY_LIMIT` (default 512MiB): DuckDB's `memory_limit` for one query.
     pub memory_bytes: u64,
@@ -72,6 +72,9 @@ pub enum BackendSettings {
         path: PathBuf,
         catalog: Ident,
         sandbox: SandboxLimits,
+        /// `MCP_QUERY_WORKER_PROGRAM`: the program a `query` runs in
+        /// (started with `mcp-query-worker`); unset, this binary.
+        query_worker: Option<PathBuf>,
     },
     Databricks(DatabricksSettings),
 }
@@ -174,6 +177,7 @@ impl Settings {
                     },
                     threads: env.parse_at_least("MCP_QUERY_THREADS", 1u32, 1)?,
                 },
+                query_worker: env.raw("MCP_QUERY_WORKER_PROGRAM").map(PathBuf::from),
             },
             Some("databricks") => BackendSettings::Databricks(databricks(&env)?),
             Some(other) => {
@@ -323,11 +327,13 @@ mod tests {
             path,
             catalog,
             sandbox,
+            query_worker,
         } = s.backend
         else {
             panic!("expected local")
         };
         assert_eq!(sandbox, SandboxLimits::default());
+        assert_eq!(query_worker, None);
         assert_eq!(s.query_max_concurrent, 4);
         assert_eq!(path, PathBuf::from("./data/lakehouse"));
         assert_eq!(catalog.as_str(), "servicetsunami");

@@ -57,6 +57,10 @@ pub enum BackendError {
     Json(#[from] serde_json::Error),
     #[error("the worker thread stopped unexpectedly")]
     Join,
+    /// A query's process (`crate::backend::local`) failed: DuckDB's error,
+    /// or how the process ended.
+    #[error("the query's process: {0}")]
+    Worker(String),
     /// Something that cannot happen unless our own code is wrong.
     #[error("internal invariant broken: {0}")]
     Invariant(&'static str),
@@ -72,7 +76,9 @@ impl BackendError {
     /// What a caller may be told: no paths, hosts, SQL or credentials.
     pub fn summary(&self) -> String {
         match self {
-            Self::DuckDb(_) => "the embedded lakehouse could not run the statement".to_owned(),
+            Self::DuckDb(_) | Self::Worker(_) => {
+                "the embedded lakehouse could not run the statement".to_owned()
+            }
             Self::Databricks(e) => e.summary(),
             Self::Io(_) => "the lakehouse could not read or write its files".to_owned(),
             Self::Json(_) | Self::Join | Self::Invariant(_) => {

@@ -12,10 +12,15 @@
 //! - [`plan`]: the silver plan, computed once from column statistics and rendered per SQL dialect.
 //! - [`query_guard`]: proves a `query` is one read-only statement over the tenant's schemas.
 //! - [`sandbox`]: where the embedded lakehouse runs a `query`: a locked DuckDB instance that
-//!   holds only the tenant's views the query names and may open only their files.
+//!   holds only the tenant's views the query names and may open only their files, in a
+//!   process of its own with its memory capped (`backend::local::serve_query`).
 //! - [`backend`]: the `Lakehouse` trait and its two implementations, `local` (DuckDB) and `databricks`.
 //! - [`error`]: the tool-boundary error enum.
 //! - [`telemetry`]: tracing setup.
+
+/// The argument that starts a binary embedding this server as a query's
+/// process (`backend::local::serve_query`, through `contract::isolate`).
+pub const QUERY_WORKER_COMMAND: &str = "mcp-query-worker";
 
 pub mod access;
 pub mod backend;

@@ -8,7 +8,7 @@ use crate::domain::{Ident, TenantId};
 use serde_json::Value;
 use std::collections::HashSet;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Rejected {
     #[error("only a single SELECT or WITH statement is allowed")]
     NotSelect,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 const D: Dialect = Dialect::DuckDb;
 
 /// One of the tenant's views as the lakehouse defines it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SandboxView {
     pub schema: String,
     pub name: String,

@@ -34,14 +34,20 @@ pub fn build_lakehouse(settings: &Settings) -> anyhow::Result<Arc<dyn Lakehouse>
             path,
             catalog,
             sandbox,
-        } => Arc::new(
-            LocalLakehouse::open(path, catalog.clone(), *sandbox).with_context(|| {
-                format!(
-                    "Failed to open the local lakehouse at {} (LAKEHOUSE_PATH)",
-                    path.display()
-                )
-            })?,
-        ),
+            query_worker,
+        } => {
+            let lake =
+                LocalLakehouse::open(path, catalog.clone(), *sandbox).with_context(|| {
+                    format!(
+                        "Failed to open the local lakehouse at {} (LAKEHOUSE_PATH)",
+                        path.display()
+                    )
+                })?;
+            Arc::new(match query_worker {
+                Some(program) => lake.with_query_worker(program.clone()),
+                None => lake,
+            })
+        }
         BackendSettings::Databricks(d) => Arc::new(
             DatabricksLakehouse::new(d.clone())
                 .context("Failed to set up the Databricks client")?,

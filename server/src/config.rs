@@ -132,7 +132,8 @@ pub struct Settings {
     pub duckdb_read_memory_limit: String,
     /// The query page's local engine (`QUERY_MEMORY_LIMIT` 512 MiB,
     /// `QUERY_THREADS` 1, `QUERY_TIMEOUT_SECS` 30, `QUERY_MAX_ROWS` 1,000,
-    /// `QUERY_MAX_CONCURRENT` 4, `QUERY_MAX_DOWNLOAD_BYTES` 2 GiB).
+    /// `QUERY_MAX_CONCURRENT` 4, `QUERY_MAX_DOWNLOAD_BYTES` 2 GiB,
+    /// `QUERY_WORKER_PROGRAM` this binary).
     pub query: QuerySettings,
     /// `LOG_FORMAT` (`pretty` | `json`, default `pretty`); the filter is `RUST_LOG`.
     pub log_format: LogFormat,
@@ -151,6 +152,10 @@ pub struct QuerySettings {
     pub max_rows: usize,
     pub max_concurrent: usize,
     pub max_download_bytes: u64,
+    /// The program each query runs in, started with
+    /// [`crate::QUERY_WORKER_COMMAND`]: this binary, unless a test or a
+    /// wrapper names another.
+    pub worker_program: std::path::PathBuf,
 }
 
 /// Accounts and the edge.
@@ -400,6 +405,16 @@ impl Settings {
                 max_rows: env.parse_at_least("QUERY_MAX_ROWS", 1000usize, 1)?,
                 max_concurrent: env.parse_at_least("QUERY_MAX_CONCURRENT", 4usize, 1)?,
                 max_download_bytes: env.byte_size("QUERY_MAX_DOWNLOAD_BYTES", 2 << 30)?,
+                worker_program: match env.raw("QUERY_WORKER_PROGRAM") {
+                    Some(program) => program.into(),
+                    None => std::env::current_exe().map_err(|e| {
+                        ConfigError::invalid(
+                            "QUERY_WORKER_PROGRAM",
+                            "",
+                            format!("this binary's path is unknown ({e}); name the program"),
+                        )
+                    })?,
+                },
             },
             duckdb_memory_limit,
             duckdb_read_memory_limit,

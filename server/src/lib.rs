@@ -18,6 +18,10 @@
 //! - [`live`]: one Postgres listener fanning sync-state changes out to SSE streams.
 //! - [`sync`]: the durable lakehouse sync on Restate (ledger, service, outbox dispatcher).
 
+/// The argument that starts this binary as a query's worker process
+/// (`app::ssr::query::work`, through `contract::isolate`).
+pub const QUERY_WORKER_COMMAND: &str = "query-worker";
+
 pub mod auth;
 pub mod catalog;
 pub mod config;

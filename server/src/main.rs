@@ -7,7 +7,8 @@ use servicetsunami_server::{
 
 const USAGE: &str = "usage: servicetsunami [worker]
   (no argument)  the web app, the DatasetSync endpoint and the sync dispatcher
-  worker         only the DatasetSync endpoint (RESTATE_ENDPOINT_ADDR)";
+  worker         only the DatasetSync endpoint (RESTATE_ENDPOINT_ADDR)
+  query-worker   one query of the query page, read from stdin (started by the app)";
 
 /// jemalloc serves every allocation in the process: with
 /// `unprefixed_malloc_on_supported_platforms` it also provides `malloc` and
@@ -18,6 +19,11 @@ const USAGE: &str = "usage: servicetsunami [worker]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
+    // A query's worker process: no runtime, no settings, one job.
+    if std::env::args().nth(1).as_deref() == Some(servicetsunami_server::QUERY_WORKER_COMMAND) {
+        return contract::isolate::serve_one(app::ssr::query::warm_up, app::ssr::query::work)
+            .context("The query worker failed");
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

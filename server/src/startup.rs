@@ -169,12 +169,19 @@ impl Application {
                 .then(|| Arc::new(ledger) as Arc<dyn SyncControl>),
             removal: removal.clone(),
             query_limits: app::ssr::query::QueryLimits {
-                memory_bytes: settings.query.memory_bytes,
-                threads: settings.query.threads,
-                timeout: std::time::Duration::from_secs(settings.query.timeout_secs),
-                max_rows: settings.query.max_rows,
-                max_download_bytes: settings.query.max_download_bytes,
+                bounds: app::ssr::query::QueryBounds {
+                    memory_bytes: settings.query.memory_bytes,
+                    threads: settings.query.threads,
+                    timeout: std::time::Duration::from_secs(settings.query.timeout_secs),
+                    max_rows: settings.query.max_rows,
+                    max_download_bytes: settings.query.max_download_bytes,
+                },
                 slots: Arc::new(tokio::sync::Semaphore::new(settings.query.max_concurrent)),
+                workers: Arc::new(contract::isolate::Workers::new(
+                    settings.query.worker_program.clone(),
+                    &[crate::QUERY_WORKER_COMMAND],
+                    app::ssr::query::process_cap(settings.query.memory_bytes),
+                )),
             },
             lakehouse: if sync_mode.available {
                 let (url, key) = crate::sync::mcp_settings(&settings.sync)?;

@@ -7,16 +7,23 @@
 //! own `memory_limit` and `threads` and no spill directory, and then locks
 //! its configuration. A timer interrupts it at the timeout, and at most
 //! `slots` queries run at once.
+//!
+//! Each query runs in a process of its own ([`contract::isolate`]: the
+//! server binary started as `query-worker`), whose memory is capped at
+//! [`process_cap`]: DuckDB's `memory_limit` does not bound a value a query
+//! makes (`repeat('x', 1500000000)`, `range(300000000)`), and such a value
+//! must cost the query, not the server.
 
 use super::sql::{quote_ident, quote_literal};
 use crate::model::{ColumnSchema, QueryColumn};
 use duckdb::Connection;
+use serde::{Deserialize, Serialize};
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 use uuid::Uuid;
 
 /// What one query may use.
-#[derive(Debug, Clone)]
-pub struct QueryLimits {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueryBounds {
     pub memory_bytes: u64,
     pub threads: usize,
     pub timeout: Duration,
@@ -24,12 +31,31 @@ pub struct QueryLimits {
     pub max_rows: usize,
     /// Largest file a download of a whole result may write.
     pub max_download_bytes: u64,
-    /// One permit per query that may run at once.
-    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// One of the tenant's datasets as a table of the query page.
+/// The most memory a query's process may hold: DuckDB's `memory_limit`
+/// twice over (its buffer pool, and the values it makes outside the pool),
+/// and 256 MiB for the process itself.
+pub fn process_cap(memory_bytes: u64) -> u64 {
+    memory_bytes.saturating_mul(2).saturating_add(256 << 20)
+}
+
+/// How the server runs queries: their bounds, how many at once, and the
+/// processes they run in.
 #[derive(Debug, Clone)]
+pub struct QueryLimits {
+    pub bounds: QueryBounds,
+    /// One permit per query that may run at once.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub workers: Arc<contract::isolate::Workers>,
+}
+
+/// How long after its own timeout a query's process is killed: it stops
+/// itself at the timeout; this is for one that cannot.
+const KILL_AFTER: Duration = Duration::from_secs(5);
+
+/// One of the tenant's datasets as a table of the query page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocalTable {
     /// Its SQL name: the normalised dataset name (made unique).
     pub name: String,
@@ -38,7 +64,7 @@ pub struct LocalTable {
     pub columns: Vec<ColumnSchema>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, Serialize, Deserialize)]
 pub enum QueryError {
     #[error("the result is larger than {0} MiB, the most one download may be; narrow the query")]
     TooLarge(u64),
@@ -52,12 +78,18 @@ pub enum QueryError {
     TableFunction,
     #[error("the query needs more than its {0} MiB of memory")]
     OutOfMemory(u64),
+    /// Its process ended without an answer (it crashed, or the system
+    /// stopped it); the cause is logged.
+    #[error("the query stopped before it answered (it may need more than its {0} MiB of memory); narrow it, and if it persists, the cause has been logged")]
+    Stopped(u64),
+    #[error("the query could not be started on our side; it has been logged")]
+    Unavailable,
     #[error("{0}")]
     Sql(String),
 }
 
 /// A finished query's columns and rows (values as text, long ones cut).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalResult {
     pub columns: Vec<QueryColumn>,
     pub rows: Vec<Vec<Option<String>>>,
@@ -102,7 +134,7 @@ pub fn named_in<'a>(sql: &str, tables: &'a [LocalTable]) -> Vec<&'a LocalTable> 
         .collect()
 }
 
-fn sql_error(e: duckdb::Error, tables: &[&LocalTable], limits: &QueryLimits) -> QueryError {
+fn sql_error(e: duckdb::Error, tables: &[&LocalTable], limits: &QueryBounds) -> QueryError {
     let text = e.to_string();
     if text.contains("INTERRUPT") || text.contains("Interrupted") {
         return QueryError::Timeout(limits.timeout.as_secs());
@@ -123,7 +155,7 @@ fn sql_error(e: duckdb::Error, tables: &[&LocalTable], limits: &QueryLimits) -> 
 /// the one file an export may write.
 fn sandbox(
     tables: &[&LocalTable],
-    limits: &QueryLimits,
+    limits: &QueryBounds,
     writable: Option<&std::path::Path>,
 ) -> Result<Connection, duckdb::Error> {
     // No async I/O threads: DuckDB 2.0 can deadlock when a COPY that hands
@@ -221,11 +253,12 @@ fn has_table_function(node: &serde_json::Value) -> bool {
 }
 
 /// Runs `sql` over the tenant's `tables` in a fresh sandbox. Blocking: call
-/// it from `spawn_blocking` (the caller holds a slot).
+/// it from `spawn_blocking` (the caller holds a slot); the server runs it in
+/// a worker process ([`run_isolated`]).
 pub fn run_local(
     tables: &[LocalTable],
     sql: &str,
-    limits: &QueryLimits,
+    limits: &QueryBounds,
 ) -> Result<LocalResult, QueryError> {
     let sql = sql.trim().trim_end_matches(';').trim();
     let named = named_in(sql, tables);
@@ -305,7 +338,7 @@ pub fn run_local(
 }
 
 /// The formats a query's whole result downloads as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExportFormat {
     Csv,
     Parquet,
@@ -348,11 +381,12 @@ impl ExportFormat {
 /// memory used is the query's own budget whatever the size; the file may
 /// grow to `max_download_bytes`, then the query is stopped. Returns the
 /// rows written.
-/// Blocking: call it from `spawn_blocking` (the caller holds a slot).
+/// Blocking: call it from `spawn_blocking` (the caller holds a slot); the
+/// server runs it in a worker process ([`export_isolated`]).
 pub fn export_local(
     tables: &[LocalTable],
     sql: &str,
-    limits: &QueryLimits,
+    limits: &QueryBounds,
     format: ExportFormat,
     dest: &std::path::Path,
 ) -> Result<u64, QueryError> {
@@ -404,6 +438,128 @@ pub fn export_local(
     }
 }
 
+/// A query for a worker process.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Job {
+    /// [`run_local`].
+    Rows {
+        tables: Vec<LocalTable>,
+        sql: String,
+        bounds: QueryBounds,
+    },
+    /// [`export_local`] to `dest`.
+    Export {
+        tables: Vec<LocalTable>,
+        sql: String,
+        bounds: QueryBounds,
+        format: ExportFormat,
+        dest: PathBuf,
+    },
+}
+
+/// A worker's answer to a [`Job`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Answer {
+    Rows(Result<LocalResult, QueryError>),
+    Export(Result<u64, QueryError>),
+}
+
+/// What a worker process does with its job (the server binary's
+/// `query-worker` command hands it to [`contract::isolate::serve_one`]).
+pub fn work(job: Job) -> Answer {
+    match job {
+        Job::Rows {
+            tables,
+            sql,
+            bounds,
+        } => Answer::Rows(run_local(&tables, &sql, &bounds)),
+        Job::Export {
+            tables,
+            sql,
+            bounds,
+            format,
+            dest,
+        } => Answer::Export(export_local(&tables, &sql, &bounds, format, &dest)),
+    }
+}
+
+/// What a spare worker does before its job arrives: a query through a
+/// sandbox like the job's, so DuckDB's code and the allocator are warm in
+/// this process when the job comes (a cold one took longer than the query).
+pub fn warm_up() {
+    let bounds = QueryBounds {
+        memory_bytes: 64 << 20,
+        threads: 1,
+        timeout: Duration::from_secs(5),
+        max_rows: 1,
+        max_download_bytes: 0,
+    };
+    let _ = run_local(&[], "SELECT 1 AS warm", &bounds);
+}
+
+async fn in_worker(limits: &QueryLimits, job: Job) -> Result<Answer, QueryError> {
+    let bounds = &limits.bounds;
+    let memory_mib = bounds.memory_bytes >> 20;
+    limits
+        .workers
+        .run(&job, bounds.timeout + KILL_AFTER)
+        .await
+        .map_err(|e| {
+            use contract::isolate::WorkerError;
+            match e {
+                WorkerError::Timeout(_) => QueryError::Timeout(bounds.timeout.as_secs()),
+                WorkerError::Died { .. } => {
+                    tracing::warn!(error = %e, "a query's process stopped without an answer");
+                    QueryError::Stopped(memory_mib)
+                }
+                other => {
+                    tracing::error!(error = %other, "a query's process could not be used");
+                    QueryError::Unavailable
+                }
+            }
+        })
+}
+
+/// [`run_local`] in a worker process of its own (the caller holds a slot).
+pub async fn run_isolated(
+    limits: &QueryLimits,
+    tables: Vec<LocalTable>,
+    sql: String,
+) -> Result<LocalResult, QueryError> {
+    let job = Job::Rows {
+        tables,
+        sql,
+        bounds: limits.bounds.clone(),
+    };
+    match in_worker(limits, job).await? {
+        Answer::Rows(result) => result,
+        Answer::Export(_) => Err(QueryError::Unavailable),
+    }
+}
+
+/// [`export_local`] in a worker process of its own (the caller holds a
+/// slot). `dest` may be left behind by a worker that was killed: the caller
+/// removes it.
+pub async fn export_isolated(
+    limits: &QueryLimits,
+    tables: Vec<LocalTable>,
+    sql: String,
+    format: ExportFormat,
+    dest: PathBuf,
+) -> Result<u64, QueryError> {
+    let job = Job::Export {
+        tables,
+        sql,
+        bounds: limits.bounds.clone(),
+        format,
+        dest,
+    };
+    match in_worker(limits, job).await? {
+        Answer::Export(result) => result,
+        Answer::Rows(_) => Err(QueryError::Unavailable),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,14 +576,13 @@ mod tests {
         );
     }
 
-    fn limits() -> QueryLimits {
-        QueryLimits {
+    fn limits() -> QueryBounds {
+        QueryBounds {
             memory_bytes: 256 << 20,
             threads: 1,
             timeout: Duration::from_secs(5),
             max_rows: 2,
             max_download_bytes: 1 << 20,
-            slots: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -586,7 +741,7 @@ mod tests {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            &QueryLimits {
+            &QueryBounds {
                 timeout: Duration::from_secs(30),
                 ..limits()
             },
@@ -612,7 +767,7 @@ mod tests {
             run_local(&tables, "DELETE FROM customers", &limits()),
             Err(QueryError::NotReadOnly | QueryError::Sql(_))
         ));
-        let slow = QueryLimits {
+        let slow = QueryBounds {
             timeout: Duration::from_millis(300),
             ..limits()
         };
@@ -813,7 +968,7 @@ pub async fn route(
         (QueryEngine::Auto, Err(e)) => (None, format!("auto: local, because {e}")),
     };
     if let Some((lake, reason)) = lake_reason {
-        let ran = run_on_lakehouse(&*lake, tenant_id, &sql, &named, limits.max_rows).await;
+        let ran = run_on_lakehouse(&*lake, tenant_id, &sql, &named, limits.bounds.max_rows).await;
         match ran {
             Ok(result) => {
                 return Ok(QueryAnswer {
@@ -880,9 +1035,7 @@ async fn run_here(
     let Ok(_permit) = limits.slots.clone().try_acquire_owned() else {
         return Err(QueryError::Busy.into());
     };
-    let result = tokio::task::spawn_blocking(move || run_local(&tables, &sql, &limits))
-        .await
-        .map_err(|e| QueryError::Sql(format!("the query task failed: {e}")))??;
+    let result = run_isolated(&limits, tables, sql).await?;
     Ok(crate::model::QueryAnswer {
         engine: crate::model::QueryEngine::Local,
         reason,

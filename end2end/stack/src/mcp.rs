@@ -129,8 +129,15 @@ impl Mcp {
         anyhow::ensure!(!self.is_running(), "the MCP server is already running");
         let vars = self.vars();
         self.running = if self.in_process {
-            let settings =
-                servicetsunami_mcp::config::Settings::from_lookup(|k| vars.get(k).cloned())?;
+            // This binary is not the MCP server: its queries run in the real one.
+            let worker = locate::cargo_bin("servicetsunami-mcp")?
+                .to_string_lossy()
+                .into_owned();
+            let settings = servicetsunami_mcp::config::Settings::from_lookup(|k| {
+                vars.get(k)
+                    .cloned()
+                    .or_else(|| (k == "MCP_QUERY_WORKER_PROGRAM").then(|| worker.clone()))
+            })?;
             let app = servicetsunami_mcp::startup::Application::build(settings).await?;
             let stop = app.shutdown_token();
             let task = tokio::spawn(app.run_until_stopped());

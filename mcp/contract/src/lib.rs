@@ -9,6 +9,7 @@
 //! - [`error`]: the `{code, message}` error envelope and the retryable marker.
 //! - [`env`]: typed settings from the environment (`Env`, `ConfigError`, byte sizes).
 //! - `process` (feature `server`): `shutdown_signal` and the constant-time bearer check.
+//! - `isolate` (feature `server`): one job in a child process with a hard memory cap.
 //! - `client` (feature `client`): the typed MCP client with deadlines.
 
 pub mod access;
@@ -43,6 +44,8 @@ pub mod tools;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
+pub mod isolate;
 #[cfg(feature = "server")]
 pub mod process;
 #[cfg(feature = "server")]

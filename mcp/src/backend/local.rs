@@ -18,7 +18,9 @@
 //! holds the catalog (names, views, notes), not tenants' rows. That is what
 //! lets `query` run in a [`crate::sandbox`]: a fresh DuckDB instance that
 //! holds only the views the query names, may open only their files, and
-//! cannot change that.
+//! cannot change that; and it runs in a process of its own, whose memory is
+//! capped ([`QueryJob`], [`contract::isolate`]), since DuckDB's
+//! `memory_limit` does not bound a value a query makes.
 
 use super::{
     layer_of, silver_name_for, silver_unchanged, Backend, BronzeRequest, BronzeResult, ColumnInfo,
@@ -52,6 +54,124 @@ pub struct LocalLakehouse {
     readers: Mutex<Connection>,
     /// What one `query` may use.
     sandbox: SandboxLimits,
+    /// The processes queries run in.
+    workers: contract::isolate::Workers,
+}
+
+/// How long after its own timeout a query's process is killed: it stops
+/// itself at the timeout; this is for one that cannot.
+const KILL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The most memory a query's process may hold: DuckDB's `memory_limit`
+/// twice over (its buffer pool, and the values it makes outside the pool),
+/// and 256 MiB for the process itself.
+pub fn process_cap(limits: SandboxLimits) -> u64 {
+    limits
+        .memory_bytes
+        .saturating_mul(2)
+        .saturating_add(256 << 20)
+}
+
+/// One `query`, as its process gets it: everything the sandbox needs.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct QueryJob {
+    limits: SandboxLimits,
+    catalog: String,
+    tenant: String,
+    /// Every view of the tenant; the sandbox holds those the query names.
+    views: Vec<SandboxView>,
+    sql: String,
+    limit: u32,
+    timeout: std::time::Duration,
+}
+
+/// A query's process's answer.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum QueryOutcome {
+    Rows(QueryResult),
+    Rejected(crate::query_guard::Rejected),
+    NotFound(String),
+    Timeout(u64),
+    OutOfMemory,
+    /// Anything else, in full: the parent logs it, the caller gets a summary.
+    Failed(String),
+}
+
+impl From<QueryOutcome> for Result<QueryResult, ToolError> {
+    fn from(outcome: QueryOutcome) -> Self {
+        match outcome {
+            QueryOutcome::Rows(rows) => Ok(rows),
+            QueryOutcome::Rejected(r) => Err(ToolError::QueryRejected(r)),
+            QueryOutcome::NotFound(name) => Err(ToolError::NotFound(name)),
+            QueryOutcome::Timeout(secs) => Err(ToolError::Timeout(secs)),
+            QueryOutcome::OutOfMemory => Err(ToolError::OutOfMemory),
+            QueryOutcome::Failed(text) => Err(ToolError::Backend(BackendError::Worker(text))),
+        }
+    }
+}
+
+/// What a spare query process does before its job arrives: a query through
+/// a sandbox like the job's, so DuckDB's code is warm in this process when
+/// the job comes.
+pub fn warm_up() {
+    if let Ok(sandbox) = Sandbox::open(SandboxLimits {
+        memory_bytes: 64 << 20,
+        threads: 1,
+    }) {
+        let _ = run_query(sandbox.connection(), "SELECT 1 AS warm", 1);
+    }
+}
+
+/// What a query's process does with its job (the binary's
+/// [`crate::QUERY_WORKER_COMMAND`] hands it to
+/// [`contract::isolate::serve_one`]): the guard, the sandbox with the views
+/// the query names, the rows, and a timer that interrupts it.
+pub fn serve_query(job: QueryJob) -> QueryOutcome {
+    let outcome = (|| {
+        let catalog = Ident::parse(&job.catalog)?;
+        let tenant = TenantId::parse(&job.tenant)?;
+        let sandbox = Sandbox::open(job.limits)?;
+        let checked = crate::query_guard::check(sandbox.connection(), &catalog, &tenant, &job.sql)?;
+        let named: Vec<SandboxView> = job
+            .views
+            .into_iter()
+            .filter(|v| checked.tables.contains(&v.key()))
+            .collect();
+        // A name the tenant has no table for: say so, in its words.
+        if let Some((schema, table)) = checked
+            .tables
+            .iter()
+            .find(|t| !named.iter().any(|v| v.key() == **t))
+        {
+            return Err(ToolError::NotFound(format!("{schema}.{table}")));
+        }
+        let conn = sandbox.admit(&catalog, &tenant, &named)?;
+        let interrupt = sandbox.interrupt_handle();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let timeout = job.timeout;
+        let timer = std::thread::spawn(move || {
+            let expired = finished.recv_timeout(timeout).is_err();
+            if expired {
+                interrupt.interrupt();
+            }
+            expired
+        });
+        let rows = run_query(conn, &checked.sql, job.limit);
+        let _ = done.send(());
+        if timer.join().unwrap_or(false) && rows.is_err() {
+            return Err(ToolError::Timeout(timeout.as_secs()));
+        }
+        rows
+    })();
+    match outcome {
+        Ok(rows) => QueryOutcome::Rows(rows),
+        Err(ToolError::QueryRejected(r)) => QueryOutcome::Rejected(r),
+        Err(ToolError::NotFound(name)) => QueryOutcome::NotFound(name),
+        Err(ToolError::Timeout(secs)) => QueryOutcome::Timeout(secs),
+        Err(ToolError::OutOfMemory) => QueryOutcome::OutOfMemory,
+        Err(ToolError::Backend(e)) => QueryOutcome::Failed(e.to_string()),
+        Err(other) => QueryOutcome::Failed(other.to_string()),
+    }
 }
 
 fn blocking_err(_: tokio::task::JoinError) -> ToolError {
@@ -86,6 +206,18 @@ struct TableNote {
 }
 
 impl LocalLakehouse {
+    /// Runs queries in `program` (started with [`crate::QUERY_WORKER_COMMAND`])
+    /// rather than in this binary: for a process that embeds the lakehouse
+    /// but is not built to serve its queries (a test, the stack harness).
+    pub fn with_query_worker(mut self, program: PathBuf) -> Self {
+        self.workers = contract::isolate::Workers::new(
+            program,
+            &[crate::QUERY_WORKER_COMMAND],
+            process_cap(self.sandbox),
+        );
+        self
+    }
+
     /// Opens (or creates) the lakehouse under `root`. The instance may read
     /// and write files only under `root`, loads no extension it was not
     /// built with, and cannot be reconfigured afterwards.
@@ -111,6 +243,11 @@ impl LocalLakehouse {
             writers: Mutex::new(Default::default()),
             readers: Mutex::new(conn.try_clone()?),
             sandbox,
+            workers: contract::isolate::Workers::new(
+                std::env::current_exe()?,
+                &[crate::QUERY_WORKER_COMMAND],
+                process_cap(sandbox),
+            ),
         };
         lake.upgrade_silver_tables(&conn)?;
         Ok(lake)
@@ -761,42 +898,24 @@ impl Backend for LocalLakehouse {
         let views = self
             .read(move |conn| tenant_views(conn, &catalog, &tenant, &dirs))
             .await?;
-        let (limits, catalog) = (self.sandbox, self.catalog.clone());
-        let sandbox = tokio::task::spawn_blocking(move || Sandbox::open(limits))
-            .await
-            .map_err(blocking_err)??;
-        let interrupt = sandbox.interrupt_handle();
+        let job = QueryJob {
+            limits: self.sandbox,
+            catalog: self.catalog.as_str().to_owned(),
+            tenant: request.tenant.as_str().to_owned(),
+            views,
+            sql: request.sql,
+            limit: request.limit,
+            timeout: request.timeout,
+        };
         let seconds = request.timeout.as_secs();
-        let work = tokio::task::spawn_blocking(move || {
-            let checked = crate::query_guard::check(
-                sandbox.connection(),
-                &catalog,
-                &request.tenant,
-                &request.sql,
-            )?;
-            let named: Vec<SandboxView> = views
-                .into_iter()
-                .filter(|v| checked.tables.contains(&v.key()))
-                .collect();
-            // A name the tenant has no table for: say so, in its words.
-            if let Some((schema, table)) = checked
-                .tables
-                .iter()
-                .find(|t| !named.iter().any(|v| v.key() == **t))
-            {
-                return Err(ToolError::NotFound(format!("{schema}.{table}")));
-            }
-            let conn = sandbox.admit(&catalog, &request.tenant, &named)?;
-            run_query(conn, &checked.sql, request.limit)
-        });
-        match tokio::time::timeout(request.timeout, work).await {
-            Ok(joined) => joined.map_err(blocking_err)?,
-            Err(_) => {
-                // DuckDB checks the flag between vectors, so the worker
-                // thread stops soon after; nobody waits for it.
-                interrupt.interrupt();
-                Err(ToolError::Timeout(seconds))
-            }
+        match self
+            .workers
+            .run::<_, QueryOutcome>(&job, request.timeout + KILL_AFTER)
+            .await
+        {
+            Ok(outcome) => outcome.into(),
+            Err(contract::isolate::WorkerError::Timeout(_)) => Err(ToolError::Timeout(seconds)),
+            Err(e) => Err(ToolError::Backend(BackendError::Worker(e.to_string()))),
         }
     }
 }

@@ -59,6 +59,11 @@ pub async fn spawn_app_at(lakehouse: tempfile::TempDir, extra: &[(&str, &str)]) 
     ]);
     let files = FileServer::start().await;
     vars.insert("MCP_INTERNAL_BASE_URL".into(), files.url.clone());
+    // This test binary is not the server: queries run in the real one.
+    vars.insert(
+        "MCP_QUERY_WORKER_PROGRAM".into(),
+        env!("CARGO_BIN_EXE_servicetsunami-mcp").into(),
+    );
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
     }

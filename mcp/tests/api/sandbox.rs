@@ -336,3 +336,57 @@ async fn queries_beyond_the_cap_are_told_to_retry_and_memory_is_bounded() {
         .unwrap_err();
     assert!(err.contains("MCP_QUERY_MEMORY_LIMIT"), "{err}");
 }
+
+/// This process's peak resident memory (the MCP server under test runs in it).
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// DuckDB's `memory_limit` bounds its buffer pool, not a value a query
+/// makes (`range(300000000)` as a list is 2.4 GB, `repeat` as much as
+/// asked). A query runs in a process of its own whose memory is capped
+/// (twice `MCP_QUERY_MEMORY_LIMIT` and 256 MiB), so such a query is told it
+/// needs more memory, the server does not grow, and the next query runs.
+#[tokio::test]
+async fn a_value_made_outside_duckdbs_pool_is_capped_with_its_query() {
+    let app = spawn_app_with(&[("MCP_QUERY_MEMORY_LIMIT", "32MiB")]).await;
+    let client = app.client().await;
+    let url = app
+        .files
+        .parquet("t.parquet", "SELECT range AS id FROM range(3000)");
+    let bronze = call(
+        &client,
+        "create_dataset",
+        create_args("acme", "d1", "t", &url),
+    )
+    .await
+    .unwrap();
+    let t = bronze["bronze_table"].as_str().unwrap().to_owned();
+    let before = peak_rss_bytes();
+    for sql in [
+        format!("SELECT len(range(300000000)) AS n FROM {t} LIMIT 1"),
+        format!("SELECT length(repeat('x', 1500000000)) AS n FROM {t} LIMIT 1"),
+        format!("SELECT sum(len(range(60000000 + id))) AS n FROM {t}"),
+    ] {
+        let err = call(&client, "query", json!({"tenant_id": "acme", "sql": sql}))
+            .await
+            .unwrap_err();
+        assert!(err.contains("MCP_QUERY_MEMORY_LIMIT"), "{sql}: {err}");
+    }
+    let grown = peak_rss_bytes().saturating_sub(before);
+    assert!(grown < 3 << 29, "the server grew by {} MiB", grown >> 20);
+    let rows = call(
+        &client,
+        "query",
+        json!({"tenant_id": "acme", "sql": format!("SELECT count(*) AS n FROM {t}")}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows["rows"][0]["n"], 3000, "{rows}");
+}

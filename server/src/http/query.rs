@@ -11,7 +11,7 @@ use crate::state::ServerState;
 use app::ssr::{
     auth::Principal,
     catalog,
-    query::{export_local, query_tables, ExportFormat, QueryError},
+    query::{export_isolated, query_tables, ExportFormat, QueryError},
 };
 use axum::{
     body::Body,
@@ -84,19 +84,13 @@ async fn download(
         format.extension()
     ));
     let started = std::time::Instant::now();
-    let written = {
-        let (sql, dest) = (sql.clone(), dest.clone());
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            export_local(&tables, &sql, &limits, format, &dest)
-        })
-        .await
-    };
+    let written = export_isolated(&limits, tables, sql, format, dest.clone()).await;
+    drop(permit);
     // Opened, then unlinked: the open file keeps its bytes for the stream,
     // and nothing stays on disk however the download ends.
     let opened = match &written {
-        Ok(Ok(_)) => tokio::fs::File::open(&dest).await.map(Some),
-        _ => Ok(None),
+        Ok(_) => tokio::fs::File::open(&dest).await.map(Some),
+        Err(_) => Ok(None),
     };
     if let Err(e) = tokio::fs::remove_file(&dest).await {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -104,13 +98,12 @@ async fn download(
         }
     }
     let rows = match written {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => {
+        Ok(rows) => rows,
+        Err(e) => {
             tracing::info!(target: "audit", tenant = %who.tenant_id, user = %who.user_id,
                 error = %e, "query download refused or failed");
             return refused(&e);
         }
-        Err(e) => return internal(&e, "running a query download"),
     };
     let file = match opened {
         Ok(Some(file)) => file,
@@ -156,6 +149,7 @@ async fn download(
 fn refused(e: &QueryError) -> Response {
     let (status, code) = match e {
         QueryError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        QueryError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         QueryError::Timeout(_) => (StatusCode::UNPROCESSABLE_ENTITY, "timeout"),
         QueryError::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "too_large"),
         _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_query"),

@@ -54,6 +54,23 @@ impl Drop for Replica {
     }
 }
 
+/// The server binary: cargo names it to tests; an example (the benches that
+/// share these helpers) finds it built beside itself.
+pub fn server_binary() -> String {
+    if let Some(exe) = option_env!("CARGO_BIN_EXE_servicetsunami") {
+        return exe.to_owned();
+    }
+    let me = std::env::current_exe().expect("this executable's path");
+    me.ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join("servicetsunami"))
+        .find(|candidate| candidate.is_file())
+        .expect("the servicetsunami binary is built beside this one (cargo build --bins)")
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub struct Options {
     pub upload_max_bytes: u64,
     /// More settings, e.g. the sync's (`DATABRICKS_SYNC_ENABLED`, `MCP_SERVER_URL`, …).
@@ -176,6 +193,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("ADMIN_EMAIL", ADMIN_EMAIL.to_owned()),
         ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
         ("SIGNUP_OPEN", "true".to_owned()),
+        // This test binary is not the server: queries run in the real one.
+        ("QUERY_WORKER_PROGRAM", server_binary()),
     ]);
     vars.extend(options.env);
     // An empty value unsets a default (e.g. `ADMIN_EMAIL` for a first start

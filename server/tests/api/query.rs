@@ -158,6 +158,139 @@ async fn a_query_past_its_time_is_stopped_and_one_past_the_cap_is_told_to_wait()
     assert_eq!(status, 200);
 }
 
+/// This process's peak resident memory (the app under test runs in it).
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// DuckDB's `memory_limit` bounds its buffer pool, not a value a query
+/// makes: `range(50000000)` as a list took 3.5 GB in DuckDB 2.0.1 (so
+/// `range(300000000)` would take about 21 GB), `repeat` and `list_resize`
+/// as much as asked. Each query runs in a process of its own whose memory is capped,
+/// so such a query fails alone, saying it needs more memory, and the
+/// server (this process) does not grow; the next query runs as usual.
+#[tokio::test]
+async fn a_value_past_the_memory_cap_stops_its_own_query_and_not_the_server() {
+    let app = spawn_app().await;
+    app.upload("cities.csv", CSV.as_bytes().to_vec(), Some("Cities"))
+        .await
+        .expect_ok();
+    let before = peak_rss_bytes();
+    let hostile = [
+        "SELECT len(range(300000000)) AS n FROM cities",
+        "SELECT length(repeat('x', 1500000000)) AS n FROM cities",
+        "SELECT len(list_resize([1], 400000000)) AS n FROM cities",
+        "SELECT sum(len(range(60000000 + length(a.city_name) + length(b.city_name)))) AS n FROM cities a, cities b",
+    ];
+    let answers = futures::future::join_all(
+        hostile
+            .iter()
+            .map(|sql| run(&app, &app.client, sql, "local")),
+    )
+    .await;
+    for (sql, (status, body)) in hostile.iter().zip(answers) {
+        assert_eq!(status, 422, "{sql}: {body}");
+        assert!(body.to_string().contains("MiB of memory"), "{sql}: {body}");
+    }
+    let response = download(
+        &app,
+        &app.client,
+        "SELECT repeat('x', 1500000000) AS x FROM cities",
+        "csv",
+    )
+    .await;
+    assert_eq!(response.status(), 422);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("MiB of memory"), "{body}");
+    // Together these asked for tens of GB; the server's peak moved by less
+    // than 1.5 GiB (other tests run in this process too).
+    let grown = peak_rss_bytes().saturating_sub(before);
+    assert!(grown < 3 << 29, "the server grew by {} MiB", grown >> 20);
+    let (status, body) = run(
+        &app,
+        &app.client,
+        "SELECT count(*) AS n FROM cities",
+        "local",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains('3'), "{body}");
+}
+
+/// The processes whose program is `program` (as their argv[0] names it).
+fn processes_of(program: &std::path::Path) -> Vec<u32> {
+    let program = program.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| cmd.split(|b| *b == 0).next() == Some(program.as_bytes()))
+        })
+        .collect()
+}
+
+/// A query's process killed (`kill -9`) in the middle of its query: the
+/// page is told the query stopped before it answered (422, not a 500 and
+/// not a hang), the server goes on, and the next query gets a new process.
+#[tokio::test]
+async fn a_query_whose_process_is_killed_mid_call_is_answered_and_the_next_one_runs() {
+    // The workers of this app alone, by their own name: other tests in this
+    // process run queries too.
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("servicetsunami-killed-query");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_servicetsunami"), &program).unwrap();
+    let app = spawn_app_with(Options {
+        env: vec![
+            ("QUERY_TIMEOUT_SECS", "30".to_owned()),
+            (
+                "QUERY_WORKER_PROGRAM",
+                program.to_string_lossy().into_owned(),
+            ),
+        ],
+        ..Options::default()
+    })
+    .await;
+    app.upload("cities.csv", CSV.as_bytes().to_vec(), Some("Cities"))
+        .await
+        .expect_ok();
+    let slow = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 100000000000) SELECT count(*) FROM r, cities";
+    let started = std::time::Instant::now();
+    let ((status, body), killed) = tokio::join!(run(&app, &app.client, slow, "local"), async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The one running and the spare beside it.
+        let pids = processes_of(&program);
+        for pid in &pids {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+        pids.len()
+    });
+    assert!(killed >= 1, "no worker process was running");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("stopped before it answered"),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let (status, body) = run(
+        &app,
+        &app.client,
+        "SELECT count(*) AS n FROM cities",
+        "local",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains('3'), "{body}");
+}
+
 #[tokio::test]
 async fn auto_runs_on_the_lakehouse_once_every_named_dataset_is_synced() {
     let restate = Restate::started().await.unwrap();
