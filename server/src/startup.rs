@@ -180,7 +180,7 @@ impl Application {
                 workers: Arc::new(contract::isolate::Workers::new(
                     settings.query.worker_program.clone(),
                     &[crate::QUERY_WORKER_COMMAND],
-                    app::ssr::query::process_cap(settings.query.memory_bytes),
+                    contract::isolate::duckdb_cap(settings.query.memory_bytes),
                 )),
             },
             lakehouse: if sync_mode.available {

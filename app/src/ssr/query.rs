@@ -10,7 +10,7 @@
 //!
 //! Each query runs in a process of its own ([`contract::isolate`]: the
 //! server binary started as `query-worker`), whose memory is capped at
-//! [`process_cap`]: DuckDB's `memory_limit` does not bound a value a query
+//! [`contract::isolate::duckdb_cap`]: DuckDB's `memory_limit` does not bound a value a query
 //! makes (`repeat('x', 1500000000)`, `range(300000000)`), and such a value
 //! must cost the query, not the server.
 
@@ -31,13 +31,6 @@ pub struct QueryBounds {
     pub max_rows: usize,
     /// Largest file a download of a whole result may write.
     pub max_download_bytes: u64,
-}
-
-/// The most memory a query's process may hold: DuckDB's `memory_limit`
-/// twice over (its buffer pool, and the values it makes outside the pool),
-/// and 256 MiB for the process itself.
-pub fn process_cap(memory_bytes: u64) -> u64 {
-    memory_bytes.saturating_mul(2).saturating_add(256 << 20)
 }
 
 /// How the server runs queries: their bounds, how many at once, and the

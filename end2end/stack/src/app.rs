@@ -85,13 +85,22 @@ pub fn terminate(pid: u32) {
         .status();
 }
 
-/// Reads `VmRSS` (KiB) of a process.
+/// Reads a process's `VmRSS` (KiB).
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Reads a process's `VmHWM` (KiB): the most it has held resident.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })

@@ -47,6 +47,13 @@ pub enum WorkerError {
     Answer(#[from] serde_json::Error),
 }
 
+/// The data cap for a worker that runs DuckDB with `memory_limit` bytes:
+/// that limit twice over (DuckDB's buffer pool, and the values a query
+/// makes outside it) and 256 MiB for the process itself.
+pub fn duckdb_cap(memory_limit: u64) -> u64 {
+    memory_limit.saturating_mul(2).saturating_add(256 << 20)
+}
+
 /// Worker processes, started one job ahead.
 pub struct Workers {
     program: PathBuf,

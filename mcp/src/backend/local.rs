@@ -62,16 +62,6 @@ pub struct LocalLakehouse {
 /// itself at the timeout; this is for one that cannot.
 const KILL_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The most memory a query's process may hold: DuckDB's `memory_limit`
-/// twice over (its buffer pool, and the values it makes outside the pool),
-/// and 256 MiB for the process itself.
-pub fn process_cap(limits: SandboxLimits) -> u64 {
-    limits
-        .memory_bytes
-        .saturating_mul(2)
-        .saturating_add(256 << 20)
-}
-
 /// One `query`, as its process gets it: everything the sandbox needs.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct QueryJob {
@@ -213,7 +203,7 @@ impl LocalLakehouse {
         self.workers = contract::isolate::Workers::new(
             program,
             &[crate::QUERY_WORKER_COMMAND],
-            process_cap(self.sandbox),
+            contract::isolate::duckdb_cap(self.sandbox.memory_bytes),
         );
         self
     }
@@ -246,7 +236,7 @@ impl LocalLakehouse {
             workers: contract::isolate::Workers::new(
                 std::env::current_exe()?,
                 &[crate::QUERY_WORKER_COMMAND],
-                process_cap(sandbox),
+                contract::isolate::duckdb_cap(sandbox.memory_bytes),
             ),
         };
         lake.upgrade_silver_tables(&conn)?;

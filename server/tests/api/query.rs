@@ -160,13 +160,7 @@ async fn a_query_past_its_time_is_stopped_and_one_past_the_cap_is_told_to_wait()
 
 /// This process's peak resident memory (the app under test runs in it).
 fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        * 1024
+    stack::app::peak_rss_kib(std::process::id()) * 1024
 }
 
 /// DuckDB's `memory_limit` bounds its buffer pool, not a value a query
